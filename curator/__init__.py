@@ -8,3 +8,12 @@ bp = Blueprint("curator", __name__, template_folder="templates", static_folder="
                static_url_path="/curator-static")
 
 from . import views  # noqa: E402,F401  (routes register themselves on bp)
+
+
+@bp.app_template_filter("class_label")
+def class_label(name: str | None) -> str:
+    """How a class shows on a page: images without a class are '(unlabelled)'; None means every class."""
+    from .queries import UNLABELLED
+    if name is None:
+        return "All classes"
+    return "(unlabelled)" if name in (UNLABELLED, "") else name

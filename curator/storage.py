@@ -1,0 +1,76 @@
+"""Content-addressed image files under the instance folder, and their cached thumbnails.
+
+An image is stored once as images/<first two hex digits>/<sha256>.<ext>, written to a temporary name and renamed,
+so a crash never leaves a half-written file under the final name. Thumbnails are derived and can be rebuilt.
+"""
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+from pathlib import Path
+
+from PIL import Image as PILImage
+
+THUMB_SIZE = 192
+EXTENSIONS = {"PNG": "png", "JPEG": "jpg", "WEBP": "webp", "GIF": "gif", "BMP": "bmp", "TIFF": "tif"}
+MIME_TYPES = {"png": "image/png", "jpg": "image/jpeg", "webp": "image/webp", "gif": "image/gif",
+              "bmp": "image/bmp", "tif": "image/tiff"}
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write bytes to `path` through a temporary file in the same folder and an atomic rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class ImageStore:
+    """Files of one instance: originals by content hash and thumbnails beside them."""
+
+    def __init__(self, instance_path: str | Path):
+        self.root = Path(instance_path)
+
+    def relative_path(self, sha256: str, fmt: str) -> str:
+        return f"images/{sha256[:2]}/{sha256}.{EXTENSIONS[fmt]}"
+
+    def absolute(self, relative: str) -> Path:
+        return self.root / relative
+
+    def put(self, sha256: str, fmt: str, data: bytes) -> str:
+        """Store the bytes once; return the path relative to the instance folder."""
+        rel = self.relative_path(sha256, fmt)
+        target = self.absolute(rel)
+        if not target.exists():
+            write_atomic(target, data)
+        return rel
+
+    def thumb_path(self, sha256: str) -> Path:
+        return self.root / "thumbs" / sha256[:2] / f"{sha256}.webp"
+
+    def thumbnail(self, sha256: str, relative: str, image: PILImage.Image | None = None) -> Path:
+        """The cached thumbnail (WebP, transparency kept), made on first use."""
+        path = self.thumb_path(sha256)
+        if path.exists():
+            return path
+        img = image if image is not None else PILImage.open(self.absolute(relative))
+        write_atomic(path, make_thumbnail_bytes(img))
+        return path
+
+
+def make_thumbnail_bytes(img: PILImage.Image, size: int = THUMB_SIZE) -> bytes:
+    """Fit within size×size without upscaling tiny sprites blurrily (nearest for upscales, Lanczos for downscales)."""
+    img = img.convert("RGBA") if img.mode not in ("RGB", "RGBA") else img
+    scale = size / max(img.size)
+    new_size = (max(1, round(img.width * scale)), max(1, round(img.height * scale)))
+    resample = PILImage.Resampling.NEAREST if scale > 2 else PILImage.Resampling.LANCZOS
+    thumb = img.resize(new_size, resample) if new_size != img.size else img
+    buf = io.BytesIO()
+    thumb.save(buf, "WEBP", quality=85, method=2)
+    return buf.getvalue()

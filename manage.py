@@ -1,0 +1,126 @@
+#!/usr/bin/env python
+"""Menagerie's command line. `python manage.py --help` lists the commands; each has --help and --json."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before anything imports torch (train, sample)
+
+import click
+from flask import current_app
+from flask.cli import FlaskGroup, ScriptInfo
+
+from app import create_app
+
+
+def _make_app():
+    """FlaskGroup calls this lazily; --instance (on the group or any command) decides where the data lives."""
+    info = click.get_current_context().find_object(ScriptInfo)
+    return create_app(instance_path=info.data.get("instance") if info else None)
+
+
+def _remember_instance(ctx: click.Context, _param, value):
+    if value:
+        ctx.ensure_object(ScriptInfo).data["instance"] = value
+    return value
+
+
+def instance_option() -> click.Option:
+    return click.Option(["--instance"], type=click.Path(file_okay=False), expose_value=False, is_eager=True,
+                        callback=_remember_instance, envvar="MENAGERIE_INSTANCE",
+                        help="Instance folder holding the index, images, snapshots and runs "
+                             "(default: ./instance or $MENAGERIE_INSTANCE).")
+
+
+cli = FlaskGroup(create_app=_make_app, add_default_commands=False, add_version_option=False,
+                 load_dotenv=False, help=__doc__)
+cli.params.append(instance_option())
+
+
+def emit(result: dict, as_json: bool, human: str) -> None:
+    """Machine-readable result on stdout with --json; otherwise a sentence for people."""
+    click.echo(json.dumps(result, default=str) if as_json else human)
+
+
+def tqdm_factory(desc: str, unit: str = "file"):
+    def make(total: int):
+        from tqdm import tqdm
+        bar = tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, disable=None)
+        return bar.update
+    return make
+
+
+def batch_result(batch) -> dict:
+    return {"batch": batch.id, "kind": batch.kind, "state": batch.state, "added": batch.added,
+            "duplicates": batch.duplicates, "rejected": batch.rejected,
+            "items": [{"file": i.filename, "outcome": i.outcome, "reason": i.reason, "image": i.image_id,
+                       "existing": i.existing_id} for i in batch.items]}
+
+
+def batch_sentence(batch) -> str:
+    lines = [f"Batch #{batch.id}: {batch.added} added, {batch.duplicates} exact duplicates skipped, "
+             f"{batch.rejected} rejected."]
+    lines += [f"  rejected {i.filename}: {i.reason}" for i in batch.items if i.outcome == "rejected"]
+    return "\n".join(lines)
+
+
+@cli.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5000, show_default=True, type=int)
+@click.option("--demo", is_flag=True, help="Import the bundled demo dataset first (once).")
+def serve(host: str, port: int, demo: bool) -> None:
+    """Run the web suite for one person (for several, use gunicorn: see README)."""
+    if demo:
+        _import_demo(as_json=False)
+    click.echo(f"Menagerie on http://{host}:{port}/  (instance: {current_app.instance_path})", err=True)
+    current_app.run(host=host, port=port, threaded=True, use_reloader=False)
+
+
+def _import_demo(as_json: bool) -> None:
+    from curator.db import db
+    from curator.imports import import_demo
+    from curator.storage import ImageStore
+    batch = import_demo(db.session, ImageStore(current_app.instance_path), current_app.config["DEMO_DIR"],
+                        progress_factory=tqdm_factory("demo"))
+    if batch is None:
+        emit({"batch": None, "already_imported": True}, as_json, "The demo dataset is already imported.")
+    else:
+        emit(batch_result(batch), as_json, batch_sentence(batch))
+
+
+@cli.command("demo")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def demo(as_json: bool) -> None:
+    """Import the bundled animal-emoji demo dataset (8 classes; licences in demo/animal-emoji/LICENSES.md)."""
+    _import_demo(as_json)
+
+
+@cli.command("import")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--class", "class_name", help="Class for loose files (files in subfolders take the folder's name).")
+@click.option("--json", "as_json", is_flag=True, help="Print the batch report as JSON.")
+def import_command(paths: tuple[Path, ...], class_name: str | None, as_json: bool) -> None:
+    """Import image files, folders (one subfolder per class) and zip archives as one batch."""
+    from curator.db import db
+    from curator.imports import import_paths
+    from curator.sources import SourceError
+    from curator.storage import ImageStore
+    from curator.validation import Limits
+    cfg = current_app.config
+    try:
+        batch = import_paths(db.session, ImageStore(current_app.instance_path), list(paths), class_name=class_name,
+                             limits=Limits(max_file_bytes=cfg["MAX_FILE_BYTES"], max_pixels=cfg["MAX_PIXELS"]),
+                             progress_factory=tqdm_factory("import"))
+    except (SourceError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    emit(batch_result(batch), as_json, batch_sentence(batch))
+
+
+for _command in cli.commands.values():
+    _command.params.append(instance_option())
+
+if __name__ == "__main__":
+    cli()

@@ -1,0 +1,60 @@
+"""Make real image files (and deliberately broken ones) for tests."""
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+from pathlib import Path
+
+from PIL import Image, ImageDraw
+
+
+def picture(size: int = 32, seed: int = 0, mode: str = "RGBA") -> Image.Image:
+    """A distinct little picture per seed: a coloured shape on a transparent (or white) background."""
+    img = Image.new(mode, (size, size), (0, 0, 0, 0) if mode == "RGBA" else (255, 255, 255))
+    draw = ImageDraw.Draw(img)
+    colour = ((seed * 67) % 256, (seed * 151 + 80) % 256, (seed * 29 + 160) % 256, 255)
+    k = size // 8
+    if seed % 3 == 0:
+        draw.ellipse((k, k + seed % 3, size - k, size - k), fill=colour)
+    elif seed % 3 == 1:
+        draw.rectangle((k + seed % 4, k, size - 2 * k, size - k), fill=colour)
+    else:
+        draw.polygon([(size // 2, k), (size - k, size - k), (k, size - k - seed % 5)], fill=colour)
+    draw.line((0, seed % size, size, (seed * 7) % size), fill=(255 - colour[0], 30, 30, 255), width=max(1, k // 2))
+    return img
+
+
+def png_bytes(img: Image.Image, fmt: str = "PNG") -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, fmt)
+    return buf.getvalue()
+
+
+def write_picture(path: Path, size: int = 32, seed: int = 0, fmt: str = "PNG") -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img = picture(size, seed, "RGBA" if fmt in ("PNG", "WEBP") else "RGB")
+    path.write_bytes(png_bytes(img, fmt))
+    return path
+
+
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+
+def png_bomb(width: int = 30000, height: int = 30000) -> bytes:
+    """A valid-looking PNG declaring width×height pixels in a few hundred bytes (a decompression bomb header)."""
+    ihdr = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)  # 1-bit greyscale
+    row = b"\x00" + b"\x00" * ((width + 7) // 8)
+    comp = zlib.compressobj(9)
+    idat = b"".join(comp.compress(row) for _ in range(16)) + comp.flush()  # only the first rows: never decoded anyway
+    return b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", idat) + _chunk(b"IEND", b"")
+
+
+def truncated_png(seed: int = 1) -> bytes:
+    data = png_bytes(picture(64, seed))
+    return data[: len(data) // 2]
+
+
+HTML_AS_JPG = b"<!DOCTYPE html><html><body><h1>Not a picture</h1></body></html>"
+SVG = b'<?xml version="1.0"?><svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"><rect width="10" height="10"/></svg>'

@@ -1,0 +1,58 @@
+"""The app factory, the instance folder, migrations, security headers and the command line's contract."""
+from __future__ import annotations
+
+import io
+import sqlite3
+import subprocess
+import sys
+
+from app import HTMX_SRI, HTMX_URL, create_app
+from conftest import ROOT
+from imagefiles import png_bytes, picture
+
+
+def test_instance_holds_database_and_schema_is_migrated(app, instance_path):
+    db_file = instance_path / "menagerie.sqlite3"
+    assert db_file.exists()
+    with sqlite3.connect(db_file) as conn:
+        version = conn.execute("select version_num from alembic_version").fetchone()[0]
+        tables = {r[0] for r in conn.execute("select name from sqlite_master where type='table'")}
+    assert version == "0001" and {"image", "batch", "decision", "comparison", "snapshot"} <= tables
+
+
+def test_second_start_on_same_instance_keeps_data_and_secret(app, instance_path, client):
+    client.post("/import/upload", data={"files": [(io.BytesIO(png_bytes(picture(16))), "a.png")], "class_name": "cat"},
+                content_type="multipart/form-data")
+    again = create_app({"TESTING": True}, instance_path=instance_path)
+    assert again.config["SECRET_KEY"] == app.config["SECRET_KEY"]
+    assert "cat" in again.test_client().get("/").get_data(as_text=True)
+
+
+def test_page_loads_pinned_htmx_with_integrity_and_varies_on_hx_request(client):
+    response = client.get("/")
+    page = response.get_data(as_text=True)
+    assert f'src="{HTMX_URL}" integrity="{HTMX_SRI}"' in page
+    assert "HX-Request" in response.headers["Vary"]
+
+
+def test_csrf_is_required_on_posts(instance_path):
+    """Tried: a POST without the CSRF token (protection on, as in production)."""
+    app = create_app({"TESTING": True}, instance_path=instance_path)
+    response = app.test_client().post("/import/folder", data={"path": "/tmp"})
+    assert response.status_code == 400 and "Form expired" in response.get_data(as_text=True)
+
+
+def test_every_command_has_help_and_instance_option():
+    out = subprocess.run([sys.executable, "manage.py", "--help"], cwd=ROOT, capture_output=True, text=True, check=True)
+    commands = [line.split()[0] for line in out.stdout.split("Commands:")[1].strip().splitlines() if line.strip()]
+    assert {"serve", "demo", "import"} <= set(commands)
+    for name in commands:
+        sub = subprocess.run([sys.executable, "manage.py", name, "--help"], cwd=ROOT, capture_output=True, text=True)
+        assert sub.returncode == 0 and "--instance" in sub.stdout, name
+
+
+def test_instance_option_chooses_the_folder(tmp_path):
+    target = tmp_path / "elsewhere"
+    subprocess.run([sys.executable, "manage.py", "demo", "--instance", str(target), "--json"], cwd=ROOT,
+                   capture_output=True, check=True)
+    assert (target / "menagerie.sqlite3").exists() and (target / "images").is_dir()

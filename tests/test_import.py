@@ -1,0 +1,223 @@
+"""Importing: folders of class subfolders, zips, uploads; every kind of bad input is refused with a reason and
+leaves nothing behind."""
+from __future__ import annotations
+
+import io
+import json
+import os
+import zipfile
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from curator.db import db
+from curator.models import Batch, Image, ImageClass
+from manage import cli
+from imagefiles import HTML_AS_JPG, SVG, png_bomb, png_bytes, picture, truncated_png, write_picture
+
+
+def stored_files(instance: Path) -> list[Path]:
+    return sorted(p for p in (instance / "images").rglob("*") if p.is_file()) if (instance / "images").exists() else []
+
+
+def run_import(runner, *args):
+    result = runner.invoke(cli, args=["import", *map(str, args), "--json"])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_import_folder_of_class_subfolders(runner, app, tmp_path, instance_path):
+    for i in range(3):
+        write_picture(tmp_path / "src" / "cat" / f"c{i}.png", seed=i)
+    write_picture(tmp_path / "src" / "dog" / "d0.jpg", seed=10, fmt="JPEG")
+    report = run_import(runner, tmp_path / "src")
+    assert (report["added"], report["duplicates"], report["rejected"]) == (4, 0, 0)
+    with app.app_context():
+        counts = dict(db.session.execute(select(ImageClass.name, func.count(Image.id)).join(Image)
+                                         .group_by(ImageClass.name)).all())
+        assert counts == {"cat": 3, "dog": 1}
+        img = db.session.scalar(select(Image).where(Image.original_filename == "dog/d0.jpg"))
+        assert img.format == "JPEG" and not img.has_alpha and (img.width, img.height) == (32, 32)
+        assert (instance_path / img.path).read_bytes() == (tmp_path / "src" / "dog" / "d0.jpg").read_bytes()
+    assert len(stored_files(instance_path)) == 4
+
+
+def test_same_bytes_twice_are_stored_once(runner, app, tmp_path, instance_path):
+    """Tried: the same file imported again, and two copies of one file inside one import."""
+    write_picture(tmp_path / "a" / "x.png", seed=3)
+    (tmp_path / "a" / "copy.png").write_bytes((tmp_path / "a" / "x.png").read_bytes())
+    first = run_import(runner, "--class", "bird", tmp_path / "a")
+    assert (first["added"], first["duplicates"]) == (1, 1)
+    second = run_import(runner, "--class", "bird", tmp_path / "a" / "x.png")
+    assert (second["added"], second["duplicates"]) == (0, 1)
+    assert second["items"][0]["existing"] is not None
+    assert len(stored_files(instance_path)) == 1
+    with app.app_context():
+        assert db.session.scalar(select(func.count(Image.id))) == 1
+
+
+def test_zip_import_takes_classes_from_folders(runner, app, tmp_path):
+    archive = tmp_path / "set.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("frog/f1.png", png_bytes(picture(24, 1)))
+        zf.writestr("frog/f2.png", png_bytes(picture(24, 2)))
+        zf.writestr("loose.png", png_bytes(picture(24, 4)))
+    report = run_import(runner, "--class", "turtle", archive)
+    assert report["added"] == 3
+    with app.app_context():
+        names = {i.original_filename: i.class_name for i in db.session.scalars(select(Image))}
+    assert names == {"set.zip/frog/f1.png": "frog", "set.zip/frog/f2.png": "frog", "set.zip/loose.png": "turtle"}
+
+
+BAD_FILES = {
+    "empty.png": (b"", "empty file"),
+    "truncated.png": (truncated_png(), "truncated or corrupt"),
+    "page.jpg": (HTML_AS_JPG, "HTML page"),
+    "notes.jpg": (b"just some words\n", "text file"),
+    "drawing.svg": (SVG, "SVG is a vector format"),
+    "bomb.png": (png_bomb(30000, 30000), "30000×30000"),
+    "garbage.png": (b"\x89PNG\r\n\x1a\n" + os.urandom(200), "corrupt"),
+}
+
+
+def test_bad_files_are_rejected_with_reasons_and_nothing_stored(runner, app, tmp_path, instance_path):
+    """Tried: zero bytes, half a PNG, an HTML page and a text file named .jpg, an SVG, a 30000×30000 PNG
+    decompression bomb, random bytes behind a PNG signature — beside one good file."""
+    folder = tmp_path / "bad"
+    folder.mkdir()
+    for name, (data, _reason) in BAD_FILES.items():
+        (folder / name).write_bytes(data)
+    write_picture(folder / "good.png", seed=5)
+    report = run_import(runner, "--class", "cat", folder)
+    reasons = {i["file"]: i["reason"] for i in report["items"] if i["outcome"] == "rejected"}
+    for name, (_data, expected) in BAD_FILES.items():
+        assert expected in reasons[name], (name, reasons[name])
+    assert report["added"] == 1 and report["rejected"] == len(BAD_FILES)
+    assert len(stored_files(instance_path)) == 1
+
+
+def test_oversized_file_is_rejected_before_reading(app, tmp_path, instance_path):
+    """Tried: a file over the per-file size limit (limit lowered for the test)."""
+    from curator.imports import import_paths
+    from curator.storage import ImageStore
+    from curator.validation import Limits
+    write_picture(tmp_path / "big.png", size=64, seed=1)
+    with app.app_context():
+        batch = import_paths(db.session, ImageStore(instance_path), [tmp_path / "big.png"], class_name="cat",
+                             limits=Limits(max_file_bytes=100))
+        assert batch.rejected == 1 and "file too large" in batch.items[0].reason
+    assert stored_files(instance_path) == []
+
+
+def test_unsafe_zip_entries_are_refused(runner, app, tmp_path, instance_path):
+    """Tried: a zip with '../' paths, an absolute path and a symbolic link entry, beside a good entry."""
+    archive = tmp_path / "evil.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("../escape.png", png_bytes(picture(16, 1)))
+        zf.writestr("/etc/abs.png", png_bytes(picture(16, 2)))
+        link = zipfile.ZipInfo("cat/link.png")
+        link.external_attr = (0o120777 << 16)
+        zf.writestr(link, "/etc/passwd")
+        zf.writestr("cat/ok.png", png_bytes(picture(16, 3)))
+    report = run_import(runner, archive)
+    reasons = {i["file"]: i["reason"] for i in report["items"]}
+    assert "escapes the archive" in reasons["evil.zip/../escape.png"]
+    assert "absolute path" in reasons["evil.zip//etc/abs.png"]
+    assert "symbolic link" in reasons["evil.zip/cat/link.png"]
+    assert report["added"] == 1
+    assert not (tmp_path / "escape.png").exists()
+
+
+def test_missing_path_and_bad_class_name_are_clear_errors(runner, tmp_path):
+    result = runner.invoke(cli, args=["import", str(tmp_path / "nope")])
+    assert result.exit_code != 0 and "no such file or folder" in result.output
+    write_picture(tmp_path / "x.png")
+    result = runner.invoke(cli, args=["import", "--class", "../etc", str(tmp_path / "x.png")])
+    assert result.exit_code != 0 and "invalid class name" in result.output
+
+
+def test_interrupted_import_leaves_index_unchanged(app, tmp_path, instance_path, monkeypatch):
+    """Tried: the process fails half way through a batch (an error while indexing the third file)."""
+    from curator import ingest
+    from curator.imports import import_paths
+    from curator.storage import ImageStore
+    for i in range(5):
+        write_picture(tmp_path / "src" / "cat" / f"{i}.png", seed=i)
+    real = ingest._index_one
+    calls = {"n": 0}
+
+    def failing(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise RuntimeError("power cut")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ingest, "_index_one", failing)
+    with app.app_context():
+        with pytest.raises(RuntimeError):
+            import_paths(db.session, ImageStore(instance_path), [tmp_path / "src"])
+        assert db.session.scalar(select(func.count(Image.id))) == 0
+        assert db.session.scalar(select(func.count(Batch.id))) == 0
+        assert db.session.scalar(select(func.count(ImageClass.id))) == 0
+
+
+def upload(client, files: dict[str, bytes], class_name: str = "cat"):
+    data = {"class_name": class_name, "files": [(io.BytesIO(b), name) for name, b in files.items()]}
+    return client.post("/import/upload", data=data, content_type="multipart/form-data", follow_redirects=True)
+
+
+def test_upload_shows_batch_report(client, app):
+    response = upload(client, {"a.png": png_bytes(picture(32, 1)), "b.png": png_bytes(picture(32, 2)),
+                               "page.jpg": HTML_AS_JPG, "a-again.png": png_bytes(picture(32, 1))})
+    page = response.get_data(as_text=True)
+    assert response.status_code == 200
+    assert "<strong>2</strong> added" in page and "<strong>1</strong> exact duplicates" in page
+    assert "HTML page, not an image" in page
+
+
+def test_upload_zip(client, app):
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("horse/h.png", png_bytes(picture(20, 7)))
+    response = upload(client, {"pack.zip": buf.getvalue()}, class_name="")
+    assert "<strong>1</strong> added" in response.get_data(as_text=True)
+    with app.app_context():
+        assert db.session.scalar(select(Image)).class_name == "horse"
+
+
+@pytest.mark.parametrize("app_config", [{"MAX_CONTENT_LENGTH": 4096}])
+def test_request_over_size_limit_is_refused_and_server_keeps_serving(client, app, instance_path):
+    """Tried: an upload request larger than MAX_CONTENT_LENGTH."""
+    response = upload(client, {"big.png": os.urandom(10_000)})
+    assert response.status_code == 413
+    assert "larger than the" in response.get_data(as_text=True)
+    assert client.get("/").status_code == 200
+    assert stored_files(instance_path) == []
+
+
+def test_folder_form_refuses_paths_outside_import_roots(client, app, tmp_path, instance_path):
+    """Tried: a server folder outside the allowed roots, and a symlink inside a root pointing outside it."""
+    write_picture(tmp_path / "outside" / "cat" / "x.png")
+    response = client.post("/import/folder", data={"path": str(tmp_path / "outside")}, follow_redirects=True)
+    assert "outside the allowed import folders" in response.get_data(as_text=True)
+    root = instance_path / "imports"
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "sneaky").symlink_to(tmp_path / "outside")
+    response = client.post("/import/folder", data={"path": str(root / "sneaky")}, follow_redirects=True)
+    assert "outside the allowed import folders" in response.get_data(as_text=True)
+    assert stored_files(instance_path) == []
+
+
+def test_folder_form_imports_inside_roots(client, app, instance_path):
+    write_picture(instance_path / "imports" / "drop" / "rabbit" / "r.png", seed=9)
+    response = client.post("/import/folder", data={"path": str(instance_path / "imports" / "drop")},
+                           follow_redirects=True)
+    assert "<strong>1</strong> added" in response.get_data(as_text=True)
+
+
+def test_demo_import_is_idempotent(runner, app):
+    first = json.loads(runner.invoke(cli, args=["demo", "--json"]).stdout.strip().splitlines()[-1])
+    assert first["added"] == 298 and first["rejected"] == 0
+    second = json.loads(runner.invoke(cli, args=["demo", "--json"]).stdout.strip().splitlines()[-1])
+    assert second["already_imported"] is True
