@@ -1,0 +1,56 @@
+"""A person uploads images in the browser, sees them in the gallery, and works an image with the keyboard."""
+from __future__ import annotations
+
+import re
+
+from playwright.sync_api import expect
+from sqlalchemy import select
+
+from curator.db import db
+from curator.models import Image
+from imagefiles import write_picture
+
+
+def test_page_loads_htmx_with_matching_integrity(page):
+    page.goto("/")
+    page.wait_for_function("() => window.htmx !== undefined")
+    assert page.served_htmx, "htmx came from the pinned CDN address (served locally)"
+
+
+def test_upload_then_browse_gallery_and_reject_with_keyboard(page, app, tmp_path):
+    files = [write_picture(tmp_path / f"pic{i}.png", size=48, seed=i) for i in range(3)]
+    page.goto("/import")
+    page.set_input_files("#files", [str(f) for f in files])
+    expect(page.locator(".dropzone .chosen")).to_have_text("3 file(s) chosen")
+    page.fill("#upload-form input[name=class_name]", "frog")
+    page.click("#upload-form button[type=submit]")
+    expect(page.locator("#summary")).to_contain_text("3 added")
+
+    page.goto("/")
+    page.click("text=frog")
+    expect(page.locator(".tile")).to_have_count(3)
+    page.locator(".tile").first.click()
+    expect(page.locator("#status")).to_have_text(re.compile("active"))
+    page.keyboard.press("r")
+    expect(page.locator("#status")).to_contain_text("rejected")
+    page.keyboard.press("u")
+    expect(page.locator("#status")).to_contain_text("active")
+    page.keyboard.press("ArrowRight")
+    expect(page).to_have_url(re.compile(r"/image/\d+"))
+    with app.app_context():
+        assert {i.status for i in db.session.scalars(select(Image))} == {"active"}
+
+
+def test_gallery_scrolls_in_more_pages(page, app, runner, tmp_path):
+    from manage import cli
+    app.config["PAGE_SIZE"] = 4
+    for i in range(10):
+        write_picture(tmp_path / "src" / "fish" / f"{i}.png", seed=i)
+    assert runner.invoke(cli, ["import", str(tmp_path / "src")]).exit_code == 0
+    page.set_viewport_size({"width": 400, "height": 300})
+    page.goto("/gallery/fish")
+    expect(page.locator(".tile")).to_have_count(4)
+    for _ in range(4):
+        page.mouse.wheel(0, 5000)
+        page.wait_for_timeout(150)
+    expect(page.locator(".tile")).to_have_count(10)

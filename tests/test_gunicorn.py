@@ -1,0 +1,48 @@
+"""The same app under real gunicorn (several workers, one SQLite file) answers on a loopback port."""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+from conftest import ROOT
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def fetch(url: str) -> tuple[int, str]:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return response.status, response.read().decode()
+
+
+def test_gunicorn_serves_pages(tmp_path):
+    env = {**os.environ, "MENAGERIE_INSTANCE": str(tmp_path / "instance")}
+    subprocess.run([sys.executable, "manage.py", "demo"], cwd=ROOT, env=env, check=True, capture_output=True)
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "gunicorn", "-w", "2", "-b", f"127.0.0.1:{port}",
+                               "app:create_app()"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                status, page = fetch(f"http://127.0.0.1:{port}/")
+                break
+            except OSError:
+                assert server.poll() is None, server.stdout.read().decode()
+                assert time.monotonic() < deadline, "gunicorn did not answer within 30 s"
+                time.sleep(0.2)
+        assert status == 200 and "bird" in page and "turtle" in page
+        for _ in range(6):  # several requests, landing on both workers
+            status, gallery = fetch(f"http://127.0.0.1:{port}/gallery/cat")
+            assert status == 200 and gallery.count('class="tile active"') == 23
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
