@@ -1,0 +1,134 @@
+"""Every training setting as plain data (a dataclass that round-trips through config.json)."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+PRESETS = ("micro", "tiny", "small", "base")
+PREDICTIONS = ("v", "eps")
+SAMPLERS = ("ddpm", "ddim", "dpm++2m")
+FITS = ("crop", "pad")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+# Keys a run's config.json carries besides the settings; from_dict accepts and ignores them.
+RUN_METADATA_KEYS = ("class_names", "snapshot_id", "created")
+# The only settings a resume may change: how long to train.
+RESUMABLE_CHANGES = ("epochs", "minutes")
+
+
+@dataclass
+class TrainConfig:
+    """Training settings. Defaults are tuned for quality per CPU-minute at 32 px on a few hundred images."""
+
+    data: str = ""  # ImageFolder directory, or path of a snapshot manifest.json
+    image_size: int = 32
+    fit: str = "crop"  # "crop": fill the square and centre-crop; "pad": fit inside and pad with background
+    background: str = "white"  # colour (name or #hex) to composite transparency over, or "alpha" for RGBA
+    preset: str = "small"
+    epochs: int | None = None
+    minutes: float | None = None  # wall-clock budget of the training loop (summed over resumes)
+    batch_size: int = 64
+    lr: float = 2e-3
+    warmup_steps: int = 100
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    seed: int = 0
+    device: str = "auto"
+    prediction: str = "v"
+    min_snr_gamma: float = 5.0  # 0 disables min-SNR weighting
+    label_dropout: float = 0.1  # share of labels replaced by the null class (for classifier-free guidance)
+    flip: bool = True
+    ema_decay: float = 0.999
+    ema_warmup: bool = True  # decay = min(ema_decay, (1+n)/(10+n)): the EMA tracks early weights closely
+    sample_every: int | None = None  # epochs between sample grids; None: every `sample_minutes` of training
+    sample_minutes: float = 2.0
+    sample_steps: int = 20
+    sampler: str = "dpm++2m"
+    guidance: float = 3.0
+    samples_per_class: int = 8
+    eval: bool = True  # score every sample grid with diffusion.evaluate; best.pt by its figures
+    eval_budget_s: float = 30.0  # seconds to fit the evaluator's classifier at the start of a run
+    checkpoint_minutes: float = 5.0  # also save last.pt mid-epoch this often (long epochs on big data)
+    log_every: int = 10  # steps between metrics.jsonl train records
+    compile: bool = False  # torch.compile the model (CUDA only)
+    extra: dict = field(default_factory=dict)  # free-form notes (e.g. from the web UI); not used in training
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        """Build from a dict (e.g. config.json); unknown keys are an error, so typos do not go unnoticed."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(k for k in d if k not in names and k not in RUN_METADATA_KEYS)
+        if unknown:
+            raise ValueError(f"unknown training setting(s): {', '.join(unknown)}; known: {', '.join(sorted(names))}")
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+    def validate(self) -> "TrainConfig":
+        """Raise ValueError with a clear message for a bad value; return self."""
+        def bad(msg):
+            raise ValueError(f"invalid training setting: {msg}")
+
+        if not self.data:
+            bad("data is empty; give an ImageFolder directory or a snapshot manifest.json")
+        if not isinstance(self.image_size, int) or not 8 <= self.image_size <= 512:
+            bad(f"image_size={self.image_size!r} must be an integer between 8 and 512")
+        if self.image_size % 4:
+            bad(f"image_size={self.image_size} must be a multiple of 4 (the UNet halves it twice)")
+        if self.fit not in FITS:
+            bad(f"fit={self.fit!r} must be one of {FITS}")
+        if not isinstance(self.background, str) or not self.background:
+            bad("background must be a colour name, a #hex colour or 'alpha'")
+        if self.background != "alpha":
+            from PIL import ImageColor
+            try:
+                ImageColor.getrgb(self.background)
+            except ValueError:
+                bad(f"background={self.background!r} is not a colour PIL knows (try 'white' or '#808080') nor 'alpha'")
+        if self.preset not in PRESETS:
+            bad(f"preset={self.preset!r} must be one of {PRESETS}")
+        if self.epochs is None and self.minutes is None:
+            bad("give epochs or minutes (or both: training stops at whichever comes first)")
+        if self.epochs is not None and (not isinstance(self.epochs, int) or self.epochs < 1):
+            bad(f"epochs={self.epochs!r} must be a positive integer")
+        if self.minutes is not None and not (isinstance(self.minutes, (int, float)) and self.minutes > 0):
+            bad(f"minutes={self.minutes!r} must be a positive number")
+        if not isinstance(self.batch_size, int) or self.batch_size < 1:
+            bad(f"batch_size={self.batch_size!r} must be a positive integer")
+        if not (isinstance(self.lr, (int, float)) and 0 < self.lr < 1):
+            bad(f"lr={self.lr!r} must be between 0 and 1")
+        if self.warmup_steps < 0 or self.weight_decay < 0 or self.grad_clip < 0:
+            bad("warmup_steps, weight_decay and grad_clip must not be negative")
+        if self.device not in DEVICES:
+            bad(f"device={self.device!r} must be one of {DEVICES}")
+        if self.prediction not in PREDICTIONS:
+            bad(f"prediction={self.prediction!r} must be one of {PREDICTIONS}")
+        if self.min_snr_gamma < 0:
+            bad("min_snr_gamma must be >= 0 (0 disables it)")
+        if not 0 <= self.label_dropout < 1:
+            bad(f"label_dropout={self.label_dropout} must be in [0, 1)")
+        if not 0 <= self.ema_decay < 1:
+            bad(f"ema_decay={self.ema_decay} must be in [0, 1)")
+        if self.sample_every is not None and (not isinstance(self.sample_every, int) or self.sample_every < 1):
+            bad(f"sample_every={self.sample_every!r} must be a positive integer or null")
+        if self.sample_minutes <= 0 or self.checkpoint_minutes <= 0:
+            bad("sample_minutes and checkpoint_minutes must be positive")
+        if self.sampler not in SAMPLERS:
+            bad(f"sampler={self.sampler!r} must be one of {SAMPLERS}")
+        if not isinstance(self.sample_steps, int) or self.sample_steps < 1:
+            bad("sample_steps must be a positive integer")
+        if self.guidance < 0:
+            bad("guidance must be >= 0 (1 = conditional only, >1 = classifier-free guidance)")
+        if not isinstance(self.samples_per_class, int) or self.samples_per_class < 1:
+            bad("samples_per_class must be a positive integer")
+        if self.eval_budget_s <= 0:
+            bad("eval_budget_s must be positive")
+        if not isinstance(self.log_every, int) or self.log_every < 1:
+            bad("log_every must be a positive integer")
+        return self
+
+
+def config_changes(old: dict, new: dict, allowed=RESUMABLE_CHANGES) -> list[str]:
+    """Settings that differ between two config dicts, except the ones a resume may change."""
+    keys = (set(old) | set(new)) - set(allowed) - set(RUN_METADATA_KEYS) - {"extra"}
+    return sorted(k for k in keys if old.get(k) != new.get(k))

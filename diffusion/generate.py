@@ -1,0 +1,160 @@
+"""Draw samples from a trained run and write them as PNGs (and denoising GIFs); grid images for training.
+
+`python -m diffusion.generate RUN_DIR OUT_DIR [--class NAME]... [--n N] ...` is the torch-side entry point;
+`python manage.py sample` calls `generate_to_dir` the same way.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .checkpoint import load_for_sampling
+from .samplers import SAMPLERS, sample, to_uint8
+
+
+def safe_dir_name(name: str) -> str:
+    """A class name usable as one path component (no separators, no '..')."""
+    cleaned = re.sub(r"[\\/\x00]", "_", str(name)).strip()
+    return cleaned if cleaned not in ("", ".", "..") else f"_{cleaned or 'class'}"
+
+
+def to_pil(img_u8: torch.Tensor) -> Image.Image:
+    """[C,S,S] uint8 -> PIL image (RGB, or RGBA for 4 channels)."""
+    arr = img_u8.permute(1, 2, 0).cpu().numpy()
+    return Image.fromarray(np.ascontiguousarray(arr), "RGBA" if arr.shape[2] == 4 else "RGB")
+
+
+def save_png(img_u8: torch.Tensor, path: Path) -> None:
+    """Write a PNG via a temp name + rename, so a reader never sees a half-written image."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    to_pil(img_u8).save(tmp, format="PNG")
+    os.replace(tmp, path)
+
+
+def make_grid(images_u8: torch.Tensor, rows: int, pad: int = 2, scale: int = 1) -> Image.Image:
+    """Tile [rows*cols, C, S, S] images row-major into one PIL image with a light separating border."""
+    n, c, s, _ = images_u8.shape
+    cols = (n + rows - 1) // rows
+    fill = 255 if c == 3 else 0
+    grid = torch.full((c, rows * (s + pad) + pad, cols * (s + pad) + pad), fill, dtype=torch.uint8)
+    if c == 4:
+        grid[3] = 0
+    for i in range(n):
+        r, col = divmod(i, cols)
+        y, x = pad + r * (s + pad), pad + col * (s + pad)
+        grid[:, y:y + s, x:x + s] = images_u8[i]
+    img = to_pil(grid)
+    if scale != 1:
+        img = img.resize((img.width * scale, img.height * scale), Image.NEAREST)
+    return img
+
+
+def save_grid(images_u8: torch.Tensor, rows: int, path: Path, scale: int = 1) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    make_grid(images_u8, rows, scale=scale).save(tmp, format="PNG")
+    os.replace(tmp, path)
+
+
+def save_gif(frames_u8: list[torch.Tensor], path: Path, duration_ms: int = 80, final_hold: int = 12) -> None:
+    """Animated GIF of the denoising process (x0 predictions per step), holding the final image a moment."""
+    images = [to_pil(f).convert("RGB") for f in frames_u8]
+    images += [images[-1]] * final_hold
+    images = [im.resize((im.width * 4, im.height * 4), Image.NEAREST) for im in images]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:], duration=duration_ms, loop=0)
+    os.replace(tmp, path)
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    if device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device 'cuda' was requested but CUDA is not available on this machine; use --device cpu")
+    if device == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise RuntimeError("device 'mps' was requested but Apple MPS is not available; use --device cpu")
+    return torch.device(device)
+
+
+def generate_to_dir(run_dir, out_dir, *, classes: list[str] | None = None, n: int = 8, steps: int = 25,
+                    sampler: str = "dpm++2m", guidance: float = 3.0, seed: int = 0, gif: bool = False,
+                    which: str = "best", device: str = "auto", batch_size: int = 256,
+                    progress=None) -> list[Path]:
+    """Write `out_dir/<class>/<i>.png` (i = 0..n-1) for each class (all by default); returns the PNG paths.
+
+    Seeded per class (seed, class index), so asking for one class gives the same images as asking for all.
+    With gif=True also writes `<i>.gif`, the denoising animation of that sample.
+    """
+    if n < 1:
+        raise ValueError("n must be at least 1")
+    if steps < 1:
+        raise ValueError("steps must be at least 1")
+    if sampler not in SAMPLERS:
+        raise ValueError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
+    dev = resolve_device(device)
+    model, schedule, config, class_names = load_for_sampling(Path(run_dir), which=which, device=dev)
+    if classes:
+        unknown = [c for c in classes if c not in class_names]
+        if unknown:
+            raise ValueError(f"unknown class(es) {', '.join(unknown)}; this run knows: {', '.join(class_names)}")
+    chosen = list(dict.fromkeys(classes)) if classes else list(class_names)
+    out_dir = Path(out_dir)
+    written = []
+    for name in chosen:
+        ci = class_names.index(name)
+        gen = torch.Generator().manual_seed(int(seed) * 1009 + ci)
+        for start in range(0, n, batch_size):
+            count = min(batch_size, n - start)
+            labels = torch.full((count,), ci, dtype=torch.long)
+            result = sample(model, schedule, labels, steps=steps, sampler=sampler, guidance=guidance,
+                            generator=gen, device=dev, prediction=config.prediction, return_trajectory=gif)
+            images, frames = result if gif else (result, None)
+            images_u8 = to_uint8(images)
+            for j in range(count):
+                path = out_dir / safe_dir_name(name) / f"{start + j}.png"
+                save_png(images_u8[j], path)
+                written.append(path)
+                if gif:
+                    save_gif([to_uint8(f[j]) for f in frames] + [images_u8[j]], path.with_suffix(".gif"))
+            if progress is not None:
+                progress(name, start + count, n)
+    return written
+
+
+def main(argv=None) -> int:
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    p = argparse.ArgumentParser(description="Sample a trained Menagerie diffusion run into OUT/<class>/<i>.png")
+    p.add_argument("run_dir")
+    p.add_argument("out_dir")
+    p.add_argument("--class", dest="classes", action="append")
+    p.add_argument("--n", type=int, default=8)
+    p.add_argument("--steps", type=int, default=25)
+    p.add_argument("--sampler", default="dpm++2m", choices=SAMPLERS)
+    p.add_argument("--guidance", type=float, default=3.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--gif", action="store_true")
+    p.add_argument("--which", default="best", choices=("best", "last"))
+    p.add_argument("--device", default="auto")
+    a = p.parse_args(argv)
+    paths = generate_to_dir(a.run_dir, a.out_dir, classes=a.classes, n=a.n, steps=a.steps, sampler=a.sampler,
+                            guidance=a.guidance, seed=a.seed, gif=a.gif, which=a.which, device=a.device)
+    print(json.dumps({"written": len(paths), "out": str(a.out_dir)}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

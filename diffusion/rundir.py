@@ -1,0 +1,197 @@
+"""The run directory contract, readable without torch (the web process imports this module).
+
+Layout of `<runs>/<id>/`: config.json, status.json, metrics.jsonl, train.log, cancel (request flag),
+checkpoints/{last,best}.pt, samples/epoch_NNNN.png and samples/epoch_NNNN/<class>/<i>.png.
+Everything that others read is written atomically (temp file + rename) so a reader never sees half a file.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+
+STATES = ("queued", "running", "completed", "failed", "cancelled")
+_GRID_RE = re.compile(r"^epoch_(\d{4,})\.png$")
+
+
+def new_run_dir(runs_root: Path) -> Path:
+    """Create and return a fresh run directory named like `20261122-071500-ab12` (sortable by time)."""
+    runs_root = Path(runs_root)
+    runs_root.mkdir(parents=True, exist_ok=True)
+    for _ in range(100):
+        run_id = f"{datetime.now():%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
+        path = runs_root / run_id
+        try:
+            path.mkdir()
+        except FileExistsError:
+            continue
+        return path
+    raise RuntimeError(f"could not create a new run directory under {runs_root}")
+
+
+def write_json_atomic(path: Path, obj) -> None:
+    """Write JSON to a temp file in the same directory, fsync, then rename over `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(obj, f, indent=2, sort_keys=True, default=str)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def read_json(path: Path, default=None):
+    """Read a JSON file; `default` when it does not exist (or is empty, e.g. created but not yet written)."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return default
+    if not text.strip():
+        return default
+    return json.loads(text)
+
+
+def status_path(run_dir: Path) -> Path:
+    return Path(run_dir) / "status.json"
+
+
+def read_status(run_dir: Path) -> dict:
+    """The run's status.json as a dict ({} if the run has not written one yet)."""
+    return read_json(status_path(run_dir), default={}) or {}
+
+
+def write_status(run_dir: Path, **fields) -> dict:
+    """Merge `fields` into status.json (atomically) and stamp `updated`; returns the new status.
+
+    A single writer per run is assumed (the training process); concurrent writers within it must hold a lock.
+    """
+    status = read_status(run_dir)
+    status.update(fields)
+    status["updated"] = time.time()
+    write_json_atomic(status_path(run_dir), status)
+    return status
+
+
+def request_cancel(run_dir: Path) -> Path:
+    """Ask a running training process to stop: it saves a checkpoint and ends in state "cancelled"."""
+    path = Path(run_dir) / "cancel"
+    path.write_text(f"{time.time()}\n", encoding="utf-8")
+    return path
+
+
+def cancel_requested(run_dir: Path) -> bool:
+    return (Path(run_dir) / "cancel").exists()
+
+
+def clear_cancel(run_dir: Path) -> None:
+    try:
+        (Path(run_dir) / "cancel").unlink()
+    except FileNotFoundError:
+        pass
+
+
+def samples_dir(run_dir: Path) -> Path:
+    return Path(run_dir) / "samples"
+
+
+def grid_path(run_dir: Path, epoch: int) -> Path:
+    """Path of the sample grid written after `epoch` (one row per class, fixed noise)."""
+    return samples_dir(run_dir) / f"epoch_{int(epoch):04d}.png"
+
+
+def epoch_samples_dir(run_dir: Path, epoch: int) -> Path:
+    return samples_dir(run_dir) / f"epoch_{int(epoch):04d}"
+
+
+def list_epochs(run_dir: Path) -> list[int]:
+    """Epochs that have a sample grid, ascending."""
+    d = samples_dir(run_dir)
+    if not d.is_dir():
+        return []
+    return sorted(int(m.group(1)) for p in d.iterdir() if (m := _GRID_RE.match(p.name)))
+
+
+def class_sample_paths(run_dir: Path, epoch: int, class_name: str) -> list[Path]:
+    """Per-class sample images of one epoch, in index order."""
+    d = epoch_samples_dir(run_dir, epoch) / class_name
+    if not d.is_dir():
+        return []
+    files = [p for p in d.iterdir() if p.suffix == ".png" and p.stem.isdigit()]
+    return sorted(files, key=lambda p: int(p.stem))
+
+
+def checkpoint_path(run_dir: Path, which: str = "last") -> Path:
+    return Path(run_dir) / "checkpoints" / f"{which}.pt"
+
+
+def append_jsonl(path: Path, obj: dict) -> None:
+    """Append one JSON line (flushed and fsynced so a crash loses at most the line being written)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps(obj, sort_keys=True, default=str) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def read_metrics(run_dir: Path) -> list[dict]:
+    """All metrics.jsonl records; a torn last line (crash mid-write) is skipped."""
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return out
+
+
+def pid_alive(pid) -> bool:
+    """True if a process with this pid exists (on this machine)."""
+    try:
+        pid = int(pid)
+    except (TypeError, ValueError):
+        return False
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def is_alive(status: dict, stale_after_s: float = 30.0, now: float | None = None) -> bool:
+    """Is the run's process still working? Needs state "running", a fresh heartbeat and a live pid.
+
+    The heartbeat is written by a background thread every few seconds, so a process that was killed
+    (SIGKILL, power loss) is recognised within `stale_after_s` even if its pid got reused.
+    """
+    if not status or status.get("state") != "running":
+        return False
+    now = time.time() if now is None else now
+    heartbeat = status.get("heartbeat")
+    if not isinstance(heartbeat, (int, float)) or now - heartbeat > stale_after_s:
+        return False
+    pid = status.get("pid")
+    return pid is None or pid_alive(pid)

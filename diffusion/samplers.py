@@ -1,0 +1,124 @@
+"""Samplers over the continuous cosine schedule: DDPM (ancestral), DDIM and DPM-Solver++ 2M.
+
+All share one model wrapper that runs the conditional and unconditional passes of classifier-free guidance
+as a single batch, and predicts x0 (clipped to [-1, 1]: images live there, and clipping keeps guided
+samples from saturating). Time steps are spaced uniformly in t from 1 to 0.
+"""
+from __future__ import annotations
+
+import torch
+
+from .schedule import CosineSchedule
+
+SAMPLERS = ("ddpm", "ddim", "dpm++2m")
+
+
+def _bc(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    return v.reshape(-1, *([1] * (like.dim() - 1))).to(like.dtype)
+
+
+class GuidedDenoiser:
+    """x0 prediction with classifier-free guidance: uncond + w * (cond - uncond), both in one forward pass."""
+
+    def __init__(self, model, schedule: CosineSchedule, labels: torch.Tensor, guidance: float, prediction: str,
+                 clip: bool = True):
+        self.model = model
+        self.schedule = schedule
+        self.labels = labels
+        self.guidance = float(guidance)
+        self.prediction = prediction
+        self.clip = clip
+        self.null = torch.full_like(labels, model_null_class(model))
+
+    @torch.no_grad()
+    def __call__(self, x: torch.Tensor, t: float) -> torch.Tensor:
+        n = x.shape[0]
+        if self.guidance == 1.0:
+            tt = torch.full((n,), t, device=x.device)
+            out = self.model(x, tt, self.labels).float()
+        else:
+            tt = torch.full((2 * n,), t, device=x.device)
+            both = self.model(torch.cat([x, x]), tt, torch.cat([self.labels, self.null])).float()
+            cond, uncond = both[:n], both[n:]
+            out = uncond + self.guidance * (cond - uncond)
+        x0, _ = self.schedule.to_x0_eps(x.float(), out, torch.full((n,), t, device=x.device), self.prediction)
+        return x0.clamp(-1, 1) if self.clip else x0
+
+
+def model_null_class(model) -> int:
+    inner = getattr(model, "module", model)
+    inner = getattr(inner, "_orig_mod", inner)
+    return inner.null_class
+
+
+def _alpha_sigma(schedule: CosineSchedule, t: float, device):
+    a, s = schedule.alpha_sigma(torch.tensor([t], dtype=torch.float64))
+    return float(a), float(s)
+
+
+@torch.no_grad()
+def sample(model, schedule: CosineSchedule, labels: torch.Tensor, *, steps: int, sampler: str = "dpm++2m",
+           guidance: float = 3.0, generator: torch.Generator, device=None, prediction: str = "v",
+           image_shape: tuple | None = None, return_trajectory: bool = False, clip: bool = True):
+    """Draw one image per label; returns a [N,C,S,S] tensor in [-1, 1] on the CPU.
+
+    With `return_trajectory=True` returns (images, frames) where frames is a list of the x0 predictions
+    after each step (what the denoising animation shows). `generator` is a CPU generator, so a seed gives
+    the same images on every device.
+    """
+    if sampler not in SAMPLERS:
+        raise ValueError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
+    if steps < 1:
+        raise ValueError("steps must be at least 1")
+    inner = getattr(getattr(model, "module", model), "_orig_mod", getattr(model, "module", model))
+    if device is None:
+        device = next(inner.parameters()).device
+    if image_shape is None:
+        image_shape = (inner.cfg.in_channels, inner.image_size, inner.image_size)
+    labels = labels.to(device)
+    n = labels.shape[0]
+    was_training = model.training
+    model.eval()
+    denoise = GuidedDenoiser(model, schedule, labels, guidance, prediction, clip)
+    ts = torch.linspace(1.0, 0.0, steps + 1, dtype=torch.float64).tolist()
+
+    x = torch.randn((n, *image_shape), generator=generator).to(device)
+    frames = []
+    prev_x0, prev_h = None, None
+    for i in range(steps):
+        t, s = ts[i], ts[i + 1]
+        a_t, s_t = _alpha_sigma(schedule, t, device)
+        a_s, s_s = _alpha_sigma(schedule, s, device)
+        x0 = denoise(x, t)
+        if sampler == "ddim" or (sampler == "ddpm" and i == steps - 1):
+            eps = (x - a_t * x0) / s_t
+            x = a_s * x0 + s_s * eps
+        elif sampler == "ddpm":
+            # Posterior q(x_s | x_t, x0) of the variance-preserving process.
+            a_ts = a_t / a_s
+            var_ts = s_t ** 2 - a_ts ** 2 * s_s ** 2
+            mean = (a_ts * s_s ** 2 / s_t ** 2) * x + (a_s * var_ts / s_t ** 2) * x0
+            std = (var_ts * s_s ** 2 / s_t ** 2) ** 0.5
+            noise = torch.randn(x.shape, generator=generator).to(device)
+            x = mean + std * noise
+        else:  # DPM-Solver++ 2M (Lu et al. 2022), data prediction, multistep
+            lam_t = float(schedule.logsnr(torch.tensor(t, dtype=torch.float64))) / 2
+            lam_s = float(schedule.logsnr(torch.tensor(s, dtype=torch.float64))) / 2
+            h = lam_s - lam_t
+            if prev_x0 is None or i == steps - 1:
+                d = x0
+            else:
+                r = prev_h / h
+                d = (1 + 1 / (2 * r)) * x0 - (1 / (2 * r)) * prev_x0
+            x = (s_s / s_t) * x - a_s * torch.expm1(torch.tensor(-h)).item() * d
+            prev_x0, prev_h = x0, h
+        if return_trajectory:
+            frames.append(x0.detach().cpu())
+    model.train(was_training)
+    out = x.clamp(-1, 1).cpu()
+    return (out, frames) if return_trajectory else out
+
+
+def to_uint8(images: torch.Tensor) -> torch.Tensor:
+    """[-1, 1] floats -> uint8 [0, 255] (rounded)."""
+    return ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)

@@ -1,0 +1,213 @@
+"""ADM-style class-conditional UNet (Dhariwal & Nichol 2021), sized for 16-64 px images on a CPU.
+
+Residual blocks whose second GroupNorm is modulated (scale and shift) by an embedding of time + class;
+self-attention only at the lowest resolution(s), where it is cheap; zero-initialised output convolutions so
+every block starts as the identity. Class index `num_classes` is the null class for classifier-free guidance.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass
+class UNetConfig:
+    in_channels: int = 3
+    num_classes: int = 2
+    image_size: int = 32  # the network is size-agnostic; samplers read this to know what to draw
+    channels: int = 64
+    channel_mults: tuple = (1, 2, 2)
+    num_res_blocks: int = 1
+    attn_levels: tuple = (2,)  # indices into channel_mults that get self-attention (plus the middle block)
+    head_channels: int = 32
+    emb_channels: int | None = None  # default 4 x channels
+    dropout: float = 0.0
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["channel_mults"] = list(self.channel_mults)
+        d["attn_levels"] = list(self.attn_levels)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "UNetConfig":
+        d = dict(d)
+        d["channel_mults"] = tuple(d["channel_mults"])
+        d["attn_levels"] = tuple(d["attn_levels"])
+        return cls(**d)
+
+
+# Widths and depths chosen for throughput on a few CPU cores at 32 px: two downsamplings, attention only at
+# the lowest level, one residual block per level; `base` is meant for a GPU or 64 px.
+PRESETS = {
+    "micro": dict(channels=8, channel_mults=(1, 2), num_res_blocks=1, attn_levels=(1,), head_channels=16,
+                  emb_channels=16),
+    "tiny": dict(channels=32, channel_mults=(1, 2, 2), num_res_blocks=1, attn_levels=(2,), head_channels=32),
+    "small": dict(channels=64, channel_mults=(1, 2, 2), num_res_blocks=1, attn_levels=(2,), head_channels=32),
+    "base": dict(channels=128, channel_mults=(1, 2, 2, 2), num_res_blocks=2, attn_levels=(2, 3), head_channels=64,
+                 dropout=0.1),
+}
+
+
+def preset_config(preset: str, *, in_channels: int, num_classes: int, image_size: int = 32) -> UNetConfig:
+    if preset not in PRESETS:
+        raise ValueError(f"unknown model preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    cfg = UNetConfig(in_channels=in_channels, num_classes=num_classes, image_size=image_size, **PRESETS[preset])
+    factor = 2 ** (len(cfg.channel_mults) - 1)
+    if image_size % factor:
+        raise ValueError(f"image size {image_size} must be divisible by {factor} for the {preset!r} preset")
+    return cfg
+
+
+def _groups(channels: int) -> int:
+    for g in (32, 16, 8, 4, 2, 1):
+        if channels % g == 0 and channels // g >= 2:
+            return g
+    return 1
+
+
+def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
+    """Sinusoidal embedding of continuous time t in [0, 1] (scaled by 1000 like the discrete ADM steps)."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32, device=t.device) / half)
+    args = (t.float() * 1000.0)[:, None] * freqs[None]
+    emb = torch.cat([torch.cos(args), torch.sin(args)], dim=1)
+    if dim % 2:
+        emb = F.pad(emb, (0, 1))
+    return emb
+
+
+def _zero(module: nn.Module) -> nn.Module:
+    for p in module.parameters():
+        nn.init.zeros_(p)
+    return module
+
+
+class ResBlock(nn.Module):
+    def __init__(self, cin: int, cout: int, emb: int, dropout: float):
+        super().__init__()
+        self.norm1 = nn.GroupNorm(_groups(cin), cin)
+        self.conv1 = nn.Conv2d(cin, cout, 3, padding=1)
+        self.emb = nn.Linear(emb, 2 * cout)
+        self.norm2 = nn.GroupNorm(_groups(cout), cout, affine=False)
+        self.drop = nn.Dropout(dropout)
+        self.conv2 = _zero(nn.Conv2d(cout, cout, 3, padding=1))
+        self.skip = nn.Conv2d(cin, cout, 1) if cin != cout else nn.Identity()
+
+    def forward(self, x, emb):
+        h = self.conv1(F.silu(self.norm1(x)))
+        scale, shift = self.emb(emb)[:, :, None, None].chunk(2, dim=1)
+        h = self.norm2(h) * (1 + scale) + shift
+        h = self.conv2(self.drop(F.silu(h)))
+        return self.skip(x) + h
+
+
+class Attention(nn.Module):
+    def __init__(self, channels: int, head_channels: int):
+        super().__init__()
+        self.heads = max(1, channels // head_channels)
+        self.norm = nn.GroupNorm(_groups(channels), channels)
+        self.qkv = nn.Conv2d(channels, 3 * channels, 1)
+        self.proj = _zero(nn.Conv2d(channels, channels, 1))
+
+    def forward(self, x, emb=None):
+        b, c, hgt, wid = x.shape
+        qkv = self.qkv(self.norm(x)).reshape(b, 3, self.heads, c // self.heads, hgt * wid)
+        q, k, v = (qkv[:, i].transpose(-1, -2) for i in range(3))  # b, heads, hw, ch
+        out = F.scaled_dot_product_attention(q, k, v)
+        out = out.transpose(-1, -2).reshape(b, c, hgt, wid)
+        return x + self.proj(out)
+
+
+class Downsample(nn.Module):
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, 3, stride=2, padding=1)
+
+    def forward(self, x, emb=None):
+        return self.conv(x)
+
+
+class Upsample(nn.Module):
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, 3, padding=1)
+
+    def forward(self, x, emb=None):
+        return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
+
+
+class UNet(nn.Module):
+    def __init__(self, cfg: UNetConfig):
+        super().__init__()
+        self.cfg = cfg
+        ch = cfg.channels
+        emb = cfg.emb_channels or 4 * ch
+        self.null_class = cfg.num_classes
+        self.image_size = cfg.image_size
+        self.time_mlp = nn.Sequential(nn.Linear(ch, emb), nn.SiLU(), nn.Linear(emb, emb))
+        self.class_emb = nn.Embedding(cfg.num_classes + 1, emb)
+        self.conv_in = nn.Conv2d(cfg.in_channels, ch, 3, padding=1)
+
+        self.down = nn.ModuleList()
+        skips = [ch]
+        cur = ch
+        n_levels = len(cfg.channel_mults)
+        for level, mult in enumerate(cfg.channel_mults):
+            for _ in range(cfg.num_res_blocks):
+                layers = [ResBlock(cur, ch * mult, emb, cfg.dropout)]
+                cur = ch * mult
+                if level in cfg.attn_levels:
+                    layers.append(Attention(cur, cfg.head_channels))
+                self.down.append(nn.ModuleList(layers))
+                skips.append(cur)
+            if level != n_levels - 1:
+                self.down.append(nn.ModuleList([Downsample(cur)]))
+                skips.append(cur)
+
+        self.mid = nn.ModuleList([ResBlock(cur, cur, emb, cfg.dropout), Attention(cur, cfg.head_channels),
+                                  ResBlock(cur, cur, emb, cfg.dropout)])
+
+        self.up = nn.ModuleList()
+        for level, mult in reversed(list(enumerate(cfg.channel_mults))):
+            for i in range(cfg.num_res_blocks + 1):
+                layers = [ResBlock(cur + skips.pop(), ch * mult, emb, cfg.dropout)]
+                cur = ch * mult
+                if level in cfg.attn_levels:
+                    layers.append(Attention(cur, cfg.head_channels))
+                if level != 0 and i == cfg.num_res_blocks:
+                    layers.append(Upsample(cur))
+                self.up.append(nn.ModuleList(layers))
+
+        self.norm_out = nn.GroupNorm(_groups(cur), cur)
+        self.conv_out = _zero(nn.Conv2d(cur, cfg.in_channels, 3, padding=1))
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """x: [B,C,S,S] noisy images; t: [B] times in [0,1]; labels: [B] class ids (num_classes = null)."""
+        emb = self.time_mlp(timestep_embedding(t, self.cfg.channels).to(x.dtype)) + self.class_emb(labels)
+        emb = F.silu(emb)
+        h = self.conv_in(x)
+        hs = [h]
+        for layers in self.down:
+            for layer in layers:
+                h = layer(h, emb)
+            hs.append(h)
+        for layer in self.mid:
+            h = layer(h, emb)
+        for layers in self.up:
+            h = torch.cat([h, hs.pop()], dim=1)
+            for layer in layers:
+                h = layer(h, emb)
+        return self.conv_out(F.silu(self.norm_out(h)))
+
+
+def build_model(preset: str, *, in_channels: int, num_classes: int, image_size: int = 32) -> UNet:
+    return UNet(preset_config(preset, in_channels=in_channels, num_classes=num_classes, image_size=image_size))
+
+
+def count_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
