@@ -49,7 +49,8 @@ def choose_pair(ratings: Mapping[Hashable, Rating], k: int, *,
                 history: Mapping[frozenset, int] | Collection[frozenset] | None = None,
                 rng: np.random.Generator | int | None = None,
                 groups: Iterable[Collection[Hashable]] | None = None,
-                explore: float = 0.1, window: int = 12, n_random: int = 8) -> tuple[Hashable, Hashable]:
+                explore: float = 0.1, window: int = 12, n_random: int = 8,
+                repeat_penalty: float = 0.25) -> tuple[Hashable, Hashable]:
     """The next pair (left_id, right_id) to show, sides in random order.
 
     ratings: {image_id: Rating} of one class (from ``compute_ratings`` / ``RatingState.ratings``).
@@ -61,9 +62,14 @@ def choose_pair(ratings: Mapping[Hashable, Rating], k: int, *,
         that member is its opponent (near-duplicates compete head to head).
     explore: share of choices that start from a little-compared image instead of the most
         undecided one.
+    window: places on each side of the first image's rank taken as candidates (widened 4x when
+        all of them were asked); n_random: random candidates added each time.
+    repeat_penalty: on the widened list, an asked pair's score is multiplied by this per asking.
     """
     if not 0.0 <= explore <= 1.0:
         raise ValueError(f"explore must be within [0, 1], got {explore}")
+    if not 0.0 < repeat_penalty <= 1.0:
+        raise ValueError(f"repeat_penalty must be within (0, 1], got {repeat_penalty}")
     ids, mu, sigma, n_cmp = _rating_arrays(ratings)
     n = len(ids)
     if n < 2:
@@ -94,12 +100,13 @@ def choose_pair(ratings: Mapping[Hashable, Rating], k: int, *,
     if group_mates is not None:
         b, _ = _best_opponent(a, group_mates, mu, sigma, relevance, ids, count, rng)
     else:
-        # Widen the candidate list before repeating a pair; once the image has met every nearby
-        # and boundary candidate, repeating the most informative nearby pair beats a far pair
-        # whose answer is a foregone conclusion.
-        for width in (window, 4 * window):
+        # Widen the candidate list before repeating a pair. On the widest list a pair asked c times
+        # keeps repeat_penalty**c of its value: once the image has met every close opponent,
+        # repeating a close pair can beat a new pair whose answer is a foregone conclusion.
+        for tier, width in enumerate((window, 4 * window)):
             candidates = _candidates(a, rank[a], order, k_eff, width, n_random, rng)
-            b, repeats = _best_opponent(a, candidates, mu, sigma, relevance, ids, count, rng)
+            b, repeats = _best_opponent(a, candidates, mu, sigma, relevance, ids, count, rng,
+                                        repeat_penalty=repeat_penalty if tier else 0.0)
             if repeats == 0:
                 break
     left, right = (a, b) if rng.random() < 0.5 else (b, a)
@@ -127,18 +134,22 @@ def _unmet_group_mates(ids, a, groups, count):
     return None
 
 
-def _best_opponent(a, candidates, mu, sigma, relevance, ids, count, rng):
-    """Most informative of the least-asked opponents: outcome uncertainty x what the answer
-    teaches (summed variance) x relevance to the top-k. Returns (index, times already asked)."""
+def _best_opponent(a, candidates, mu, sigma, relevance, ids, count, rng, repeat_penalty=0.0):
+    """Most informative opponent: outcome uncertainty x what the answer teaches (summed variance)
+    x relevance to the top-k. With repeat_penalty 0 only the least-asked candidates compete;
+    otherwise asked pairs are discounted. Returns (index, times that pair was already asked)."""
     var_sum = sigma[a] ** 2 + sigma[candidates] ** 2
     q = 1.0 / (1.0 + np.exp(-(mu[a] - mu[candidates]) / np.sqrt(1.0 + _PI_OVER_8 * var_sum)))
     score = q * (1.0 - q) * var_sum * (relevance[a] + relevance[candidates])
     score = score * (1.0 + 1e-6 * rng.random(candidates.shape[0]))  # seeded tie-break
     a_id = ids[a]
     asked = np.array([count(a_id, ids[j]) for j in candidates.tolist()], dtype=np.int64)
-    fewest = int(asked.min())
-    score = np.where(asked == fewest, score, -np.inf)
-    return int(candidates[int(np.argmax(score))]), fewest
+    if repeat_penalty > 0.0:
+        score = score * repeat_penalty ** asked
+    else:
+        score = np.where(asked == asked.min(), score, -np.inf)
+    best = int(np.argmax(score))
+    return int(candidates[best]), int(asked[best])
 
 
 __all__ = ["choose_pair"]
