@@ -1,0 +1,80 @@
+"""Hashing throughput of curator.hashing.fingerprint_many against a plain imagehash loop, same run.
+
+Images: the demo emoji (128 px RGBA PNG) plus, written to a temp dir, copies at realistic sizes so
+decoding costs what it costs on user data: 1024 px JPEG (flattened on white, quality 90) and 512 px
+RGBA PNG upscales. Baseline: a single-process loop of ``imagehash.phash(Image.open(p))`` (which
+computes *only* a pHash). Ours computes sha256, pixel hash, pHash, dHash and the confirm thumbnail.
+
+    python bench/hash_speed.py [--workers 2] [--repeat 3]
+"""
+from __future__ import annotations
+
+import argparse
+import glob
+import os
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import imagehash  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from curator.hashing import fingerprint_file, fingerprint_many  # noqa: E402
+
+DEMO = "/work/shared/datasets/animal-emoji/128"
+
+
+def build_set(out_dir: str, demo: str = DEMO) -> dict[str, list[str]]:
+    """Write the JPEG and PNG upscales; return file lists per kind."""
+    src = sorted(glob.glob(os.path.join(demo, "*", "*.png")))
+    if not src:
+        raise SystemExit(f"no demo images under {demo}")
+    sets = {"png128 (demo)": src, "jpeg1024": [], "png512": []}
+    for i, p in enumerate(src):
+        im = Image.open(p).convert("RGBA")
+        big = im.resize((1024, 1024), Image.Resampling.LANCZOS)
+        flat = Image.new("RGBA", big.size, (255, 255, 255, 255))
+        flat.alpha_composite(big)
+        jp = os.path.join(out_dir, f"{i:04d}.jpg")
+        flat.convert("RGB").save(jp, quality=90)
+        sets["jpeg1024"].append(jp)
+        pp = os.path.join(out_dir, f"{i:04d}.png")
+        im.resize((512, 512), Image.Resampling.LANCZOS).save(pp)
+        sets["png512"].append(pp)
+    return sets
+
+
+def time_it(fn, repeat: int) -> float:
+    best = float("inf")
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--repeat", type=int, default=3, help="best of N runs for each method")
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        sets = build_set(tmp)
+        sets["all"] = [p for k in list(sets) for p in sets[k]]
+        print(f"{'set':<15}{'files':>6}{'baseline img/s':>16}{'ours 1 proc':>13}{'ours pool':>11}"
+              f"{'x 1 proc':>10}{'x pool':>8}")
+        for name, paths in sets.items():
+            base = time_it(lambda: [imagehash.phash(Image.open(p)) for p in paths], args.repeat)
+            one = time_it(lambda: [fingerprint_file(p) for p in paths], args.repeat)
+            pool = time_it(lambda: fingerprint_many(paths, workers=args.workers), args.repeat)
+            n = len(paths)
+            print(f"{name:<15}{n:>6}{n / base:>16.0f}{n / one:>13.0f}{n / pool:>11.0f}"
+                  f"{base / one:>9.2f}x{base / pool:>7.2f}x", flush=True)
+    print("baseline = single-process imagehash.phash(Image.open(p)); ours = sha256 + pixel hash + pHash + dHash"
+          " + thumbnail; pool includes process start-up; timings are best of", args.repeat)
+
+
+if __name__ == "__main__":
+    main()

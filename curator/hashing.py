@@ -1,0 +1,325 @@
+"""Image fingerprints for duplicate detection: exact bytes, exact pixels, perceptual hashes, a confirm thumbnail.
+
+Pure: PIL, numpy and imagehash only (no Flask, no database), so the process pool can run it and the
+web process, the CLI and the benchmarks share one definition of "the same picture".
+
+Choices, with reasons:
+- **One fixed background: white** (``BACKGROUND``). Sticker art is mostly transparent and the RGB
+  under transparent pixels is arbitrary, so alpha is composited before perceptual hashing. White is
+  what editors and converters put behind a transparent image when they flatten it (e.g. "save as
+  JPEG"), so a transparent sticker and its flattened JPEG copy hash alike.
+- **Pixel hash of premultiplied RGBA.** Two files show the same picture when their premultiplied
+  pixels agree; this ignores the invisible colour under alpha = 0 (lossless WebP rewrites it), and
+  treats an opaque RGBA image, an RGB image and a greyscale image of the same pixels as equal.
+- **Signed 64-bit storage.** SQLite integers are signed 64-bit, so hashes are stored as int64
+  (``to_signed64``) and reinterpreted as uint64 (``to_unsigned64``) for Hamming distances.
+- **Reduced-size work image.** Perceptual hashes and the thumbnail only need ~64 px, so the decoded
+  image is box-reduced (premultiplied, by Pillow) before compositing and resampling; this is where
+  most of the speed over ``imagehash.phash(Image.open(p))`` comes from, together with a process pool.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass
+from typing import Iterable
+
+import imagehash
+import numpy as np
+from PIL import Image, ImageOps
+
+__all__ = [
+    "BACKGROUND",
+    "THUMB_SIDE",
+    "ImageFingerprint",
+    "FingerprintError",
+    "sha256_bytes",
+    "to_signed64",
+    "to_unsigned64",
+    "has_alpha",
+    "normalise_mode",
+    "composite_for_hashing",
+    "pixel_hash",
+    "perceptual_hashes",
+    "work_image",
+    "confirm_thumbnail",
+    "thumb_array",
+    "fingerprint_image",
+    "fingerprint_bytes",
+    "fingerprint_file",
+    "fingerprint_many",
+]
+
+BACKGROUND = (255, 255, 255)  # white: what flattening tools put behind transparency
+HASH_WORK_SIDE = 64  # decoded images are box-reduced until their shorter side is just above this
+THUMB_SIDE = 32  # == pHash grid (8 x highfreq 4); confirm-stage thumbnail: THUMB_SIDE x THUMB_SIDE RGB, uint8, row-major
+_MASK64 = (1 << 64) - 1
+
+
+class FingerprintError(ValueError):
+    """A file that cannot be decoded as an image; ``path`` says which, ``reason`` why."""
+
+    def __init__(self, path: str, reason: str):
+        super().__init__(f"{path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+    def __reduce__(self):  # picklable across the process pool
+        return (FingerprintError, (self.path, self.reason))
+
+
+def sha256_bytes(data: bytes) -> str:
+    """Hex sha256 of the file's bytes: exact duplicates."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def to_signed64(value: int) -> int:
+    """Reinterpret an unsigned 64-bit hash as a signed int64 (what SQLite stores)."""
+    value = int(value)
+    if not 0 <= value <= _MASK64:
+        raise ValueError(f"not an unsigned 64-bit value: {value}")
+    return value - (1 << 64) if value >= 1 << 63 else value
+
+
+def to_unsigned64(value: int) -> int:
+    """Inverse of ``to_signed64``."""
+    value = int(value)
+    if not -(1 << 63) <= value < (1 << 63):
+        raise ValueError(f"not a signed 64-bit value: {value}")
+    return value & _MASK64
+
+
+def has_alpha(img: Image.Image) -> bool:
+    """Does the image carry transparency (alpha channel or a transparent palette/colour key)?"""
+    return img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in img.info
+
+
+def normalise_mode(img: Image.Image) -> Image.Image:
+    """The first frame as 8-bit RGBA (if it has transparency) or RGB.
+
+    16-bit and float greyscale are scaled to 8 bits rather than clipped; palettes with a transparent
+    index and colour keys become real alpha.
+    """
+    if getattr(img, "n_frames", 1) > 1:
+        img.seek(0)
+    mode = img.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        arr = np.asarray(img, dtype=np.float64)
+        scale = 257.0 if mode.startswith("I;16") or arr.max(initial=0) > 255 else 1.0
+        img = Image.fromarray(np.clip(arr / scale + 0.5, 0, 255).astype(np.uint8), "L")
+        mode = "L"
+    elif mode == "F":
+        arr = np.asarray(img, dtype=np.float64)
+        if arr.size and arr.max() <= 1.0:
+            arr = arr * 255.0
+        img = Image.fromarray(np.clip(arr + 0.5, 0, 255).astype(np.uint8), "L")
+        mode = "L"
+    if has_alpha(img):
+        return img if mode == "RGBA" else img.convert("RGBA")
+    return img if mode == "RGB" else img.convert("RGB")
+
+
+def _oriented(img: Image.Image) -> Image.Image:
+    """Apply the EXIF orientation tag so the hash describes the picture as displayed."""
+    try:
+        orientation = img.getexif().get(0x0112, 1)
+    except Exception:  # broken EXIF must not make a readable picture unreadable
+        return img
+    return ImageOps.exif_transpose(img) if orientation not in (1, None) else img
+
+
+def composite_for_hashing(img: Image.Image) -> Image.Image:
+    """RGB picture as it looks over ``BACKGROUND`` (opaque images are only converted to RGB)."""
+    img = normalise_mode(img)
+    if img.mode != "RGBA":
+        return img
+    base = Image.new("RGBA", img.size, BACKGROUND + (255,))
+    base.alpha_composite(img)
+    return base.convert("RGB")
+
+
+def pixel_hash(img: Image.Image) -> str:
+    """sha256 over size + premultiplied pixels: the same picture in another encoding hashes equal."""
+    img = normalise_mode(img)
+    h = hashlib.sha256()
+    if img.mode == "RGBA" and img.getchannel("A").getextrema()[0] == 255:
+        img = img.convert("RGB")  # fully opaque: same picture as the RGB image
+    if img.mode == "RGBA":
+        h.update(f"RGBa {img.width}x{img.height}\n".encode())
+        h.update(img.convert("RGBa").tobytes())
+    else:
+        h.update(f"RGB {img.width}x{img.height}\n".encode())
+        h.update(img.tobytes())
+    return h.hexdigest()
+
+
+def work_image(img: Image.Image) -> Image.Image:
+    """Composited RGB picture, box-reduced so the shorter side stays >= HASH_WORK_SIDE (cheap to hash)."""
+    img = normalise_mode(img)
+    factor = min(img.width, img.height) // HASH_WORK_SIDE
+    if factor >= 2:
+        img = img.reduce(factor)  # premultiplied for RGBA, so transparent colour does not bleed in
+    return composite_for_hashing(img)
+
+
+def perceptual_hashes(img: Image.Image) -> dict[str, int]:
+    """imagehash pHash and dHash of the picture over the fixed background, as signed int64.
+
+    Same pipeline as ``fingerprint_image`` (reduced work image; pHash on the 32x32 grid), so hashes
+    from either agree exactly.
+    """
+    phash, dhash, _ = _hashes_and_thumb(work_image(img))
+    return {"phash": phash, "dhash": dhash}
+
+
+def _hashes_and_thumb(work: Image.Image) -> tuple[int, int, bytes]:
+    thumb = confirm_thumbnail(work, composited=True)
+    # pHash resamples to 32x32 first; the thumbnail already is that grid, so it is reused
+    thumb_img = Image.frombytes("RGB", (THUMB_SIDE, THUMB_SIDE), thumb)
+    phash = to_signed64(_imagehash_int(imagehash.phash(thumb_img)))
+    dhash = to_signed64(_imagehash_int(imagehash.dhash(work)))
+    return phash, dhash, thumb
+
+
+def _imagehash_int(h: imagehash.ImageHash) -> int:
+    return int(str(h), 16)  # imagehash's hex string is the row-major bit string
+
+
+def confirm_thumbnail(img: Image.Image, *, composited: bool = False) -> bytes:
+    """THUMB_SIDE x THUMB_SIDE RGB bytes of the picture over the background, squashed to a square.
+
+    Every picture is sampled on the same grid, so two thumbnails align pixel for pixel; the confirm
+    stage (curator.dedup) compares them with small shifts/scales to tolerate crops.
+    """
+    rgb = img if composited else composite_for_hashing(img)
+    return rgb.resize((THUMB_SIDE, THUMB_SIDE), Image.Resampling.LANCZOS).tobytes()
+
+
+def thumb_array(thumb: bytes) -> np.ndarray:
+    """Confirm thumbnail bytes as a float32 (THUMB_SIDE, THUMB_SIDE, 3) array in 0..255."""
+    arr = np.frombuffer(thumb, dtype=np.uint8)
+    if arr.size != THUMB_SIDE * THUMB_SIDE * 3:
+        raise ValueError(f"thumbnail has {arr.size} bytes, expected {THUMB_SIDE * THUMB_SIDE * 3}")
+    return arr.reshape(THUMB_SIDE, THUMB_SIDE, 3).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class ImageFingerprint:
+    """Everything dedup needs about one image; hashes are signed int64 as stored in SQLite."""
+
+    sha256: str
+    pixel_hash: str
+    phash: int
+    dhash: int
+    width: int
+    height: int
+    has_alpha: bool
+    thumb: bytes
+    file_size: int | None = None
+    format: str | None = None
+
+    @property
+    def phash_signed(self) -> int:
+        return self.phash
+
+    @property
+    def dhash_signed(self) -> int:
+        return self.dhash
+
+    @property
+    def phash_u64(self) -> int:
+        return to_unsigned64(self.phash)
+
+    @property
+    def dhash_u64(self) -> int:
+        return to_unsigned64(self.dhash)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["thumb"] = self.thumb.hex()
+        return d
+
+
+def fingerprint_image(img: Image.Image, data: bytes | None = None) -> ImageFingerprint:
+    """Fingerprint an opened image; ``data`` (the file's bytes) gives the sha256 and size."""
+    fmt = img.format
+    img = _oriented(img)
+    alpha = has_alpha(img)
+    img = normalise_mode(img)
+    phash, dhash, thumb = _hashes_and_thumb(work_image(img))
+    return ImageFingerprint(
+        sha256=sha256_bytes(data) if data is not None else "",
+        pixel_hash=pixel_hash(img),
+        phash=phash,
+        dhash=dhash,
+        width=img.width,
+        height=img.height,
+        has_alpha=alpha,
+        thumb=thumb,
+        file_size=len(data) if data is not None else None,
+        format=fmt,
+    )
+
+
+def fingerprint_bytes(data: bytes, name: str = "<bytes>") -> ImageFingerprint:
+    """Fingerprint a file's bytes; raises FingerprintError if they are not a decodable image."""
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            img.load()
+            return fingerprint_image(img, data=data)
+    except FingerprintError:
+        raise
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        raise FingerprintError(name, f"not a readable image ({type(exc).__name__}: {exc})") from exc
+
+
+def fingerprint_file(path: str | os.PathLike) -> ImageFingerprint:
+    """Fingerprint one file (bytes read once: sha256 and decoding share them)."""
+    path = os.fspath(path)
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as exc:
+        raise FingerprintError(path, f"cannot read ({exc.strerror or exc})") from exc
+    return fingerprint_bytes(data, name=path)
+
+
+def _fingerprint_or_error(path: str):
+    try:
+        return fingerprint_file(path)
+    except FingerprintError as exc:
+        return exc
+
+
+def fingerprint_many(paths: Iterable[str | os.PathLike], workers: int = 2, *, on_error: str = "raise",
+                     progress=None) -> list:
+    """Fingerprints in input order, on ``workers`` processes (both cores by default).
+
+    ``on_error="raise"`` raises the first FingerprintError; ``"return"`` puts the FingerprintError in
+    that file's slot so one bad file loses nothing else. ``progress`` (e.g. a tqdm bar) gets
+    ``update(1)`` per file.
+    """
+    if on_error not in ("raise", "return"):
+        raise ValueError("on_error must be 'raise' or 'return'")
+    paths = [os.fspath(p) for p in paths]
+    if workers <= 1 or len(paths) < 2 * max(workers, 1):
+        results = []
+        for p in paths:
+            results.append(_fingerprint_or_error(p))
+            if progress is not None:
+                progress.update(1)
+    else:
+        chunk = max(1, min(32, len(paths) // (workers * 8)))
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            results = []
+            for r in pool.map(_fingerprint_or_error, paths, chunksize=chunk):
+                results.append(r)
+                if progress is not None:
+                    progress.update(1)
+    if on_error == "raise":
+        for r in results:
+            if isinstance(r, FingerprintError):
+                raise r
+    return results
