@@ -6,6 +6,9 @@ of samples) and its penultimate features (Fréchet distance / KID) as the yardst
 
 Inputs are uint8 tensors [N, C, S, S] with C in {1, 3, 4} and S in 8..64; images larger than
 ``MAX_WORK_SIZE`` are average-pooled down first so fitting stays fast whatever the training size.
+16 px was chosen by measurement on the demo emoji (8 classes, 9 drawing styles, 298 images): with 300
+steps, held-back accuracy was the same at 16 px as at 32 px (0.72 on one split; 0.74 mean over 3 splits
+at 16 px) at a quarter of the cost — coarse shape and colour carry the class across drawing styles.
 """
 from __future__ import annotations
 
@@ -17,7 +20,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-MAX_WORK_SIZE = 32
+MAX_WORK_SIZE = 16
 
 
 @dataclass
@@ -120,7 +123,7 @@ class FitReport:
 
 
 def train_classifier(images_u8: torch.Tensor, labels: torch.Tensor, spec: ClassifierSpec, *, generator: torch.Generator,
-                     device, budget_s: float, max_steps: int = 400, batch_size: int = 64,
+                     device, budget_s: float, max_steps: int = 300, batch_size: int = 64,
                      lr: float = 3e-3) -> tuple[SmallCNN, FitReport]:
     """Train ``SmallCNN`` with class-balanced batches (small classes would otherwise be ignored).
 

@@ -335,7 +335,11 @@ class Evaluator:
     # ------------------------------------------------------------ scoring
 
     def score(self, samples_u8: torch.Tensor, sample_labels) -> dict:
-        """Figures for labelled samples (uint8 [N,C,S,S] in the training images' format). JSON-ready."""
+        """Figures for labelled samples (uint8 [N,C,S,S] in the training images' format). JSON-ready.
+
+        ``fid``/``kid`` are left out (not None) when they cannot be computed: fewer than 2 samples, or an
+        evaluator fitted without held-back reals.
+        """
         samples_u8 = _check_images(samples_u8, "samples_u8")
         if tuple(samples_u8.shape[1:]) != self.image_shape:
             raise ValueError(f"samples are shaped {tuple(samples_u8.shape[1:])} (C,S,S) but the evaluator was fitted "
@@ -350,7 +354,6 @@ class Evaluator:
             "accuracy": float((preds == labels).float().mean()),
             "balanced_accuracy": float(np.mean(list(per_class.values()))),
             "per_class_accuracy": per_class,
-            "fid": None, "kid": None,
         }
         f = feats.numpy()
         if len(f) >= 2 and len(self._holdout_features) >= 2:

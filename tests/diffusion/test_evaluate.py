@@ -228,6 +228,16 @@ def test_fit_and_score_other_channel_counts_and_sizes(channels, size):
     assert ev.holdout_images.shape[1:] == (channels, size, size)
 
 
+def test_without_held_back_reals_fid_and_kid_are_left_out(squares):
+    # Tried: holdout=0 (every image trains the classifier): accuracy and memorisation still work.
+    images, labels = squares
+    ev = Evaluator.fit(images[::3], labels[::3], CLASS_NAMES, seed=0, budget_s=1.0, holdout=0.0)
+    assert ev.info["n_holdout"] == 0 and ev.info["real_accuracy"] is None
+    result = ev.score(images[::3][:4], labels[::3][:4])  # training images
+    assert "fid" not in result and "kid" not in result
+    assert result["memorised_share"] == 1.0
+
+
 def test_bad_inputs_give_clear_errors(evaluator, squares):
     # Tried: float images, wrong sample size, labels out of range, one class, an empty class.
     images, labels = squares
