@@ -1,0 +1,506 @@
+"""Trainer pages: snapshots, the new-run form, the live run page, galleries, generation, stickers.
+
+Server-rendered; each region htmx swaps or polls is a `_partial.html` the full page includes too, so every page
+works as plain links and forms. Run state comes from the run's files (trainer.runs); nothing here loads torch.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from flask import (Response, abort, current_app, flash, redirect, render_template, request, send_file, url_for)
+from sqlalchemy import select
+from werkzeug.utils import safe_join
+
+from curator.db import db
+from curator.ingest import import_candidates
+from curator.models import Run, Snapshot
+from curator.snapshots import (FITS, SnapshotError, create_snapshot, diff_with_previous, list_snapshots,
+                               manifest_path, read_manifest)
+from curator.sources import Candidate
+from curator.storage import ImageStore
+from curator.validation import Limits
+from diffusion import rundir
+from diffusion.config import DEVICES, PRESETS
+
+from . import bp, stickers
+from .runs import (SAMPLERS, GenerationRequest, RunError, RunView, cancel, create_run, extend, latest_eval,
+                   list_generations, list_runs, loss_chart, read_generation, resume, schedule, start_generation,
+                   view_run)
+
+FORM_DEFAULTS = {"preset": "small", "image_size": "", "epochs": "50", "minutes": "", "batch_size": "64",
+                 "lr": "0.002", "guidance": "3", "sample_every": "5", "seed": "0", "device": "auto",
+                 "snapshot": ""}
+FILE_TYPES = {".png": "image/png", ".gif": "image/gif"}
+
+
+def instance() -> Path:
+    return Path(current_app.instance_path)
+
+
+def is_htmx() -> bool:
+    return request.headers.get("HX-Request") == "true"
+
+
+def run_schedule() -> list[str]:
+    """Let the queue move (and notice dead runs) on page loads: no separate daemon."""
+    return schedule(db.session, instance())
+
+
+def get_view(run_id: str) -> RunView:
+    row = db.session.get(Run, run_id)
+    view = view_run(instance(), run_id, row) if _safe_id(run_id) else None
+    return view or abort(404)
+
+
+def get_row(run_id: str) -> Run:
+    return db.session.get(Run, run_id) or abort(404)
+
+
+def _safe_id(text: str) -> bool:
+    return bool(text) and "/" not in text and "\\" not in text and not text.startswith(".")
+
+
+# --- form parsing: every field gets a clear message --------------------------------------------------------
+
+class FormErrors(dict):
+    def number(self, form, key: str, label: str, kind, lo, hi, *, required: bool = True):
+        raw = (form.get(key) or "").strip()
+        if not raw:
+            if required:
+                self[key] = f"{label} is required."
+            return None
+        try:
+            value = kind(raw)
+        except ValueError:
+            self[key] = f"{label} must be a {'whole number' if kind is int else 'number'}, not {raw!r}."
+            return None
+        if kind is float and not math.isfinite(value):
+            self[key] = f"{label} must be a finite number."
+            return None
+        if not lo <= value <= hi:
+            self[key] = f"{label} must be between {lo:g} and {hi:g} (got {raw})."
+            return None
+        return value
+
+    def choice(self, form, key: str, label: str, choices, default=None):
+        value = (form.get(key) or default or "").strip()
+        if value not in choices:
+            self[key] = f"{label} must be one of {', '.join(choices)} (got {value!r})."
+            return None
+        return value
+
+
+def parse_run_form(form) -> tuple[dict, FormErrors]:
+    """The new-run form as training settings, and a message per bad field."""
+    e = FormErrors()
+    values = {
+        "preset": e.choice(form, "preset", "Preset", PRESETS),
+        "device": e.choice(form, "device", "Device", DEVICES, "auto"),
+        "image_size": e.number(form, "image_size", "Image size", int, 8, 512, required=False),
+        "epochs": e.number(form, "epochs", "Epochs", int, 1, 100_000, required=False),
+        "minutes": e.number(form, "minutes", "Minutes", float, 0.01, 100_000, required=False),
+        "batch_size": e.number(form, "batch_size", "Batch size", int, 1, 4096),
+        "lr": e.number(form, "lr", "Learning rate", float, 1e-6, 0.5),
+        "guidance": e.number(form, "guidance", "Guidance", float, 0, 30),
+        "sample_every": e.number(form, "sample_every", "Sample every N epochs", int, 1, 10_000, required=False),
+        "seed": e.number(form, "seed", "Seed", int, 0, 2**31 - 1),
+    }
+    if values["image_size"] is not None and values["image_size"] % 4:
+        e["image_size"] = f"Image size must be a multiple of 4 (the model halves it twice); got {values['image_size']}."
+    if "epochs" not in e and "minutes" not in e and values["epochs"] is None and values["minutes"] is None:
+        e["epochs"] = "Give a number of epochs or a time budget in minutes (or both: whichever ends first)."
+    if not (form.get("snapshot") or "").strip():
+        e["snapshot"] = "Choose a snapshot to train on (or 'snapshot the current data now')."
+    return values, e
+
+
+# --- snapshots ----------------------------------------------------------------------------------------------
+
+def _snapshot_rows() -> list[dict]:
+    rows = []
+    for snap in list_snapshots(db.session):
+        try:
+            diff = diff_with_previous(db.session, instance(), snap)
+        except (OSError, ValueError) as exc:
+            diff, snap_error = None, f"manifest unreadable: {exc}"
+        else:
+            snap_error = ""
+        rows.append({"snap": snap, "diff": diff, "error": snap_error, "total": sum(snap.counts.values())})
+    return rows
+
+
+@bp.get("/snapshots")
+def snapshots():
+    return render_template("trainer/snapshots.html", rows=_snapshot_rows(), fits=FITS, form={}, errors={})
+
+
+@bp.post("/snapshots")
+def snapshot_create():
+    form = request.form
+    errors = FormErrors()
+    size = errors.number(form, "image_size", "Image size", int, 8, 512)
+    fit = errors.choice(form, "fit", "Fit", FITS, "crop")
+    selection = errors.choice(form, "selection", "Selection", ("active", "top-k"), "active")
+    top_k = errors.number(form, "top_k", "Top-k", int, 1, 100_000, required=selection == "top-k") \
+        if selection == "top-k" else None
+    background = (form.get("background") or "white").strip()
+    if not errors:
+        try:
+            snap = create_snapshot(db.session, instance(), image_size=size, fit=fit, background=background,
+                                   selection=selection, top_k=top_k, name=form.get("name"))
+        except SnapshotError as exc:
+            errors["_"] = str(exc)
+        else:
+            flash(f"Snapshot {snap.id} saved: {sum(snap.counts.values())} images in {len(snap.counts)} classes.", "ok")
+            return redirect(url_for("trainer.snapshots"))
+    return render_template("trainer/snapshots.html", rows=_snapshot_rows(), fits=FITS, form=form,
+                           errors=errors), 400
+
+
+# --- runs ---------------------------------------------------------------------------------------------------
+
+@bp.get("/")
+def index():
+    run_schedule()
+    runs = list_runs(db.session, instance())
+    template = "trainer/_runs_table.html" if is_htmx() and request.args.get("part") == "table" else \
+        "trainer/runs.html"
+    return render_template(template, runs=runs, any_active=any(not r.finished for r in runs))
+
+
+def _new_run_page(form: dict, errors: dict, status: int = 200):
+    snaps = list_snapshots(db.session)
+    values = {**FORM_DEFAULTS, **{k: v for k, v in form.items()}}
+    if not values["snapshot"] and snaps:
+        values["snapshot"] = snaps[0].id
+    return render_template("trainer/new_run.html", snapshots=snaps, values=values, errors=errors,
+                           presets=PRESETS, devices=DEVICES), status
+
+
+@bp.get("/new")
+def new_run():
+    return _new_run_page(request.args.to_dict(), {})
+
+
+@bp.post("/runs")
+def run_create():
+    values, errors = parse_run_form(request.form)
+    snapshot = None
+    choice = (request.form.get("snapshot") or "").strip()
+    if choice and choice != "new":
+        snapshot = db.session.get(Snapshot, choice)
+        if snapshot is None:
+            errors["snapshot"] = f"There is no snapshot {choice!r}; choose one from the list."
+    if errors:
+        return _new_run_page(request.form.to_dict(), errors, 400)
+    if choice == "new":
+        try:
+            snapshot = create_snapshot(db.session, instance(), image_size=values["image_size"] or 32,
+                                       name="for a new run")
+        except SnapshotError as exc:
+            return _new_run_page(request.form.to_dict(), {"snapshot": str(exc)}, 400)
+    try:
+        manifest = read_manifest(instance(), snapshot)
+    except (OSError, ValueError) as exc:
+        return _new_run_page(request.form.to_dict(), {"snapshot": f"Snapshot {snapshot.id}'s manifest cannot be "
+                                                                  f"read ({exc})."}, 400)
+    settings = {**current_app.config.get("TRAINER_DEFAULTS", {}),
+                **{k: v for k, v in values.items() if v is not None},
+                "image_size": values["image_size"] or snapshot.image_size, "fit": snapshot.fit,
+                "background": snapshot.background, "data": str(manifest_path(instance(), snapshot)),
+                "epochs": values["epochs"], "minutes": values["minutes"], "sample_every": values["sample_every"]}
+    try:
+        row = create_run(db.session, instance(), settings, snapshot=snapshot, class_names=manifest["classes"])
+    except ValueError as exc:
+        return _new_run_page(request.form.to_dict(), {"_": str(exc)}, 400)
+    started = run_schedule()
+    flash(f"Run {row.id} created" + (" and started." if row.id in started
+                                     else f"; it is queued until {row.device} is free."), "ok")
+    return redirect(url_for("trainer.run_page", run_id=row.id))
+
+
+def _live_context(view: RunView) -> dict:
+    metrics = view.metrics()
+    return {"view": view, "chart": loss_chart(metrics), "evaluation": latest_eval(metrics),
+            "log": view.log_tail(), "can_act": view.row is not None}
+
+
+@bp.get("/runs/<run_id>")
+def run_page(run_id: str):
+    run_schedule()
+    view = get_view(run_id)
+    return render_template("trainer/run.html", **_live_context(view))
+
+
+@bp.get("/runs/<run_id>/live")
+def run_live(run_id: str):
+    """The polled region of the run page (stops polling itself once the run has finished)."""
+    run_schedule()
+    return render_template("trainer/_run_live.html", **_live_context(get_view(run_id)))
+
+
+@bp.post("/runs/<run_id>/cancel")
+def run_cancel(run_id: str):
+    try:
+        flash(cancel(db.session, instance(), get_row(run_id)), "ok")
+    except RunError as exc:
+        flash(str(exc), "error")
+    return redirect(url_for("trainer.run_page", run_id=run_id))
+
+
+@bp.post("/runs/<run_id>/resume")
+def run_resume(run_id: str):
+    try:
+        flash(resume(db.session, instance(), get_row(run_id)), "ok")
+        run_schedule()
+    except RunError as exc:
+        flash(str(exc), "error")
+    return redirect(url_for("trainer.run_page", run_id=run_id))
+
+
+@bp.post("/runs/<run_id>/extend")
+def run_extend(run_id: str):
+    errors = FormErrors()
+    epochs = errors.number(request.form, "epochs", "Epochs to add", int, 1, 100_000, required=False)
+    minutes = errors.number(request.form, "minutes", "Minutes to add", float, 0.01, 10_000, required=False)
+    if errors:
+        for message in errors.values():
+            flash(message, "error")
+        return redirect(url_for("trainer.run_page", run_id=run_id))
+    try:
+        flash(extend(db.session, instance(), get_row(run_id), epochs=epochs, minutes=minutes), "ok")
+        run_schedule()
+    except RunError as exc:
+        flash(str(exc), "error")
+    return redirect(url_for("trainer.run_page", run_id=run_id))
+
+
+# --- files of a run -----------------------------------------------------------------------------------------
+
+def _run_file(view: RunView, rel: str) -> Path:
+    """A sample image inside the run folder (never outside it, never another kind of file)."""
+    joined = safe_join(str(view.path), rel)
+    if joined is None:
+        abort(404)
+    path = Path(joined)
+    if path.suffix.lower() not in FILE_TYPES or not path.is_file():
+        abort(404)
+    return path
+
+
+@bp.get("/runs/<run_id>/files/<path:rel>")
+def run_file(run_id: str, rel: str):
+    path = _run_file(get_view(run_id), rel)
+    download = request.args.get("download") == "1"
+    name = f"{run_id}-{rel.replace('/', '-')}"
+    return send_file(path, mimetype=FILE_TYPES[path.suffix.lower()], as_attachment=download, download_name=name,
+                     conditional=True, max_age=0)
+
+
+# --- galleries ----------------------------------------------------------------------------------------------
+
+def class_rows(view: RunView, epoch: int) -> list[dict]:
+    """One row per class of an epoch's samples (URLs of its images)."""
+    rows = []
+    for name in view.class_names:
+        paths = rundir.class_sample_paths(view.path, epoch, name)
+        rows.append({"name": name, "images": [str(p.relative_to(view.path)) for p in paths]})
+    return rows
+
+
+def _chosen_epoch(epochs: list[int]) -> int | None:
+    if not epochs:
+        return None
+    index = request.args.get("i", type=int)
+    if index is not None:
+        return epochs[max(0, min(index, len(epochs) - 1))]
+    wanted = request.args.get("epoch", type=int)
+    if wanted is None:
+        return epochs[-1]
+    return min(epochs, key=lambda e: (abs(e - wanted), e))
+
+
+@bp.get("/runs/<run_id>/epochs")
+def epoch_gallery(run_id: str):
+    view = get_view(run_id)
+    epochs = view.epochs_with_grids
+    epoch = _chosen_epoch(epochs)
+    context = {"view": view, "epochs": epochs, "epoch": epoch}
+    if epoch is not None:
+        index = epochs.index(epoch)
+        context.update(index=index, rows=class_rows(view, epoch),
+                       grid=str(rundir.grid_path(view.path, epoch).relative_to(view.path)),
+                       prev_epoch=epochs[index - 1] if index > 0 else None,
+                       next_epoch=epochs[index + 1] if index + 1 < len(epochs) else None)
+    if is_htmx() and request.headers.get("HX-Target") == "epoch-view":
+        return render_template("trainer/_epoch_view.html", **context)
+    return render_template("trainer/epochs.html", **context)
+
+
+@bp.get("/runs/<run_id>/classes/<name>")
+def class_gallery(run_id: str, name: str):
+    view = get_view(run_id)
+    if name not in view.class_names:
+        abort(404)
+    epochs = [{"epoch": e, "images": [str(p.relative_to(view.path))
+                                      for p in rundir.class_sample_paths(view.path, e, name)]}
+              for e in reversed(view.epochs_with_grids)]
+    return render_template("trainer/class_gallery.html", view=view, name=name, epochs=epochs)
+
+
+@bp.get("/compare")
+def compare():
+    runs = [r for r in list_runs(db.session, instance()) if r.epochs_with_grids]
+    by_id = {r.id: r for r in runs}
+    a, b = by_id.get(request.args.get("a", "")), by_id.get(request.args.get("b", ""))
+    if a is None and runs:
+        a = runs[0]
+    if b is None and len(runs) > 1:
+        b = next(r for r in runs if r.id != a.id)
+    sides, common, epoch = [], [], None
+    if a and b:
+        common = sorted(set(a.epochs_with_grids) & set(b.epochs_with_grids))
+        choices = common or sorted(set(a.epochs_with_grids) | set(b.epochs_with_grids))
+        wanted = request.args.get("epoch", type=int)
+        epoch = choices[-1] if wanted is None else min(choices, key=lambda e: (abs(e - wanted), e))
+        for side in (a, b):
+            shown = epoch if epoch in side.epochs_with_grids else \
+                min(side.epochs_with_grids, key=lambda e: (abs(e - epoch), e))
+            sides.append({"view": side, "epoch": shown, "rows": class_rows(side, shown)})
+    return render_template("trainer/compare.html", runs=runs, a=a, b=b, sides=sides, common=common, epoch=epoch)
+
+
+# --- generation ---------------------------------------------------------------------------------------------
+
+def parse_generation_form(form, view: RunView) -> tuple[GenerationRequest | None, FormErrors]:
+    e = FormErrors()
+    classes = [c for c in form.getlist("class") if c]
+    unknown = [c for c in classes if c not in view.class_names]
+    if unknown:
+        e["class"] = f"Unknown class(es) {', '.join(unknown)}; this run knows {', '.join(view.class_names)}."
+    n = e.number(form, "n", "Count", int, 1, 64)
+    steps = e.number(form, "steps", "Steps", int, 1, 1000)
+    sampler = e.choice(form, "sampler", "Sampler", SAMPLERS, "dpm++2m")
+    guidance = e.number(form, "guidance", "Guidance", float, 0, 30)
+    seed = e.number(form, "seed", "Seed", int, 0, 2**31 - 1)
+    if e:
+        return None, e
+    return GenerationRequest(classes=classes, n=n, steps=steps, sampler=sampler, guidance=guidance, seed=seed,
+                             gif=form.get("gif", "1") == "1"), e
+
+
+def _generate_page(view: RunView, form: dict, errors: dict, status: int = 200):
+    values = {"n": "4", "steps": "25", "sampler": "dpm++2m", "guidance": str(view.config.get("guidance", 3)),
+              "seed": "0", **form}
+    jobs = [g for g in (read_generation(view, gid) for gid in list_generations(view)[:20]) if g]
+    return render_template("trainer/generate.html", view=view, values=values, errors=errors, samplers=SAMPLERS,
+                           jobs=jobs), status
+
+
+@bp.get("/runs/<run_id>/generate")
+def generate_form(run_id: str):
+    return _generate_page(get_view(run_id), {}, {})
+
+
+@bp.post("/runs/<run_id>/generate")
+def generate_start(run_id: str):
+    view = get_view(run_id)
+    gen, errors = parse_generation_form(request.form, view)
+    if errors:
+        return _generate_page(view, request.form.to_dict(), errors, 400)
+    try:
+        gen_id = start_generation(view, gen)
+    except RunError as exc:
+        return _generate_page(view, request.form.to_dict(), {"_": str(exc)}, 400)
+    return redirect(url_for("trainer.generation_page", run_id=run_id, gen_id=gen_id))
+
+
+@bp.get("/runs/<run_id>/generate/<gen_id>")
+def generation_page(run_id: str, gen_id: str):
+    view = get_view(run_id)
+    job = read_generation(view, gen_id) if _safe_id(gen_id) else None
+    if job is None:
+        abort(404)
+    template = "trainer/_generation.html" if is_htmx() and request.args.get("part") == "1" else \
+        "trainer/generation.html"
+    return render_template(template, view=view, job=job)
+
+
+@bp.post("/runs/<run_id>/generate/<gen_id>/send")
+def generation_send(run_id: str, gen_id: str):
+    """Close the loop: chosen generated images become a new curator batch (kind "generated", source = the run)."""
+    view = get_view(run_id)
+    job = read_generation(view, gen_id) if _safe_id(gen_id) else None
+    if job is None:
+        abort(404)
+    known = {img["png"]: img for img in job.images}
+    picks = [p for p in request.form.getlist("pick") if p]
+    missing = [p for p in picks if p not in known]
+    if not picks or missing:
+        flash("Tick the generated images to send to the curator." if not picks
+              else f"Not images of this generation: {', '.join(missing)}", "error")
+        return redirect(url_for("trainer.generation_page", run_id=run_id, gen_id=gen_id))
+    candidates = [Candidate(f"{run_id}/{known[p]['class']}/{Path(p).name}", known[p]["class"],
+                            (lambda path=view.path / p: path.read_bytes())) for p in picks]
+    cfg = current_app.config
+    batch = import_candidates(db.session, ImageStore(instance()), candidates, kind="generated",
+                              source=f"run {run_id}",
+                              limits=Limits(max_file_bytes=cfg["MAX_FILE_BYTES"], max_pixels=cfg["MAX_PIXELS"]))
+    flash(f"Sent {len(picks)} generated image(s) to the curator as batch #{batch.id}.", "ok")
+    return redirect(url_for("curator.batch_report", batch_id=batch.id))
+
+
+# --- stickers -----------------------------------------------------------------------------------------------
+
+def _sticker_args(view: RunView) -> tuple[Path, int, str]:
+    path = _run_file(view, request.args.get("file", ""))
+    if path.suffix.lower() != ".png":
+        abort(404)
+    scale = request.args.get("scale", 4, type=int)
+    background = request.args.get("background", "auto")
+    if scale not in stickers.SCALES or background not in stickers.BACKGROUNDS:
+        abort(400, f"scale must be one of {stickers.SCALES} and background one of {stickers.BACKGROUNDS}")
+    return path, scale, background
+
+
+def _sticker_image(path: Path, scale: int, background: str):
+    from PIL import Image
+    with Image.open(path) as img:
+        img.load()
+        return stickers.make_sticker(img, scale=scale, background=background)
+
+
+@bp.get("/runs/<run_id>/sticker")
+def sticker_page(run_id: str):
+    view = get_view(run_id)
+    path, scale, background = _sticker_args(view)
+    error = ""
+    try:
+        _sticker_image(path, scale, background)
+    except stickers.StickerError as exc:
+        error = str(exc)
+    return render_template("trainer/sticker.html", view=view, file=request.args["file"], scale=scale,
+                           background=background, error=error, scales=stickers.SCALES,
+                           backgrounds=stickers.BACKGROUNDS)
+
+
+@bp.get("/runs/<run_id>/sticker.<fmt>")
+def sticker_file(run_id: str, fmt: str):
+    view = get_view(run_id)
+    path, scale, background = _sticker_args(view)
+    try:
+        sticker = _sticker_image(path, scale, background)
+    except stickers.StickerError as exc:
+        abort(422, str(exc))
+    stem = f"{run_id}-{path.parent.name}-{path.stem}-x{scale}"
+    if fmt == "png":
+        body, mimetype = stickers.png_bytes(sticker), "image/png"
+    elif fmt == "svg":
+        body, mimetype = stickers.trace_svg(sticker), "image/svg+xml"
+    else:
+        abort(404)
+    response = Response(body, mimetype=mimetype)
+    if request.args.get("download") == "1":
+        response.headers["Content-Disposition"] = f'attachment; filename="{stem}.{fmt}"'
+    return response
