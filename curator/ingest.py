@@ -1,14 +1,18 @@
 """Import a set of candidate files as one batch: validate, fingerprint, store once, index, report.
 
-The expensive, pure part (decode, hash, thumbnail) runs in `analyse`, on both cores for large batches. Files are
-written before rows; all rows of a batch are committed in one transaction, so an interrupted import leaves the
-index as it was (a stored file without a row is harmless: content-addressed, reused by the next import).
+The expensive part that needs no database (decode, hash, write the file, thumbnail) runs in `store_one`, on both
+cores for large batches. Files are written before rows; all rows of a batch are committed in one transaction, so an
+interrupted import leaves the index as it was (a stored file without a row is harmless: content-addressed, and
+reused by the next import of the same bytes).
 """
 from __future__ import annotations
 
+import multiprocessing
 import re
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
+from itertools import islice
+from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 from sqlalchemy import select
@@ -20,7 +24,8 @@ from .storage import THUMB_SIZE, ImageStore, make_thumbnail_bytes, write_atomic
 from .validation import Limits, Rejected, validate_image_bytes
 
 CLASS_NAME = re.compile(r"^[a-z0-9][a-z0-9 _-]{0,63}$")
-PARALLEL_FROM = 24  # below this many files a process pool costs more than it saves
+PARALLEL_FROM = 48  # below this many files starting worker processes costs more than it saves
+CHUNK = 256  # rows indexed per database round (one duplicate look-up query per chunk)
 
 
 def normalise_class_name(name: str) -> str:
@@ -33,10 +38,11 @@ def normalise_class_name(name: str) -> str:
 
 
 @dataclass
-class Analysis:
-    """Everything the index needs about one valid file, computed without touching the database."""
-    data: bytes
+class Stored:
+    """Everything the index needs about one valid file, whose bytes are already in the store."""
     sha256: str
+    path: str
+    file_size: int
     format: str
     width: int
     height: int
@@ -45,58 +51,56 @@ class Analysis:
     phash: int
     dhash: int
     fingerprint: bytes
-    thumbnail: bytes | None  # only for images larger than a thumbnail
     notes: list[str] = field(default_factory=list)
 
 
-def analyse(data: bytes, limits: Limits) -> Analysis:
-    """Validate and fingerprint one file's bytes; raises Rejected."""
-    import hashlib
+def store_one(data: bytes, limits: Limits, instance: Path) -> Stored:
+    """Validate, fingerprint and store one file's bytes (and its thumbnail if it is large); raises Rejected."""
+    from . import hashing
     valid = validate_image_bytes(data, limits)
-    thumb = make_thumbnail_bytes(valid.image) if max(valid.width, valid.height) > THUMB_SIZE else None
-    return Analysis(data=data, sha256=hashlib.sha256(data).hexdigest(), format=valid.format, width=valid.width,
-                    height=valid.height, has_alpha=valid.has_alpha, pixel_hash=None, phash=None,
-                    dhash=None, fingerprint=None, thumbnail=thumb, notes=valid.notes)
+    fp = hashing.fingerprint_image(valid.image, data)
+    store = ImageStore(instance)
+    rel = store.put(fp.sha256, valid.format, data)
+    if max(valid.width, valid.height) > THUMB_SIZE and not store.thumb_path(fp.sha256).exists():
+        write_atomic(store.thumb_path(fp.sha256), make_thumbnail_bytes(valid.image))
+    return Stored(sha256=fp.sha256, path=rel, file_size=len(data), format=valid.format, width=valid.width,
+                  height=valid.height, has_alpha=valid.has_alpha, pixel_hash=fp.pixel_hash, phash=fp.phash,
+                  dhash=fp.dhash, fingerprint=fp.thumb, notes=valid.notes)
 
 
-def _read_and_analyse(args: tuple[Candidate, Limits]) -> Analysis | Rejected:
-    candidate, limits = args
+def _store_or_reject(data: bytes | Rejected, limits: Limits, instance: Path) -> Stored | Rejected:
+    if isinstance(data, Rejected):
+        return data
     try:
-        return analyse(candidate.read(), limits)
+        return store_one(data, limits, instance)
     except Rejected as rejection:
         return rejection
 
 
-def _analysed(candidates: list[Candidate], limits: Limits, workers: int) -> Iterator[Analysis | Rejected]:
-    """Analyses in input order; reading stays in this process (zip handles do not pickle), analysis is parallel."""
+def _read(candidate: Candidate) -> bytes | Rejected:
+    try:
+        return candidate.read()
+    except Rejected as rejection:
+        return rejection
+
+
+def stored_files(candidates: list[Candidate], limits: Limits, instance: Path,
+                 workers: int) -> Iterator[Stored | Rejected]:
+    """Results in input order. Reading stays in this process (open zip handles do not pickle); the rest runs in a
+    'forkserver' pool, which is safe to start from a multi-threaded web server, unlike a plain fork."""
     if workers <= 1 or len(candidates) < PARALLEL_FROM:
         for c in candidates:
-            yield _read_and_analyse((c, limits))
+            yield _store_or_reject(_read(c), limits, instance)
         return
-
-    def read(c: Candidate) -> bytes | Rejected:
-        try:
-            return c.read()
-        except Rejected as rejection:
-            return rejection
-
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        datas = (read(c) for c in candidates)
-        futures = []
-        for data in datas:
-            futures.append(data if isinstance(data, Rejected) else pool.submit(_analyse_or_reject, data, limits))
-            if len(futures) >= 4 * workers:
-                f = futures.pop(0)
-                yield f if isinstance(f, Rejected) else f.result()
-        for f in futures:
-            yield f if isinstance(f, Rejected) else f.result()
-
-
-def _analyse_or_reject(data: bytes, limits: Limits) -> Analysis | Rejected:
-    try:
-        return analyse(data, limits)
-    except Rejected as rejection:
-        return rejection
+    ctx = multiprocessing.get_context("forkserver")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+        pending = []
+        for c in candidates:
+            pending.append(pool.submit(_store_or_reject, _read(c), limits, instance))
+            if len(pending) >= 8 * workers:
+                yield pending.pop(0).result()
+        for f in pending:
+            yield f.result()
 
 
 class ClassCache:
@@ -129,14 +133,14 @@ def import_candidates(session: Session, store: ImageStore, candidates: Iterable[
     batch = Batch(kind=kind, source=source, state="staged" if staged else "committed",
                   committed=None if staged else utcnow())
     session.add(batch)
-    classes = ClassCache(session)
-    seen: dict[str, Image] = {}
+    indexer = _Indexer(session, batch, staged)
+    results = stored_files(candidates, limits, store.root, workers)
     try:
-        for candidate, result in zip(candidates, _analysed(candidates, limits, workers)):
-            item = _index_one(session, store, classes, seen, batch, candidate, result, staged)
-            batch.items.append(item)
-            if progress:
-                progress(1)
+        with session.no_autoflush:
+            while chunk := list(islice(zip(candidates, results), CHUNK)):
+                indexer.index_chunk(chunk)
+                if progress:
+                    progress(len(chunk))
         session.commit()
     except BaseException:
         session.rollback()
@@ -144,37 +148,49 @@ def import_candidates(session: Session, store: ImageStore, candidates: Iterable[
     return batch
 
 
-def _index_one(session: Session, store: ImageStore, classes: ClassCache, seen: dict[str, Image], batch: Batch,
-               candidate: Candidate, result: Analysis | Rejected, staged: bool) -> BatchItem:
-    item = BatchItem(filename=candidate.name, outcome="rejected", source_class=candidate.class_name or "")
-    if isinstance(result, Rejected):
-        item.reason = result.reason
-        batch.rejected += 1
+class _Indexer:
+    """Adds a batch's rows chunk by chunk: one query per chunk finds the images that exist already."""
+
+    def __init__(self, session: Session, batch: Batch, staged: bool):
+        self.session, self.batch, self.staged = session, batch, staged
+        self.classes = ClassCache(session)
+        self.in_batch: dict[str, Image] = {}
+
+    def index_chunk(self, chunk: list[tuple[Candidate, Stored | Rejected]]) -> None:
+        shas = [r.sha256 for _c, r in chunk if isinstance(r, Stored)]
+        existing = {i.sha256: i for i in self.session.scalars(select(Image).where(Image.sha256.in_(shas)))}
+        for candidate, result in chunk:
+            self.batch.items.append(self.index_one(candidate, result, existing))
+
+    def index_one(self, candidate: Candidate, result: Stored | Rejected, existing: dict[str, Image]) -> BatchItem:
+        batch = self.batch
+        item = BatchItem(filename=candidate.name, outcome="rejected", source_class=candidate.class_name or "")
+        if isinstance(result, Rejected):
+            item.reason = result.reason
+            batch.rejected += 1
+            return item
+        try:
+            image_class = self.classes.get(candidate.class_name)
+        except ValueError as exc:
+            item.reason = str(exc)
+            batch.rejected += 1
+            return item
+        if result.sha256 in existing or result.sha256 in self.in_batch:
+            item.outcome = "duplicate"
+            if result.sha256 in existing:
+                item.existing, item.reason = existing[result.sha256], "exact duplicate of an image already in the index"
+            else:
+                item.existing, item.reason = self.in_batch[result.sha256], "exact duplicate of another file in this batch"
+            batch.duplicates += 1
+            return item
+        image = Image(sha256=result.sha256, pixel_hash=result.pixel_hash, phash=result.phash, dhash=result.dhash,
+                      fingerprint=result.fingerprint, path=result.path, format=result.format, width=result.width,
+                      height=result.height, has_alpha=result.has_alpha, file_size=result.file_size,
+                      image_class=image_class, status=STAGED if self.staged else ACTIVE,
+                      original_filename=candidate.name, batch=batch)
+        self.session.add(image)
+        self.in_batch[result.sha256] = image
+        item.outcome, item.image = ("new" if self.staged else "added"), image
+        item.reason = "; ".join(result.notes)
+        batch.added += 1
         return item
-    try:
-        image_class = classes.get(candidate.class_name)
-    except ValueError as exc:
-        item.reason = str(exc)
-        batch.rejected += 1
-        return item
-    existing = seen.get(result.sha256) or session.scalar(select(Image).where(Image.sha256 == result.sha256))
-    if existing is not None:
-        item.outcome, item.existing = "duplicate", existing
-        item.reason = "exact duplicate of an image already in the index" if existing.id else \
-            "exact duplicate of another file in this batch"
-        batch.duplicates += 1
-        return item
-    rel = store.put(result.sha256, result.format, result.data)
-    if result.thumbnail is not None:
-        write_atomic(store.thumb_path(result.sha256), result.thumbnail)
-    image = Image(sha256=result.sha256, pixel_hash=result.pixel_hash, phash=result.phash, dhash=result.dhash,
-                  fingerprint=result.fingerprint, path=rel, format=result.format, width=result.width,
-                  height=result.height, has_alpha=result.has_alpha, file_size=len(result.data),
-                  image_class=image_class, status=STAGED if staged else ACTIVE,
-                  original_filename=candidate.name, batch=batch)
-    session.add(image)
-    seen[result.sha256] = image
-    item.outcome, item.image = ("new" if staged else "added"), image
-    item.reason = "; ".join(result.notes)
-    batch.added += 1
-    return item

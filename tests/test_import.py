@@ -144,16 +144,16 @@ def test_interrupted_import_leaves_index_unchanged(app, tmp_path, instance_path,
     from curator.storage import ImageStore
     for i in range(5):
         write_picture(tmp_path / "src" / "cat" / f"{i}.png", seed=i)
-    real = ingest._index_one
+    real = ingest._Indexer.index_one
     calls = {"n": 0}
 
-    def failing(*args, **kwargs):
+    def failing(self, *args, **kwargs):
         calls["n"] += 1
         if calls["n"] == 3:
             raise RuntimeError("power cut")
-        return real(*args, **kwargs)
+        return real(self, *args, **kwargs)
 
-    monkeypatch.setattr(ingest, "_index_one", failing)
+    monkeypatch.setattr(ingest._Indexer, "index_one", failing)
     with app.app_context():
         with pytest.raises(RuntimeError):
             import_paths(db.session, ImageStore(instance_path), [tmp_path / "src"])

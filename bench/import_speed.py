@@ -1,0 +1,103 @@
+"""Import throughput against a bare decode-and-hash loop over the same files, measured in the same run.
+
+Ours: validate, fingerprint (sha256, pixel hash, pHash, dHash, comparison thumbnail), store, thumbnail, index (one
+SQLite transaction). Baseline: `PIL.Image.open(...).load()` + sha256 over the same bytes, one process.
+Target (issue 2): the import costs at most 3x the bare loop.
+
+    python bench/import_speed.py [--n 600] [--repeat 3]
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+DEMO = ROOT / "demo" / "animal-emoji" / "images"
+
+
+def build_sets(tmp: Path, n: int) -> dict[str, Path]:
+    """Two realistic sets of n files: the demo stickers (128 px RGBA PNG) and photo-sized JPEGs (768 px)."""
+    sources = sorted(DEMO.rglob("*.png"))
+    stickers, photos = tmp / "stickers", tmp / "photos"
+    for i in range(n):
+        src = sources[i % len(sources)]
+        img = Image.open(src).convert("RGBA")
+        cls = src.parent.name
+        variant = i // len(sources)
+        out = stickers / cls / f"{variant}_{src.name}"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if variant:  # distinct bytes for repeats: nudge one pixel so each file is a new image
+            img.putpixel((variant % 128, 0), (variant % 256, 0, 0, 255))
+        img.save(out)
+        photo = Image.new("RGB", img.size, (255, 255, 255))
+        photo.paste(img, mask=img.split()[3])
+        photo = photo.resize((768, 768), Image.Resampling.BICUBIC)
+        if variant:
+            photo.putpixel((variant % 768, 1), (variant % 256, 1, 2))
+        out = photos / cls / f"{variant}_{src.stem}.jpg"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        photo.save(out, "JPEG", quality=90)
+    return {"stickers 128px PNG": stickers, "photos 768px JPEG": photos}
+
+
+def bare_loop(files: list[Path]) -> float:
+    start = time.perf_counter()
+    for path in files:
+        data = path.read_bytes()
+        hashlib.sha256(data).hexdigest()
+        Image.open(io.BytesIO(data)).load()
+    return time.perf_counter() - start
+
+
+def menagerie_import(folder: Path, instance: Path) -> tuple[float, int]:
+    from app import create_app
+    from curator.db import db
+    from curator.imports import import_paths
+    from curator.storage import ImageStore
+    app = create_app({"TESTING": True}, instance_path=instance)
+    with app.app_context():
+        start = time.perf_counter()
+        batch = import_paths(db.session, ImageStore(instance), [folder])
+        elapsed = time.perf_counter() - start
+        added = batch.added
+        db.engine.dispose()
+    return elapsed, added
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=600, help="files per set")
+    parser.add_argument("--repeat", type=int, default=3, help="best of this many runs")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        sets = build_sets(tmp / "src", args.n)
+        print(f"{'set':<22}{'files':>7}{'bare img/s':>12}{'import img/s':>14}{'cost ratio':>12}")
+        for label, folder in sets.items():
+            files = sorted(folder.rglob("*.*"))
+            bare = min(bare_loop(files) for _ in range(args.repeat))
+            ours = []
+            for r in range(args.repeat):
+                instance = tmp / f"instance-{label[:5]}-{r}"
+                elapsed, added = menagerie_import(folder, instance)
+                assert added == len(files), (added, len(files))
+                ours.append(elapsed)
+                shutil.rmtree(instance)
+            best = min(ours)
+            print(f"{label:<22}{len(files):>7}{len(files) / bare:>12.0f}{len(files) / best:>14.0f}"
+                  f"{best / bare:>11.2f}x")
+        print("cost ratio = import time / bare PIL open+load+sha256 time (target <= 3x); best of", args.repeat)
+
+
+if __name__ == "__main__":
+    main()
