@@ -119,8 +119,20 @@ def import_command(paths: tuple[Path, ...], class_name: str | None, as_json: boo
     emit(batch_result(batch), as_json, batch_sentence(batch))
 
 
+from curator.rank_commands import rank  # noqa: E402
+cli.add_command(rank)
+
+from trainer.snapshot_commands import snapshot_command  # noqa: E402
+cli.add_command(snapshot_command)
+
+def _add_instance_option(command: click.Command) -> None:
+    command.params.append(instance_option())
+    for sub in getattr(command, "commands", {}).values():
+        _add_instance_option(sub)
+
+
 for _command in cli.commands.values():
-    _command.params.append(instance_option())
+    _add_instance_option(_command)
 
 if __name__ == "__main__":
     cli()
