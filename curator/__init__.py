@@ -8,6 +8,7 @@ bp = Blueprint("curator", __name__, template_folder="templates", static_folder="
                static_url_path="/curator-static")
 
 from . import views  # noqa: E402,F401  (routes register themselves on bp)
+from . import rank_views  # noqa: E402,F401
 
 
 @bp.app_template_filter("class_label")

@@ -4,17 +4,11 @@ from __future__ import annotations
 import json
 
 import click
-from flask.cli import AppGroup, ScriptInfo
+from flask.cli import AppGroup
 from sqlalchemy import select
 
 rank = AppGroup("rank", help="Pairwise ranking: ratings derived from the stored comparisons.")
-
-
-def _remember_instance(ctx: click.Context, _param, value):
-    """Same as manage.py's --instance, so it can also follow the subcommand (`rank export --instance PATH`)."""
-    if value:
-        ctx.ensure_object(ScriptInfo).data["instance"] = value
-    return value
+# manage.py gives every command and sub-command --instance.
 
 
 def _class_report(session, image_class) -> dict:
@@ -49,8 +43,6 @@ def _human(report: dict) -> str:
 @rank.command("export")
 @click.option("--class", "class_name", help="Only this class (default: every class).")
 @click.option("--json", "as_json", is_flag=True, help="Print the ratings as JSON.")
-@click.option("--instance", type=click.Path(file_okay=False), expose_value=False, is_eager=True,
-              callback=_remember_instance, help="Instance folder (default: ./instance or $MENAGERIE_INSTANCE).")
 def export(class_name: str | None, as_json: bool) -> None:
     """Print every class's ratings (rating ± uncertainty in log-odds, P(in top-k), comparisons), best first.
     * marks images selected for snapshots."""
