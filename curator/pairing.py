@@ -70,6 +70,8 @@ def choose_pair(ratings: Mapping[Hashable, Rating], k: int, *,
         raise ValueError(f"explore must be within [0, 1], got {explore}")
     if not 0.0 < repeat_penalty <= 1.0:
         raise ValueError(f"repeat_penalty must be within (0, 1], got {repeat_penalty}")
+    if window < 1 or n_random < 0:
+        raise ValueError(f"need window >= 1 and n_random >= 0, got {window} and {n_random}")
     ids, mu, sigma, n_cmp = _rating_arrays(ratings)
     n = len(ids)
     if n < 2:

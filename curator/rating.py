@@ -216,7 +216,9 @@ def _refine(mu0, left, right, y, config: RatingConfig):
             t = h * (v[left] - v[right])
             return prec0 * v + np.bincount(left, t, n) - np.bincount(right, t, n)
 
-        step = _pcg(hess_vec, -g, diag, tol=1e-8, max_iter=200)
+        # Inexact Newton: solve loosely while far from the mode, tightly near it.
+        forcing = min(0.1, float(np.sqrt(g @ g)))
+        step = _pcg(hess_vec, -g, diag, tol=forcing, max_iter=200)
         # Backtracking keeps the iteration monotone even from a poor warm start.
         slope = float(g @ step)
         t = 1.0

@@ -345,7 +345,7 @@ def test_choose_pair_is_deterministic_for_a_seed():
 
 
 def test_choose_pair_refuses_bad_input():
-    # Tried: too few images, a bad exploration rate, a non-integer k and a bad rng.
+    # Tried: too few images, a bad exploration rate, a non-integer k, a bad rng, window, penalty.
     with pytest.raises(ValueError, match="two images"):
         choose_pair(_ratings([0.0], [1.0]), 1, rng=0)
     ratings = _ratings([0.0, 1.0, 2.0], [1.0] * 3)
@@ -355,6 +355,10 @@ def test_choose_pair_refuses_bad_input():
         choose_pair(ratings, "1", rng=0)
     with pytest.raises(TypeError):
         choose_pair(ratings, 1, rng="seed")
+    with pytest.raises(ValueError, match="window"):
+        choose_pair(ratings, 1, rng=0, window=0)
+    with pytest.raises(ValueError, match="repeat_penalty"):
+        choose_pair(ratings, 1, rng=0, repeat_penalty=0)
 
 
 def test_active_ranking_finds_a_small_top_k():
