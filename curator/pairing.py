@@ -4,9 +4,11 @@ Why: people rank a few hundred images per class; every answer should move the to
 So the first image is drawn in proportion to how *undecided* its membership is (and how uncertain
 its rating), the second from a short candidate list — its neighbours in the current order, the
 images around the top-k boundary, a few random ones, and its near-duplicates — scored by how
-uncertain the outcome is and how much it would teach. Pairs already asked are only repeated when
-no unasked candidate is left. A share ``explore`` of the choices starts from a little-compared
-image instead, so nothing is written off on too little evidence.
+uncertain the outcome is and how much it would teach. Every earlier asking of a pair divides its
+score by four, and the candidate list is widened before a pair is repeated, so a pair comes back
+only when the fresh alternatives would be foregone conclusions. A share ``explore`` of the
+choices starts from a little-compared image instead, so nothing is written off on too little
+evidence.
 
 Cost: O(n) numpy work plus O(candidates) Python; never the n^2 pairs. Pure logic, numpy only.
 """
@@ -63,8 +65,8 @@ def choose_pair(ratings: Mapping[Hashable, Rating], k: int, *,
     explore: share of choices that start from a little-compared image instead of the most
         undecided one.
     window: places on each side of the first image's rank taken as candidates (widened 4x when
-        all of them were asked); n_random: random candidates added each time.
-    repeat_penalty: on the widened list, an asked pair's score is multiplied by this per asking.
+        the best of them is a repeat); n_random: random candidates added each time.
+    repeat_penalty: a pair's score is multiplied by this for each time it was already asked.
     """
     if not 0.0 <= explore <= 1.0:
         raise ValueError(f"explore must be within [0, 1], got {explore}")
@@ -100,15 +102,15 @@ def choose_pair(ratings: Mapping[Hashable, Rating], k: int, *,
 
     group_mates = _unmet_group_mates(ids, a, groups, count)
     if group_mates is not None:
-        b, _ = _best_opponent(a, group_mates, mu, sigma, relevance, ids, count, rng)
+        b, _ = _best_opponent(a, group_mates, mu, sigma, relevance, ids, count, rng, 1.0)
     else:
-        # Widen the candidate list before repeating a pair. On the widest list a pair asked c times
-        # keeps repeat_penalty**c of its value: once the image has met every close opponent,
-        # repeating a close pair can beat a new pair whose answer is a foregone conclusion.
-        for tier, width in enumerate((window, 4 * window)):
+        # Every asking of a pair divides its value by 1/repeat_penalty, so an unasked pair wins
+        # unless it is far less informative (a fresh but foregone pairing loses to repeating a
+        # close one). If the best is still a repeat, look further along the order first.
+        for width in (window, 4 * window):
             candidates = _candidates(a, rank[a], order, k_eff, width, n_random, rng)
             b, repeats = _best_opponent(a, candidates, mu, sigma, relevance, ids, count, rng,
-                                        repeat_penalty=repeat_penalty if tier else 0.0)
+                                        repeat_penalty)
             if repeats == 0:
                 break
     left, right = (a, b) if rng.random() < 0.5 else (b, a)
@@ -136,20 +138,16 @@ def _unmet_group_mates(ids, a, groups, count):
     return None
 
 
-def _best_opponent(a, candidates, mu, sigma, relevance, ids, count, rng, repeat_penalty=0.0):
+def _best_opponent(a, candidates, mu, sigma, relevance, ids, count, rng, repeat_penalty):
     """Most informative opponent: outcome uncertainty x what the answer teaches (summed variance)
-    x relevance to the top-k. With repeat_penalty 0 only the least-asked candidates compete;
-    otherwise asked pairs are discounted. Returns (index, times that pair was already asked)."""
+    x relevance to the top-k x repeat_penalty ** (times asked). Returns (index, times asked)."""
     var_sum = sigma[a] ** 2 + sigma[candidates] ** 2
     q = 1.0 / (1.0 + np.exp(-(mu[a] - mu[candidates]) / np.sqrt(1.0 + _PI_OVER_8 * var_sum)))
     score = q * (1.0 - q) * var_sum * (relevance[a] + relevance[candidates])
     score = score * (1.0 + 1e-6 * rng.random(candidates.shape[0]))  # seeded tie-break
     a_id = ids[a]
     asked = np.array([count(a_id, ids[j]) for j in candidates.tolist()], dtype=np.int64)
-    if repeat_penalty > 0.0:
-        score = score * repeat_penalty ** asked
-    else:
-        score = np.where(asked == asked.min(), score, -np.inf)
+    score = score * repeat_penalty ** asked
     best = int(np.argmax(score))
     return int(candidates[best]), int(asked[best])
 
