@@ -1,0 +1,121 @@
+"""The sticker pipeline on fixed images: background keyed out (or alpha kept), upscaled cleanly, traced to SVG."""
+from __future__ import annotations
+
+import json
+import re
+import xml.etree.ElementTree as ET
+from io import BytesIO
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from trainer import stickers
+
+RED = (210, 30, 40)
+
+
+def disc_on_white(size: int = 32) -> Image.Image:
+    """A red disc on a white background with an enclosed white 'eye' that must survive the matte."""
+    img = Image.new("RGB", (size, size), "white")
+    draw = ImageDraw.Draw(img)
+    draw.ellipse((4, 4, size - 5, size - 5), fill=RED)
+    draw.rectangle((size // 2 - 3, size // 2 - 3, size // 2 + 2, size // 2 + 2), fill="white")
+    return img
+
+
+def test_uniform_background_becomes_transparent_and_enclosed_white_stays():
+    """Tried: ×4 sticker of the disc. Corners are clear, the disc and its enclosed white eye stay opaque, and
+    half-transparent edge pixels carry the disc's red, not a white halo."""
+    sticker = stickers.make_sticker(disc_on_white(), scale=4, background="auto")
+    assert sticker.mode == "RGBA" and sticker.size == (128, 128)
+    arr = np.asarray(sticker).astype(int)
+    assert arr[0, 0, 3] == 0 and arr[-1, -1, 3] == 0 and arr[2, 64, 3] == 0
+    assert arr[30, 64, 3] == 255 and abs(arr[30, 64, :3] - RED).max() < 30  # inside the disc
+    assert arr[64, 64, 3] == 255 and arr[64, 64, :3].min() > 230  # the enclosed eye is still opaque white
+    edge = arr[(arr[..., 3] > 40) & (arr[..., 3] < 215)]
+    assert len(edge) > 20
+    assert np.median(edge[:, 1]) < 110, "edge pixels should be red (unmixed), not pale from the white background"
+
+
+def test_existing_transparency_is_kept():
+    """Tried: an RGBA emoji-like picture with a transparent background. Its alpha is kept (not re-matted):
+    transparent where the original was, opaque in the middle."""
+    img = Image.new("RGBA", (24, 24), (0, 0, 0, 0))
+    ImageDraw.Draw(img).ellipse((3, 3, 20, 20), fill=(20, 160, 60, 255))
+    assert stickers.has_transparency(img)
+    sticker = stickers.make_sticker(img, scale=8)
+    arr = np.asarray(sticker)
+    assert sticker.size == (192, 192)
+    assert arr[0, 0, 3] == 0 and arr[96, 96, 3] == 255 and tuple(arr[96, 96, :3]) == (20, 160, 60)
+    assert not stickers.has_transparency(disc_on_white())
+
+
+def test_bad_requests_get_clear_errors():
+    """Tried: a noisy background to matte, keeping alpha that is not there, a ×3 scale. Each a StickerError that
+    says why; 'none' keeps the noisy background as it is."""
+    noisy = Image.fromarray(np.random.default_rng(0).integers(0, 255, (16, 16, 3), dtype=np.uint8))
+    with pytest.raises(stickers.StickerError, match="not a uniform colour"):
+        stickers.make_sticker(noisy, background="matte")
+    with pytest.raises(stickers.StickerError, match="no transparency to keep"):
+        stickers.make_sticker(disc_on_white(), background="keep")
+    with pytest.raises(stickers.StickerError, match="scale 3"):
+        stickers.make_sticker(disc_on_white(), scale=3)
+    assert np.asarray(stickers.make_sticker(noisy, background="none", scale=4))[..., 3].min() == 255
+
+
+def fills(svg: str) -> list[tuple[int, int, int]]:
+    root = ET.fromstring(svg)
+    out = []
+    for el in root.iter():
+        if el.tag.endswith("path"):
+            m = re.fullmatch(r"#([0-9A-Fa-f]{6})", el.get("fill", ""))
+            assert m, el.attrib
+            out.append(tuple(int(m.group(1)[i:i + 2], 16) for i in (0, 2, 4)))
+    return out
+
+
+def test_trace_to_svg_has_the_shape_and_no_background():
+    """Tried: tracing the ×8 disc sticker. Valid SVG of the sticker's size; the bottom (largest) shape is the red
+    disc, at most one small white shape (the eye) and nothing covering the canvas in white."""
+    sticker = stickers.make_sticker(disc_on_white(), scale=8)
+    svg = stickers.trace_svg(sticker)
+    root = ET.fromstring(svg)
+    assert root.get("width") == "256" and root.get("height") == "256"
+    colours = fills(svg)
+    assert colours, "the trace has shapes"
+    assert max(abs(a - b) for a, b in zip(colours[0], RED)) < 40, colours[:3]
+    whites = [c for c in colours if min(c) > 220]
+    assert len(whites) <= 1
+
+
+def write_run_with_sample(instance: Path) -> tuple[str, str]:
+    """A run folder laid out as diffusion.train writes it (config.json, one per-class sample PNG)."""
+    run_id = "20260101-000000-abcd"
+    run_dir = instance / "runs" / run_id
+    sample = run_dir / "samples" / "epoch_0001" / "cat" / "0.png"
+    sample.parent.mkdir(parents=True)
+    disc_on_white(16).save(sample)
+    (run_dir / "config.json").write_text(json.dumps({"class_names": ["cat", "dog"], "preset": "micro",
+                                                     "image_size": 16, "epochs": 1}))
+    return run_id, "samples/epoch_0001/cat/0.png"
+
+
+def test_sticker_downloads_from_the_web(client, instance_path):
+    """Tried: the sticker page and its PNG and SVG downloads for a run's sample, then a path outside the run.
+    PNG (RGBA, ×8) and SVG arrive as attachments; the outside path is not served."""
+    run_id, rel = write_run_with_sample(instance_path)
+    page = client.get(f"/train/runs/{run_id}/sticker", query_string={"file": rel, "scale": 8})
+    assert page.status_code == 200 and "Download SVG" in page.get_data(as_text=True)
+    png = client.get(f"/train/runs/{run_id}/sticker.png", query_string={"file": rel, "scale": 8, "download": 1})
+    assert png.status_code == 200 and png.mimetype == "image/png"
+    assert "attachment" in png.headers["Content-Disposition"]
+    img = Image.open(BytesIO(png.data))
+    assert img.mode == "RGBA" and img.size == (128, 128) and img.getpixel((0, 0))[3] == 0
+    svg = client.get(f"/train/runs/{run_id}/sticker.svg", query_string={"file": rel, "download": 1})
+    assert svg.status_code == 200 and svg.mimetype == "image/svg+xml" and fills(svg.get_data(as_text=True))
+    outside = client.get(f"/train/runs/{run_id}/sticker.png", query_string={"file": "../../secret_key"})
+    assert outside.status_code == 404
+    noisy = client.get(f"/train/runs/{run_id}/sticker", query_string={"file": rel, "background": "keep"})
+    assert "no transparency to keep" in noisy.get_data(as_text=True)
