@@ -83,6 +83,8 @@ def create_app(test_config: dict | None = None, instance_path: str | os.PathLike
 
     import curator
     app.register_blueprint(curator.bp)
+    import trainer
+    app.register_blueprint(trainer.bp)
     _register_handlers(app)
     return app
 
