@@ -129,7 +129,7 @@ def train_baseline(images_u8: torch.Tensor, labels: torch.Tensor, num_classes: i
     x_all = images_u8.float() / 127.5 - 1
     gen = torch.Generator().manual_seed(seed)
     n = len(labels)
-    step, seen, t0 = 0, 0, time.perf_counter()
+    step, seen, t0, cpu0 = 0, 0, time.perf_counter(), time.process_time()
     bar = tqdm(desc="baseline train", unit="step", file=sys.stderr)
     model.train()
     while time.perf_counter() - t0 < minutes * 60:
@@ -154,7 +154,8 @@ def train_baseline(images_u8: torch.Tensor, labels: torch.Tensor, num_classes: i
             bar.set_postfix(loss=f"{loss.item():.4f}")
     bar.close()
     seconds = time.perf_counter() - t0
-    return model, {"steps": step, "images_per_sec": seen / seconds, "seconds": seconds,
+    cpu_share = (time.process_time() - cpu0) / (seconds * (os.cpu_count() or 1))
+    return model, {"steps": step, "images_per_sec": seen / seconds, "seconds": seconds, "cpu_share": cpu_share,
                    "params_m": sum(p.numel() for p in model.parameters()) / 1e6}
 
 
@@ -178,7 +179,9 @@ def sample_baseline(model, labels: torch.Tensor, shape, *, steps: int, seed: int
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--minutes", type=float, default=10.0, help="training wall-clock budget (default 10)")
+    p.add_argument("--minutes", type=float, default=None, help="training wall-clock budget (default 10)")
+    p.add_argument("--epochs", type=int, default=None,
+                   help="train this many epochs instead (a fixed amount of work, whatever the contention)")
     p.add_argument("--data", type=Path, default=None, help="ImageFolder dataset (default: the demo animal emoji)")
     p.add_argument("--preset", default=None, help="model preset (default: the package default)")
     p.add_argument("--image-size", type=int, default=None)
@@ -211,18 +214,35 @@ def main(argv=None) -> int:
             if value is not None:
                 overrides[key] = value
         data = args.data or default_data()
-        config = TrainConfig(data=str(data), minutes=args.minutes, seed=args.seed, device="cpu", **overrides)
+        minutes = args.minutes if args.minutes is not None or args.epochs is not None else 10.0
+        config = TrainConfig(data=str(data), minutes=minutes, epochs=args.epochs, seed=args.seed, device="cpu",
+                             **overrides)
         config.validate()
         run_dir = args.out / f"run-{datetime.now():%Y%m%d-%H%M%S}"
-        print(f"training {run_dir} for {args.minutes} min: {json.dumps(overrides) if overrides else 'defaults'}")
-        t0 = time.perf_counter()
+        budget = " and ".join(x for x in (f"{minutes} min" if minutes else "", f"{args.epochs} epochs" if args.epochs
+                                          else "") if x)
+        print(f"training {run_dir} for {budget}: {json.dumps(overrides) if overrides else 'defaults'}")
+        t0, cpu0 = time.perf_counter(), time.process_time()
         status = train(config, run_dir, progress=True)
-        report["train"] = {"wall_seconds": round(time.perf_counter() - t0, 1), "steps": status.get("step"),
+        wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+        # CPU seconds this process got per wall second per core: ~1 on an idle machine, less when shared.
+        cpu_share = cpu / (wall * (os.cpu_count() or 1))
+        report["train"] = {"wall_seconds": round(wall, 1), "cpu_seconds": round(cpu, 1),
+                           "cpu_share": round(cpu_share, 3), "steps": status.get("step"),
                            "epochs": status.get("epoch"), "images_per_sec": status.get("images_per_sec"),
                            "best_epoch": status.get("best_epoch"), "overrides": overrides}
+        print(f"trained {status.get('step')} steps ({status.get('epoch')} epochs) in {wall:.0f} s; this process got "
+              f"{cpu_share:.0%} of the machine's CPU time (contention)")
+        if status.get("state") != "completed":
+            print(f"training ended in state {status.get('state')!r}: {status.get('error') or 'see train.log'}")
+            return 1
     else:
         run_dir = args.run
     report["run_dir"] = str(run_dir)
+    out_json = Path(run_dir) / "quality.json"
+
+    def save_report():  # after every stage, so a long run that is stopped keeps what it measured
+        out_json.write_text(json.dumps(report, indent=2, default=str))
 
     model, schedule, config, class_names = load_for_sampling(run_dir, which=args.which, device="cpu")
     report["config"] = config.to_dict()
@@ -250,6 +270,7 @@ def main(argv=None) -> int:
     scores = evaluator.score(samples, main_labels)
     report["main"] = {"sampler": "dpm++2m", "steps": args.steps, "n": len(main_labels), "sample_seconds": round(secs, 2),
                       **scores}
+    save_report()
     print_scores(f"ours: {len(main_labels)} samples, DPM-Solver++ 2M x{args.steps} steps "
                  f"({secs:.1f} s to sample)", scores)
 
@@ -271,6 +292,7 @@ def main(argv=None) -> int:
             "n": len(cmp_labels),
             "fast": {"sampler": "dpm++2m", "steps": args.steps, "seconds": round(fast_s, 2), **brief(fast_scores)},
             "ddpm": {"sampler": "ddpm", "steps": args.ddpm_steps, "seconds": round(slow_s, 2), **brief(slow_scores)}}
+        save_report()
         print(f"\n== fast solver vs DDPM on the same {len(cmp_labels)} labels")
         for name, sc, s in ((f"DPM-Solver++ 2M x{args.steps}", fast_scores, fast_s),
                             (f"DDPM x{args.ddpm_steps}", slow_scores, slow_s)):
@@ -278,8 +300,9 @@ def main(argv=None) -> int:
                   f"  memorised {sc['memorised_share']:.3f}  ({s:.1f} s)")
 
     if args.baseline:
-        print(f"\ntraining the diffusers baseline for {args.minutes} min (load average now {load_avg()})")
-        base, info = train_baseline(images, labels, len(class_names), minutes=args.minutes, seed=args.seed)
+        base_minutes = args.minutes or (report.get("train", {}).get("wall_seconds", 600) / 60)
+        print(f"\ntraining the diffusers baseline for {base_minutes:.1f} min (load average now {load_avg()})")
+        base, info = train_baseline(images, labels, len(class_names), minutes=base_minutes, seed=args.seed)
         t0 = time.perf_counter()
         base_samples = sample_baseline(base, main_labels, tuple(images.shape[1:]), steps=args.steps, seed=args.seed + 1)
         info["sample_seconds"] = round(time.perf_counter() - t0, 2)
@@ -288,6 +311,7 @@ def main(argv=None) -> int:
         print_scores(f"baseline: diffusers UNet2DModel {info['params_m']:.2f} M params, eps/DDPM, "
                      f"{info['steps']} steps at {info['images_per_sec']:.0f} img/s; sampled with DPM-Solver++ "
                      f"x{args.steps}, no guidance", base_scores)
+        save_report()
         if report.get("train", {}).get("images_per_sec"):
             print(f"  training images/s, ours / baseline: "
                   f"{report['train']['images_per_sec'] / info['images_per_sec']:.2f}x "
@@ -298,8 +322,7 @@ def main(argv=None) -> int:
 
     report["load_avg_end"] = load_avg()
     print(f"\nload average at end: {report['load_avg_end']}")
-    out_json = Path(run_dir) / "quality.json"
-    out_json.write_text(json.dumps(report, indent=2, default=str))
+    save_report()
     print(f"figures written to {out_json}")
     return 0
 

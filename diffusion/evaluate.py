@@ -490,6 +490,10 @@ def main(argv=None) -> int:
 
             epoch = args.epoch if args.epoch is not None else _latest_epoch(args.run_dir)
             folder = rundir.epoch_samples_dir(args.run_dir, epoch)
+            if not folder.is_dir():
+                have = rundir.list_epochs(args.run_dir)
+                raise ValueError(f"{args.run_dir} has no samples for epoch {epoch} (epochs with samples: "
+                                 f"{', '.join(map(str, have)) or 'none'})")
         images, labels = read_sample_folder(folder, evaluator.class_names, evaluator.image_shape[0])
         result = evaluator.score(images, labels)
     except (OSError, ValueError) as exc:

@@ -285,7 +285,8 @@ def test_corrupt_or_foreign_evaluator_file_gives_clear_error(evaluator, tmp_path
 
 
 def test_command_line_scores_a_run_directory(evaluator, tmp_path, capsys):
-    # Tried: a run dir with evaluator.pt and one epoch of per-class sample PNGs; then a run without samples.
+    # Tried: a run dir with evaluator.pt and one epoch of per-class sample PNGs; an epoch it lacks; a run
+    # without samples.
     from PIL import Image
 
     run = tmp_path / "run"
@@ -306,6 +307,9 @@ def test_command_line_scores_a_run_directory(evaluator, tmp_path, capsys):
         assert out[key] == direct[key], key
     for key in ("fid", "kid", "nn_ratio"):  # the folder is read in class-name order: float sums reorder
         assert out[key] == pytest.approx(direct[key], rel=1e-6), key
+
+    assert main([str(run), "--epoch", "5"]) == 2
+    assert "no samples for epoch 5" in capsys.readouterr().err
 
     empty = tmp_path / "empty"
     evaluator.save(empty / "evaluator.pt")
