@@ -138,7 +138,7 @@ def test_stratified_split_holds_back_from_every_class_but_never_its_last_image()
 
 def test_classifier_recognises_fresh_images_of_a_separable_dataset(evaluator):
     # Tried: held-back reals (real_accuracy) and 80 freshly drawn images the classifier never saw.
-    assert evaluator.info["real_accuracy"] >= 0.9
+    assert evaluator.info["real_accuracy"] >= 0.9, evaluator.info  # info shows the steps the budget allowed
     fresh, labels = make_squares(20, seed=99)
     result = evaluator.score(fresh, labels)
     assert result["accuracy"] >= 0.9
