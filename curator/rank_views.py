@@ -68,27 +68,29 @@ def rank_index():
         image_class = rs.get_class(db.session, summary.name)
         if image_class is None:
             continue
-        table = rs.standings(db.session, image_class)
-        rows.append((image_class, table))
+        rows.append((image_class, rs.standings(db.session, image_class, limit=0)))
     return render_template("curator/rank_index.html", rows=rows, actor=actor())
 
 
 # --- compare ---------------------------------------------------------------------------------------------------
 
-def _pair_context(image_class, pairs, *, message: str = "", message_kind: str = "info", can_undo=None) -> dict:
-    table = rs.standings(db.session, image_class)
+def _render_pair(image_class, *, first=None, pending=(), then=None, status: int = 200, message: str = "",
+                 message_kind: str = "info"):
+    """The compare region (or the whole page without htmx): the pair to answer (`first` if still valid), the
+    pair after it (`then` if given and valid, else chosen) with its images preloaded, and the counter."""
+    view = rs.class_view(db.session, image_class)
+    pairs = rs.next_pairs(db.session, image_class, first=first, pending=pending, view=view)
+    if then and len(pairs) > 1 and then[0] != then[1] and set(then) != set(pairs[0]) \
+            and {then[0], then[1]} <= set(view.competing_ratings):
+        pairs[1] = then
+    table = rs.standings(db.session, image_class, view=view, limit=0)
     pair = pairs[0] if pairs else None
     upcoming = pairs[1] if len(pairs) > 1 else None
     wanted = set(pair or ()) | set(upcoming or ())
     images = {i.id: i for i in db.session.scalars(select(Image).where(Image.id.in_(wanted)))} if wanted else {}
     mine = rs.answers_by(db.session, image_class.id, actor())
-    return dict(cls=image_class, table=table, pair=pair, upcoming=upcoming, images=images, mine=mine,
-                can_undo=mine > 0 if can_undo is None else can_undo, message=message, message_kind=message_kind,
-                actor=actor())
-
-
-def _render_pair(image_class, pairs, status: int = 200, **kwargs):
-    context = _pair_context(image_class, pairs, **kwargs)
+    context = dict(cls=image_class, table=table, pair=pair, upcoming=upcoming, images=images, mine=mine,
+                   can_undo=mine > 0, message=message, message_kind=message_kind, actor=actor())
     template = "curator/_rank_pair.html" if is_htmx() else "curator/rank_compare.html"
     return render_template(template, **context), status
 
@@ -98,8 +100,7 @@ def rank_compare(name: str):
     """Show a pair (the one in ?left=&right= when it is still valid, as after a plain-form answer) and
     preload the next."""
     image_class = get_class(name)
-    pairs = rs.next_pairs(db.session, image_class, first=_pair_arg(request.args, "left", "right"))
-    return _render_pair(image_class, pairs)
+    return _render_pair(image_class, first=_pair_arg(request.args, "left", "right"))
 
 
 def _compare_url(image_class, pair):
@@ -121,17 +122,14 @@ def rank_answer(name: str):
         db.session.rollback()
         message = f"Answer not stored: {exc}."
         if is_htmx():  # htmx swaps only 2xx responses: show the message and a fresh pair in place
-            return _render_pair(image_class, rs.next_pairs(db.session, image_class), message=message,
-                                message_kind="error")
-        return _render_pair(image_class, rs.next_pairs(db.session, image_class, first=shown), 400,
-                            message=message, message_kind="error")
+            return _render_pair(image_class, message=message, message_kind="error")
+        return _render_pair(image_class, first=shown, status=400, message=message, message_kind="error")
     answered = (result.comparison.left_id, result.comparison.right_id)
     first = upcoming if upcoming and set(upcoming) != set(answered) else None
     if not is_htmx():
         return redirect(_compare_url(image_class, first))
-    pairs = rs.next_pairs(db.session, image_class, first=first)
     message = "" if result.stored else "That answer was already stored (sent twice?); kept once."
-    return _render_pair(image_class, pairs, message=message)
+    return _render_pair(image_class, first=first, message=message)
 
 
 @bp.post("/rank/<name>/undo")
@@ -150,11 +148,9 @@ def rank_undo(name: str):
     if not is_htmx():
         flash(message, kind)
         return redirect(_compare_url(image_class, pairs[0] if pairs else on_screen))
-    first = pairs[0] if pairs else on_screen
-    chosen = rs.next_pairs(db.session, image_class, first=first, pending=[on_screen] if on_screen else ())
-    if pairs and on_screen and len(chosen) > 1 and set(on_screen) != set(chosen[0]):
-        chosen[1] = on_screen  # the pair that was on screen comes straight back after the re-answer
-    return _render_pair(image_class, chosen, message=message, message_kind=kind)
+    if pairs:  # the undone pair to answer again, then the pair that was on screen
+        return _render_pair(image_class, first=pairs[0], then=on_screen, message=message, message_kind=kind)
+    return _render_pair(image_class, first=on_screen, message=message, message_kind=kind)
 
 
 # --- leaderboard and selection ---------------------------------------------------------------------------------
@@ -162,9 +158,9 @@ def rank_undo(name: str):
 @bp.get("/rank/<name>/leaderboard")
 def rank_leaderboard(name: str):
     image_class = get_class(name)
-    table = rs.standings(db.session, image_class)
     show_all = request.args.get("all") == "1"
-    rows = table.rows if show_all else table.rows[:LEADERBOARD_ROWS]
+    table = rs.standings(db.session, image_class, limit=None if show_all else LEADERBOARD_ROWS)
+    rows = table.rows
     images = {i.id: i for i in db.session.scalars(select(Image).where(Image.id.in_([r.image_id for r in rows])))}
     return render_template("curator/rank_leaderboard.html", cls=image_class, table=table, rows=rows,
                            images=images, show_all=show_all, settled=rs.SETTLED,

@@ -22,14 +22,14 @@ from dataclasses import dataclass, field
 from typing import Hashable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
-from sqlalchemy import func, select
+from sqlalchemy import String, case, cast, func, select
 from sqlalchemy.orm import Session
 
 from .decisions import UndoError, image_changes, record, undo
 from .ingest import ClassCache
 from .models import ACTIVE, DUPLICATE, REJECTED, Comparison, Decision, Image, ImageClass, utcnow
 from .pairing import choose_pair
-from .rating import OUTCOMES, Progress, Rating, RatingState, membership_probabilities, replay, settled_progress
+from .rating import OUTCOMES, Progress, Rating, RatingState, membership_probabilities, replay
 
 SETTLED = 0.95  # P(in top-k) above this (or below 1 - this) counts as decided
 DEFAULT_K_CAP = 64  # a class without its own k ranks for min(64, half its images)
@@ -83,6 +83,8 @@ def set_top_k(session: Session, image_class: ImageClass, raw) -> int:
 
 
 # --- stored comparisons ----------------------------------------------------------------------------------------
+# Reads here use Core on the session's connection (no ORM row loading): at thousands of rows per request that is
+# several times cheaper, and these run on every answer.
 
 def load_comparisons(session: Session, class_id: int, *, after_id: int = 0,
                      include_undone: bool = False) -> list[tuple[int, int, int, str]]:
@@ -91,14 +93,14 @@ def load_comparisons(session: Session, class_id: int, *, after_id: int = 0,
          .where(Comparison.class_id == class_id, Comparison.id > after_id).order_by(Comparison.id))
     if not include_undone:
         q = q.where(Comparison.undone.is_(False))
-    return [tuple(row) for row in session.execute(q)]
+    return [tuple(row) for row in session.connection().execute(q)]
 
 
 def active_images(session: Session, class_id: int) -> list[tuple[int, bool]]:
     """(id, flagged) of the class's active images, by id."""
     q = (select(Image.id, Image.flagged).where(Image.class_id == class_id, Image.status == ACTIVE)
          .order_by(Image.id))
-    return [(i, bool(f)) for i, f in session.execute(q)]
+    return [(i, bool(f)) for i, f in session.connection().execute(q)]
 
 
 @dataclass(frozen=True)
@@ -111,14 +113,15 @@ class LiveKey:
 
 
 def live_key(session: Session, class_id: int) -> LiveKey:
-    max_id, count = session.execute(select(func.max(Comparison.id), func.count(Comparison.id))
-                                    .where(Comparison.class_id == class_id,
-                                           Comparison.undone.is_(False))).one()
+    """One pass over the class's comparisons: last live id, how many are live, which were undone."""
+    live_id = case((Comparison.undone.is_(False), Comparison.id))
+    undone_id = case((Comparison.undone.is_(True), cast(Comparison.id, String)))
+    max_id, count, undone = session.connection().execute(
+        select(func.max(live_id), func.count(live_id), func.aggregate_strings(undone_id, ","))
+        .where(Comparison.class_id == class_id)).one()
     max_id = max_id or 0
-    undone = session.scalars(select(Comparison.id).where(Comparison.class_id == class_id,
-                                                         Comparison.undone.is_(True),
-                                                         Comparison.id < max_id))
-    return LiveKey(max_id, count, frozenset(undone))
+    undone_ids = frozenset(i for i in map(int, undone.split(",")) if i < max_id) if undone else frozenset()
+    return LiveKey(max_id, count or 0, undone_ids)
 
 
 def recompute(session: Session, class_id: int) -> RatingState:
@@ -128,6 +131,15 @@ def recompute(session: Session, class_id: int) -> RatingState:
     universe.update(c[1] for c in comparisons)
     universe.update(c[2] for c in comparisons)
     return replay(sorted(universe), [c[1:] for c in comparisons])
+
+
+def _rows_of(session: Session, class_id: int, key: "LiveKey", after_id: int = 0) -> list[tuple[int, int, int, str]]:
+    """Exactly the live comparisons `key` names (after `after_id`), even if answers arrive meanwhile: rows are
+    bounded by the key's last id and its undone set, so a cached state always holds what its key says."""
+    q = (select(Comparison.id, Comparison.left_id, Comparison.right_id, Comparison.outcome)
+         .where(Comparison.class_id == class_id, Comparison.id > after_id, Comparison.id <= key.max_id)
+         .order_by(Comparison.id))
+    return [tuple(row) for row in session.connection().execute(q) if row[0] not in key.undone]
 
 
 # --- the ratings cache -----------------------------------------------------------------------------------------
@@ -141,7 +153,7 @@ class ClassRatings:
     mu: np.ndarray
     sigma: np.ndarray
     n: np.ndarray
-    history: dict  # {frozenset({a, b}): times asked}, every live answer ("neither" too)
+    history: dict  # {pair_key(a, b): times asked}, every live answer ("neither" too)
     compared: frozenset  # images in at least one live answer
 
     @property
@@ -153,55 +165,69 @@ class ClassRatings:
         return Rating(float(self.mu[i]), float(self.sigma[i]), int(self.n[i]))
 
 
-_CACHE: "OrderedDict[tuple, list[ClassRatings]]" = OrderedDict()
+_CACHE: "OrderedDict[tuple, tuple[list[ClassRatings], threading.Lock]]" = OrderedDict()
 _LOCK = threading.Lock()
 _CLASSES_CACHED = 64  # classes kept (per process)
 _STATES_PER_CLASS = 4  # recent live sets per class, so undoing an answer is served from memory
 stats = {"hits": 0, "incremental": 0, "replays": 0}  # how the cache answered (tests and benchmarks read it)
 
 
-def _finish(key: LiveKey, universe: frozenset, state: RatingState, history: dict) -> ClassRatings:
+def _finish(key: LiveKey, universe: frozenset, state: RatingState, history: dict,
+            compared: frozenset) -> ClassRatings:
     mu, sigma, n = state.arrays()
-    compared = frozenset(image_id for pair in history for image_id in pair)
     return ClassRatings(key, universe, state, mu, sigma, n, history, compared)
+
+
+def pair_key(a: int, b: int) -> int:
+    """One int per unordered pair of image ids. Counts are kept under int keys, not frozensets: tens of thousands
+    of small container objects in a long-lived cache make every garbage collection pass slow."""
+    return (a << 32) | b if a < b else (b << 32) | a
 
 
 def _history(comparisons: Iterable[tuple[int, int, int, str]], base: dict | None = None) -> dict:
     counts = dict(base) if base else {}
     for _id, left, right, _outcome in comparisons:
-        pair = frozenset((left, right))
-        counts[pair] = counts.get(pair, 0) + 1
+        key = pair_key(left, right)
+        counts[key] = counts.get(key, 0) + 1
     return counts
 
 
-def class_ratings(session: Session, class_id: int) -> ClassRatings:
+def class_ratings(session: Session, class_id: int, active: Iterable[int] | None = None) -> ClassRatings:
     """Current ratings of a class, from the cache when the live comparisons and the universe are unchanged,
-    by folding in new answers when only answers were added, and by replaying otherwise."""
-    key = live_key(session, class_id)
-    active = {i for i, _ in active_images(session, class_id)}
+    by folding in new answers when only answers were added, and by replaying otherwise.
+
+    `active`: the class's active image ids if the caller has just read them (saves reading them again).
+    """
+    active = set(active) if active is not None else {i for i, _ in active_images(session, class_id)}
     slot = (str(session.get_bind().url), class_id)
-    with _LOCK:
-        entries = _CACHE.get(slot, [])
-        _CACHE.pop(slot, None)
-        _CACHE[slot] = entries  # most recently used last
+    with _LOCK:  # the table of classes; each class has its own lock so one replay does not hold up the others
+        entries, lock = _CACHE.pop(slot, None) or ([], threading.Lock())
+        _CACHE[slot] = (entries, lock)  # most recently used last
         while len(_CACHE) > _CLASSES_CACHED:
             _CACHE.popitem(last=False)
-        for entry in entries:
-            if entry.key == key and _universe_ok(entry, active):
-                stats["hits"] += 1
-                return entry
-        result = _incremental(session, class_id, key, active, entries)
-        if result is None:
-            comparisons = load_comparisons(session, class_id)
-            universe = frozenset(active.union(*((c[1], c[2]) for c in comparisons)))
-            state = replay(sorted(universe), [c[1:] for c in comparisons])
-            result = _finish(key, universe, state, _history(comparisons))
-            stats["replays"] += 1
-        else:
-            stats["incremental"] += 1
-        entries.insert(0, result)
-        del entries[_STATES_PER_CLASS:]
-        return result
+    for _attempt in range(3):
+        key = live_key(session, class_id)
+        with lock:
+            for entry in entries:
+                if entry.key == key and _universe_ok(entry, active):
+                    stats["hits"] += 1
+                    return entry
+            result = _incremental(session, class_id, key, active, entries)
+            if result is not None:
+                stats["incremental"] += 1
+            else:
+                comparisons = _rows_of(session, class_id, key)
+                if len(comparisons) != key.count:
+                    continue  # the key changed under us (an answer committed out of id order): read it again
+                compared = frozenset(i for c in comparisons for i in c[1:3])
+                universe = frozenset(active) | compared
+                state = replay(sorted(universe), [c[1:] for c in comparisons])
+                result = _finish(key, universe, state, _history(comparisons), compared)
+                stats["replays"] += 1
+            entries.insert(0, result)
+            del entries[_STATES_PER_CLASS:]
+            return result
+    raise RuntimeError(f"the comparisons of class {class_id} kept changing while being read; try again")
 
 
 def _universe_ok(entry: ClassRatings, active: set) -> bool:
@@ -215,22 +241,65 @@ def _incremental(session, class_id, key: LiveKey, active: set, entries) -> Class
         old = entry.key
         if not (old.max_id < key.max_id and {u for u in key.undone if u < old.max_id} == old.undone):
             continue
-        new = load_comparisons(session, class_id, after_id=old.max_id)
+        new = _rows_of(session, class_id, key, after_id=old.max_id)
         if old.count + len(new) != key.count:
             continue
-        touched = {i for c in new for i in c[1:3]}
+        touched = frozenset(i for c in new for i in c[1:3])
         if not (touched <= entry.universe and _universe_ok(entry, active)):
             continue  # a new image joined (or an uncompared one left): replay with the new universe
         state = entry.state.copy()
         for c in new:
             state.apply(c[1:])
-        return _finish(key, entry.universe, state, _history(new, entry.history))
+        return _finish(key, entry.universe, state, _history(new, entry.history), entry.compared | touched)
     return None
 
 
 def clear_cache() -> None:
     with _LOCK:
         _CACHE.clear()
+
+
+# --- one class as a request sees it ----------------------------------------------------------------------------
+
+@dataclass
+class ClassView:
+    """Everything one request needs about a class, read once: ratings, which images compete, k, P(top-k)."""
+    image_class: ImageClass
+    ratings: ClassRatings
+    active: list[tuple[int, bool]]  # (id, flagged) of active images
+    competing: np.ndarray  # ids of active, unflagged images
+    k: int
+    p_top: np.ndarray  # P(in top-k) of each competing image (analytic, see standings)
+    _competing_ratings: dict | None = field(default=None, repr=False)
+
+    @property
+    def competing_ratings(self) -> dict[int, Rating]:
+        """{id: Rating} of the competing images, as pairing.choose_pair takes them."""
+        if self._competing_ratings is None:
+            idx = np.array([self.ratings.index[i] for i in self.competing.tolist()], dtype=np.intp)
+            rows = zip(self.ratings.mu[idx].tolist(), self.ratings.sigma[idx].tolist(),
+                       self.ratings.n[idx].tolist())
+            self._competing_ratings = dict(zip(self.competing.tolist(), map(Rating._make, rows)))
+        return self._competing_ratings
+
+    @property
+    def progress(self) -> Progress:
+        """How many of the k top places are settled (P > SETTLED), as rating.settled_progress counts them."""
+        settled_in = int(np.sum(self.p_top > SETTLED))
+        settled = settled_in + int(np.sum(self.p_top < 1.0 - SETTLED))
+        return Progress(min(settled_in, self.k), self.k, settled, len(self.competing))
+
+
+def class_view(session: Session, image_class: ImageClass) -> ClassView:
+    """P(in top-k) is the analytic mean-field estimate (`rating.membership_probabilities`): O(n), so the counter
+    can be shown after every answer even at thousands of images, and leaderboard, counter and selection agree."""
+    active = active_images(session, image_class.id)
+    cr = class_ratings(session, image_class.id, (i for i, _ in active))
+    competing = np.array([i for i, f in active if not f], dtype=np.int64)
+    k = effective_k(image_class, len(competing))
+    idx = np.array([cr.index[i] for i in competing.tolist()], dtype=np.intp)
+    p = membership_probabilities(cr.mu[idx], cr.sigma[idx], k) if len(idx) else np.zeros(0)
+    return ClassView(image_class, cr, active, competing, k, p)
 
 
 # --- standings: leaderboard, progress counter, export ----------------------------------------------------------
@@ -254,35 +323,28 @@ class Standings:
     progress: Progress
     answers: int  # live answers in the class ("neither" included)
     competing: int  # active, unflagged images
-    ratings: ClassRatings = field(repr=False)
-
-    @property
-    def flagged(self) -> int:
-        return sum(1 for r in self.rows if r.flagged)
+    flagged: int  # active images flagged "neither belongs", waiting for triage
+    view: ClassView = field(repr=False)
 
 
-def standings(session: Session, image_class: ImageClass) -> Standings:
-    """Every active image with rating ± uncertainty, comparisons and P(in top-k) among the competing ones.
-
-    P(in top-k) is the analytic mean-field estimate (`rating.membership_probabilities`): O(n), so the counter can
-    be shown after every answer even at thousands of images, and the leaderboard, counter and selection agree.
-    """
-    cr = class_ratings(session, image_class.id)
-    images = active_images(session, image_class.id)
-    competing = [i for i, f in images if not f]
-    k = effective_k(image_class, len(competing))
-    idx = np.array([cr.index[i] for i in competing], dtype=np.intp)
-    p = membership_probabilities(cr.mu[idx], cr.sigma[idx], k) if len(idx) else np.zeros(0)
-    p_of = dict(zip(competing, p.tolist()))
-    order = sorted(images, key=lambda row: (-cr.mu[cr.index[row[0]]], row[0]))
+def standings(session: Session, image_class: ImageClass, view: ClassView | None = None,
+              limit: int | None = None) -> Standings:
+    """Active images best first with rating ± uncertainty, comparisons and P(in top-k) (None when flagged).
+    `limit`: only the first rows (the counter needs none, a page a few hundred)."""
+    view = view or class_view(session, image_class)
+    cr = view.ratings
+    ids = np.array([i for i, _ in view.active], dtype=np.int64)
+    idx = np.array([cr.index[i] for i in ids.tolist()], dtype=np.intp)
+    order = np.lexsort((ids, -cr.mu[idx]))  # best first, ties by id
+    flagged = {i for i, f in view.active if f}
+    p_of = dict(zip(view.competing.tolist(), view.p_top.tolist()))
     rows = []
-    for rank, (image_id, flagged) in enumerate(order, start=1):
-        r = cr.rating(image_id)
-        rows.append(Standing(image_id, r.mu, r.sigma, r.n, p_of.get(image_id), flagged, rank))
-    ratings = {i: cr.rating(i) for i in competing}
-    progress = (settled_progress(ratings, k, threshold=SETTLED, probabilities=p_of) if competing
-                else Progress(0, 0, 0, 0))
-    return Standings(image_class, k, rows, progress, cr.key.count, len(competing), cr)
+    for rank, j in enumerate(order[:limit].tolist(), start=1):
+        image_id, i = int(ids[j]), int(idx[j])
+        rows.append(Standing(image_id, float(cr.mu[i]), float(cr.sigma[i]), int(cr.n[i]), p_of.get(image_id),
+                             image_id in flagged, rank))
+    return Standings(image_class, view.k, rows, view.progress, cr.key.count, len(view.competing), len(flagged),
+                     view)
 
 
 def answers_by(session: Session, class_id: int, actor: str) -> int:
@@ -293,27 +355,32 @@ def answers_by(session: Session, class_id: int, actor: str) -> int:
 # --- choosing pairs --------------------------------------------------------------------------------------------
 
 class _PendingCounts(Mapping):
-    """The stored pair counts plus pairs already on screen but not answered yet, without copying the counts."""
+    """The stored pair counts plus pairs already on screen but not answered yet, without copying the counts, as
+    `choose_pair` reads them: {frozenset({a, b}): count}."""
 
     def __init__(self, base: dict, pending: Sequence[tuple[int, int]]):
         self.base = base
         self.extra: dict = {}
         for a, b in pending:
-            pair = frozenset((a, b))
-            self.extra[pair] = self.extra.get(pair, 0) + 1
+            key = pair_key(a, b)
+            self.extra[key] = self.extra.get(key, 0) + 1
 
     def __getitem__(self, pair):
-        count = self.base.get(pair, 0) + self.extra.get(pair, 0)
+        a, b = tuple(pair) if len(pair) == 2 else (None, None)
+        if a is None:
+            raise KeyError(pair)
+        key = pair_key(a, b)
+        count = self.base.get(key, 0) + self.extra.get(key, 0)
         if not count:
             raise KeyError(pair)
         return count
 
     def __iter__(self) -> Iterator:
-        yield from self.extra
-        yield from (p for p in self.base if p not in self.extra)
+        for key in list(self.extra) + [k for k in self.base if k not in self.extra]:
+            yield frozenset((key >> 32, key & 0xFFFFFFFF))
 
     def __len__(self) -> int:
-        return len(self.base) + sum(1 for p in self.extra if p not in self.base)
+        return len(self.base) + sum(1 for k in self.extra if k not in self.base)
 
 
 def duplicate_groups(session: Session, class_id: int) -> list[set[int]] | None:
@@ -323,7 +390,7 @@ def duplicate_groups(session: Session, class_id: int) -> list[set[int]] | None:
     compete reach `choose_pair`, so a group matters once dedup keeps several near-duplicates active.
     None when there are no groups.
     """
-    rows = session.execute(select(Image.id, Image.duplicate_of_id).where(
+    rows = session.connection().execute(select(Image.id, Image.duplicate_of_id).where(
         Image.class_id == class_id, Image.status == DUPLICATE, Image.duplicate_of_id.is_not(None)))
     groups: dict[int, set[int]] = {}
     for image_id, keeper in rows:
@@ -331,32 +398,26 @@ def duplicate_groups(session: Session, class_id: int) -> list[set[int]] | None:
     return list(groups.values()) or None
 
 
-def _competing_ratings(session: Session, image_class: ImageClass) -> tuple[dict[int, Rating], ClassRatings]:
-    cr = class_ratings(session, image_class.id)
-    competing = [i for i, f in active_images(session, image_class.id) if not f]
-    return {i: cr.rating(i) for i in competing}, cr
-
-
 def next_pairs(session: Session, image_class: ImageClass, *, count: int = 2,
                first: tuple[int, int] | None = None, pending: Sequence[tuple[int, int]] = (),
-               rng: np.random.Generator | int | None = None) -> list[tuple[int, int]]:
+               rng: np.random.Generator | int | None = None, view: ClassView | None = None) -> list[tuple[int, int]]:
     """`count` pairs to show in turn: the current one (`first` if it is still valid) and the ones to prefetch.
 
     Pairs on screen (`pending`) and the ones chosen before count as asked, so a pair is not shown twice in a row.
     Returns [] when fewer than two images compete.
     """
-    ratings, cr = _competing_ratings(session, image_class)
+    view = view or class_view(session, image_class)
+    ratings = view.competing_ratings
     if len(ratings) < 2:
         return []
-    k = effective_k(image_class, len(ratings))
     rng = np.random.default_rng(rng)
     groups = duplicate_groups(session, image_class.id)
     pairs: list[tuple[int, int]] = []
     if first is not None and first[0] != first[1] and first[0] in ratings and first[1] in ratings:
         pairs.append((int(first[0]), int(first[1])))
     while len(pairs) < count:
-        history = _PendingCounts(cr.history, list(pending) + pairs)
-        left, right = choose_pair(ratings, k, history=history, rng=rng, groups=groups)
+        history = _PendingCounts(view.ratings.history, list(pending) + pairs)
+        left, right = choose_pair(ratings, view.k, history=history, rng=rng, groups=groups)
         pairs.append((int(left), int(right)))
     return pairs
 

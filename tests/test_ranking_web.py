@@ -315,6 +315,29 @@ def test_undo_is_served_from_the_remembered_state(client, app, cats):
         assert rs.class_ratings(db.session, cls_id) is before
 
 
+def test_cached_ratings_hold_what_their_key_says_when_answers_arrive_meanwhile(app, cats, monkeypatch):
+    """Tried: another worker stores an answer and undoes an older one between this request reading the key and
+    loading the rows (simulated by handing the cache the key from before). The cached ratings are exactly those
+    of the key's answers, and the next request folds the change in to match a recompute."""
+    with app.app_context():
+        cls = rs.get_class(db.session, "cat")
+        for a, b in ((cats[0], cats[1]), (cats[2], cats[3]), (cats[4], cats[5])):
+            rs.record_answer(db.session, cls, a, b, "left", "ann")
+        stale = rs.live_key(db.session, cls.id)
+        expected = rs.recompute(db.session, cls.id).ratings()
+        first = db.session.scalar(select(Comparison).order_by(Comparison.id))
+        first.undone = True
+        db.session.commit()
+        rs.record_answer(db.session, cls, cats[1], cats[2], "right", "bob")
+        real_live_key = rs.live_key
+        monkeypatch.setattr(rs, "live_key", lambda session, class_id: stale)
+        rs.clear_cache()
+        assert rs.class_ratings(db.session, cls.id).state.ratings() == expected
+        monkeypatch.setattr(rs, "live_key", real_live_key)
+        now = rs.class_ratings(db.session, cls.id)
+        assert now.key.count == 3 and now.state.ratings() == rs.recompute(db.session, cls.id).ratings()
+
+
 # --- leaderboard, k and selection --------------------------------------------------------------------------------
 
 def _beat(app, winner_order, rounds=6, actor="sim"):
