@@ -96,7 +96,8 @@ def generate_to_dir(run_dir, out_dir, *, classes: list[str] | None = None, n: in
                     progress=None) -> list[Path]:
     """Write `out_dir/<class>/<i>.png` (i = 0..n-1) for each class (all by default); returns the PNG paths.
 
-    Seeded per class (seed, class index), so asking for one class gives the same images as asking for all.
+    Each sample's starting noise is seeded by (seed, class, index), so asking for one class or fewer samples
+    gives the same images as asking for all (up to float rounding between batch sizes).
     With gif=True also writes `<i>.gif`, the denoising animation of that sample.
     """
     if n < 1:
@@ -117,11 +118,15 @@ def generate_to_dir(run_dir, out_dir, *, classes: list[str] | None = None, n: in
     for name in chosen:
         ci = class_names.index(name)
         gen = torch.Generator().manual_seed(int(seed) * 1009 + ci)
+        shape = (model.cfg.in_channels, model.image_size, model.image_size)
         for start in range(0, n, batch_size):
             count = min(batch_size, n - start)
             labels = torch.full((count,), ci, dtype=torch.long)
+            noise = torch.stack([torch.randn(shape, generator=torch.Generator().manual_seed(
+                (int(seed) * 1_000_003 + ci) * 100_003 + start + j)) for j in range(count)])
             result = sample(model, schedule, labels, steps=steps, sampler=sampler, guidance=guidance,
-                            generator=gen, device=dev, prediction=config.prediction, return_trajectory=gif)
+                            generator=gen, device=dev, prediction=config.prediction, return_trajectory=gif,
+                            noise=noise)
             images, frames = result if gif else (result, None)
             images_u8 = to_uint8(images)
             for j in range(count):

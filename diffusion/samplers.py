@@ -59,12 +59,13 @@ def _alpha_sigma(schedule: CosineSchedule, t: float, device):
 @torch.no_grad()
 def sample(model, schedule: CosineSchedule, labels: torch.Tensor, *, steps: int, sampler: str = "dpm++2m",
            guidance: float = 3.0, generator: torch.Generator, device=None, prediction: str = "v",
-           image_shape: tuple | None = None, return_trajectory: bool = False, clip: bool = True):
+           image_shape: tuple | None = None, return_trajectory: bool = False, clip: bool = True,
+           noise: torch.Tensor | None = None):
     """Draw one image per label; returns a [N,C,S,S] tensor in [-1, 1] on the CPU.
 
     With `return_trajectory=True` returns (images, frames) where frames is a list of the x0 predictions
     after each step (what the denoising animation shows). `generator` is a CPU generator, so a seed gives
-    the same images on every device.
+    the same images on every device. `noise` optionally fixes the starting noise (e.g. one seed per sample).
     """
     if sampler not in SAMPLERS:
         raise ValueError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
@@ -82,7 +83,9 @@ def sample(model, schedule: CosineSchedule, labels: torch.Tensor, *, steps: int,
     denoise = GuidedDenoiser(model, schedule, labels, guidance, prediction, clip)
     ts = torch.linspace(1.0, 0.0, steps + 1, dtype=torch.float64).tolist()
 
-    x = torch.randn((n, *image_shape), generator=generator).to(device)
+    if noise is None:
+        noise = torch.randn((n, *image_shape), generator=generator)
+    x = noise.to(device=device, dtype=torch.float32)
     frames = []
     prev_x0, prev_h = None, None
     for i in range(steps):

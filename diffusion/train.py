@@ -56,7 +56,8 @@ def is_oom(exc: BaseException) -> bool:
     if isinstance(exc, torch.OutOfMemoryError):
         return True
     msg = str(exc).lower()
-    return isinstance(exc, RuntimeError) and ("out of memory" in msg or "not enough memory" in msg)
+    return isinstance(exc, RuntimeError) and any(
+        m in msg for m in ("out of memory", "not enough memory", "can't allocate memory", "cannot allocate memory"))
 
 
 def oom_message(device, batch_size: int) -> str:
