@@ -164,7 +164,7 @@ def rank_leaderboard(name: str):
     images = {i.id: i for i in db.session.scalars(select(Image).where(Image.id.in_([r.image_id for r in rows])))}
     return render_template("curator/rank_leaderboard.html", cls=image_class, table=table, rows=rows,
                            images=images, show_all=show_all, settled=rs.SETTLED,
-                           undo_selection=rs.last_selection(db.session, image_class))
+                           undo_selection=rs.last_selection(db.session, image_class), actor=actor())
 
 
 @bp.post("/rank/<name>/k")

@@ -254,6 +254,23 @@ def test_bad_answers_get_a_clear_error_and_change_nothing(client, app, cats):
         assert counts(app) == (0, 0), change
 
 
+@pytest.mark.parametrize("app_config", [{"WTF_CSRF_ENABLED": True}])
+def test_answers_need_the_csrf_token(client, app, cats):
+    """Tried: with CSRF protection on, an answer without the token (refused, nothing stored), then the same answer
+    with the token the page carries in its form (stored) and in the htmx header (stored)."""
+    html = client.get("/rank/cat/").get_data(as_text=True)
+    token = re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
+    assert f'"X-CSRFToken": "{token}"' in html  # htmx sends it as a header
+    shown = form_of(html)
+    refused = client.post("/rank/cat/answer", data={**shown, "outcome": "left"})
+    assert refused.status_code == 400 and "nothing was changed" in refused.get_data(as_text=True)
+    assert comparisons(app) == []
+    client.post("/rank/cat/answer", data={**shown, "outcome": "left", "csrf_token": token})
+    upcoming = {"left": shown["next_left"], "right": shown["next_right"]}
+    client.post("/rank/cat/answer", data={**upcoming, "outcome": "tie"}, headers={**HX, "X-CSRFToken": token})
+    assert [c[2] for c in comparisons(app)] == ["left", "tie"]
+
+
 def test_unknown_class_is_404(client, cats):
     """Tried: ranking pages of a class that does not exist."""
     assert client.get("/rank/unicorn/").status_code == 404
@@ -365,7 +382,9 @@ def test_leaderboard_and_setting_k(client, app, cats):
     with app.app_context():
         assert rs.get_class(db.session, "cat").top_k == 2
     _beat(app, cats[:3], rounds=2)
+    _set_name(client, "ann")
     page = client.get("/rank/cat/leaderboard").get_data(as_text=True)
+    assert 'value="ann"' in page  # the name box shows who is ranking on every ranking page
     rows = re.findall(r'<tr class="[^"]*" data-id="(\d+)">', page)
     # the image that lost both its comparisons ranks below the ones not compared yet
     assert [int(r) for r in rows[:2]] == cats[:2] and int(rows[-1]) == cats[2] and len(rows) == len(cats)
