@@ -19,7 +19,7 @@ from sqlalchemy import func, select
 
 from curator.db import db
 from curator.imports import import_paths
-from curator.models import Batch, Image, Run
+from curator.models import Batch, Image, Run, Snapshot
 from curator.snapshots import create_snapshot
 from curator.storage import ImageStore
 from diffusion import rundir
@@ -122,8 +122,11 @@ def test_bad_form_values_each_get_a_clear_message_and_start_nothing(client, app,
         assert message in page.replace("&#39;", "'"), (field, page)
     neither = client.post("/train/runs", data={**FORM, "snapshot": snapshot_id, "epochs": "", "minutes": ""})
     assert neither.status_code == 400 and "Give a number of epochs or a time budget" in neither.get_data(as_text=True)
+    refused = client.post("/train/runs", data={**FORM, "snapshot": "new", "epochs": "2", "preset": "huge"})
+    assert refused.status_code == 400, "a refused run with 'snapshot the current data now' makes no snapshot"
     with app.app_context():
         assert db.session.scalar(select(func.count(Run.id))) == 0
+        assert db.session.scalar(select(func.count(Snapshot.id))) == 1
     assert not list((Path(app.instance_path) / "runs").glob("*/config.json"))
 
 

@@ -21,7 +21,7 @@ from curator.sources import Candidate
 from curator.storage import ImageStore
 from curator.validation import Limits
 from diffusion import rundir
-from diffusion.config import DEVICES, PRESETS
+from diffusion.config import DEVICES, PRESETS, TrainConfig
 
 from . import bp, stickers
 from .runs import (SAMPLERS, GenerationRequest, RunError, RunView, cancel, create_run, extend, latest_eval,
@@ -183,6 +183,14 @@ def new_run():
     return _new_run_page(request.args.to_dict(), {})
 
 
+def _settings(values: dict) -> dict:
+    """Training settings from the form over the app's TRAINER_DEFAULTS (settings the form does not show)."""
+    return {**current_app.config.get("TRAINER_DEFAULTS", {}),
+            **{k: v for k, v in values.items() if v is not None},
+            "epochs": values["epochs"], "minutes": values["minutes"], "sample_every": values["sample_every"],
+            "image_size": values["image_size"] or 32}
+
+
 @bp.post("/runs")
 def run_create():
     values, errors = parse_run_form(request.form)
@@ -195,6 +203,10 @@ def run_create():
     if errors:
         return _new_run_page(request.form.to_dict(), errors, 400)
     if choice == "new":
+        try:  # check the training settings first, so a refused run leaves no snapshot behind
+            TrainConfig.from_dict({**_settings(values), "data": "pending"}).validate()
+        except ValueError as exc:
+            return _new_run_page(request.form.to_dict(), {"_": str(exc)}, 400)
         try:
             snapshot = create_snapshot(db.session, instance(), image_size=values["image_size"] or 32,
                                        name="for a new run")
@@ -205,11 +217,9 @@ def run_create():
     except (OSError, ValueError) as exc:
         return _new_run_page(request.form.to_dict(), {"snapshot": f"Snapshot {snapshot.id}'s manifest cannot be "
                                                                   f"read ({exc})."}, 400)
-    settings = {**current_app.config.get("TRAINER_DEFAULTS", {}),
-                **{k: v for k, v in values.items() if v is not None},
-                "image_size": values["image_size"] or snapshot.image_size, "fit": snapshot.fit,
-                "background": snapshot.background, "data": str(manifest_path(instance(), snapshot)),
-                "epochs": values["epochs"], "minutes": values["minutes"], "sample_every": values["sample_every"]}
+    settings = {**_settings(values), "image_size": values["image_size"] or snapshot.image_size,
+                "fit": snapshot.fit, "background": snapshot.background,
+                "data": str(manifest_path(instance(), snapshot))}
     try:
         row = create_run(db.session, instance(), settings, snapshot=snapshot, class_names=manifest["classes"])
     except ValueError as exc:
