@@ -124,6 +124,9 @@ cli.add_command(rank)
 
 from trainer.snapshot_commands import snapshot_command  # noqa: E402
 cli.add_command(snapshot_command)
+from trainer.commands import sample_command, train_command  # noqa: E402
+cli.add_command(train_command)
+cli.add_command(sample_command)
 
 def _add_instance_option(command: click.Command) -> None:
     command.params.append(instance_option())
