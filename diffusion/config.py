@@ -46,7 +46,7 @@ class TrainConfig:
     guidance: float = 3.0
     samples_per_class: int = 8
     eval: bool = True  # score every sample grid with diffusion.evaluate; best.pt by its figures
-    eval_budget_s: float = 30.0  # seconds to fit the evaluator's classifier at the start of a run
+    eval_budget_s: float = 30.0  # at most this many seconds to fit the evaluator at the start (less for small data)
     checkpoint_minutes: float = 5.0  # also save last.pt mid-epoch this often (long epochs on big data)
     log_every: int = 10  # steps between metrics.jsonl train records
     compile: bool = False  # torch.compile the model (CUDA only)

@@ -184,10 +184,17 @@ def _load_evaluator(config: TrainConfig, run_dir: Path, images, labels, class_na
                 log.warning("could not load %s (%s); fitting the evaluator again", path, e)
         t0 = time.time()
         ev = evaluate.Evaluator.fit(images, labels, class_names, seed=config.seed, device=device,
-                                    budget_s=config.eval_budget_s)
+                                    budget_s=eval_budget(config.eval_budget_s, images))
         ev.save(path)
     log.info("evaluator fitted in %.1fs and saved to %s", time.time() - t0, path.name)
     return ev
+
+
+def eval_budget(cap_s: float, images: torch.Tensor) -> float:
+    """Seconds for fitting the evaluator: the cap for a few hundred 32 px images, less for small data
+    (about 0.1 s per 32x32-pixel-equivalent image, at least 2 s), so tiny runs do not wait on it."""
+    n, _, h, w = images.shape
+    return float(min(cap_s, max(2.0, 0.1 * n * h * w / 1024)))
 
 
 def _better(score: dict, best: dict | None) -> bool:
@@ -208,6 +215,7 @@ class Trainer:
         self.resume = resume
         self.progress = progress
         self.stop_reason = None  # "cancel" | "budget" | None
+        self.grid_seconds = 0.0  # how long the last sample grid + evaluation took
 
     # ----- entry point -----
     def run(self) -> dict:
@@ -502,17 +510,22 @@ class Trainer:
                     self.status.update(epoch=self.epoch, step=self.step)
                 if cfg.sample_every is not None:
                     want_grid = self.epoch % cfg.sample_every == 0
-                else:
-                    want_grid = elapsed() - last_grid_t >= cfg.sample_minutes * 60
+                else:  # by time, and never more than ~1/6 of the time on grids (slow when the CPU is shared)
+                    want_grid = elapsed() - last_grid_t >= max(cfg.sample_minutes * 60, 6 * self.grid_seconds)
                 want_grid = ddp.broadcast_object(self.dist, want_grid)
                 if want_grid and not done():
+                    t_grid = time.time()
                     self._samples_and_eval(recent, elapsed())
+                    self.grid_seconds = time.time() - t_grid
                     last_grid_t = last_ckpt_t = elapsed()
         except _Stop as s:
             final_state = "cancelled" if str(s) == "cancel" else "completed"
             self.log.info("stopping: %s after %d steps (%.1f min)", "cancel requested" if final_state == "cancelled"
                           else "time budget reached", self.step, elapsed() / 60)
             recent = epoch_loss / epoch_n if epoch_n else None
+        except KeyboardInterrupt:  # Ctrl-C on the command line: keep the work, like a cancel
+            final_state = "cancelled"
+            self.log.info("interrupted: saving a checkpoint at step %d", self.step)
         finally:
             bar.close()
         # Final checkpoint and samples (a cancelled run keeps its state; grids are only for finished work).
