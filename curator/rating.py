@@ -17,6 +17,7 @@ caller flags both images. Pure logic: numpy only, no Flask, no database.
 """
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 from typing import Hashable, Iterable, Mapping, NamedTuple
@@ -346,7 +347,11 @@ def membership_probabilities(mu: np.ndarray, sigma: np.ndarray, k: int) -> np.nd
 
 def _rating_arrays(ratings: Mapping[Hashable, Rating]):
     ids = list(ratings)
-    table = np.array([tuple(r) for r in ratings.values()], dtype=np.float64).reshape(-1, 3)
+    flat = itertools.chain.from_iterable(ratings.values())  # Rating is a 3-tuple: no per-row copy
+    try:
+        table = np.fromiter(flat, dtype=np.float64, count=3 * len(ids)).reshape(-1, 3)
+    except (TypeError, ValueError):
+        raise ValueError("ratings must map image ids to Rating(mu, sigma, n)") from None
     return ids, table[:, 0].copy(), table[:, 1].copy(), table[:, 2].copy()
 
 

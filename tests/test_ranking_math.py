@@ -345,7 +345,8 @@ def test_choose_pair_is_deterministic_for_a_seed():
 
 
 def test_choose_pair_refuses_bad_input():
-    # Tried: too few images, a bad exploration rate, a non-integer k, a bad rng, window, penalty.
+    # Tried: too few images, a bad exploration rate, a non-integer k, a bad rng,
+    # ratings that are not Rating triples, a bad window and a bad repeat penalty.
     with pytest.raises(ValueError, match="two images"):
         choose_pair(_ratings([0.0], [1.0]), 1, rng=0)
     ratings = _ratings([0.0, 1.0, 2.0], [1.0] * 3)
@@ -355,6 +356,8 @@ def test_choose_pair_refuses_bad_input():
         choose_pair(ratings, "1", rng=0)
     with pytest.raises(TypeError):
         choose_pair(ratings, 1, rng="seed")
+    with pytest.raises(ValueError, match="Rating"):
+        choose_pair({1: (0.0, 1.0), 2: (1.0, 1.0)}, 1, rng=0)
     with pytest.raises(ValueError, match="window"):
         choose_pair(ratings, 1, rng=0, window=0)
     with pytest.raises(ValueError, match="repeat_penalty"):
