@@ -134,10 +134,10 @@ def import_candidates(session: Session, store: ImageStore, candidates: Iterable[
                   committed=None if staged else utcnow())
     session.add(batch)
     indexer = _Indexer(session, batch, staged)
-    results = stored_files(candidates, limits, store.root, workers)
+    pairs = zip(candidates, stored_files(candidates, limits, store.root, workers))
     try:
         with session.no_autoflush:
-            while chunk := list(islice(zip(candidates, results), CHUNK)):
+            while chunk := list(islice(pairs, CHUNK)):
                 indexer.index_chunk(chunk)
                 if progress:
                     progress(len(chunk))

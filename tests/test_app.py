@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 from app import HTMX_SRI, HTMX_URL, create_app
-from conftest import ROOT
+from project_paths import ROOT
 from imagefiles import png_bytes, picture
 
 

@@ -5,7 +5,7 @@ import pkgutil
 import subprocess
 import sys
 
-from conftest import ROOT
+from project_paths import ROOT
 
 
 def modules(package: str) -> list[str]:

@@ -8,7 +8,7 @@ import sys
 import time
 import urllib.request
 
-from conftest import ROOT
+from project_paths import ROOT
 
 
 def free_port() -> int:

@@ -4,7 +4,7 @@ import json
 from diffusion import rundir
 from trainer.commands import sample_command, train_command
 
-from conftest import make_image_folder
+from diffusion_helpers import make_image_folder
 
 
 def test_train_on_a_folder_then_sample_it_by_run_id(runner, app, tmp_path):

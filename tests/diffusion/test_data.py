@@ -8,7 +8,7 @@ from PIL import Image
 
 from diffusion.data import DataError, epoch_permutation, load_images, make_batch, preprocess_image
 
-from conftest import make_image_folder
+from diffusion_helpers import make_image_folder
 
 
 def test_half_transparent_red_over_white_becomes_pink_and_alpha_mode_keeps_it():

@@ -10,7 +10,7 @@ import torch
 from diffusion import rundir
 from diffusion.train import write_run_config
 
-from conftest import micro_config
+from diffusion_helpers import micro_config
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -15,7 +15,7 @@ import pytest
 from werkzeug.serving import make_server
 
 from app import HTMX_SRI, HTMX_URL
-from conftest import ROOT
+from project_paths import ROOT
 
 CHROMIUM = "/usr/bin/chromium"
 HTMX_LOCAL = ROOT / "node_modules" / "htmx.org" / "dist" / "htmx.min.js"

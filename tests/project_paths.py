@@ -1,0 +1,4 @@
+"""Where the project is, for tests that run its commands."""
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
