@@ -216,8 +216,17 @@ def test_folder_form_imports_inside_roots(client, app, instance_path):
     assert "<strong>1</strong> added" in response.get_data(as_text=True)
 
 
-def test_demo_import_is_idempotent(runner, app):
+def test_demo_import_is_idempotent(runner, app, demo_images):
     first = json.loads(runner.invoke(cli, args=["demo", "--json"]).stdout.strip().splitlines()[-1])
     assert first["added"] == 298 and first["rejected"] == 0
+    with app.app_context():  # 298 files span two indexing chunks and both worker processes: classes stay right
+        counts = dict(db.session.execute(select(ImageClass.name, func.count(Image.id)).join(Image)
+                                         .group_by(ImageClass.name)).all())
+        stored = {i.original_filename: i.sha256 for i in db.session.scalars(select(Image))}
+    assert counts == {"bird": 133, "cat": 23, "dog": 37, "fish": 33, "frog": 9, "horse": 36, "rabbit": 18,
+                      "turtle": 9}
+    import hashlib
+    for name, sha in list(stored.items())[::37]:
+        assert hashlib.sha256((demo_images / name).read_bytes()).hexdigest() == sha, name
     second = json.loads(runner.invoke(cli, args=["demo", "--json"]).stdout.strip().splitlines()[-1])
     assert second["already_imported"] is True
