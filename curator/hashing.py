@@ -54,7 +54,7 @@ __all__ = [
 
 BACKGROUND = (255, 255, 255)  # white: what flattening tools put behind transparency
 HASH_WORK_SIDE = 64  # decoded images are box-reduced until their shorter side is just above this
-THUMB_SIDE = 32  # == pHash grid (8 x highfreq 4); confirm-stage thumbnail: THUMB_SIDE x THUMB_SIDE RGB, uint8, row-major
+THUMB_SIDE = 64  # confirm-stage thumbnail: THUMB_SIDE x THUMB_SIDE RGB, uint8, row-major (12 KiB)
 _MASK64 = (1 << 64) - 1
 
 
@@ -176,7 +176,7 @@ def perceptual_hashes(img: Image.Image) -> dict[str, int]:
 
 def _hashes_and_thumb(work: Image.Image) -> tuple[int, int, bytes]:
     thumb = confirm_thumbnail(work, composited=True)
-    # pHash resamples to 32x32 first; the thumbnail already is that grid, so it is reused
+    # pHash resamples to 32x32 first; starting from the 64 px thumbnail instead of the work image is cheaper
     thumb_img = Image.frombytes("RGB", (THUMB_SIDE, THUMB_SIDE), thumb)
     phash = to_signed64(_imagehash_int(imagehash.phash(thumb_img)))
     dhash = to_signed64(_imagehash_int(imagehash.dhash(work)))
