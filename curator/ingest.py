@@ -93,6 +93,7 @@ def stored_files(candidates: list[Candidate], limits: Limits, instance: Path,
             yield _store_or_reject(_read(c), limits, instance)
         return
     ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["curator.ingest", "curator.hashing"])  # workers start with the heavy imports done
     with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
         pending = []
         for c in candidates:

@@ -18,9 +18,14 @@ MIME_TYPES = {"png": "image/png", "jpg": "image/jpeg", "webp": "image/webp", "gi
               "bmp": "image/bmp", "tif": "image/tiff"}
 
 
+_made_dirs: set[Path] = set()  # folders this process has created or seen: saves a syscall per file on slow disks
+
+
 def write_atomic(path: Path, data: bytes) -> None:
     """Write bytes to `path` through a temporary file in the same folder and an atomic rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.parent not in _made_dirs:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _made_dirs.add(path.parent)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
     try:
         with os.fdopen(fd, "wb") as f:
