@@ -280,7 +280,11 @@ def find_duplicate_groups(fingerprints, *, hash_threshold: int = DEFAULT_HASH_TH
     phash, dhash = _hash_array(fps, "phash"), _hash_array(fps, "dhash")
     matches, seen = _exact_matches(ids, fps, phash, dhash)
     ci, cj = candidate_pairs(phash, dhash, hash_threshold)
-    fresh = np.array([(int(i), int(j)) not in seen for i, j in zip(ci, cj)], dtype=bool)
+    # pairs already joined by exact / same-pixels links need no confirm stage (and stay labelled exact)
+    same = UnionFind()
+    for i, j in seen:
+        same.union(i, j)
+    fresh = np.array([same.find(int(i)) != same.find(int(j)) for i, j in zip(ci, cj)], dtype=bool)
     ci, cj = ci[fresh], cj[fresh]
     matches += _confirm(ids, ids, fps, fps, ci, cj, phash, dhash, phash, dhash, confirm_threshold, confirm)
     return _groups_from_matches(matches)

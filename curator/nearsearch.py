@@ -330,6 +330,10 @@ def _first_band_filter(layout, radii, a_hashes, b_hashes, band):
 def _join(probe: np.ndarray, indexed: np.ndarray, max_distance: int, layout: BandLayout,
           tables: list[_BandTable] | None = None, self_join: bool = False):
     """All (probe_row, indexed_row, dist) within ``max_distance``; for a self-join rows satisfy i < j."""
+    if max(w for _, w in layout.bands) > _MAX_BAND_WIDTH:
+        raise ValueError(f"bands wider than {_MAX_BAND_WIDTH} bits need too much memory; use >= 3 bands")
+    if max_distance < 0:
+        raise ValueError("max_distance must be >= 0")
     radii = layout.radii(max_distance)
     rows_l, cols_l, dist_l = [], [], []
     for band, ((_, width), r) in enumerate(zip(layout.bands, radii)):

@@ -1,0 +1,128 @@
+"""curator.hashing: exact, pixel and perceptual fingerprints; alpha compositing; bad input."""
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from curator.hashing import (BACKGROUND, THUMB_SIDE, FingerprintError, composite_for_hashing, fingerprint_bytes,
+                             fingerprint_many, perceptual_hashes, pixel_hash, sha256_bytes, to_signed64,
+                             to_unsigned64)
+
+DEMO = "/work/shared/datasets/animal-emoji/128/cat/noto__cat.png"
+
+
+def encode(img, fmt, **kw):
+    buf = io.BytesIO()
+    img.save(buf, format=fmt, **kw)
+    return buf.getvalue()
+
+
+def sticker(size=64, seed=0):
+    """A transparent sticker: a coloured disc on alpha 0, with junk colour under the transparent part."""
+    rng = np.random.default_rng(seed)
+    arr = np.zeros((size, size, 4), dtype=np.uint8)
+    arr[..., :3] = rng.integers(0, 256, (size, size, 3))  # invisible junk
+    yy, xx = np.mgrid[:size, :size]
+    disc = (yy - size / 2) ** 2 + (xx - size / 2) ** 2 < (size / 3) ** 2
+    arr[disc, :3] = (200, 60, 30)
+    arr[disc, 3] = 255
+    return Image.fromarray(arr, "RGBA")
+
+
+def test_signed_unsigned_roundtrip_and_bounds():
+    # tried: extremes of the unsigned range map into int64 and back; out-of-range values are refused
+    for u in (0, 1, 2**63 - 1, 2**63, 2**64 - 1):
+        s = to_signed64(u)
+        assert -(2**63) <= s < 2**63
+        assert to_unsigned64(s) == u
+    assert to_signed64(2**64 - 1) == -1
+    with pytest.raises(ValueError):
+        to_signed64(2**64)
+    with pytest.raises(ValueError):
+        to_unsigned64(2**63)
+
+
+def test_transparent_sticker_hashes_like_itself_flattened_on_the_background():
+    # tried: a sticker vs the same sticker composited over the chosen background by hand (opaque RGB)
+    img = sticker()
+    flat = Image.new("RGBA", img.size, BACKGROUND + (255,))
+    flat.alpha_composite(img)
+    flat = flat.convert("RGB")
+    a, b = fingerprint_bytes(encode(img, "PNG")), fingerprint_bytes(encode(flat, "PNG"))
+    assert (a.phash, a.dhash, a.thumb) == (b.phash, b.dhash, b.thumb)
+    assert a.has_alpha and not b.has_alpha
+    assert a.sha256 != b.sha256
+    assert len(a.thumb) == THUMB_SIDE * THUMB_SIDE * 3
+
+
+def test_different_alpha_content_differs():
+    # tried: same RGB everywhere, but a different shape made visible by alpha
+    img = sticker()
+    arr = np.asarray(img).copy()
+    arr[: arr.shape[0] // 2, :, 3] = 0  # hide the top half of the disc
+    other = Image.fromarray(arr, "RGBA")
+    assert pixel_hash(img) != pixel_hash(other)
+    assert perceptual_hashes(img) != perceptual_hashes(other)
+    assert composite_for_hashing(img).tobytes() != composite_for_hashing(other).tobytes()
+
+
+def test_pixel_hash_ignores_colour_under_full_transparency():
+    # tried: two stickers that differ only in the invisible RGB under alpha 0
+    a, b = sticker(seed=1), sticker(seed=2)
+    assert a.tobytes() != b.tobytes()
+    assert pixel_hash(a) == pixel_hash(b)
+
+
+def test_pixel_hash_equal_across_png_and_lossless_webp_and_palette():
+    # tried: the demo sticker re-encoded as lossless WebP and TIFF; palette PNG with a transparent index
+    img = Image.open(DEMO)
+    png = fingerprint_bytes(open(DEMO, "rb").read())
+    webp = fingerprint_bytes(encode(img, "WEBP", lossless=True, exact=False))
+    tiff = fingerprint_bytes(encode(img, "TIFF"))
+    assert png.sha256 != webp.sha256 != tiff.sha256
+    assert png.pixel_hash == webp.pixel_hash == tiff.pixel_hash
+    assert (png.phash, png.dhash) == (webp.phash, webp.dhash)
+    pal = Image.new("P", (8, 8), 0)
+    pal.putpalette([255, 0, 0] + [0, 0, 255] * 255)
+    pal.info["transparency"] = 0
+    rgba = pal.convert("RGBA")
+    assert pixel_hash(pal) == pixel_hash(rgba)
+    assert fingerprint_bytes(encode(pal, "PNG", transparency=0)).has_alpha
+
+
+def test_opaque_rgba_rgb_and_grey_agree_but_lossy_differs():
+    # tried: one opaque picture as RGB, RGBA (alpha 255) and greyscale-as-RGB; then a JPEG of it
+    rgb = Image.fromarray(np.random.default_rng(3).integers(0, 256, (20, 30, 3), dtype=np.uint8), "RGB")
+    assert pixel_hash(rgb) == pixel_hash(rgb.convert("RGBA"))
+    grey = rgb.convert("L")
+    assert pixel_hash(grey) == pixel_hash(grey.convert("RGB"))
+    jpeg = Image.open(io.BytesIO(encode(rgb, "JPEG", quality=80)))
+    assert pixel_hash(jpeg) != pixel_hash(rgb)
+
+
+def test_sixteen_bit_grey_is_scaled_not_clipped():
+    # tried: a 16-bit ramp; clipping would make the upper half one flat white
+    ramp = np.linspace(0, 65535, 64 * 64).reshape(64, 64).astype(np.uint16)
+    fp = fingerprint_bytes(encode(Image.fromarray(ramp), "PNG"))
+    thumb = np.frombuffer(fp.thumb, np.uint8)
+    assert thumb.min() < 20 and thumb.max() > 235 and len(np.unique(thumb)) > 100
+
+
+def test_sha256_and_bad_input():
+    # tried: known digest; bytes that are not an image; a missing file in a batch with a good one
+    assert sha256_bytes(b"abc") == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    with pytest.raises(FingerprintError, match="not a readable image"):
+        fingerprint_bytes(b"definitely not a picture", name="junk.png")
+    out = fingerprint_many([DEMO, "/nonexistent/x.png"], workers=1, on_error="return")
+    assert out[0].width == 128 and isinstance(out[1], FingerprintError)
+    with pytest.raises(FingerprintError):
+        fingerprint_many([DEMO, "/nonexistent/x.png"], workers=1)
+
+
+def test_fingerprint_many_pool_matches_single_process(tmp_path):
+    # tried: 8 files on 2 processes vs one by one: same results, same order
+    import glob
+    paths = sorted(glob.glob("/work/shared/datasets/animal-emoji/64/cat/*.png"))[:8]
+    assert len(paths) == 8
+    assert fingerprint_many(paths, workers=2) == fingerprint_many(paths, workers=1)
