@@ -127,6 +127,9 @@ cli.add_command(snapshot_command)
 from trainer.commands import sample_command, train_command  # noqa: E402
 cli.add_command(train_command)
 cli.add_command(sample_command)
+from curator.dedup_commands import dedup_command, merge_command  # noqa: E402
+cli.add_command(dedup_command)
+cli.add_command(merge_command)
 
 def _add_instance_option(command: click.Command) -> None:
     command.params.append(instance_option())

@@ -9,6 +9,8 @@ bp = Blueprint("curator", __name__, template_folder="templates", static_folder="
 
 from . import views  # noqa: E402,F401  (routes register themselves on bp)
 from . import rank_views  # noqa: E402,F401
+from . import dedup_views  # noqa: E402,F401
+from . import merge_views  # noqa: E402,F401
 
 
 @bp.app_template_filter("class_label")
