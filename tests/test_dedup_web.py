@@ -1,0 +1,252 @@
+"""Duplicate review and resolution: groups on real transformed copies of demo emoji (and not on a hard negative),
+the review page, resolve with the suggested or an overridden keeper, undo, resolve all, bad form values, the
+`dedup` command and the calibration page."""
+from __future__ import annotations
+
+import io
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+from PIL import Image as PILImage, ImageEnhance
+from sqlalchemy import func, select
+
+from curator import dedup_service as ds
+from curator.db import db
+from curator.models import CalibrationLabel, Comparison, Decision, Image, ImageClass
+from manage import cli
+
+ORIGINAL = "cat/emojione__cat-face.png"
+HARD_NEGATIVE = "cat/fluent-emoji-flat__cat-face.png"  # the same subject in another emoji style
+UNRELATED = "dog/emojione__dog.png"
+
+
+def transformed_copies(src: Path) -> dict[str, bytes]:
+    """The near duplicates the issue names: resized, recompressed as JPEG, cropped 3 %, brightened 8 %."""
+    img = PILImage.open(src).convert("RGBA")
+    w, h = img.size
+
+    def save(im, fmt="PNG", **kw) -> bytes:
+        buf = io.BytesIO()
+        im.save(buf, fmt, **kw)
+        return buf.getvalue()
+
+    flat = PILImage.new("RGB", img.size, (255, 255, 255))
+    flat.paste(img, mask=img.getchannel("A"))
+    c = round(w * 0.03)
+    rgb = ImageEnhance.Brightness(img.convert("RGB")).enhance(1.08)
+    rgb.putalpha(img.getchannel("A"))
+    return {"copy-resized.png": save(img.resize((96, 96), PILImage.Resampling.LANCZOS)),
+            "copy-recompressed.jpg": save(flat, "JPEG", quality=80),
+            "copy-cropped.png": save(img.crop((c, c, w - c, h - c))),
+            "copy-brighter.png": save(rgb)}
+
+
+def import_originals_then_copies(runner, tmp_path: Path, demo_images: Path) -> None:
+    """Two imports, so the original is older than its copies (the keeper rule's last tie-break)."""
+    first = tmp_path / "first"
+    for rel in (ORIGINAL, HARD_NEGATIVE, UNRELATED):
+        (first / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(demo_images / rel, first / rel)
+    assert runner.invoke(cli, ["import", str(first)]).exit_code == 0
+    second = tmp_path / "second" / "cat"
+    second.mkdir(parents=True)
+    for name, data in transformed_copies(demo_images / ORIGINAL).items():
+        (second / name).write_bytes(data)
+    result = runner.invoke(cli, ["import", str(tmp_path / "second")])
+    assert result.exit_code == 0, result.output
+
+
+def by_name(app) -> dict[str, int]:
+    with app.app_context():
+        return {i.original_filename: i.id for i in db.session.scalars(select(Image))}
+
+
+def statuses(app) -> dict[int, tuple[str, int | None]]:
+    with app.app_context():
+        return {i.id: (i.status, i.duplicate_of_id) for i in db.session.scalars(select(Image))}
+
+
+def decision_count(app) -> int:
+    with app.app_context():
+        return db.session.scalar(select(func.count()).select_from(Decision))
+
+
+@pytest.fixture
+def copies(runner, app, tmp_path, demo_images):
+    import_originals_then_copies(runner, tmp_path, demo_images)
+    return by_name(app)
+
+
+def test_copies_are_grouped_and_the_hard_negative_is_not(app, copies):
+    """Tried: the four transformed copies and the original, plus the same cat face in another style."""
+    with app.app_context():
+        groups = ds.find_groups(db.session)
+    assert len(groups) == 1
+    group = groups[0]
+    expected = {copies[ORIGINAL]} | {copies[f"cat/{n}"] for n in ("copy-resized.png", "copy-recompressed.jpg",
+                                                                  "copy-cropped.png", "copy-brighter.png")}
+    assert set(group.ids) == expected
+    assert copies[HARD_NEGATIVE] not in group.ids and copies[UNRELATED] not in group.ids
+    # highest resolution (128 px: original, JPEG, brighter) then no ratings, then oldest: the original
+    assert group.keeper_id == copies[ORIGINAL]
+
+
+def test_best_rating_breaks_a_resolution_tie(app, copies):
+    """Tried: the brighter copy (same 128 px as the original) wins comparisons: it becomes the keeper."""
+    bright, orig = copies["cat/copy-brighter.png"], copies[ORIGINAL]
+    with app.app_context():
+        cat = db.session.scalar(select(ImageClass).where(ImageClass.name == "cat"))
+        for _ in range(4):
+            db.session.add(Comparison(class_id=cat.id, left_id=bright, right_id=orig, outcome="left"))
+        db.session.commit()
+        group = ds.find_groups(db.session)[0]
+    assert group.keeper_id == bright
+    member = next(m for m in group.members if m.id == bright)
+    assert member.rank == 1 and member.rating is not None
+
+
+def test_review_page_shows_the_group_side_by_side(client, copies):
+    page = client.get("/duplicates/").get_data(as_text=True)
+    assert page.count('class="dup-group"') == 1
+    keeper = re.search(r'<label class="dup-member" data-member="(\d+)">(?:(?!</label>).)*?suggested', page, re.S)
+    assert keeper and int(keeper.group(1)) == copies[ORIGINAL]
+    assert "128×128" in page and "96×96" in page and "120×120" in page  # resolution of each member
+    assert re.search(r"\d+(\.\d)? (Bytes|kB)", page)  # file size
+    assert "distance" in page and "class cat" in page
+    assert f'value="{copies[ORIGINAL]}" checked' in page
+
+
+def test_resolve_with_an_overridden_keeper_then_undo(client, app, copies):
+    """Tried: keep the JPEG copy instead of the suggested original; then undo that one decision."""
+    members = [copies[ORIGINAL]] + [copies[f"cat/{n}"] for n in ("copy-resized.png", "copy-recompressed.jpg",
+                                                                 "copy-cropped.png", "copy-brighter.png")]
+    keeper = copies["cat/copy-recompressed.jpg"]
+    response = client.post("/duplicates/resolve", data={"member": members, "keeper": keeper}, follow_redirects=True)
+    assert f"Kept #{keeper}; 4 copies marked duplicate" in response.get_data(as_text=True)
+    after = statuses(app)
+    assert after[keeper] == ("active", None)
+    assert all(after[m] == ("duplicate", keeper) for m in members if m != keeper)
+    assert after[copies[HARD_NEGATIVE]] == ("active", None)
+    with app.app_context():
+        decisions = list(db.session.scalars(select(Decision)))
+        assert [d.kind for d in decisions] == ["duplicate"] and len(decisions[0].after["image"]) == 4
+        reason = db.session.get(Image, copies[ORIGINAL]).status_reason
+    assert reason == f"duplicate of #{keeper}"
+    gallery = client.get("/gallery/cat").get_data(as_text=True)
+    assert gallery.count('class="tile active"') == 2  # the keeper and the hard negative
+    assert client.get("/duplicates/").get_data(as_text=True).count('class="dup-group"') == 0
+    # undo: every copy active again, the group back on the page
+    page = client.post(f"/decision/{decisions[0].id}/undo", data={"next": "/duplicates/"},
+                       follow_redirects=True).get_data(as_text=True)
+    assert page.count('class="dup-group"') == 1
+    assert all(s == ("active", None) for s in statuses(app).values())
+
+
+def test_htmx_resolve_swaps_the_group_for_its_resolved_note(client, app, copies):
+    group = client.get("/duplicates/").get_data(as_text=True)
+    members = re.findall(r'name="member" value="(\d+)"', group)
+    response = client.post("/duplicates/resolve", data={"member": members, "keeper": members[0]},
+                           headers={"HX-Request": "true"})
+    body = response.get_data(as_text=True)
+    assert response.status_code == 200 and "<html" not in body
+    assert "Undo this resolution" in body and 'class="dup-group resolved"' in body
+    # an error keeps the group and goes to the message list
+    again = client.post("/duplicates/resolve", data={"member": members, "keeper": members[0]},
+                        headers={"HX-Request": "true"})
+    assert again.headers["HX-Retarget"] == "#dedup-messages" and "changed since it was shown" in again.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("form, message", [
+    ({"member": ["999998", "999999"], "keeper": "999998"}, "unknown image #999998, #999999"),
+    ({"member": ["ORIG", "RESIZED"], "keeper": "NEG"}, "is not in the group"),
+    ({"member": ["ORIG", "RESIZED"]}, "choose which image to keep"),
+    ({"member": ["ORIG"], "keeper": "ORIG"}, "needs at least two images"),
+    ({"member": ["ORIG", "x"], "keeper": "ORIG"}, "whole numbers"),
+])
+def test_bad_resolve_values_change_nothing(client, app, copies, form, message):
+    """Tried: unknown ids, a keeper outside the group, no keeper, one member, a non-number."""
+    names = {"ORIG": copies[ORIGINAL], "RESIZED": copies["cat/copy-resized.png"], "NEG": copies[HARD_NEGATIVE]}
+    data = {k: ([str(names.get(v, v)) for v in val] if isinstance(val, list) else str(names.get(val, val)))
+            for k, val in form.items()}
+    before = statuses(app)
+    page = client.post("/duplicates/resolve", data=data, follow_redirects=True).get_data(as_text=True)
+    assert message in page
+    assert statuses(app) == before and decision_count(app) == 0
+
+
+def test_bad_threshold_is_refused(client, app, copies):
+    page = client.get("/duplicates/?threshold=99")
+    assert page.status_code == 400 and "between 0 and 32 bits" in page.get_data(as_text=True)
+    response = client.post("/duplicates/resolve-all", data={"threshold": "ten"}, follow_redirects=True)
+    assert "whole number of bits" in response.get_data(as_text=True)
+    assert decision_count(app) == 0 and all(s[0] == "active" for s in statuses(app).values())
+
+
+def test_resolve_all_suggested_one_decision_per_group(client, app, copies):
+    response = client.post("/duplicates/resolve-all", data={"threshold": "16"}, follow_redirects=True)
+    assert "Resolved 1 group(s)" in response.get_data(as_text=True)
+    after = statuses(app)
+    assert after[copies[ORIGINAL]] == ("active", None)
+    assert after[copies["cat/copy-cropped.png"]] == ("duplicate", copies[ORIGINAL])
+    with app.app_context():
+        assert [d.kind for d in db.session.scalars(select(Decision))] == ["duplicate"]
+    assert "Undo" in client.get("/duplicates/").get_data(as_text=True)
+
+
+def test_dedup_command_json_and_apply(runner, app, copies):
+    result = runner.invoke(cli, ["dedup", "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["threshold"] == 16 and not data["applied"] and len(data["groups"]) == 1
+    assert data["groups"][0]["keeper"] == copies[ORIGINAL] and len(data["groups"][0]["members"]) == 5
+    assert decision_count(app) == 0  # listing changes nothing
+    result = runner.invoke(cli, ["dedup", "--apply", "--json"])
+    data = json.loads(result.output)
+    assert data["applied"] and len(data["decisions"]) == 1
+    assert statuses(app)[copies["cat/copy-resized.png"]] == ("duplicate", copies[ORIGINAL])
+    assert json.loads(runner.invoke(cli, ["dedup", "--json"]).output)["groups"] == []
+    bad = runner.invoke(cli, ["dedup", "--threshold", "-3"])
+    assert bad.exit_code == 2 and "between 0 and 32" in bad.output
+
+
+def test_dedup_command_human_output(runner, copies):
+    result = runner.invoke(cli, ["dedup", "--threshold", "12"])
+    assert result.exit_code == 0 and "1 duplicate group(s) at threshold 12 bits" in result.output
+    assert f"keep #{copies[ORIGINAL]} 128x128" in result.output and "--apply" in result.output
+
+
+def test_calibration_labels_and_recommendation(client, app, copies):
+    """Tried: label the offered pairs (same if both are copies of the cat face), then read the table."""
+    group = {copies[ORIGINAL]} | {v for k, v in copies.items() if "copy-" in k}
+    for _ in range(40):
+        page = client.get("/duplicates/calibrate").get_data(as_text=True)
+        pair = re.search(r'name="a" value="(\d+)"><input type="hidden" name="b" value="(\d+)"', page)
+        if not pair:
+            break
+        a, b = int(pair.group(1)), int(pair.group(2))
+        verdict = "same" if {a, b} <= group else "different"
+        client.post("/duplicates/calibrate", data={"a": a, "b": b, "verdict": verdict})
+    page = client.get("/duplicates/calibrate").get_data(as_text=True)
+    assert 'id="calib-done"' in page and 'id="calib-table"' in page
+    with app.app_context():
+        labels = list(db.session.scalars(select(CalibrationLabel)))
+        result = ds.calibration_result(db.session)
+    assert labels and any(lab.same for lab in labels)
+    assert result.recommended is not None and f"<strong>{result.recommended} bits</strong>" in page
+    # every "same" pair lies within the recommended threshold
+    assert all(lab.distance <= result.recommended for lab in labels if lab.same)
+
+
+@pytest.mark.parametrize("form, message", [
+    ({"a": "1", "b": "999999", "verdict": "same"}, "unknown image #999999"),
+    ({"a": "1", "b": "1", "verdict": "same"}, "two different images"),
+    ({"a": "1", "b": "2", "verdict": "maybe"}, "Unknown verdict"),
+])
+def test_bad_calibration_labels_store_nothing(client, app, copies, form, message):
+    page = client.post("/duplicates/calibrate", data=form, follow_redirects=True).get_data(as_text=True)
+    assert message in page
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(CalibrationLabel)) == 0
