@@ -449,14 +449,14 @@ def dry_run(session: Session, candidates: list[Candidate], limits: Limits = Limi
     """The preview of a merge with nothing written: no files, no rows."""
     from .hashing import fingerprint_image
     plan: list[PlanItem] = []
-    fps: dict[int, dedup_service.Fingerprint] = {}
+    fps: dict[str, dedup_service.Fingerprint] = {}  # keys never collide with existing image ids
     for n, c in enumerate(candidates):
         item = PlanItem(c.name, c.class_name or "", "rejected")
         try:
             data = c.read()
             valid = validate_image_bytes(data, limits)
             fp = fingerprint_image(valid.image, data)
-            fps[n] = dedup_service.Fingerprint(fp.sha256, fp.pixel_hash, fp.phash, fp.dhash, fp.thumb)
+            fps[f"new-{n}"] = dedup_service.Fingerprint(fp.sha256, fp.pixel_hash, fp.phash, fp.dhash, fp.thumb)
             item.outcome = "new"
         except Rejected as exc:
             item.reason = exc.reason
@@ -470,20 +470,22 @@ def dry_run(session: Session, candidates: list[Candidate], limits: Limits = Limi
         stored.update({i.sha256: i for i in session.scalars(select(Image).where(
             Image.sha256.in_(shas[lo:lo + dedup_service.CHUNK])))})
     first: dict[str, int] = {}
-    for n, fp in list(fps.items()):
+    for key, fp in list(fps.items()):
+        n = int(key[4:])
         if fp.sha256 in stored:
             img = stored[fp.sha256]
             plan[n].outcome, plan[n].existing_id, plan[n].distance = "duplicate", img.id, 0
             plan[n].reason = "exact duplicate of an image already in the index" + (
                 f" (#{img.id} is {img.status})" if img.status != ACTIVE else "")
-            del fps[n]
+            del fps[key]
         elif fp.sha256 in first:
             plan[n].outcome, plan[n].distance = "duplicate", 0
             plan[n].reason = f"exact duplicate of another file in this batch ({plan[first[fp.sha256]].filename})"
-            del fps[n]
+            del fps[key]
         else:
             first[fp.sha256] = n
-    for n, v in classify(session, fps, {k: plan[k].filename for k in fps}).items():
+    for key, v in classify(session, fps, {k: plan[int(k[4:])].filename for k in fps}).items():
+        n = int(key[4:])
         plan[n].outcome, plan[n].reason, plan[n].distance = v.outcome, v.reason, v.distance
         plan[n].existing_id = v.existing_id
     return plan
