@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import re
 import shutil
 import zipfile
 from pathlib import Path
@@ -119,7 +120,10 @@ def test_merge_flow_mapping_accept_commit_gallery_and_undo(client, app, staged):
     page = client.get(f"/merge/{staged}").get_data(as_text=True)
     assert '<strong id="accepted-count">3</strong>' in page
     # kitty -> the existing class cat, pups -> a new class puppies (the names the preview's mapping form posts)
-    form = {"source_0": "kitty", "target_0": "cat", "source_1": "pups", "target_1": "Puppies"}
+    fields = re.findall(r'name="source_(\d+)" value="([^"]*)"', page)
+    assert sorted(v for _, v in fields) == ["kitty", "pups"]
+    targets = {"kitty": "cat", "pups": "Puppies"}
+    form = {**{f"source_{n}": v for n, v in fields}, **{f"target_{n}": targets[v] for n, v in fields}}
     response = client.post(f"/merge/{staged}/commit", data=form, follow_redirects=True)
     text = response.get_data(as_text=True)
     assert f"Merge #{staged} committed: 3 image(s) added" in text

@@ -1,0 +1,70 @@
+"""A person resolves duplicate groups with the keyboard only: j to the next group, a digit to keep another image,
+Enter to accept; a to accept the suggestion of the remaining group; then undoes one resolution."""
+from __future__ import annotations
+
+import shutil
+
+from PIL import Image as PILImage, ImageEnhance
+from playwright.sync_api import expect
+from sqlalchemy import select
+
+from curator.db import db
+from curator.models import Image
+from manage import cli
+
+
+def make_groups(tmp_path, demo_images) -> None:
+    """Group 1: a cat face and two copies (resized, brighter); group 2: a dog and a resized copy."""
+    src = tmp_path / "src"
+    for rel in ("cat/emojione__cat-face.png", "dog/emojione__dog.png"):
+        (src / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(demo_images / rel, src / rel)
+        img = PILImage.open(demo_images / rel).convert("RGBA")
+        img.resize((100, 100), PILImage.Resampling.LANCZOS).save(src / rel.replace(".png", "-small.png"))
+    cat = PILImage.open(demo_images / "cat/emojione__cat-face.png").convert("RGBA")
+    bright = ImageEnhance.Brightness(cat.convert("RGB")).enhance(1.08)
+    bright.putalpha(cat.getchannel("A"))
+    bright.resize((110, 110)).save(src / "cat" / "z-bright.png")
+
+
+def test_resolve_groups_with_the_keyboard(page, app, runner, tmp_path, demo_images):
+    make_groups(tmp_path, demo_images)
+    assert runner.invoke(cli, ["import", str(tmp_path / "src")]).exit_code == 0
+    with app.app_context():
+        ids = {i.original_filename: i.id for i in db.session.scalars(select(Image))}
+    page.goto("/duplicates/")
+    page.wait_for_function("() => window.htmx !== undefined")
+    groups = page.locator(".dup-group:not(.resolved)")
+    expect(groups).to_have_count(2)
+    expect(groups.nth(1)).to_contain_text("emojione__dog")
+
+    page.keyboard.press("j")  # to the dog group
+    dog = groups.nth(1)
+    expect(dog).to_have_class("dup-group current")
+    members = [int(m) for m in dog.locator(".dup-member").evaluate_all("els => els.map(e => e.dataset.member)")]
+    assert sorted(members) == sorted([ids["dog/emojione__dog.png"], ids["dog/emojione__dog-small.png"]])
+    small = members.index(ids["dog/emojione__dog-small.png"])
+    expect(dog.locator("input[name=keeper]").nth(1 - small)).to_be_checked()  # suggested: the 128 px original
+    page.keyboard.press(str(small + 1))  # keep the small copy instead, by its number
+    expect(dog.locator("input[name=keeper]").nth(small)).to_be_checked()
+    page.keyboard.press("Enter")
+    expect(page.locator(".dup-group.resolved")).to_have_count(1)
+    expect(page.locator(".dup-group.resolved")).to_contain_text(f"Kept #{ids['dog/emojione__dog-small.png']}")
+
+    expect(page.locator(".dup-group:not(.resolved)")).to_have_count(1)
+    page.keyboard.press("a")  # the cat group, with its suggested keeper (the 128 px original)
+    expect(page.locator(".dup-group.resolved")).to_have_count(2)
+    with app.app_context():
+        got = {i.original_filename: (i.status, i.duplicate_of_id) for i in db.session.scalars(select(Image))}
+    assert got["dog/emojione__dog.png"] == ("duplicate", ids["dog/emojione__dog-small.png"])
+    assert got["dog/emojione__dog-small.png"] == ("active", None)
+    assert got["cat/emojione__cat-face.png"] == ("active", None)
+    assert got["cat/emojione__cat-face-small.png"] == ("duplicate", ids["cat/emojione__cat-face.png"])
+    assert got["cat/z-bright.png"] == ("duplicate", ids["cat/emojione__cat-face.png"])
+
+    dog_done = page.locator(".dup-group.resolved", has_text=f"Kept #{ids['dog/emojione__dog-small.png']}")
+    dog_done.get_by_role("button", name="Undo this resolution").click()
+    expect(page.locator(".dup-group:not(.resolved)")).to_have_count(1)
+    with app.app_context():
+        assert db.session.get(Image, ids["dog/emojione__dog.png"]).status == "active"
+        assert db.session.get(Image, ids["cat/z-bright.png"]).status == "duplicate"  # the other resolution stays
