@@ -52,10 +52,21 @@ def instance_folder(path: Path) -> Path | None:
     return None
 
 
+class _ReadOnlyConnection(sqlite3.Connection):
+    """A connection type of its own, so curator.db's connect hook (which switches the journal to WAL, a write)
+    leaves it alone: that would fail on a read-only connection to an index not already in WAL mode."""
+
+
 def _read_only_engine(db_path: Path):
     """SQLite opened read-only (mode=ro): merging from an instance can never change it."""
     uri = db_path.resolve().as_uri() + "?mode=ro"
-    return create_engine("sqlite://", creator=lambda: sqlite3.connect(uri, uri=True))
+
+    def connect():
+        conn = sqlite3.connect(uri, uri=True, factory=_ReadOnlyConnection, check_same_thread=False)
+        conn.execute("PRAGMA busy_timeout=15000")  # wait for the other instance's writer instead of failing
+        return conn
+
+    return create_engine("sqlite://", creator=connect)
 
 
 def instance_candidates(folder: Path, limits: Limits = Limits()) -> list[Candidate]:

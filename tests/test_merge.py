@@ -8,6 +8,7 @@ import io
 import json
 import re
 import shutil
+import sqlite3
 import zipfile
 from pathlib import Path
 
@@ -255,22 +256,29 @@ def test_merge_from_another_instance(client, app, runner, tmp_path, demo_images)
     other_path = tmp_path / "roots" / "other"
     other = create_app({"TESTING": True}, instance_path=other_path)
     src = tmp_path / "other-src"
-    for rel in [EXISTING[0], "cat/noto__cat.png", "frog/emojione__frog.png", "frog/fluent-emoji-flat__frog.png"]:
+    for rel in [EXISTING[0], "cat/noto__cat.png", "frog/emojione__frog.png", "frog/fluent-emoji-flat__frog.png",
+                "frog/noto__frog.png"]:
         (src / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(demo_images / rel, src / rel)
     assert other.test_cli_runner().invoke(cli, ["import", str(src)]).exit_code == 0
     with other.app_context():
         gone = db.session.scalar(select(Image).where(Image.original_filename == "frog/fluent-emoji-flat__frog.png"))
         gone.status = "rejected"
+        lost = db.session.scalar(select(Image).where(Image.original_filename == "frog/noto__frog.png"))
+        (other_path / lost.path).unlink()  # a file missing from the other instance: an invalid item with a reason
         db.session.commit()
         db.engine.dispose()
+    with sqlite3.connect(other_path / "menagerie.sqlite3") as con:  # not WAL: read-only must still open it
+        con.execute("PRAGMA journal_mode=DELETE")
     digest = _file_digest(other_path / "menagerie.sqlite3")
     response = client.post("/merge/stage", data={"path": str(other_path)})
     batch_id = int(response.headers["Location"].rsplit("/", 1)[-1])
     items = items_by_name(app, batch_id)
     got = sorted((v[1], v[5], k.split(" ", 1)[1]) for k, v in items.items())
     assert got == [("duplicate", "cat", EXISTING[0]), ("new", "cat", "cat/noto__cat.png"),
-                   ("new", "frog", "frog/emojione__frog.png")]  # the rejected frog is not taken
+                   ("new", "frog", "frog/emojione__frog.png"),
+                   ("rejected", "frog", "frog/noto__frog.png")]  # the rejected frog is not taken
+    assert "file missing from the other instance" in items[next(k for k in items if "noto__frog" in k)][6]
     client.post(f"/merge/{batch_id}/commit", data={"source_0": "cat", "target_0": "cat",
                                                    "source_1": "frog", "target_1": "frog"})
     with app.app_context():
