@@ -7,6 +7,8 @@ each group can be undone on its own. Nothing is deleted.
 """
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping
 
@@ -16,6 +18,7 @@ from sqlalchemy.orm import Session
 from . import dedup
 from .decisions import record
 from .models import ACTIVE, DUPLICATE, Decision, Image
+from .nearsearch import UnionFind
 
 MAX_THRESHOLD = 32  # beyond this nearly every pair of a large dataset is a candidate: a mistake, not a setting
 CHUNK = 500  # ids per IN (...) query (SQLite's variable limit is far above; keeps statements small)
@@ -151,14 +154,57 @@ def _involved(fps: dict[int, Fingerprint], hash_threshold: int) -> list[int]:
     return [ids[p] for p in sorted(keep)]
 
 
-def find_groups(session: Session, *, hash_threshold: int = dedup.DEFAULT_HASH_THRESHOLD,
-                confirm_threshold: float = dedup.DEFAULT_CONFIRM_THRESHOLD, with_ratings: bool = True) -> list[DupGroup]:
-    """Duplicate groups among the active images, each with its suggested keeper."""
-    fps = load_hashes(session, ACTIVE)
+# The confirm stage costs seconds per thousand candidate pairs, and a pair's verdict never changes (fingerprints
+# are immutable), so the matches found over a set of active images are kept: while the active set stays a subset
+# of it (resolving groups, undoing resolutions), the groups are regrouped from the kept matches instead of re-run.
+_MATCHES: "OrderedDict[tuple, tuple[frozenset, list]]" = OrderedDict()
+_MATCHES_LOCK = threading.Lock()
+_MATCHES_KEPT = 8
+
+
+def _regroup(matches: list, active: set) -> list[dedup.Group]:
+    """Groups from the matches between active images (the same shape and order as curator.dedup's)."""
+    live = [m for m in matches if m.a in active and m.b in active]
+    uf = UnionFind()
+    for m in live:
+        uf.union(m.a, m.b)
+    by_root: dict = {}
+    for m in live:
+        by_root.setdefault(uf.find(m.a), []).append(m)
+    groups = []
+    for ms in by_root.values():
+        kind = max((m.kind for m in ms), key=dedup.KINDS.index)
+        groups.append(dedup.Group(sorted({x for m in ms for x in (m.a, m.b)}), kind, ms))
+    groups.sort(key=lambda g: (dedup.KINDS.index(g.kind), -len(g.members), g.members[0]))
+    return groups
+
+
+def _matches(session: Session, fps: dict[int, Fingerprint], hash_threshold: int, confirm_threshold: float) -> list:
+    active = frozenset(fps)
+    slot = (str(session.get_bind().url), hash_threshold, confirm_threshold)
+    with _MATCHES_LOCK:
+        cached = _MATCHES.get(slot)
+    if cached is not None and active <= cached[0] and not any(
+            m.kind != "near" and not (m.a in active and m.b in active) for m in cached[1]):
+        return cached[1]  # (equal-pixel matches chain through one image: if it left, search again)
     involved = _involved(fps, hash_threshold)
     load_thumbs(session, fps, involved)
     groups = dedup.find_duplicate_groups({i: fps[i] for i in involved}, hash_threshold=hash_threshold,
                                          confirm_threshold=confirm_threshold)
+    matches = [m for g in groups for m in g.matches]
+    with _MATCHES_LOCK:
+        _MATCHES[slot] = (active, matches)
+        _MATCHES.move_to_end(slot)
+        while len(_MATCHES) > _MATCHES_KEPT:
+            _MATCHES.popitem(last=False)
+    return matches
+
+
+def find_groups(session: Session, *, hash_threshold: int = dedup.DEFAULT_HASH_THRESHOLD,
+                confirm_threshold: float = dedup.DEFAULT_CONFIRM_THRESHOLD, with_ratings: bool = True) -> list[DupGroup]:
+    """Duplicate groups among the active images, each with its suggested keeper."""
+    fps = load_hashes(session, ACTIVE)
+    groups = _regroup(_matches(session, fps, hash_threshold, confirm_threshold), set(fps))
     if not groups:
         return []
     ids = [i for g in groups for i in g.members]

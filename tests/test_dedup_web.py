@@ -250,3 +250,14 @@ def test_bad_calibration_labels_store_nothing(client, app, copies, form, message
     assert message in page
     with app.app_context():
         assert db.session.scalar(select(func.count()).select_from(CalibrationLabel)) == 0
+
+
+def test_groups_follow_new_imports_after_a_cached_search(client, runner, app, copies, tmp_path, demo_images):
+    """Tried: search (the matches are kept), then import one more copy: the next search must include it."""
+    assert client.get("/duplicates/").get_data(as_text=True).count('name="member"') == 5
+    more = tmp_path / "third" / "cat"
+    more.mkdir(parents=True)
+    img = PILImage.open(demo_images / ORIGINAL).convert("RGBA")
+    img.resize((112, 112), PILImage.Resampling.LANCZOS).save(more / "copy-112.png")
+    assert runner.invoke(cli, ["import", str(tmp_path / "third")]).exit_code == 0
+    assert client.get("/duplicates/").get_data(as_text=True).count('name="member"') == 6
