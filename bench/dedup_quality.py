@@ -22,7 +22,7 @@ from bench.near_dup_pairs import build_items  # noqa: E402
 from curator.dedup import (DEFAULT_CONFIRM_THRESHOLD, DEFAULT_HASH_THRESHOLD, confirm_scores,  # noqa: E402
                            find_duplicate_groups)
 from curator.hashing import fingerprint_bytes  # noqa: E402
-from curator.nearsearch import popcount64  # noqa: E402
+from curator.nearsearch import UnionFind, popcount64  # noqa: E402
 
 
 def prf(tp: int, fp: int, n_pos: int) -> tuple[float, float, float]:
@@ -45,8 +45,8 @@ def main() -> None:
     ap.add_argument("--variants", type=int, default=6)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--loose", type=int, nargs="*", default=[10, 12, 14, 16, 18])
-    ap.add_argument("--confirm", type=float, nargs="*", default=[0.82, 0.85, 0.86, 0.866, 0.87, 0.88, 0.90])
+    ap.add_argument("--loose", type=int, nargs="*", default=[12, 16])
+    ap.add_argument("--confirm", type=float, nargs="*", default=[0.85, 0.866, 0.88, 0.89, 0.90, 0.91, 0.92])
     args = ap.parse_args()
 
     t0 = time.perf_counter()
@@ -119,6 +119,24 @@ def main() -> None:
               f"(P {chosen[3]:.3f}, R {chosen[4]:.3f}, F1 {chosen[0]:.3f})")
     else:
         print("no setting met P>=0.99 and R>=0.95 with no hard negative")
+
+    print("\n== after grouping (union-find over confirmed pairs; a pair is 'predicted same' if in one group) ==")
+    print(f"{'loose':>5}{'confirm':>9}{'P':>8}{'R':>8}{'F1':>8}{'hard pairs':>11}{'mixed groups':>13}")
+    for h in args.loose:
+        in1 = (c_pd <= h) | (c_dd <= h)
+        for c in args.confirm:
+            ok = in1 & (scores >= c)
+            uf = UnionFind(range(n))
+            for a, b in zip(iu[cand[ok]].tolist(), ju[cand[ok]].tolist()):
+                uf.union(a, b)
+            root = np.array([uf.find(x) for x in range(n)])
+            same = root[iu] == root[ju]
+            tp, fp = int((same & pos).sum()), int((same & ~pos).sum())
+            p, r, f = prf(tp, fp, n_pos)
+            hard = int((same & (same_subject | same_style_cls)).sum())
+            mixed = sum(1 for g in np.unique(root) if len(np.unique(group[root == g])) > 1)
+            mark = " <- default" if (h, c) == (DEFAULT_HASH_THRESHOLD, DEFAULT_CONFIRM_THRESHOLD) else ""
+            print(f"{h:>5}{c:>9.3f}{p:>8.3f}{r:>8.3f}{f:>8.3f}{hard:>11}{mixed:>13}{mark}")
 
     print(f"\n== grouping with the defaults (loose {DEFAULT_HASH_THRESHOLD}, confirm {DEFAULT_CONFIRM_THRESHOLD}) ==")
     t2 = time.perf_counter()
