@@ -43,6 +43,7 @@ def main() -> int:
     p.add_argument("--steps", type=int, default=25)
     p.add_argument("--ddpm-steps", type=int, default=250)
     p.add_argument("--guidance", type=float, default=3.0)
+    p.add_argument("--preset", default="small", help="model preset when no --run is given")
     p.add_argument("--json", action="store_true")
     a = p.parse_args()
     if a.run:
@@ -50,7 +51,7 @@ def main() -> int:
         prediction, classes = config.prediction, len(names)
     else:
         torch.manual_seed(0)
-        model, schedule, prediction, classes = build_model("small", in_channels=3, num_classes=8).eval(), \
+        model, schedule, prediction, classes = build_model(a.preset, in_channels=3, num_classes=8).eval(), \
             CosineSchedule(), "v", 8
     labels = torch.arange(a.n) % classes
     timed(model, schedule, labels[:8], 1, "dpm++2m", a.guidance, prediction)  # warm-up
@@ -58,7 +59,7 @@ def main() -> int:
     print(f"{a.n} samples, {a.steps} DPM-Solver++ 2M steps: {fast:.1f} s (target <= 20 s)", file=sys.stderr,
           flush=True)
     slow = timed(model, schedule, labels, a.ddpm_steps, "ddpm", a.guidance, prediction)
-    result = {"n": a.n, "size": model.image_size, "fast_steps": a.steps, "fast_seconds": round(fast, 2),
+    result = {"model": str(a.run) if a.run else a.preset, "n": a.n, "size": model.image_size, "fast_steps": a.steps, "fast_seconds": round(fast, 2),
               "ddpm_steps": a.ddpm_steps, "ddpm_seconds": round(slow, 2), "speedup": round(slow / fast, 2),
               "samples_per_sec": round(a.n / fast, 1), "load_average": os.getloadavg()[0]}
     if a.json:

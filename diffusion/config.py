@@ -5,6 +5,9 @@ import dataclasses
 from dataclasses import dataclass, field
 
 PRESETS = ("micro", "tiny", "small", "base")
+# Each preset's total downscaling (patch folding x 2^downsamplings): image_size must divide by it. Kept here
+# (torch-free, checked by a test against diffusion.unet) so the web process can validate settings.
+PRESET_SIZE_FACTOR = {"micro": 2, "tiny": 8, "small": 8, "base": 8}
 PREDICTIONS = ("v", "eps")
 SAMPLERS = ("ddpm", "ddim", "dpm++2m")
 FITS = ("crop", "pad")
@@ -87,6 +90,10 @@ class TrainConfig:
                 bad(f"background={self.background!r} is not a colour PIL knows (try 'white' or '#808080') nor 'alpha'")
         if self.preset not in PRESETS:
             bad(f"preset={self.preset!r} must be one of {PRESETS}")
+        factor = PRESET_SIZE_FACTOR[self.preset]
+        if self.image_size % factor:
+            bad(f"image_size={self.image_size} must be divisible by {factor} for the {self.preset!r} preset "
+                f"(e.g. {max(factor, self.image_size // factor * factor)} or {(self.image_size // factor + 1) * factor})")
         if self.epochs is None and self.minutes is None:
             bad("give epochs or minutes (or both: training stops at whichever comes first)")
         if self.epochs is not None and (not isinstance(self.epochs, int) or self.epochs < 1):

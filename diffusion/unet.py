@@ -27,6 +27,7 @@ class UNetConfig:
     emb_channels: int | None = None  # default 4 x channels
     dropout: float = 0.0
     patch_size: int = 1  # >1: pixel-unshuffle the input (and shuffle the output), so the UNet runs at S/patch
+    full_res_channels: int = 0  # with patch_size > 1: a cheap 3x3 conv at full resolution before and after
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -51,7 +52,7 @@ PRESETS = {
                   emb_channels=16),
     "tiny": dict(channels=32, channel_mults=(1, 2, 2), num_res_blocks=1, attn_levels=(1, 2), head_channels=32,
                  patch_size=2),
-    "small": dict(channels=64, channel_mults=(1, 2, 2), num_res_blocks=1, attn_levels=(1, 2), head_channels=32,
+    "small": dict(channels=48, channel_mults=(1, 2, 2), num_res_blocks=1, attn_levels=(1, 2), head_channels=16,
                   patch_size=2),
     "base": dict(channels=96, channel_mults=(1, 2, 2, 2), num_res_blocks=2, attn_levels=(2, 3), head_channels=32,
                  dropout=0.1),
@@ -157,9 +158,14 @@ class UNet(nn.Module):
         self.time_mlp = nn.Sequential(nn.Linear(ch, emb), nn.SiLU(), nn.Linear(emb, emb))
         self.class_emb = nn.Embedding(cfg.num_classes + 1, emb)
         p = cfg.patch_size
+        fr = cfg.full_res_channels if p > 1 else 0
+        io = fr or cfg.in_channels  # channels at full resolution next to the patch folding
+        # Full-resolution 3x3 convs (if any) give the patch model pixel-level filters for fine detail and
+        # smooth output at a few % of the compute.
+        self.stem = nn.Conv2d(cfg.in_channels, fr, 3, padding=1) if fr else nn.Identity()
         self.unshuffle = nn.PixelUnshuffle(p) if p > 1 else nn.Identity()
         self.shuffle = nn.PixelShuffle(p) if p > 1 else nn.Identity()
-        self.conv_in = nn.Conv2d(cfg.in_channels * p * p, ch, 3, padding=1)
+        self.conv_in = nn.Conv2d(io * p * p, ch, 3, padding=1)
 
         self.down = nn.ModuleList()
         skips = [ch]
@@ -192,13 +198,18 @@ class UNet(nn.Module):
                 self.up.append(nn.ModuleList(layers))
 
         self.norm_out = nn.GroupNorm(_groups(cur), cur)
-        self.conv_out = _zero(nn.Conv2d(cur, cfg.in_channels * p * p, 3, padding=1))
+        if fr:
+            self.conv_out = nn.Conv2d(cur, fr * p * p, 3, padding=1)
+            self.head = nn.Sequential(nn.SiLU(), _zero(nn.Conv2d(fr, cfg.in_channels, 3, padding=1)))
+        else:
+            self.conv_out = _zero(nn.Conv2d(cur, cfg.in_channels * p * p, 3, padding=1))
+            self.head = nn.Identity()
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """x: [B,C,S,S] noisy images; t: [B] times in [0,1]; labels: [B] class ids (num_classes = null)."""
         emb = self.time_mlp(timestep_embedding(t, self.cfg.channels).to(x.dtype)) + self.class_emb(labels)
         emb = F.silu(emb)
-        h = self.conv_in(self.unshuffle(x))
+        h = self.conv_in(self.unshuffle(self.stem(x)))
         hs = [h]
         for layers in self.down:
             for layer in layers:
@@ -210,7 +221,7 @@ class UNet(nn.Module):
             h = torch.cat([h, hs.pop()], dim=1)
             for layer in layers:
                 h = layer(h, emb)
-        return self.shuffle(self.conv_out(F.silu(self.norm_out(h))))
+        return self.head(self.shuffle(self.conv_out(F.silu(self.norm_out(h)))))
 
 
 def build_model(preset: str, *, in_channels: int, num_classes: int, image_size: int = 32) -> UNet:

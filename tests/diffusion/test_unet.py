@@ -58,3 +58,28 @@ def test_gradients_reach_every_parameter():
     missing = [n for n, p in m.named_parameters() if p.grad is None or not torch.any(p.grad != 0)]
     # the null-class row and unused class rows get no gradient from labels 0/1 only
     assert missing == ["class_emb.weight"] or missing == [], missing
+
+
+@pytest.mark.parametrize("full_res", [0, 8])
+def test_patch_folding_keeps_shapes_and_starts_at_zero(full_res):
+    """Tried: a 2x2 pixel-unshuffle UNet (with and without full-resolution convs) on RGBA at 16 px; output shape
+    equals the input's and a fresh model predicts exactly 0 (zero-initialised last layer)."""
+    from diffusion.unet import UNetConfig
+    m = UNet(UNetConfig(in_channels=4, num_classes=2, image_size=16, channels=8, channel_mults=(1, 2),
+                        attn_levels=(1,), head_channels=8, patch_size=2, full_res_channels=full_res))
+    x = torch.randn(2, 4, 16, 16)
+    out = m(x, torch.rand(2), torch.tensor([0, 2]))
+    assert out.shape == x.shape and torch.count_nonzero(out) == 0
+    with pytest.raises(ValueError, match="divisible by 8"):
+        preset_config("small", in_channels=3, num_classes=2, image_size=20)
+
+
+def test_config_knows_each_presets_size_factor():
+    """The torch-free TrainConfig.validate must refuse exactly the sizes the UNet would refuse."""
+    from diffusion.config import PRESET_SIZE_FACTOR, TrainConfig
+    for name in PRESETS:
+        cfg = preset_config(name, in_channels=3, num_classes=2, image_size=64)
+        assert PRESET_SIZE_FACTOR[name] == cfg.patch_size * 2 ** (len(cfg.channel_mults) - 1)
+    with pytest.raises(ValueError, match="divisible by 8"):
+        TrainConfig(data="x", image_size=20, preset="small", epochs=1).validate()
+    TrainConfig(data="x", image_size=24, preset="small", epochs=1).validate()
