@@ -10,6 +10,9 @@ from imagefiles import write_picture
 from manage import cli
 
 
+IDLE = "() => !document.querySelector('.htmx-request, .htmx-swapping, .htmx-settling, .htmx-added')"
+
+
 def test_rank_with_the_keyboard(page, app, runner, tmp_path):
     for i in range(8):
         write_picture(tmp_path / "src" / "owl" / f"{i}.png", size=32, seed=i)
@@ -30,6 +33,7 @@ def test_rank_with_the_keyboard(page, app, runner, tmp_path):
         page.wait_for_function("""ids => ids.every(id => {
             const img = document.querySelector(`img[data-prefetch="${id}"]`);
             return img && img.complete && img.naturalWidth > 0; })""", arg=upcoming)
+        page.wait_for_function(IDLE)
         page.keyboard.press("ArrowRight")
         expect(counter).to_have_text(str(n))
         expect(page.locator("#answer-form")).not_to_have_attribute("data-pair", pair)
@@ -37,8 +41,10 @@ def test_rank_with_the_keyboard(page, app, runner, tmp_path):
         seen.append(pair)
     assert page.evaluate("() => window.rankMarker") == "same page", "answers must not reload the page"
 
+    page.wait_for_function(IDLE)  # a key pressed while an answer is in flight is dropped by design
     page.keyboard.press("ArrowDown")  # a tie
     expect(counter).to_have_text("4")
+    page.wait_for_function(IDLE)
     page.keyboard.press("Backspace")  # undo the tie: that pair is shown again
     expect(counter).to_have_text("3")
     expect(page.locator("#rank-message")).to_contain_text("Undid your answer")
