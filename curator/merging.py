@@ -28,7 +28,7 @@ from .decisions import record
 from .dedup import check_new
 from .ingest import ClassCache, import_candidates, normalise_class_name
 from .models import ACTIVE, REJECTED, STAGED, Batch, BatchItem, Decision, Image, ImageClass, utcnow
-from .sources import Candidate, SourceError, check_allowed, iter_paths
+from .sources import Candidate, SourceError, check_allowed, iter_paths, read_limited
 from .storage import ImageStore
 from .validation import Limits, Rejected, validate_image_bytes
 
@@ -96,11 +96,7 @@ def _instance_reader(root: Path, rel: str, limits: Limits) -> Callable[[], bytes
             raise Rejected(f"its path {rel!r} leaves the instance folder: refused")
         if not path.is_file():
             raise Rejected(f"file missing from the other instance ({rel})")
-        size = path.stat().st_size
-        if size > limits.max_file_bytes:
-            raise Rejected(f"file too large: {size / 2**20:.1f} MiB exceeds the "
-                           f"{limits.max_file_bytes / 2**20:.0f} MiB limit")
-        return path.read_bytes()
+        return read_limited(path, limits)
     return read
 
 

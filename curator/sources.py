@@ -48,14 +48,17 @@ def _skip(name: str) -> bool:
     return hidden or parts[-1].lower() in SKIP_NAMES
 
 
+def read_limited(path: Path, limits: Limits) -> bytes:
+    """A file's bytes, refusing one over the size limit before reading it."""
+    size = path.stat().st_size
+    if size > limits.max_file_bytes:
+        raise Rejected(f"file too large: {size / 2**20:.1f} MiB exceeds the "
+                       f"{limits.max_file_bytes / 2**20:.0f} MiB limit")
+    return path.read_bytes()
+
+
 def _file_reader(path: Path, limits: Limits) -> Callable[[], bytes]:
-    def read() -> bytes:
-        size = path.stat().st_size
-        if size > limits.max_file_bytes:
-            raise Rejected(f"file too large: {size / 2**20:.1f} MiB exceeds the "
-                           f"{limits.max_file_bytes / 2**20:.0f} MiB limit")
-        return path.read_bytes()
-    return read
+    return lambda: read_limited(path, limits)
 
 
 def _class_from(parts: tuple[str, ...], default: str | None) -> str | None:
