@@ -27,7 +27,6 @@ class UNetConfig:
     emb_channels: int | None = None  # default 4 x channels
     dropout: float = 0.0
     patch_size: int = 1  # >1: pixel-unshuffle the input (and shuffle the output), so the UNet runs at S/patch
-    full_res_channels: int = 0  # with patch_size > 1: a cheap 3x3 conv at full resolution before and after
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -158,14 +157,9 @@ class UNet(nn.Module):
         self.time_mlp = nn.Sequential(nn.Linear(ch, emb), nn.SiLU(), nn.Linear(emb, emb))
         self.class_emb = nn.Embedding(cfg.num_classes + 1, emb)
         p = cfg.patch_size
-        fr = cfg.full_res_channels if p > 1 else 0
-        io = fr or cfg.in_channels  # channels at full resolution next to the patch folding
-        # Full-resolution 3x3 convs (if any) give the patch model pixel-level filters for fine detail and
-        # smooth output at a few % of the compute.
-        self.stem = nn.Conv2d(cfg.in_channels, fr, 3, padding=1) if fr else nn.Identity()
         self.unshuffle = nn.PixelUnshuffle(p) if p > 1 else nn.Identity()
         self.shuffle = nn.PixelShuffle(p) if p > 1 else nn.Identity()
-        self.conv_in = nn.Conv2d(io * p * p, ch, 3, padding=1)
+        self.conv_in = nn.Conv2d(cfg.in_channels * p * p, ch, 3, padding=1)
 
         self.down = nn.ModuleList()
         skips = [ch]
@@ -198,18 +192,13 @@ class UNet(nn.Module):
                 self.up.append(nn.ModuleList(layers))
 
         self.norm_out = nn.GroupNorm(_groups(cur), cur)
-        if fr:
-            self.conv_out = nn.Conv2d(cur, fr * p * p, 3, padding=1)
-            self.head = nn.Sequential(nn.SiLU(), _zero(nn.Conv2d(fr, cfg.in_channels, 3, padding=1)))
-        else:
-            self.conv_out = _zero(nn.Conv2d(cur, cfg.in_channels * p * p, 3, padding=1))
-            self.head = nn.Identity()
+        self.conv_out = _zero(nn.Conv2d(cur, cfg.in_channels * p * p, 3, padding=1))
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """x: [B,C,S,S] noisy images; t: [B] times in [0,1]; labels: [B] class ids (num_classes = null)."""
         emb = self.time_mlp(timestep_embedding(t, self.cfg.channels).to(x.dtype)) + self.class_emb(labels)
         emb = F.silu(emb)
-        h = self.conv_in(self.unshuffle(self.stem(x)))
+        h = self.conv_in(self.unshuffle(x))
         hs = [h]
         for layers in self.down:
             for layer in layers:
@@ -221,7 +210,7 @@ class UNet(nn.Module):
             h = torch.cat([h, hs.pop()], dim=1)
             for layer in layers:
                 h = layer(h, emb)
-        return self.head(self.shuffle(self.conv_out(F.silu(self.norm_out(h)))))
+        return self.shuffle(self.conv_out(F.silu(self.norm_out(h))))
 
 
 def build_model(preset: str, *, in_channels: int, num_classes: int, image_size: int = 32) -> UNet:

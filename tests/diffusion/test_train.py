@@ -196,3 +196,13 @@ def test_generate_writes_pngs_per_class_and_gifs(reference_run, tmp_path):
     assert np.abs(other).max() > 10
     with pytest.raises(ValueError, match="unknown class"):
         generate_to_dir(reference_run, out, classes=["purple"], n=1, steps=1, device="cpu")
+
+
+def test_minutes_budget_stops_the_run_and_still_writes_final_samples(tiny_folder, tmp_path):
+    """Tried: a 0.01-minute budget with no epoch limit; the run must stop on its own as "completed", log the
+    budget as the reason, and leave a final grid, last.pt and best.pt."""
+    run = tmp_path / "run"
+    status = train(micro_config(tiny_folder, epochs=None, minutes=0.01, sample_every=None), run, progress=False)
+    assert status["state"] == "completed" and status["step"] >= 1 and status["minutes"] == 0.01
+    assert "time budget reached" in (run / "train.log").read_text()
+    assert rundir.list_epochs(run) and rundir.checkpoint_path(run, "best").exists()
