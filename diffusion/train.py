@@ -167,14 +167,10 @@ def read_run_config(run_dir: Path) -> TrainConfig:
 
 
 def _load_evaluator(config: TrainConfig, run_dir: Path, images, labels, class_names, device, log, dist_info):
-    """Fit (or reload) the evaluator that picks best.pt; None when evaluation is off or unavailable."""
+    """Fit (or reload) the evaluator that picks best.pt; None when evaluation is off (best.pt by lowest loss)."""
     if not config.eval or not dist_info.is_main:
         return None
-    try:
-        from . import evaluate
-    except ImportError as e:
-        log.warning("diffusion.evaluate is not available (%s): best.pt falls back to the lowest loss", e)
-        return None
+    from . import evaluate
     path = run_dir / "evaluator.pt"
     with torch.random.fork_rng(devices=[]):
         if path.exists():
