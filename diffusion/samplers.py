@@ -13,6 +13,16 @@ from .schedule import CosineSchedule
 SAMPLERS = ("ddpm", "ddim", "dpm++2m")
 
 
+def bf16_is_fast(device: torch.device) -> bool:
+    """Whether the device multiplies bfloat16 natively (CPUs with AVX512-BF16 or AMX, Ampere+ GPUs), so the
+    network can run in bf16 while the sampler's arithmetic stays in float32 (about 2x faster sampling here)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    return False
+
+
 def _bc(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return v.reshape(-1, *([1] * (like.dim() - 1))).to(like.dtype)
 
@@ -21,8 +31,9 @@ class GuidedDenoiser:
     """x0 prediction with classifier-free guidance: uncond + w * (cond - uncond), both in one forward pass."""
 
     def __init__(self, model, schedule: CosineSchedule, labels: torch.Tensor, guidance: float, prediction: str,
-                 clip: bool = True):
+                 clip: bool = True, bf16: bool = False):
         self.model = model
+        self.bf16 = bf16
         self.schedule = schedule
         self.labels = labels
         self.guidance = float(guidance)
@@ -30,15 +41,19 @@ class GuidedDenoiser:
         self.clip = clip
         self.null = torch.full_like(labels, model_null_class(model))
 
+    def _net(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            return self.model(x, t, labels).float()
+
     @torch.no_grad()
     def __call__(self, x: torch.Tensor, t: float) -> torch.Tensor:
         n = x.shape[0]
         if self.guidance == 1.0:
             tt = torch.full((n,), t, device=x.device)
-            out = self.model(x, tt, self.labels).float()
+            out = self._net(x, tt, self.labels)
         else:
             tt = torch.full((2 * n,), t, device=x.device)
-            both = self.model(torch.cat([x, x]), tt, torch.cat([self.labels, self.null])).float()
+            both = self._net(torch.cat([x, x]), tt, torch.cat([self.labels, self.null]))
             cond, uncond = both[:n], both[n:]
             out = uncond + self.guidance * (cond - uncond)
         x0, _ = self.schedule.to_x0_eps(x.float(), out, torch.full((n,), t, device=x.device), self.prediction)
@@ -60,12 +75,13 @@ def _alpha_sigma(schedule: CosineSchedule, t: float, device):
 def sample(model, schedule: CosineSchedule, labels: torch.Tensor, *, steps: int, sampler: str = "dpm++2m",
            guidance: float = 3.0, generator: torch.Generator, device=None, prediction: str = "v",
            image_shape: tuple | None = None, return_trajectory: bool = False, clip: bool = True,
-           noise: torch.Tensor | None = None):
+           noise: torch.Tensor | None = None, bf16: bool | None = None):
     """Draw one image per label; returns a [N,C,S,S] tensor in [-1, 1] on the CPU.
 
     With `return_trajectory=True` returns (images, frames) where frames is a list of the x0 predictions
     after each step (what the denoising animation shows). `generator` is a CPU generator, so a seed gives
     the same images on every device. `noise` optionally fixes the starting noise (e.g. one seed per sample).
+    `bf16` runs the network in bfloat16 (None: where the device does it natively, see `bf16_is_fast`).
     """
     if sampler not in SAMPLERS:
         raise ValueError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
@@ -80,7 +96,9 @@ def sample(model, schedule: CosineSchedule, labels: torch.Tensor, *, steps: int,
     n = labels.shape[0]
     was_training = model.training
     model.eval()
-    denoise = GuidedDenoiser(model, schedule, labels, guidance, prediction, clip)
+    if bf16 is None:
+        bf16 = bf16_is_fast(torch.device(device))
+    denoise = GuidedDenoiser(model, schedule, labels, guidance, prediction, clip, bf16)
     ts = torch.linspace(1.0, 0.0, steps + 1, dtype=torch.float64).tolist()
 
     if noise is None:
