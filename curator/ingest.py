@@ -24,7 +24,8 @@ from .storage import THUMB_SIZE, ImageStore, make_thumbnail_bytes, write_atomic
 from .validation import Limits, Rejected, validate_image_bytes
 
 CLASS_NAME = re.compile(r"^[a-z0-9][a-z0-9 _-]{0,63}$")
-PARALLEL_FROM = 48  # below this many files starting worker processes costs more than it saves
+PARALLEL_FROM = 1500  # below this many files, starting worker processes (~1 s) costs more than it saves
+TASK_SIZE = 64  # files per worker task
 CHUNK = 256  # rows indexed per database round (one duplicate look-up query per chunk)
 
 
@@ -77,6 +78,10 @@ def _store_or_reject(data: bytes | Rejected, limits: Limits, instance: Path) -> 
         return rejection
 
 
+def _store_chunk(datas: list[bytes | Rejected], limits: Limits, instance: Path) -> list[Stored | Rejected]:
+    return [_store_or_reject(d, limits, instance) for d in datas]
+
+
 def _read(candidate: Candidate) -> bytes | Rejected:
     try:
         return candidate.read()
@@ -86,8 +91,9 @@ def _read(candidate: Candidate) -> bytes | Rejected:
 
 def stored_files(candidates: list[Candidate], limits: Limits, instance: Path,
                  workers: int) -> Iterator[Stored | Rejected]:
-    """Results in input order. Reading stays in this process (open zip handles do not pickle); the rest runs in a
-    'forkserver' pool, which is safe to start from a multi-threaded web server, unlike a plain fork."""
+    """Results in input order. Small batches run here: starting worker processes costs about a second. Large ones
+    go to a 'forkserver' pool (safe to start from a multi-threaded web server, unlike a plain fork) in chunks, so
+    the per-task overhead is shared by many files; reading stays here (open zip handles do not pickle)."""
     if workers <= 1 or len(candidates) < PARALLEL_FROM:
         for c in candidates:
             yield _store_or_reject(_read(c), limits, instance)
@@ -96,12 +102,13 @@ def stored_files(candidates: list[Candidate], limits: Limits, instance: Path,
     ctx.set_forkserver_preload(["curator.ingest", "curator.hashing"])  # workers start with the heavy imports done
     with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
         pending = []
-        for c in candidates:
-            pending.append(pool.submit(_store_or_reject, _read(c), limits, instance))
-            if len(pending) >= 8 * workers:
-                yield pending.pop(0).result()
+        for start in range(0, len(candidates), TASK_SIZE):
+            datas = [_read(c) for c in candidates[start:start + TASK_SIZE]]
+            pending.append(pool.submit(_store_chunk, datas, limits, instance))
+            if len(pending) >= 2 * workers:
+                yield from pending.pop(0).result()
         for f in pending:
-            yield f.result()
+            yield from f.result()
 
 
 class ClassCache:

@@ -74,8 +74,12 @@ def make_thumbnail_bytes(img: PILImage.Image, size: int = THUMB_SIZE) -> bytes:
     img = img.convert("RGBA") if img.mode not in ("RGB", "RGBA") else img
     scale = size / max(img.size)
     new_size = (max(1, round(img.width * scale)), max(1, round(img.height * scale)))
-    resample = PILImage.Resampling.NEAREST if scale > 2 else PILImage.Resampling.LANCZOS
-    thumb = img.resize(new_size, resample) if new_size != img.size else img
+    if scale > 2:
+        thumb = img.resize(new_size, PILImage.Resampling.NEAREST)
+    elif new_size != img.size:  # box-reduce by an integer factor first, then Lanczos: ~2x faster, same look
+        thumb = img.resize(new_size, PILImage.Resampling.LANCZOS, reducing_gap=2.0)
+    else:
+        thumb = img
     buf = io.BytesIO()
-    thumb.save(buf, "WEBP", quality=85, method=2)
+    thumb.save(buf, "WEBP", quality=85, method=0)  # method 0: fastest encoder; thumbnails are small anyway
     return buf.getvalue()
