@@ -15,6 +15,7 @@ import os
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -23,7 +24,7 @@ from PIL import Image  # noqa: E402
 
 from curator.hashing import fingerprint_file, fingerprint_many  # noqa: E402
 
-DEMO = "/work/shared/datasets/animal-emoji/128"
+DEMO = str(Path(__file__).resolve().parent.parent / "demo" / "animal-emoji" / "images")  # the bundled copy
 
 
 def build_set(out_dir: str, demo: str = DEMO) -> dict[str, list[str]]:

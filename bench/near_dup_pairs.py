@@ -19,10 +19,11 @@ import io
 import os
 import random
 from dataclasses import dataclass
+from pathlib import Path
 
 from PIL import Image, ImageEnhance
 
-DEMO = "/work/shared/datasets/animal-emoji/128"
+DEMO = str(Path(__file__).resolve().parent.parent / "demo" / "animal-emoji" / "images")  # the bundled copy
 WHITE = (255, 255, 255)
 
 

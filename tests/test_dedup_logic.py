@@ -15,7 +15,7 @@ from curator.hashing import fingerprint_bytes
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.near_dup_pairs import transform  # noqa: E402
 
-DEMO = Path("/work/shared/datasets/animal-emoji/128")
+DEMO = Path(__file__).resolve().parents[1] / "demo" / "animal-emoji" / "images"  # the bundled copy
 
 
 def fp_of(rel):

@@ -1,5 +1,6 @@
 """curator.hashing: exact, pixel and perceptual fingerprints; alpha compositing; bad input."""
 import io
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,7 +10,8 @@ from curator.hashing import (BACKGROUND, THUMB_SIDE, FingerprintError, composite
                              fingerprint_many, perceptual_hashes, pixel_hash, sha256_bytes, to_signed64,
                              to_unsigned64)
 
-DEMO = "/work/shared/datasets/animal-emoji/128/cat/noto__cat.png"
+DEMO_DIR = Path(__file__).resolve().parents[1] / "demo" / "animal-emoji" / "images"  # the bundled copy
+DEMO = str(DEMO_DIR / "cat" / "noto__cat.png")
 
 
 def encode(img, fmt, **kw):
@@ -123,6 +125,6 @@ def test_sha256_and_bad_input():
 def test_fingerprint_many_pool_matches_single_process(tmp_path):
     # tried: 8 files on 2 processes vs one by one: same results, same order
     import glob
-    paths = sorted(glob.glob("/work/shared/datasets/animal-emoji/64/cat/*.png"))[:8]
+    paths = sorted(glob.glob(str(DEMO_DIR / "cat" / "*.png")))[:8]
     assert len(paths) == 8
     assert fingerprint_many(paths, workers=2) == fingerprint_many(paths, workers=1)
