@@ -75,8 +75,9 @@ def serve(host: str, port: int, demo: bool) -> None:
     """Run the web suite for one person (for several, use gunicorn: see README)."""
     if demo:
         _import_demo(as_json=False)
+    from werkzeug.serving import run_simple  # app.run() refuses to start inside a Flask CLI command
     click.echo(f"Menagerie on http://{host}:{port}/  (instance: {current_app.instance_path})", err=True)
-    current_app.run(host=host, port=port, threaded=True, use_reloader=False)
+    run_simple(host, port, current_app._get_current_object(), threaded=True)
 
 
 def _import_demo(as_json: bool) -> None:

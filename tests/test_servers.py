@@ -1,4 +1,4 @@
-"""The same app under real gunicorn (several workers, one SQLite file) answers on a loopback port."""
+"""Real servers on a loopback port: `manage.py serve` for one person, gunicorn (several workers, one SQLite file)."""
 from __future__ import annotations
 
 import os
@@ -43,6 +43,28 @@ def test_gunicorn_serves_pages(tmp_path):
         for _ in range(6):  # several requests, landing on both workers
             status, gallery = fetch(f"http://127.0.0.1:{port}/gallery/cat")
             assert status == 200 and gallery.count('class="tile active"') == 23
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+def test_serve_command_answers_with_the_demo_loaded(tmp_path):
+    """The README's first command: `python manage.py serve --demo` imports the demo set and serves it."""
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "manage.py", "--instance", str(tmp_path / "instance"), "serve",
+                               "--demo", "--port", str(port)], cwd=ROOT, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                status, page = fetch(f"http://127.0.0.1:{port}/")
+                break
+            except OSError:
+                assert server.poll() is None, server.stdout.read().decode()
+                assert time.monotonic() < deadline, "serve did not answer within 60 s"
+                time.sleep(0.2)
+        assert status == 200 and "turtle" in page and "rabbit" in page
     finally:
         server.terminate()
         server.wait(timeout=10)
