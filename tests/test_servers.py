@@ -22,6 +22,23 @@ def fetch(url: str) -> tuple[int, str]:
         return response.status, response.read().decode()
 
 
+def first_answer(server: subprocess.Popen, url: str, seconds: float) -> tuple[int, str]:
+    """Poll until the server answers (bounded), failing with its output if it exits first."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            return fetch(url)
+        except OSError:
+            assert server.poll() is None, server.stdout.read().decode()
+            assert time.monotonic() < deadline, f"no answer from {url} within {seconds} s"
+            time.sleep(0.2)
+
+
+def stop(server: subprocess.Popen) -> None:
+    server.terminate()
+    server.wait(timeout=10)
+
+
 def test_gunicorn_serves_pages(tmp_path):
     env = {**os.environ, "MENAGERIE_INSTANCE": str(tmp_path / "instance")}
     subprocess.run([sys.executable, "manage.py", "demo"], cwd=ROOT, env=env, check=True, capture_output=True)
@@ -30,22 +47,13 @@ def test_gunicorn_serves_pages(tmp_path):
                                "app:create_app()"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                status, page = fetch(f"http://127.0.0.1:{port}/")
-                break
-            except OSError:
-                assert server.poll() is None, server.stdout.read().decode()
-                assert time.monotonic() < deadline, "gunicorn did not answer within 30 s"
-                time.sleep(0.2)
+        status, page = first_answer(server, f"http://127.0.0.1:{port}/", 30)
         assert status == 200 and "bird" in page and "turtle" in page
         for _ in range(6):  # several requests, landing on both workers
             status, gallery = fetch(f"http://127.0.0.1:{port}/gallery/cat")
             assert status == 200 and gallery.count('class="tile active"') == 23
     finally:
-        server.terminate()
-        server.wait(timeout=10)
+        stop(server)
 
 
 def test_serve_command_answers_with_the_demo_loaded(tmp_path):
@@ -55,16 +63,7 @@ def test_serve_command_answers_with_the_demo_loaded(tmp_path):
                                "--demo", "--port", str(port)], cwd=ROOT, stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                status, page = fetch(f"http://127.0.0.1:{port}/")
-                break
-            except OSError:
-                assert server.poll() is None, server.stdout.read().decode()
-                assert time.monotonic() < deadline, "serve did not answer within 60 s"
-                time.sleep(0.2)
+        status, page = first_answer(server, f"http://127.0.0.1:{port}/", 60)
         assert status == 200 and "turtle" in page and "rabbit" in page
     finally:
-        server.terminate()
-        server.wait(timeout=10)
+        stop(server)
