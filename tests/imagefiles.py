@@ -58,3 +58,13 @@ def truncated_png(seed: int = 1) -> bytes:
 
 HTML_AS_JPG = b"<!DOCTYPE html><html><body><h1>Not a picture</h1></body></html>"
 SVG = b'<?xml version="1.0"?><svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"><rect width="10" height="10"/></svg>'
+
+
+def demo_subset(demo_images: Path, dest: Path, classes=("cat", "fish"), per_class: int = 6) -> Path:
+    """A small ImageFolder copy of the demo set (the full set makes a training epoch take seconds)."""
+    import shutil
+    for name in classes:
+        (dest / name).mkdir(parents=True)
+        for f in sorted((demo_images / name).glob("*.png"))[:per_class]:
+            shutil.copy(f, dest / name / f.name)
+    return dest

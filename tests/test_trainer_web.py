@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import signal
 import time
 from pathlib import Path
@@ -17,6 +16,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
+import imagefiles
 from curator.db import db
 from curator.imports import import_paths
 from curator.models import Batch, Image, Run, Snapshot
@@ -62,11 +62,7 @@ def cleanup(app):
 @pytest.fixture
 def snapshot_id(app, demo_images, tmp_path) -> str:
     """Six demo emoji of each of two classes, imported and frozen as an 8 px snapshot."""
-    src = tmp_path / "tiny"
-    for name in ("cat", "fish"):
-        (src / name).mkdir(parents=True)
-        for f in sorted((demo_images / name).glob("*.png"))[:6]:
-            shutil.copy(f, src / name / f.name)
+    src = imagefiles.demo_subset(demo_images, tmp_path / "tiny")
     with app.app_context():
         import_paths(db.session, ImageStore(app.instance_path), [src])
         return create_snapshot(db.session, Path(app.instance_path), image_size=8).id

@@ -3,11 +3,11 @@ epoch-1 grid and a per-class gallery, and cancels it — the real training subpr
 from __future__ import annotations
 
 import re
-import shutil
 
 import pytest
 from playwright.sync_api import expect
 
+import imagefiles
 from curator.db import db
 from curator.imports import import_paths
 from curator.storage import ImageStore
@@ -30,11 +30,7 @@ def cleanup(app):
 @pytest.fixture
 def demo_subset(app, demo_images, tmp_path):
     """Six demo emoji each of two classes in the index (the full demo makes an epoch take seconds here)."""
-    src = tmp_path / "demo-subset"
-    for name in ("cat", "fish"):
-        (src / name).mkdir(parents=True)
-        for f in sorted((demo_images / name).glob("*.png"))[:6]:
-            shutil.copy(f, src / name / f.name)
+    src = imagefiles.demo_subset(demo_images, tmp_path / "demo-subset")
     with app.app_context():
         import_paths(db.session, ImageStore(app.instance_path), [src])
 
