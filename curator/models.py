@@ -136,6 +136,9 @@ class Comparison(db.Model):
     created: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     undone: Mapped[bool] = mapped_column(Boolean, default=False)
 
+    # The ranking cache's key check (latest live answer of a class) reads only this index.
+    __table_args__ = (Index("ix_comparison_class_live", "class_id", "undone", "id"),)
+
 
 class CalibrationLabel(db.Model):
     """A user's "same"/"different" verdict on a pair at a hash distance, for choosing their dedup threshold."""
