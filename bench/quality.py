@@ -20,7 +20,6 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch: spin-waitin
 
 import argparse
 import json
-import math
 import sys
 import time
 from datetime import datetime

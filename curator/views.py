@@ -15,8 +15,8 @@ from . import bp
 from .db import db
 from .decisions import UndoError, image_changes, record, undo
 from .imports import import_paths, upload_candidates
-from .ingest import import_candidates, normalise_class_name, ClassCache
-from .models import ACTIVE, IMAGE_STATUSES, REJECTED, Batch, Decision, Image, ImageClass
+from .ingest import ClassCache, import_candidates, normalise_class_name
+from .models import ACTIVE, IMAGE_STATUSES, REJECTED, Batch, Decision, Image
 from .queries import UNLABELLED, class_names, class_summaries, gallery_query, neighbours, page, recent_batches
 from .sources import SourceError
 from .storage import MIME_TYPES, ImageStore
@@ -84,8 +84,8 @@ def image_page(image_id: int):
 
 
 def _send_cached(path: Path, etag: str, mimetype: str):
-    response = send_file(path, mimetype=mimetype, etag=etag, conditional=True, max_age=86400)
-    return response
+    """Content-addressed files never change under their ETag: conditional GETs answer 304."""
+    return send_file(path, mimetype=mimetype, etag=etag, conditional=True, max_age=86400)
 
 
 @bp.get("/image/<int:image_id>/file")

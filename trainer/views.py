@@ -9,7 +9,6 @@ import math
 from pathlib import Path
 
 from flask import (Response, abort, current_app, flash, redirect, render_template, request, send_file, url_for)
-from sqlalchemy import select
 from werkzeug.utils import safe_join
 
 from curator.db import db
@@ -426,12 +425,15 @@ def generate_start(run_id: str):
     return redirect(url_for("trainer.generation_page", run_id=run_id, gen_id=gen_id))
 
 
+def _generation_or_404(view, gen_id: str):
+    job = read_generation(view, gen_id) if _safe_id(gen_id) else None
+    return job if job is not None else abort(404)
+
+
 @bp.get("/runs/<run_id>/generate/<gen_id>")
 def generation_page(run_id: str, gen_id: str):
     view = get_view(run_id)
-    job = read_generation(view, gen_id) if _safe_id(gen_id) else None
-    if job is None:
-        abort(404)
+    job = _generation_or_404(view, gen_id)
     template = "trainer/_generation.html" if is_htmx() and request.args.get("part") == "1" else \
         "trainer/generation.html"
     return render_template(template, view=view, job=job)
@@ -441,9 +443,7 @@ def generation_page(run_id: str, gen_id: str):
 def generation_send(run_id: str, gen_id: str):
     """Close the loop: chosen generated images become a new curator batch (kind "generated", source = the run)."""
     view = get_view(run_id)
-    job = read_generation(view, gen_id) if _safe_id(gen_id) else None
-    if job is None:
-        abort(404)
+    job = _generation_or_404(view, gen_id)
     known = {img["png"]: img for img in job.images}
     picks = [p for p in request.form.getlist("pick") if p]
     missing = [p for p in picks if p not in known]

@@ -5,7 +5,6 @@ Revises: 0001
 Create Date: 2026-11-22 09:14:47.290348
 """
 from alembic import op
-import sqlalchemy as sa
 
 
 revision = '0002'
