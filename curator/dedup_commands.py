@@ -31,12 +31,19 @@ def dedup_command(threshold: str | None, apply: bool, as_json: bool) -> None:
     """List duplicate groups among the active images with the suggested keeper (highest resolution, then best
     rating, then oldest); --apply resolves them all."""
     from .db import db
-    from .dedup_service import DedupError, find_groups, group_summary, parse_threshold, resolve_all_suggested
+    from .dedup_service import (
+        DedupError,
+        find_groups,
+        group_summary,
+        parse_threshold,
+        resolve_all_suggested,
+    )
     try:
         bits = parse_threshold(threshold)
     except DedupError as exc:
         raise click.BadParameter(str(exc), param_hint="--threshold") from None
-    groups = find_groups(db.session, hash_threshold=bits)
+    from .storage import ImageStore
+    groups = find_groups(db.session, ImageStore(current_app.instance_path), hash_threshold=bits)
     result = {"threshold": bits, "groups": [group_summary(g) for g in groups], "applied": False, "decisions": []}
     lines = [f"{len(groups)} duplicate group(s) at threshold {bits} bits."]
     for n, g in enumerate(groups, 1):
@@ -100,7 +107,8 @@ def merge_command(paths: tuple[Path, ...], dry_run: bool, as_json: bool) -> None
     its batch page.
     """
     from .db import db
-    from .merging import MergeError, bad_folder_names, commit, dry_run as plan_merge, merge_candidates, stage
+    from .merging import MergeError, bad_folder_names, commit, merge_candidates, stage
+    from .merging import dry_run as plan_merge
     from .sources import SourceError
     from .storage import ImageStore
     from .validation import Limits
@@ -118,7 +126,8 @@ def merge_command(paths: tuple[Path, ...], dry_run: bool, as_json: bool) -> None
     bar = _bar("merge", len(candidates))
     try:
         if dry_run:
-            items = plan_merge(db.session, candidates, limits, progress=bar.update)
+            items = plan_merge(db.session, ImageStore(current_app.instance_path), candidates, limits,
+                               progress=bar.update)
             bar.close()
             result = {"batch": None, "dry_run": True, "committed": False, "counts": _counts(items),
                       "items": [_item_row(i) for i in items]}

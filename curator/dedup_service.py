@@ -19,6 +19,8 @@ from . import dedup
 from .decisions import record
 from .models import ACTIVE, DUPLICATE, Decision, Image
 from .nearsearch import UnionFind
+from .same_pixels import upgrade_same_pixels
+from .storage import ImageStore
 
 MAX_THRESHOLD = 32  # beyond this nearly every pair of a large dataset is a candidate: a mistake, not a setting
 CHUNK = 500  # ids per IN (...) query (SQLite's variable limit is far above; keeps statements small)
@@ -179,7 +181,8 @@ def _regroup(matches: list, active: set) -> list[dedup.Group]:
     return groups
 
 
-def _matches(session: Session, fps: dict[int, Fingerprint], hash_threshold: int, confirm_threshold: float) -> list:
+def _matches(session: Session, store: ImageStore | None, fps: dict[int, Fingerprint], hash_threshold: int,
+             confirm_threshold: float) -> list:
     active = frozenset(fps)
     slot = (str(session.get_bind().url), hash_threshold, confirm_threshold)
     with _MATCHES_LOCK:
@@ -192,6 +195,8 @@ def _matches(session: Session, fps: dict[int, Fingerprint], hash_threshold: int,
     groups = dedup.find_duplicate_groups({i: fps[i] for i in involved}, hash_threshold=hash_threshold,
                                          confirm_threshold=confirm_threshold)
     matches = [m for g in groups for m in g.matches]
+    if store is not None:
+        matches = upgrade_same_pixels(session, store, matches)
     with _MATCHES_LOCK:
         _MATCHES[slot] = (active, matches)
         _MATCHES.move_to_end(slot)
@@ -200,11 +205,12 @@ def _matches(session: Session, fps: dict[int, Fingerprint], hash_threshold: int,
     return matches
 
 
-def find_groups(session: Session, *, hash_threshold: int = dedup.DEFAULT_HASH_THRESHOLD,
+def find_groups(session: Session, store: ImageStore | None = None, *, hash_threshold: int = dedup.DEFAULT_HASH_THRESHOLD,
                 confirm_threshold: float = dedup.DEFAULT_CONFIRM_THRESHOLD, with_ratings: bool = True) -> list[DupGroup]:
-    """Duplicate groups among the active images, each with its suggested keeper."""
+    """Duplicate groups among the active images, each with its suggested keeper. With the image `store`, near pairs
+    that are the same pixels (JPEGs have no pixel hash from the import) are labelled so (curator.same_pixels)."""
     fps = load_hashes(session, ACTIVE)
-    groups = _regroup(_matches(session, fps, hash_threshold, confirm_threshold), set(fps))
+    groups = _regroup(_matches(session, store, fps, hash_threshold, confirm_threshold), set(fps))
     if not groups:
         return []
     ids = [i for g in groups for i in g.members]

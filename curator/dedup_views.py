@@ -14,6 +14,7 @@ from . import dedup_service as ds
 from .db import db
 from .dedup import DEFAULT_HASH_THRESHOLD
 from .models import Decision, Image
+from .views import store
 
 MAX_GROUPS_SHOWN = 200
 
@@ -34,7 +35,7 @@ def dedup_index():
     threshold, error = _threshold(request.args)
     if error:
         flash(f"{error}; showing the default ({DEFAULT_HASH_THRESHOLD} bits).", "error")
-    groups = ds.find_groups(db.session, hash_threshold=threshold)
+    groups = ds.find_groups(db.session, store(), hash_threshold=threshold)
     return render_template("curator/dedup_index.html", groups=groups[:MAX_GROUPS_SHOWN], total=len(groups),
                            threshold=threshold, default_threshold=DEFAULT_HASH_THRESHOLD,
                            recent=ds.recent_resolutions(db.session)), (400 if error else 200)
@@ -79,7 +80,7 @@ def dedup_resolve_all():
     except ds.DedupError as exc:
         flash(f"{exc}: nothing was changed.", "error")
         return _back()
-    groups = ds.find_groups(db.session, hash_threshold=threshold)
+    groups = ds.find_groups(db.session, store(), hash_threshold=threshold)
     try:
         decisions = ds.resolve_all_suggested(db.session, groups)
         db.session.commit()

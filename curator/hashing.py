@@ -1,6 +1,6 @@
 """Image fingerprints for duplicate detection: exact bytes, exact pixels, perceptual hashes, a confirm thumbnail.
 
-Pure: PIL, numpy and imagehash only (no Flask, no database), so the process pool can run it and the
+Pure: PIL, numpy and scipy only (no Flask, no database), so worker threads can run it and the
 web process, the CLI and the benchmarks share one definition of "the same picture".
 
 Choices, with reasons:
@@ -13,22 +13,32 @@ Choices, with reasons:
   treats an opaque RGBA image, an RGB image and a greyscale image of the same pixels as equal.
 - **Signed 64-bit storage.** SQLite integers are signed 64-bit, so hashes are stored as int64
   (``to_signed64``) and reinterpreted as uint64 (``to_unsigned64``) for Hamming distances.
-- **Reduced-size work image.** Perceptual hashes and the thumbnail only need ~64 px, so the decoded
-  image is box-reduced (premultiplied, by Pillow) before compositing and resampling; this is where
-  most of the speed over ``imagehash.phash(Image.open(p))`` comes from, together with a process pool.
+- **Reduced-size decoding.** Perceptual hashes and the thumbnail only need ~64 px, so JPEGs are
+  decoded at 1/2..1/8 scale by the decoder itself (``reduced_decode``: DCT scaling, every byte of
+  the file is still entropy-decoded, so a truncated file is still caught) and other formats are
+  box-reduced (premultiplied, by Pillow) after decoding. This, hashes computed with numpy on tiny
+  grids, and threads (decoders, resampling and sha256 release the GIL) are where the speed over
+  ``imagehash.phash(Image.open(p))`` comes from.
+- **Pixel hash only from a full decode.** A JPEG decoded at reduced size has no exact pixels, so
+  its ``pixel_hash`` is None; ``pixel_hash_of_bytes`` computes it on demand (the duplicate search
+  does, for near-duplicate candidates of equal size: only those can be the same pixels).
+- **pHash / dHash are imagehash's algorithms** (same resampling, same DCT, same bit order; a test
+  checks bit equality with ``imagehash``), computed without its per-call string conversions.
 """
 from __future__ import annotations
 
 import hashlib
 import io
 import os
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import Iterable
 
-import imagehash
 import numpy as np
+import scipy.fft
 from PIL import Image, ImageOps
+
+from .validation import reduced_decode
 
 __all__ = [
     "BACKGROUND",
@@ -42,6 +52,7 @@ __all__ = [
     "normalise_mode",
     "composite_for_hashing",
     "pixel_hash",
+    "pixel_hash_of_bytes",
     "perceptual_hashes",
     "work_image",
     "confirm_thumbnail",
@@ -66,7 +77,7 @@ class FingerprintError(ValueError):
         self.path = path
         self.reason = reason
 
-    def __reduce__(self):  # picklable across the process pool
+    def __reduce__(self):  # picklable (benchmarks fingerprint in worker processes)
         return (FingerprintError, (self.path, self.reason))
 
 
@@ -121,13 +132,16 @@ def normalise_mode(img: Image.Image) -> Image.Image:
     return img if mode == "RGB" else img.convert("RGB")
 
 
+def _orientation(img: Image.Image) -> int:
+    try:
+        return int(img.getexif().get(0x0112, 1) or 1)
+    except Exception:  # broken EXIF must not make a readable picture unreadable
+        return 1
+
+
 def _oriented(img: Image.Image) -> Image.Image:
     """Apply the EXIF orientation tag so the hash describes the picture as displayed."""
-    try:
-        orientation = img.getexif().get(0x0112, 1)
-    except Exception:  # broken EXIF must not make a readable picture unreadable
-        return img
-    return ImageOps.exif_transpose(img) if orientation not in (1, None) else img
+    return ImageOps.exif_transpose(img) if _orientation(img) != 1 else img
 
 
 def composite_for_hashing(img: Image.Image) -> Image.Image:
@@ -155,6 +169,13 @@ def pixel_hash(img: Image.Image) -> str:
     return h.hexdigest()
 
 
+def pixel_hash_of_bytes(data: bytes) -> str:
+    """Pixel hash from a full decode of a file's bytes (for files fingerprinted at reduced size)."""
+    with Image.open(io.BytesIO(data)) as img:
+        img.load()
+        return pixel_hash(_oriented(img))
+
+
 def work_image(img: Image.Image) -> Image.Image:
     """Composited RGB picture, box-reduced so the shorter side stays >= HASH_WORK_SIDE (cheap to hash)."""
     img = normalise_mode(img)
@@ -175,16 +196,27 @@ def perceptual_hashes(img: Image.Image) -> dict[str, int]:
 
 
 def _hashes_and_thumb(work: Image.Image) -> tuple[int, int, bytes]:
-    thumb = confirm_thumbnail(work, composited=True)
+    thumb_img = work.resize((THUMB_SIDE, THUMB_SIDE), Image.Resampling.LANCZOS)
     # pHash resamples to 32x32 first; starting from the 64 px thumbnail instead of the work image is cheaper
-    thumb_img = Image.frombytes("RGB", (THUMB_SIDE, THUMB_SIDE), thumb)
-    phash = to_signed64(_imagehash_int(imagehash.phash(thumb_img)))
-    dhash = to_signed64(_imagehash_int(imagehash.dhash(work)))
-    return phash, dhash, thumb
+    return phash_of(thumb_img), dhash_of(work), thumb_img.tobytes()
 
 
-def _imagehash_int(h: imagehash.ImageHash) -> int:
-    return int(str(h), 16)  # imagehash's hex string is the row-major bit string
+def phash_of(img: Image.Image) -> int:
+    """imagehash.phash (hash_size 8): greyscale 32x32 Lanczos, 2-D DCT-II, 8x8 low frequencies > median."""
+    grey = np.asarray(img.convert("L").resize((32, 32), Image.Resampling.LANCZOS))
+    low = scipy.fft.dct(scipy.fft.dct(grey, axis=0), axis=1)[:8, :8]  # the pocketfft transform imagehash calls
+    return _bits_to_signed64(low > np.median(low))
+
+
+def dhash_of(img: Image.Image) -> int:
+    """imagehash.dhash (hash_size 8): greyscale 9x8 Lanczos, is each pixel brighter than its left neighbour."""
+    grey = np.asarray(img.convert("L").resize((9, 8), Image.Resampling.LANCZOS))
+    return _bits_to_signed64(grey[:, 1:] > grey[:, :-1])
+
+
+def _bits_to_signed64(bits: np.ndarray) -> int:
+    """Row-major bits, first bit most significant (imagehash's hex order), as signed int64."""
+    return to_signed64(int.from_bytes(np.packbits(bits.ravel()).tobytes(), "big"))
 
 
 def confirm_thumbnail(img: Image.Image, *, composited: bool = False) -> bytes:
@@ -210,7 +242,7 @@ class ImageFingerprint:
     """Everything dedup needs about one image; hashes are signed int64 as stored in SQLite."""
 
     sha256: str
-    pixel_hash: str
+    pixel_hash: str | None  # None when the file was decoded at reduced size (see reduced_decode)
     phash: int
     dhash: int
     width: int
@@ -242,20 +274,29 @@ class ImageFingerprint:
         return d
 
 
-def fingerprint_image(img: Image.Image, data: bytes | None = None) -> ImageFingerprint:
-    """Fingerprint an opened image; ``data`` (the file's bytes) gives the sha256 and size."""
+def fingerprint_image(img: Image.Image, data: bytes | None = None, *,
+                      full_size: tuple[int, int] | None = None) -> ImageFingerprint:
+    """Fingerprint a loaded image; ``data`` (the file's bytes) gives the sha256 and size.
+
+    ``full_size`` is the file's size in pixels when ``img`` was decoded at reduced size (see
+    ``reduced_decode``): the fingerprint then carries that size and no pixel hash.
+    """
     fmt = img.format
+    full = full_size is None or tuple(full_size) == img.size
+    if not full and _orientation(img) in (5, 6, 7, 8):  # turned by a quarter: the displayed size swaps
+        full_size = (full_size[1], full_size[0])
     img = _oriented(img)
     alpha = has_alpha(img)
     img = normalise_mode(img)
     phash, dhash, thumb = _hashes_and_thumb(work_image(img))
+    width, height = (img.width, img.height) if full else full_size
     return ImageFingerprint(
         sha256=sha256_bytes(data) if data is not None else "",
-        pixel_hash=pixel_hash(img),
+        pixel_hash=pixel_hash(img) if full else None,
         phash=phash,
         dhash=dhash,
-        width=img.width,
-        height=img.height,
+        width=width,
+        height=height,
         has_alpha=alpha,
         thumb=thumb,
         file_size=len(data) if data is not None else None,
@@ -267,8 +308,10 @@ def fingerprint_bytes(data: bytes, name: str = "<bytes>") -> ImageFingerprint:
     """Fingerprint a file's bytes; raises FingerprintError if they are not a decodable image."""
     try:
         with Image.open(io.BytesIO(data)) as img:
+            size = img.size
+            reduced_decode(img)
             img.load()
-            return fingerprint_image(img, data=data)
+            return fingerprint_image(img, data=data, full_size=size)
     except FingerprintError:
         raise
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
@@ -295,7 +338,8 @@ def _fingerprint_or_error(path: str):
 
 def fingerprint_many(paths: Iterable[str | os.PathLike], workers: int = 2, *, on_error: str = "raise",
                      progress=None) -> list:
-    """Fingerprints in input order, on ``workers`` processes (both cores by default).
+    """Fingerprints in input order, on ``workers`` threads (both cores by default: decoding, resampling
+    and hashing release the GIL, and threads cost nothing to start, unlike processes).
 
     ``on_error="raise"`` raises the first FingerprintError; ``"return"`` puts the FingerprintError in
     that file's slot so one bad file loses nothing else. ``progress`` (e.g. a tqdm bar) gets
@@ -311,10 +355,9 @@ def fingerprint_many(paths: Iterable[str | os.PathLike], workers: int = 2, *, on
             if progress is not None:
                 progress.update(1)
     else:
-        chunk = max(1, min(32, len(paths) // (workers * 8)))
-        with ProcessPoolExecutor(max_workers=workers) as pool:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
             results = []
-            for r in pool.map(_fingerprint_or_error, paths, chunksize=chunk):
+            for r in pool.map(_fingerprint_or_error, paths):
                 results.append(r)
                 if progress is not None:
                     progress.update(1)

@@ -1,21 +1,21 @@
 """Import a set of candidate files as one batch: validate, fingerprint, store once, index, report.
 
 The expensive part that needs no database (decode, hash, write the file, thumbnail) runs in `store_one`, on both
-cores for large batches. Files are written before rows; all rows of a batch are committed in one transaction, so an
+cores (threads). Files are written before rows; all rows of a batch are committed in one transaction, so an
 interrupted import leaves the index as it was (a stored file without a row is harmless: content-addressed, and
 reused by the next import of the same bytes).
 """
 from __future__ import annotations
 
-import multiprocessing
 import re
-from concurrent.futures import ProcessPoolExecutor
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from .models import ACTIVE, STAGED, Batch, BatchItem, Image, ImageClass, utcnow
@@ -24,9 +24,8 @@ from .storage import THUMB_SIZE, ImageStore, make_thumbnail_bytes, write_atomic
 from .validation import Limits, Rejected, validate_image_bytes
 
 CLASS_NAME = re.compile(r"^[a-z0-9][a-z0-9 _-]{0,63}$")
-PARALLEL_FROM = 1500  # below this many files, starting worker processes (~1 s) costs more than it saves
-TASK_SIZE = 64  # files per worker task
-CHUNK = 256  # rows indexed per database round (one duplicate look-up query per chunk)
+READ_AHEAD = 32  # files read but not yet stored: keeps the workers busy while this thread writes rows
+CHUNK = 128  # rows indexed per database round (one duplicate look-up query, one multi-row insert each)
 
 
 def normalise_class_name(name: str) -> str:
@@ -55,11 +54,20 @@ class Stored:
     notes: list[str] = field(default_factory=list)
 
 
+def fingerprint_valid(data: bytes, limits: Limits):
+    """(ValidImage, ImageFingerprint) of a file's bytes, decoded as the import decodes them; raises Rejected."""
+    from .hashing import fingerprint_image  # numpy/scipy: loaded only by what imports files
+    valid = validate_image_bytes(data, limits, reduced=True)
+    return valid, fingerprint_image(valid.image, data, full_size=valid.full_size)
+
+
 def store_one(data: bytes, limits: Limits, instance: Path) -> Stored:
-    """Validate, fingerprint and store one file's bytes (and its thumbnail if it is large); raises Rejected."""
-    from . import hashing
-    valid = validate_image_bytes(data, limits)
-    fp = hashing.fingerprint_image(valid.image, data)
+    """Validate, fingerprint and store one file's bytes (and its thumbnail if it is large); raises Rejected.
+
+    JPEGs are decoded at reduced size (all that the thumbnail and the fingerprints need): their pixel hash is filled
+    in later, only if the duplicate search needs it (see curator.dedup_service).
+    """
+    valid, fp = fingerprint_valid(data, limits)
     store = ImageStore(instance)
     rel = store.put(fp.sha256, valid.format, data)
     if max(valid.width, valid.height) > THUMB_SIZE and not store.thumb_path(fp.sha256).exists():
@@ -78,10 +86,6 @@ def _store_or_reject(data: bytes | Rejected, limits: Limits, instance: Path) -> 
         return rejection
 
 
-def _store_chunk(datas: list[bytes | Rejected], limits: Limits, instance: Path) -> list[Stored | Rejected]:
-    return [_store_or_reject(d, limits, instance) for d in datas]
-
-
 def _read(candidate: Candidate) -> bytes | Rejected:
     try:
         return candidate.read()
@@ -91,24 +95,25 @@ def _read(candidate: Candidate) -> bytes | Rejected:
 
 def stored_files(candidates: list[Candidate], limits: Limits, instance: Path,
                  workers: int) -> Iterator[Stored | Rejected]:
-    """Results in input order. Small batches run here: starting worker processes costs about a second. Large ones
-    go to a 'forkserver' pool (safe to start from a multi-threaded web server, unlike a plain fork) in chunks, so
-    the per-task overhead is shared by many files; reading stays here (open zip handles do not pickle)."""
-    if workers <= 1 or len(candidates) < PARALLEL_FROM:
+    """Results in input order, stored on `workers` threads.
+
+    Threads, not processes: decoding, resampling, sha256, WebP encoding and file writes all release the GIL, and a
+    thread pool starts in microseconds where worker processes took about a second (more than a 600-file import
+    takes). Files are read here, in order (zip members share one file handle), at most READ_AHEAD ahead of the
+    results, so memory stays bounded for any batch size.
+    """
+    if workers <= 1:
         for c in candidates:
             yield _store_or_reject(_read(c), limits, instance)
         return
-    ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(["curator.ingest", "curator.hashing"])  # workers start with the heavy imports done
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-        pending = []
-        for start in range(0, len(candidates), TASK_SIZE):
-            datas = [_read(c) for c in candidates[start:start + TASK_SIZE]]
-            pending.append(pool.submit(_store_chunk, datas, limits, instance))
-            if len(pending) >= 2 * workers:
-                yield from pending.pop(0).result()
-        for f in pending:
-            yield from f.result()
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="import") as pool:
+        pending: deque = deque()
+        for c in candidates:
+            pending.append(pool.submit(_store_or_reject, _read(c), limits, instance))
+            if len(pending) >= READ_AHEAD:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
 
 
 class ClassCache:
@@ -132,23 +137,24 @@ class ClassCache:
 def import_candidates(session: Session, store: ImageStore, candidates: Iterable[Candidate], *, kind: str,
                       source: str, limits: Limits = Limits(), staged: bool = False, workers: int = 2,
                       progress: Callable[[int], None] | None = None) -> Batch:
-    """Import everything as one batch and commit once. Returns the batch (with its items for the report).
+    """Import everything as one batch and commit once. Returns the batch (its items load from the database).
 
-    With `staged=True` new images get status `staged` and the batch state `staged` (a merge preview); they join the
-    dataset only when the merge is committed.
+    With `staged=True` new images get status `staged` and no class (each item keeps its source folder in
+    `source_class`), and the batch state is `staged` (a merge preview); they join the dataset only when the merge is
+    committed with a class mapping.
     """
     candidates = list(candidates)
     batch = Batch(kind=kind, source=source, state="staged" if staged else "committed",
-                  committed=None if staged else utcnow())
-    session.add(batch)
-    indexer = _Indexer(session, batch, staged)
+                  committed=None if staged else utcnow(), added=0, duplicates=0, rejected=0)
     pairs = zip(candidates, stored_files(candidates, limits, store.root, workers))
     try:
-        with session.no_autoflush:
-            while chunk := list(islice(pairs, CHUNK)):
-                indexer.index_chunk(chunk)
-                if progress:
-                    progress(len(chunk))
+        session.add(batch)
+        session.flush()  # the batch id, for the rows below
+        indexer = _Indexer(session, batch, staged)
+        while chunk := list(islice(pairs, CHUNK)):
+            indexer.index_chunk(chunk)
+            if progress:
+                progress(len(chunk))
         session.commit()
     except BaseException:
         session.rollback()
@@ -157,48 +163,74 @@ def import_candidates(session: Session, store: ImageStore, candidates: Iterable[
 
 
 class _Indexer:
-    """Adds a batch's rows chunk by chunk: one query per chunk finds the images that exist already."""
+    """Writes a batch's rows chunk by chunk with multi-row Core inserts (the ORM's per-object bookkeeping cost more
+    than everything else of a small image's import); one query per chunk finds the images that exist already."""
 
     def __init__(self, session: Session, batch: Batch, staged: bool):
         self.session, self.batch, self.staged = session, batch, staged
         self.classes = ClassCache(session)
-        self.in_batch: dict[str, Image] = {}
+        self.in_batch: dict[str, int | None] = {}  # sha256 -> id of the image this batch added (None: not yet)
 
     def index_chunk(self, chunk: list[tuple[Candidate, Stored | Rejected]]) -> None:
         shas = [r.sha256 for _c, r in chunk if isinstance(r, Stored)]
-        existing = {i.sha256: i for i in self.session.scalars(select(Image).where(Image.sha256.in_(shas)))}
+        existing = dict(self.session.execute(select(Image.sha256, Image.id).where(Image.sha256.in_(shas))).all())
+        items, new_rows = [], []
         for candidate, result in chunk:
-            self.batch.items.append(self.index_one(candidate, result, existing))
+            item = self.item_for(candidate, result, existing, new_rows)
+            items.append(item)
+        if new_rows:
+            ids = self.session.execute(insert(Image).returning(Image.id, sort_by_parameter_order=True),
+                                       new_rows).scalars().all()
+            self.in_batch.update((row["sha256"], image_id) for row, image_id in zip(new_rows, ids))
+        for item in items:  # images of this chunk have ids now
+            for key in ("image_id", "existing_id"):
+                if isinstance(item[key], str):
+                    item[key] = self.in_batch[item[key]]
+        self.session.execute(insert(BatchItem), items)
 
-    def index_one(self, candidate: Candidate, result: Stored | Rejected, existing: dict[str, Image]) -> BatchItem:
+    def item_for(self, candidate: Candidate, result: Stored | Rejected, existing: dict[str, int],
+                 new_rows: list[dict]) -> dict:
+        """The BatchItem row for one file; appends the Image row to `new_rows` if the file is a new image.
+        `image_id` / `existing_id` hold a sha256 where the image is added by this batch and has no id yet."""
         batch = self.batch
-        item = BatchItem(filename=candidate.name, outcome="rejected", source_class=candidate.class_name or "")
+        item = {"batch_id": batch.id, "filename": candidate.name, "outcome": "rejected", "reason": "",
+                "source_class": candidate.class_name or "", "image_id": None, "existing_id": None}
         if isinstance(result, Rejected):
-            item.reason = result.reason
+            item["reason"] = result.reason
             batch.rejected += 1
             return item
         try:
-            image_class = self.classes.get(candidate.class_name)
+            class_id = None if self.staged else self.class_id(candidate.class_name)
         except ValueError as exc:
-            item.reason = str(exc)
+            item["reason"] = str(exc)
             batch.rejected += 1
             return item
-        if result.sha256 in existing or result.sha256 in self.in_batch:
-            item.outcome = "duplicate"
-            if result.sha256 in existing:
-                item.existing, item.reason = existing[result.sha256], "exact duplicate of an image already in the index"
-            else:
-                item.existing, item.reason = self.in_batch[result.sha256], "exact duplicate of another file in this batch"
+        sha = result.sha256
+        if sha in existing:
+            item.update(outcome="duplicate", existing_id=existing[sha],
+                        reason="exact duplicate of an image already in the index")
             batch.duplicates += 1
-            return item
-        image = Image(sha256=result.sha256, pixel_hash=result.pixel_hash, phash=result.phash, dhash=result.dhash,
-                      fingerprint=result.fingerprint, path=result.path, format=result.format, width=result.width,
-                      height=result.height, has_alpha=result.has_alpha, file_size=result.file_size,
-                      image_class=image_class, status=STAGED if self.staged else ACTIVE,
-                      original_filename=candidate.name, batch=batch)
-        self.session.add(image)
-        self.in_batch[result.sha256] = image
-        item.outcome, item.image = ("new" if self.staged else "added"), image
-        item.reason = "; ".join(result.notes)
-        batch.added += 1
+        elif sha in self.in_batch:
+            item.update(outcome="duplicate", existing_id=self.in_batch[sha] or sha,
+                        reason="exact duplicate of another file in this batch")
+            batch.duplicates += 1
+        else:
+            new_rows.append({"sha256": sha, "pixel_hash": result.pixel_hash, "phash": result.phash,
+                             "dhash": result.dhash, "fingerprint": result.fingerprint, "path": result.path,
+                             "format": result.format, "width": result.width, "height": result.height,
+                             "has_alpha": result.has_alpha, "file_size": result.file_size, "class_id": class_id,
+                             "status": STAGED if self.staged else ACTIVE, "original_filename": candidate.name,
+                             "batch_id": batch.id})
+            self.in_batch[sha] = None  # id unknown until the chunk's insert
+            item.update(outcome="new" if self.staged else "added", image_id=sha, reason="; ".join(result.notes))
+            batch.added += 1
         return item
+
+    def class_id(self, name: str | None) -> int | None:
+        """Id of the named class, created (and flushed, for its id) on first use; ValueError for a bad name."""
+        image_class = self.classes.get(name)
+        if image_class is None:
+            return None
+        if image_class.id is None:
+            self.session.flush()
+        return image_class.id

@@ -72,7 +72,7 @@ def merge_stage_upload():
 @bp.get("/merge/<int:batch_id>")
 def merge_preview(batch_id: int):
     batch = _get(batch_id)
-    merging.ensure_analysed(db.session, batch)
+    merging.ensure_analysed(db.session, store(), batch)
     discard = None
     if batch.state == "undone":
         from sqlalchemy import select

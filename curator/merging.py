@@ -14,23 +14,38 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
-from sqlalchemy import create_engine, event, select
+from sqlalchemy import create_engine, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from . import dedup_service
 from .decisions import record
-from .dedup import check_new
-from .ingest import ClassCache, import_candidates, normalise_class_name
-from .models import ACTIVE, REJECTED, STAGED, Batch, BatchItem, Decision, Image, ImageClass, utcnow
+from .dedup import KINDS, check_new
+from .ingest import (
+    ClassCache,
+    fingerprint_valid,
+    import_candidates,
+    normalise_class_name,
+)
+from .models import (
+    ACTIVE,
+    REJECTED,
+    STAGED,
+    Batch,
+    BatchItem,
+    Decision,
+    Image,
+    ImageClass,
+    utcnow,
+)
+from .same_pixels import upgrade_same_pixels
 from .sources import Candidate, SourceError, check_allowed, iter_paths, read_limited
 from .storage import ImageStore
-from .validation import Limits, Rejected, validate_image_bytes
+from .validation import Limits, Rejected
 
 MERGE = "merge"
 INSTANCE_DB = "menagerie.sqlite3"
@@ -136,10 +151,19 @@ class Verdict:
     distance: int | None = None
 
 
-def classify(session: Session, new: dict, names: dict | None = None) -> dict:
-    """{key: Verdict} for new fingerprints against the active images (DuplicateIndex/check_new) and each other."""
+def _best_first(m) -> tuple:
+    """The order check_new gives: exact, same pixels, then near by score."""
+    return KINDS.index(m.kind), -m.score, m.phash_distance
+
+
+def classify(session: Session, store: ImageStore, new: dict, names: dict | None = None,
+             unsaved: dict | None = None) -> dict:
+    """{key: Verdict} for new fingerprints against the active images (DuplicateIndex/check_new) and each other.
+
+    Keys are staged image ids, or keys of `unsaved` (key -> reader of the bytes of a file not stored: a dry run)."""
     index, existing = dedup_service.existing_index(session)
-    found = check_new(new, index, existing)
+    found = {key: sorted(upgrade_same_pixels(session, store, matches, unsaved), key=_best_first)
+             for key, matches in check_new(new, index, existing).items()}
     names = names or {}
     out = {}
     for key, matches in found.items():
@@ -167,33 +191,12 @@ def classify(session: Session, new: dict, names: dict | None = None) -> dict:
 
 # --- staging -------------------------------------------------------------------------------------------------
 
-@contextmanager
-def _folder_names_kept(session, classes: dict[str, str]):
-    """Stage without classes (ingest would create them) but keep each file's source folder in its BatchItem, in
-    the same transaction as the import."""
-    real = session.registry() if hasattr(session, "registry") else session
-
-    def before_flush(sess, _context, _instances):
-        for obj in sess.new:
-            if isinstance(obj, BatchItem) and not obj.source_class:
-                obj.source_class = classes.get(obj.filename, "")
-
-    event.listen(real, "before_flush", before_flush)
-    try:
-        yield
-    finally:
-        event.remove(real, "before_flush", before_flush)
-
-
 def stage(session: Session, store: ImageStore, candidates: list[Candidate], *, source: str,
           limits: Limits = Limits(), progress: Callable[[int], None] | None = None) -> Batch:
     """Store the files and create the staged batch, then sort its items for the preview. Returns the batch."""
-    classes = {c.name: c.class_name for c in candidates if c.class_name}
-    bare = [Candidate(c.name, None, c.read) for c in candidates]
-    with _folder_names_kept(session, classes):
-        batch = import_candidates(session, store, bare, kind=MERGE, source=source, limits=limits, staged=True,
-                                  progress=progress)
-    analyse(session, batch)
+    batch = import_candidates(session, store, candidates, kind=MERGE, source=source, limits=limits, staged=True,
+                              progress=progress)
+    analyse(session, store, batch)
     return batch
 
 
@@ -209,7 +212,7 @@ def _set_note(batch: Batch, **values) -> None:
     batch.note = json.dumps({**_note(batch), **values})
 
 
-def analyse(session: Session, batch: Batch) -> None:
+def analyse(session: Session, store: ImageStore, batch: Batch) -> None:
     """Sort the staged images into new / duplicate / near duplicate against the active images; commits.
 
     Exact byte duplicates were found by the import (no staged image); this adds same-pixels and near duplicates and
@@ -219,7 +222,7 @@ def analyse(session: Session, batch: Batch) -> None:
         items = [i for i in batch.items if i.image is not None and i.image.status == STAGED]
         new = {i.image.id: dedup_service.Fingerprint(i.image.sha256, i.image.pixel_hash, i.image.phash,
                                                       i.image.dhash, i.image.fingerprint) for i in items}
-        verdicts = classify(session, new, {i.image.id: i.filename for i in items})
+        verdicts = classify(session, store, new, {i.image.id: i.filename for i in items})
         for item in items:
             v = verdicts[item.image.id]
             item.outcome, item.distance = v.outcome, v.distance
@@ -240,9 +243,9 @@ def analyse(session: Session, batch: Batch) -> None:
         raise
 
 
-def ensure_analysed(session: Session, batch: Batch) -> None:
+def ensure_analysed(session: Session, store: ImageStore, batch: Batch) -> None:
     if batch.state == "staged" and not _note(batch).get("analysed"):
-        analyse(session, batch)
+        analyse(session, store, batch)
 
 
 # --- the preview ---------------------------------------------------------------------------------------------
@@ -451,18 +454,17 @@ class PlanItem:
     distance: int | None = None
 
 
-def dry_run(session: Session, candidates: list[Candidate], limits: Limits = Limits(),
+def dry_run(session: Session, store: ImageStore, candidates: list[Candidate], limits: Limits = Limits(),
             progress: Callable[[int], None] | None = None) -> list[PlanItem]:
     """The preview of a merge with nothing written: no files, no rows."""
-    from .hashing import fingerprint_image
     plan: list[PlanItem] = []
     fps: dict[str, dedup_service.Fingerprint] = {}  # keys never collide with existing image ids
+    readers = {f"new-{n}": c.read for n, c in enumerate(candidates)}
     for n, c in enumerate(candidates):
         item = PlanItem(c.name, c.class_name or "", "rejected")
         try:
             data = c.read()
-            valid = validate_image_bytes(data, limits)
-            fp = fingerprint_image(valid.image, data)
+            _valid, fp = fingerprint_valid(data, limits)
             fps[f"new-{n}"] = dedup_service.Fingerprint(fp.sha256, fp.pixel_hash, fp.phash, fp.dhash, fp.thumb)
             item.outcome = "new"
         except Rejected as exc:
@@ -491,7 +493,8 @@ def dry_run(session: Session, candidates: list[Candidate], limits: Limits = Limi
             del fps[key]
         else:
             first[fp.sha256] = n
-    for key, v in classify(session, fps, {k: plan[int(k[4:])].filename for k in fps}).items():
+    names = {k: plan[int(k[4:])].filename for k in fps}
+    for key, v in classify(session, store, fps, names, {k: readers[k] for k in fps}).items():
         n = int(key[4:])
         plan[n].outcome, plan[n].reason, plan[n].distance = v.outcome, v.reason, v.distance
         plan[n].existing_id = v.existing_id

@@ -6,6 +6,7 @@ import struct
 import zlib
 from pathlib import Path
 
+import numpy as np
 from PIL import Image, ImageDraw
 
 
@@ -49,6 +50,22 @@ def png_bomb(width: int = 30000, height: int = 30000) -> bytes:
     comp = zlib.compressobj(9)
     idat = b"".join(comp.compress(row) for _ in range(16)) + comp.flush()  # only the first rows: never decoded anyway
     return b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", idat) + _chunk(b"IEND", b"")
+
+
+def photo(width: int = 1024, height: int = 768, seed: int = 5) -> Image.Image:
+    """A smooth opaque picture with structure at every scale: a JPEG-friendly stand-in for a photo, large enough
+    for the import to decode it at reduced size."""
+    yy, xx = np.mgrid[:height, :width] / max(width, height)
+    f = np.random.default_rng(seed).uniform(2, 9, size=3)
+    arr = np.stack([np.sin(xx * f[0] * 6) * np.cos(yy * f[1] * 5), np.sin((xx + yy) * f[2] * 4),
+                    np.cos(xx * yy * 30)], -1)
+    return Image.fromarray(((arr + 1) * 127.5).astype(np.uint8), "RGB")
+
+
+def truncated_jpeg(seed: int = 5) -> bytes:
+    """The first 60 % of a 1024x768 JPEG: its header is fine, its image data stops short."""
+    data = png_bytes(photo(seed=seed), "JPEG")
+    return data[: len(data) * 6 // 10]
 
 
 def truncated_png(seed: int = 1) -> bytes:

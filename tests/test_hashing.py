@@ -4,11 +4,22 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from imagefiles import photo
 from PIL import Image
 
-from curator.hashing import (BACKGROUND, THUMB_SIDE, FingerprintError, composite_for_hashing, fingerprint_bytes,
-                             fingerprint_many, perceptual_hashes, pixel_hash, sha256_bytes, to_signed64,
-                             to_unsigned64)
+from curator.hashing import (
+    BACKGROUND,
+    THUMB_SIDE,
+    FingerprintError,
+    composite_for_hashing,
+    fingerprint_bytes,
+    fingerprint_many,
+    perceptual_hashes,
+    pixel_hash,
+    sha256_bytes,
+    to_signed64,
+    to_unsigned64,
+)
 
 DEMO_DIR = Path(__file__).resolve().parents[1] / "demo" / "animal-emoji" / "images"  # the bundled copy
 DEMO = str(DEMO_DIR / "cat" / "noto__cat.png")
@@ -122,9 +133,48 @@ def test_sha256_and_bad_input():
         fingerprint_many([DEMO, "/nonexistent/x.png"], workers=1)
 
 
-def test_fingerprint_many_pool_matches_single_process(tmp_path):
-    # tried: 8 files on 2 processes vs one by one: same results, same order
+def test_fingerprint_many_threads_match_one_by_one(tmp_path):
+    # tried: 8 files on 2 threads vs one by one: same results, same order
     import glob
     paths = sorted(glob.glob(str(DEMO_DIR / "cat" / "*.png")))[:8]
     assert len(paths) == 8
     assert fingerprint_many(paths, workers=2) == fingerprint_many(paths, workers=1)
+
+
+def test_phash_and_dhash_are_bit_identical_to_imagehash():
+    # tried: every demo sticker's work image, plus flat white and flat dark pictures (all-equal DCT ties)
+    import imagehash
+
+    from curator.hashing import dhash_of, phash_of, work_image
+    works = [work_image(Image.open(p)) for p in sorted(DEMO_DIR.glob("*/*.png"))]
+    works += [Image.new("RGB", (64, 64), (255, 255, 255)), Image.new("RGB", (64, 64), (10, 20, 30))]
+    for img in works:
+        assert phash_of(img) == to_signed64(int(str(imagehash.phash(img)), 16))
+        assert dhash_of(img) == to_signed64(int(str(imagehash.dhash(img)), 16))
+
+
+def test_large_jpeg_is_fingerprinted_at_reduced_size_like_its_full_decode():
+    # tried: a 1024x768 JPEG (decoded at 1/4 scale) against a lossless PNG of its full-size decode
+    from curator.dedup import confirm_scores
+    from curator.nearsearch import hamming
+    jpeg = encode(photo(), "JPEG", quality=90)
+    reduced = fingerprint_bytes(jpeg)
+    full = fingerprint_bytes(encode(Image.open(io.BytesIO(jpeg)).convert("RGB"), "PNG"))
+    assert (reduced.width, reduced.height) == (full.width, full.height) == (1024, 768)
+    assert reduced.pixel_hash is None and full.pixel_hash  # exact pixels only from a full decode
+    assert hamming(reduced.phash_u64, full.phash_u64)[0] <= 4
+    assert confirm_scores([reduced.thumb], [full.thumb])[0] > 0.95
+    small = fingerprint_bytes(encode(photo(300, 200), "JPEG"))  # too small to scale: decoded at full size
+    assert small.pixel_hash and (small.width, small.height) == (300, 200)
+
+
+def test_reduced_jpeg_reports_the_displayed_size_of_a_rotated_photo():
+    # tried: a 1024x512 JPEG whose EXIF says "rotate 90°" (orientation 6): shown 512 wide, 1024 high
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    fp = fingerprint_bytes(encode(photo(1024, 512), "JPEG", exif=exif.tobytes()))
+    assert (fp.width, fp.height) == (512, 1024)
+    from curator.nearsearch import hamming
+    upright = fingerprint_bytes(encode(photo(1024, 512).transpose(Image.Transpose.ROTATE_270), "PNG"))
+    unturned = fingerprint_bytes(encode(photo(1024, 512), "PNG"))
+    assert hamming(fp.phash_u64, upright.phash_u64)[0] <= 4 < hamming(fp.phash_u64, unturned.phash_u64)[0]

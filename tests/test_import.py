@@ -9,12 +9,22 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from imagefiles import (
+    HTML_AS_JPG,
+    SVG,
+    photo,
+    picture,
+    png_bomb,
+    png_bytes,
+    truncated_jpeg,
+    truncated_png,
+    write_picture,
+)
 from sqlalchemy import func, select
 
 from curator.db import db
 from curator.models import Batch, Image, ImageClass
 from manage import cli
-from imagefiles import HTML_AS_JPG, SVG, png_bomb, png_bytes, picture, truncated_png, write_picture
 
 
 def stored_files(instance: Path) -> list[Path]:
@@ -73,6 +83,7 @@ def test_zip_import_takes_classes_from_folders(runner, app, tmp_path):
 BAD_FILES = {
     "empty.png": (b"", "empty file"),
     "truncated.png": (truncated_png(), "truncated or corrupt"),
+    "truncated-photo.jpg": (truncated_jpeg(), "truncated or corrupt"),  # decoded at reduced size: still caught
     "page.jpg": (HTML_AS_JPG, "HTML page"),
     "notes.jpg": (b"just some words\n", "text file"),
     "drawing.svg": (SVG, "SVG is a vector format"),
@@ -82,7 +93,7 @@ BAD_FILES = {
 
 
 def test_bad_files_are_rejected_with_reasons_and_nothing_stored(runner, app, tmp_path, instance_path):
-    """Tried: zero bytes, half a PNG, an HTML page and a text file named .jpg, an SVG, a 30000×30000 PNG
+    """Tried: zero bytes, half a PNG, 60 % of a large JPEG, an HTML page and a text file named .jpg, an SVG, a 30000×30000 PNG
     decompression bomb, random bytes behind a PNG signature — beside one good file."""
     folder = tmp_path / "bad"
     folder.mkdir()
@@ -95,6 +106,21 @@ def test_bad_files_are_rejected_with_reasons_and_nothing_stored(runner, app, tmp
         assert expected in reasons[name], (name, reasons[name])
     assert report["added"] == 1 and report["rejected"] == len(BAD_FILES)
     assert len(stored_files(instance_path)) == 1
+
+
+def test_large_jpeg_is_stored_whole_with_its_full_size_and_a_thumbnail(runner, app, tmp_path, instance_path):
+    """Tried: a 1024x768 JPEG, which the import decodes at 1/4 scale: the stored file is the original bytes, the
+    index has the full size and no pixel hash yet (it is computed if a duplicate search needs it), and the gallery
+    thumbnail is made."""
+    data = png_bytes(photo(), "JPEG")
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "photo.jpg").write_bytes(data)
+    assert run_import(runner, "--class", "cat", tmp_path / "in")["added"] == 1
+    with app.app_context():
+        image = db.session.scalars(select(Image)).one()
+        assert (image.width, image.height, image.format, image.pixel_hash) == (1024, 768, "JPEG", None)
+        assert (instance_path / image.path).read_bytes() == data
+    assert list((instance_path / "thumbs").rglob(f"{image.sha256}.webp"))
 
 
 def test_oversized_file_is_rejected_before_reading(app, tmp_path, instance_path):
@@ -138,28 +164,31 @@ def test_missing_path_and_bad_class_name_are_clear_errors(runner, tmp_path):
 
 
 def test_interrupted_import_leaves_index_unchanged(app, tmp_path, instance_path, monkeypatch):
-    """Tried: the process fails half way through a batch (an error while indexing the third file)."""
+    """Tried: the process fails half way through a batch (an error while indexing the fifth file, after two chunks
+    of rows were already inserted)."""
     from curator import ingest
     from curator.imports import import_paths
     from curator.storage import ImageStore
     for i in range(5):
         write_picture(tmp_path / "src" / "cat" / f"{i}.png", seed=i)
-    real = ingest._Indexer.index_one
+    real = ingest._Indexer.item_for
     calls = {"n": 0}
 
     def failing(self, *args, **kwargs):
         calls["n"] += 1
-        if calls["n"] == 3:
+        if calls["n"] == 5:
             raise RuntimeError("power cut")
         return real(self, *args, **kwargs)
 
-    monkeypatch.setattr(ingest._Indexer, "index_one", failing)
+    monkeypatch.setattr(ingest._Indexer, "item_for", failing)
+    monkeypatch.setattr(ingest, "CHUNK", 2)
     with app.app_context():
         with pytest.raises(RuntimeError):
             import_paths(db.session, ImageStore(instance_path), [tmp_path / "src"])
         assert db.session.scalar(select(func.count(Image.id))) == 0
         assert db.session.scalar(select(func.count(Batch.id))) == 0
         assert db.session.scalar(select(func.count(ImageClass.id))) == 0
+    assert calls["n"] == 5
 
 
 def upload(client, files: dict[str, bytes], class_name: str = "cat"):
