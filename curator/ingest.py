@@ -178,10 +178,11 @@ class _Indexer:
         for candidate, result in chunk:
             item = self.item_for(candidate, result, existing, new_rows)
             items.append(item)
-        if new_rows:
-            ids = self.session.execute(insert(Image).returning(Image.id, sort_by_parameter_order=True),
-                                       new_rows).scalars().all()
-            self.in_batch.update((row["sha256"], image_id) for row, image_id in zip(new_rows, ids))
+        if new_rows:  # one executemany, then the ids by sha256 (RETURNING in parameter order runs row by row)
+            self.session.execute(insert(Image), new_rows)
+            new_shas = [row["sha256"] for row in new_rows]
+            self.in_batch.update(self.session.execute(select(Image.sha256, Image.id)
+                                                      .where(Image.sha256.in_(new_shas))).all())
         for item in items:  # images of this chunk have ids now
             for key in ("image_id", "existing_id"):
                 if isinstance(item[key], str):

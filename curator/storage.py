@@ -26,7 +26,11 @@ def write_atomic(path: Path, data: bytes) -> None:
     if path.parent not in _made_dirs:
         path.parent.mkdir(parents=True, exist_ok=True)
         _made_dirs.add(path.parent)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+    except FileNotFoundError:  # the folder was removed since this process made it (e.g. an instance recreated)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)

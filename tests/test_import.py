@@ -23,7 +23,7 @@ from imagefiles import (
 from sqlalchemy import func, select
 
 from curator.db import db
-from curator.models import Batch, Image, ImageClass
+from curator.models import Batch, BatchItem, Image, ImageClass
 from manage import cli
 
 
@@ -259,3 +259,20 @@ def test_demo_import_is_idempotent(runner, app, demo_images):
         assert hashlib.sha256((demo_images / name).read_bytes()).hexdigest() == sha, name
     second = json.loads(runner.invoke(cli, args=["demo", "--json"]).stdout.strip().splitlines()[-1])
     assert second["already_imported"] is True
+
+
+def test_import_into_a_recreated_instance_folder(runner, app, tmp_path, instance_path):
+    """Tried: the store's folders are deleted while the process runs (it remembers which folders it made), then
+    the same files are imported again into a fresh index: the folders are made again, nothing fails."""
+    import shutil
+    for i in range(3):
+        write_picture(tmp_path / "src" / "cat" / f"{i}.png", seed=i)
+    assert run_import(runner, tmp_path / "src")["added"] == 3
+    with app.app_context():
+        paths = [instance_path / i.path for i in db.session.scalars(select(Image))]
+        db.session.execute(BatchItem.__table__.delete())
+        db.session.execute(Image.__table__.delete())
+        db.session.commit()
+    shutil.rmtree(instance_path / "images")
+    assert run_import(runner, tmp_path / "src")["added"] == 3
+    assert all(p.exists() for p in paths)
