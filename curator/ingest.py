@@ -70,8 +70,9 @@ def store_one(data: bytes, limits: Limits, instance: Path) -> Stored:
     valid, fp = fingerprint_valid(data, limits)
     store = ImageStore(instance)
     rel = store.put(fp.sha256, valid.format, data)
-    if max(valid.width, valid.height) > THUMB_SIZE and not store.thumb_path(fp.sha256).exists():
-        write_atomic(store.thumb_path(fp.sha256), make_thumbnail_bytes(valid.image))
+    thumb = store.thumb_path(fp.sha256, valid.has_alpha)
+    if max(valid.width, valid.height) > THUMB_SIZE and not thumb.exists():
+        write_atomic(thumb, make_thumbnail_bytes(valid.image, valid.has_alpha))
     return Stored(sha256=fp.sha256, path=rel, file_size=len(data), format=valid.format, width=valid.width,
                   height=valid.height, has_alpha=valid.has_alpha, pixel_hash=fp.pixel_hash, phash=fp.phash,
                   dhash=fp.dhash, fingerprint=fp.thumb, notes=valid.notes)

@@ -10,7 +10,9 @@ import os
 import tempfile
 from pathlib import Path
 
-from PIL import Image as PILImage
+from PIL import Image as PILImage, ImageOps
+
+from .validation import reduced_decode
 
 THUMB_SIZE = 192
 EXTENSIONS = {"PNG": "png", "JPEG": "jpg", "WEBP": "webp", "GIF": "gif", "BMP": "bmp", "TIFF": "tif"}
@@ -60,22 +62,25 @@ class ImageStore:
             write_atomic(target, data)
         return rel
 
-    def thumb_path(self, sha256: str) -> Path:
-        return self.root / "thumbs" / sha256[:2] / f"{sha256}.webp"
+    def thumb_path(self, sha256: str, alpha: bool) -> Path:
+        """WebP for pictures with transparency; JPEG for opaque ones (it encodes about 6x faster than WebP)."""
+        return self.root / "thumbs" / sha256[:2] / f"{sha256}.{'webp' if alpha else 'jpg'}"
 
-    def thumbnail(self, sha256: str, relative: str, image: PILImage.Image | None = None) -> Path:
-        """The cached thumbnail (WebP, transparency kept), made on first use."""
-        path = self.thumb_path(sha256)
-        if path.exists():
-            return path
-        img = image if image is not None else PILImage.open(self.absolute(relative))
-        write_atomic(path, make_thumbnail_bytes(img))
+    def thumbnail(self, sha256: str, relative: str, alpha: bool) -> Path:
+        """The cached thumbnail, made on first use (the import makes it for large images)."""
+        path = self.thumb_path(sha256, alpha)
+        if not path.exists():
+            with PILImage.open(self.absolute(relative)) as img:
+                reduced_decode(img)
+                write_atomic(path, make_thumbnail_bytes(img, alpha))
         return path
 
 
-def make_thumbnail_bytes(img: PILImage.Image, size: int = THUMB_SIZE) -> bytes:
-    """Fit within size×size without upscaling tiny sprites blurrily (nearest for upscales, Lanczos for downscales)."""
-    img = img.convert("RGBA") if img.mode not in ("RGB", "RGBA") else img
+def make_thumbnail_bytes(img: PILImage.Image, alpha: bool, size: int = THUMB_SIZE) -> bytes:
+    """Fit within size×size, turned as its EXIF orientation says, without upscaling tiny sprites blurrily (nearest
+    for upscales, Lanczos for downscales). WebP keeps transparency (`alpha`); opaque pictures become JPEG."""
+    img = ImageOps.exif_transpose(img)
+    img = img.convert("RGBA" if alpha else "RGB") if img.mode != ("RGBA" if alpha else "RGB") else img
     scale = size / max(img.size)
     new_size = (max(1, round(img.width * scale)), max(1, round(img.height * scale)))
     if scale > 2:
@@ -85,5 +90,8 @@ def make_thumbnail_bytes(img: PILImage.Image, size: int = THUMB_SIZE) -> bytes:
     else:
         thumb = img
     buf = io.BytesIO()
-    thumb.save(buf, "WEBP", quality=85, method=0)  # method 0: fastest encoder; thumbnails are small anyway
+    if alpha:
+        thumb.save(buf, "WEBP", quality=85, method=0)  # method 0: fastest encoder; thumbnails are small anyway
+    else:
+        thumb.save(buf, "JPEG", quality=88)
     return buf.getvalue()

@@ -19,7 +19,7 @@ from .ingest import ClassCache, import_candidates, normalise_class_name
 from .models import ACTIVE, IMAGE_STATUSES, REJECTED, Batch, Decision, Image
 from .queries import UNLABELLED, class_names, class_summaries, gallery_query, neighbours, page, recent_batches
 from .sources import SourceError
-from .storage import MIME_TYPES, ImageStore
+from .storage import MIME_TYPES, THUMB_SIZE, ImageStore
 from .validation import Limits
 
 
@@ -97,11 +97,13 @@ def image_file(image_id: int):
 
 @bp.get("/image/<int:image_id>/thumb")
 def image_thumb(image_id: int):
-    """Small images are their own thumbnail (the browser scales them, pixelated); larger ones get a cached WebP."""
+    """Small images are their own thumbnail (the browser scales them, pixelated); larger ones get a cached WebP
+    (transparent) or JPEG (opaque)."""
     image = get_image(image_id)
-    if max(image.width, image.height) <= 192:
+    if max(image.width, image.height) <= THUMB_SIZE:
         return image_file(image_id)
-    return _send_cached(store().thumbnail(image.sha256, image.path), image.sha256 + "-t", "image/webp")
+    path = store().thumbnail(image.sha256, image.path, image.has_alpha)
+    return _send_cached(path, image.sha256 + "-t", MIME_TYPES[path.suffix[1:]])
 
 
 # --- changes to one image --------------------------------------------------------------------------------------

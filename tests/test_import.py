@@ -9,6 +9,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from PIL import Image as PILImage
 from imagefiles import (
     HTML_AS_JPG,
     SVG,
@@ -120,7 +121,25 @@ def test_large_jpeg_is_stored_whole_with_its_full_size_and_a_thumbnail(runner, a
         image = db.session.scalars(select(Image)).one()
         assert (image.width, image.height, image.format, image.pixel_hash) == (1024, 768, "JPEG", None)
         assert (instance_path / image.path).read_bytes() == data
-    assert list((instance_path / "thumbs").rglob(f"{image.sha256}.webp"))
+    (thumb,) = (instance_path / "thumbs").rglob(f"{image.sha256}.*")
+    assert thumb.suffix == ".jpg" and PILImage.open(thumb).size == (192, 144)  # opaque: JPEG, fast to encode
+
+
+def test_thumbnail_of_a_photo_turned_by_exif_is_upright(client, runner, app, tmp_path):
+    """Tried: a 1024x512 JPEG whose EXIF orientation says "rotate 90°": the gallery thumbnail is portrait, like the
+    photo the browser shows, and is served as a JPEG."""
+    exif = PILImage.Exif()
+    exif[0x0112] = 6
+    buf = io.BytesIO()
+    photo(1024, 512).save(buf, "JPEG", exif=exif.tobytes())
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "turned.jpg").write_bytes(buf.getvalue())
+    assert run_import(runner, "--class", "cat", tmp_path / "in")["added"] == 1
+    with app.app_context():
+        image_id = db.session.scalar(select(Image.id))
+    response = client.get(f"/image/{image_id}/thumb")
+    assert response.mimetype == "image/jpeg"
+    assert PILImage.open(io.BytesIO(response.data)).size == (96, 192)
 
 
 def test_oversized_file_is_rejected_before_reading(app, tmp_path, instance_path):
