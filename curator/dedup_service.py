@@ -90,11 +90,14 @@ def parse_threshold(raw, default: int = dedup.DEFAULT_HASH_THRESHOLD) -> int:
 
 # --- reading fingerprints ------------------------------------------------------------------------------------
 
-def load_hashes(session: Session, status: str = ACTIVE) -> dict[int, Fingerprint]:
-    """Hashes of every image with `status` (no thumbnails: those are read for candidates only)."""
-    rows = session.execute(select(Image.id, Image.sha256, Image.pixel_hash, Image.phash, Image.dhash)
-                           .where(Image.status == status, Image.phash.is_not(None), Image.dhash.is_not(None))
-                           .order_by(Image.id))
+def load_hashes(session: Session, status: str = ACTIVE, class_id: int | None = None) -> dict[int, Fingerprint]:
+    """Hashes of every image with `status` (of one class if given; no thumbnails: those are read for candidates
+    only)."""
+    query = (select(Image.id, Image.sha256, Image.pixel_hash, Image.phash, Image.dhash)
+             .where(Image.status == status, Image.phash.is_not(None), Image.dhash.is_not(None)).order_by(Image.id))
+    if class_id is not None:
+        query = query.where(Image.class_id == class_id)
+    rows = session.execute(query)
     return {i: Fingerprint(sha, px, ph, dh) for i, sha, px, ph, dh in rows}
 
 
@@ -161,7 +164,7 @@ def _involved(fps: dict[int, Fingerprint], hash_threshold: int) -> list[int]:
 # of it (resolving groups, undoing resolutions), the groups are regrouped from the kept matches instead of re-run.
 _MATCHES: "OrderedDict[tuple, tuple[frozenset, list]]" = OrderedDict()
 _MATCHES_LOCK = threading.Lock()
-_MATCHES_KEPT = 8
+_MATCHES_KEPT = 32  # one per scope (the whole dataset, each ranked class) and setting
 
 
 def _regroup(matches: list, active: set) -> list[dedup.Group]:
@@ -182,9 +185,9 @@ def _regroup(matches: list, active: set) -> list[dedup.Group]:
 
 
 def _matches(session: Session, store: ImageStore | None, fps: dict[int, Fingerprint], hash_threshold: int,
-             confirm_threshold: float) -> list:
+             confirm_threshold: float, scope: object = "all") -> list:
     active = frozenset(fps)
-    slot = (str(session.get_bind().url), hash_threshold, confirm_threshold)
+    slot = (str(session.get_bind().url), scope, store is not None, hash_threshold, confirm_threshold)
     with _MATCHES_LOCK:
         cached = _MATCHES.get(slot)
     if cached is not None and active <= cached[0] and not any(
@@ -203,6 +206,14 @@ def _matches(session: Session, store: ImageStore | None, fps: dict[int, Fingerpr
         while len(_MATCHES) > _MATCHES_KEPT:
             _MATCHES.popitem(last=False)
     return matches
+
+
+def class_groups(session: Session, class_id: int) -> list[dedup.Group]:
+    """Unresolved duplicate groups among one class's active images (ranking makes their members meet head to head).
+    Same detection and defaults as the review page, cached per class while its active images stay the same."""
+    fps = load_hashes(session, ACTIVE, class_id)
+    return _regroup(_matches(session, None, fps, dedup.DEFAULT_HASH_THRESHOLD, dedup.DEFAULT_CONFIRM_THRESHOLD,
+                             scope=("class", class_id)), set(fps))
 
 
 def find_groups(session: Session, store: ImageStore | None = None, *, hash_threshold: int = dedup.DEFAULT_HASH_THRESHOLD,

@@ -25,9 +25,10 @@ import numpy as np
 from sqlalchemy import String, case, cast, func, select
 from sqlalchemy.orm import Session
 
+from . import dedup_service
 from .decisions import UndoError, image_changes, record, undo
 from .ingest import ClassCache
-from .models import ACTIVE, DUPLICATE, REJECTED, Comparison, Decision, Image, ImageClass, utcnow
+from .models import ACTIVE, REJECTED, Comparison, Decision, Image, ImageClass, utcnow
 from .pairing import choose_pair
 from .rating import OUTCOMES, Progress, Rating, RatingState, membership_probabilities, replay
 
@@ -384,18 +385,10 @@ class _PendingCounts(Mapping):
 
 
 def duplicate_groups(session: Session, class_id: int) -> list[set[int]] | None:
-    """Near-duplicate groups of a class, so their members meet head to head (the seam for the dedup work).
-
-    Today: each keeper with the images marked `duplicate` of it (`Image.duplicate_of_id`). Only members that
-    compete reach `choose_pair`, so a group matters once dedup keeps several near-duplicates active.
-    None when there are no groups.
-    """
-    rows = session.connection().execute(select(Image.id, Image.duplicate_of_id).where(
-        Image.class_id == class_id, Image.status == DUPLICATE, Image.duplicate_of_id.is_not(None)))
-    groups: dict[int, set[int]] = {}
-    for image_id, keeper in rows:
-        groups.setdefault(keeper, {keeper}).add(image_id)
-    return list(groups.values()) or None
+    """Unresolved near-duplicate groups among the class's active images, so their members meet head to head: the
+    answer tells which copy to keep. From the duplicate search (curator.dedup_service.class_groups, cached per class
+    while its active images stay the same). None when there are no groups."""
+    return [set(g.members) for g in dedup_service.class_groups(session, class_id)] or None
 
 
 def next_pairs(session: Session, image_class: ImageClass, *, count: int = 2,
