@@ -2,7 +2,8 @@
 
 Every original gets transformed copies that a person would call "the same picture": resized,
 JPEG-recompressed (flattened on white, as editors do), format changed (WebP lossy, GIF palette,
-lossless WebP), cropped 2-5 %, brightness +-10 %, and combinations. Copies of one original share a
+lossless WebP), cropped 2-5 %, brightness +-10 % (of the picture over a kept background, or of the
+whole picture flattened on white, background included), and combinations. Copies of one original share a
 ``group``; every pair across groups is a negative. Hard negatives are labelled: the same emoji in
 another art style ("same-subject") and another emoji of the same class in the same style
 ("same-style-class").
@@ -85,6 +86,9 @@ def transform(img: Image.Image, recipe: str, rng: random.Random) -> tuple[bytes,
         elif step == "crop":
             img = _crop(img, rng)
             done.append(f"crop{img.width}x{img.height}")
+        elif step == "flatten":  # opaque on white, as an editor does before brightening a whole picture
+            img = _flatten(img).convert("RGBA")
+            done.append("flatten")
         elif step == "bright":
             f = rng.choice([0.9, 0.93, 1.07, 1.1])
             img = _brightness(img, f)
@@ -123,6 +127,7 @@ def transform(img: Image.Image, recipe: str, rng: random.Random) -> tuple[bytes,
 RECIPES = [
     "resize", "jpeg", "webp", "webpll", "gif", "crop", "bright",
     "resize+jpeg", "crop+resize", "bright+jpeg", "crop+jpeg", "crop+bright+webp", "resize+bright+jpeg",
+    "flatten+bright", "flatten+crop+bright+jpeg",  # brightness of the whole picture: the white background too
 ]
 
 

@@ -5,12 +5,13 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
 from curator.calibration import calibrate, pairs_for_calibration
 from curator.dedup import (DuplicateIndex, check_new, confirm_scores, find_duplicate_groups, suggest_keeper)
-from curator.hashing import fingerprint_bytes
+from curator.hashing import THUMB_SIDE, fingerprint_bytes
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.near_dup_pairs import transform  # noqa: E402
@@ -43,6 +44,112 @@ def test_confirm_accepts_copies_and_rejects_hard_negatives():
             fp_of("cat/noto__black-cat.png")]
     hs = confirm_scores([orig.thumb] * len(hard), [h.thumb for h in hard])
     assert all(s < T for s in hs), hs
+
+
+def test_confirm_accepts_crop_jpeg_brightness_copies_of_demo_stickers():
+    # tried: crop + brightness + JPEG (brightened over the kept background, and flattened first so the
+    # background darkens too) of a flat-art and a shaded sticker; each copy against the original
+    from curator.dedup import DEFAULT_CONFIRM_THRESHOLD as T
+    for rel in ("cat/fluent-emoji-flat__black-cat.png", "bird/twemoji__bird.png", "cat/noto__cat.png"):
+        cps = copies(rel, ["crop+bright+jpeg", "flatten+crop+bright+jpeg", "crop+bright+webp"], seed=1)
+        scores = confirm_scores([fp_of(rel).thumb] * len(cps), [c.thumb for c in cps.values()])
+        assert all(s >= T + 0.03 for s in scores), (rel, dict(zip(cps, scores)))
+
+
+def test_confirm_rejects_other_rendering_and_recolouring_of_one_outline():
+    # tried: Fluent flat vs Fluent 3-D of the same emoji (same outline, shading and highlights differ) and
+    # the same drawing recoloured (OpenMoji brown bird vs grey "black bird", Twemoji red vs black bird)
+    from curator.dedup import DEFAULT_CONFIRM_THRESHOLD as T
+    pairs = [("cat/fluent-emoji-flat__black-cat.png", "cat/fluent-emoji__black-cat.png"),
+             ("horse/fluent-emoji-flat__zebra.png", "horse/fluent-emoji__zebra.png"),
+             ("bird/openmoji__bird.png", "bird/openmoji__black-bird.png"),
+             ("bird/twemoji__bird.png", "bird/twemoji__black-bird.png")]
+    scores = confirm_scores([fp_of(a).thumb for a, _ in pairs], [fp_of(b).thumb for _, b in pairs])
+    assert all(s < T - 0.02 for s in scores), dict(zip(pairs, scores))
+
+
+S = THUMB_SIDE
+_YY, _XX = np.mgrid[0:S, 0:S] + 0.5
+_BODY = (_XX - 32) ** 2 + (_YY - 34) ** 2 < 22 ** 2
+_EYE = (_XX - 40) ** 2 + (_YY - 30) ** 2 < 4 ** 2
+_PAINT = (_XX - 24) ** 2 + (_YY - 42) ** 2 < 5 ** 2  # white paint inside the body
+
+
+def sticker(shade=0.0, highlight=False) -> np.ndarray:
+    """A 64x64 flat-art sticker on white (uint8 HxWx3); ``shade``/``highlight`` make a 3-D-style rendering."""
+    img = np.full((S, S, 3), 255.0)
+    colour = np.array([200.0, 120.0, 60.0]) * (1 + shade * (34 - _YY) / 22)[..., None]  # lit from above
+    if highlight:
+        colour[(_XX - 22) ** 2 + (_YY - 26) ** 2 < 3 ** 2] = (250, 200, 160)
+    img[_BODY] = np.clip(colour, 0, 255)[_BODY]
+    img[_EYE] = (30, 30, 30)
+    img[_PAINT] = (255, 255, 255)
+    return img.astype(np.uint8)
+
+
+def brighten(img, factor, background_too):
+    out = np.clip(img.astype(float) * factor, 0, 255)
+    if not background_too:
+        out[~(_BODY | _EYE)] = img[~(_BODY | _EYE)]  # sticker brightened over its kept (transparent) background
+    return out.astype(np.uint8)
+
+
+def test_colour_residual_allows_brightness_but_not_recolouring():
+    # tried: +-10 % brightness over a kept background and of the whole flattened picture (white paint in the
+    # sticker darkens, the background may not), two copies brightened differently, and the channels swapped
+    from curator.dedup import _as_thumbs, _colour_residual
+    x = sticker()
+    def resid(a, b):
+        return float(_colour_residual(_as_thumbs(a[None]), _as_thumbs(b[None]))[0])
+    for f in (0.9, 1.1):
+        for bg in (False, True):
+            assert resid(x, brighten(x, f, bg)) < 1.0, (f, bg)
+    assert resid(brighten(x, 1.1, False), brighten(x, 0.9, True)) < 1.0
+    assert resid(brighten(x, 0.9, True), brighten(x, 1.1, False)) < 1.0
+    assert resid(x, x[..., ::-1]) > 30  # recoloured: one gain for all channels cannot explain it
+    assert resid(x, brighten(x, 0.6, False)) > 5  # far beyond a brightness edit
+
+
+def test_structure_term_rejects_a_highlight_the_colour_term_would_pass():
+    # tried: the flat sticker against a rendering with soft shading and a highlight (colour residual alone
+    # would accept it), and against a cropped, brightened JPEG copy of itself
+    from curator.dedup import DEFAULT_CONFIRM_THRESHOLD as T
+    from curator.dedup import _RESIDUAL_SCALE, _as_thumbs, _colour_residual, _worst_structure
+    flat, shaded = sticker(), sticker(shade=0.05, highlight=True)
+    a, b = _as_thumbs(flat[None]), _as_thumbs(shaded[None])
+    assert 1 - float(_colour_residual(a, b)[0]) / _RESIDUAL_SCALE > T + 0.03
+    assert float(_worst_structure(a, b)[0]) < 0.3 and float(_worst_structure(a, a)[0]) == pytest.approx(1.0, abs=1e-3)
+    assert confirm_scores(flat[None], shaded[None])[0] < T - 0.03
+    for f in (0.9, 1.1):
+        im = Image.fromarray(brighten(flat, f, False)).crop((2, 2, S - 1, S - 2)).resize((S, S), Image.LANCZOS)
+        buf = io.BytesIO()
+        im.save(buf, "JPEG", quality=75)
+        copy = np.asarray(Image.open(buf).convert("RGB"))
+        assert confirm_scores(flat[None], copy[None])[0] > T + 0.02, f
+
+
+def test_profile_search_recovers_a_known_crop():
+    # tried: a demo thumbnail warped by every 3rd known (left, right) crop on each axis; the search must find
+    # a warp that reproduces it (ties between equivalent warps are fine)
+    from curator.dedup import _MATS, _as_thumbs, _best_axis_warp
+    x = _as_thumbs([fp_of("dog/twemoji__dog.png").thumb])
+    grey = x.mean(axis=1)[0]
+    ks = np.arange(0, len(_MATS), 3)
+    targets = np.stack([_MATS[k] @ grey @ _MATS[j].T for k, j in zip(ks, ks[::-1])])
+    ky = _best_axis_warp(np.repeat(grey.mean(axis=1)[None], len(ks), 0), targets.mean(axis=2))
+    kx = _best_axis_warp(np.repeat(grey.mean(axis=0)[None], len(ks), 0), targets.mean(axis=1))
+    found = np.stack([_MATS[a] @ grey @ _MATS[b].T for a, b in zip(ky, kx)])
+    assert np.abs(found - targets).mean(axis=(1, 2)).max() < 1.0
+
+
+def test_confirm_scores_checks_its_input():
+    # tried: a truncated thumbnail and mismatched lengths; flat pictures compare by colour
+    with pytest.raises(ValueError, match="bytes"):
+        confirm_scores([b"\x00" * 10], [b"\x00" * 10])
+    with pytest.raises(ValueError, match="against"):
+        confirm_scores([bytes(S * S * 3)], [])
+    white, grey = np.full((1, S, S, 3), 255, np.uint8), np.full((1, S, S, 3), 200, np.uint8)
+    assert confirm_scores(white, white)[0] == pytest.approx(1.0) and confirm_scores(white, grey)[0] < 0.5
 
 
 def test_groups_label_exact_same_pixels_and_near():
