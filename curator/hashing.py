@@ -17,8 +17,8 @@ Choices, with reasons:
   decoded at 1/2..1/8 scale by the decoder itself (``reduced_decode``: DCT scaling, every byte of
   the file is still entropy-decoded, so a truncated file is still caught) and other formats are
   box-reduced (premultiplied, by Pillow) after decoding. This, hashes computed with numpy on tiny
-  grids, and threads (decoders, resampling and sha256 release the GIL) are where the speed over
-  ``imagehash.phash(Image.open(p))`` comes from.
+  grids and, in ``fingerprint_many``, two threads (decoders, resampling and sha256 release the GIL)
+  are where the speed over ``imagehash.phash(Image.open(p))`` comes from.
 - **Pixel hash only from a full decode.** A JPEG decoded at reduced size has no exact pixels, so
   its ``pixel_hash`` is None; ``pixel_hash_of_bytes`` computes it on demand (the duplicate search
   does, for near-duplicate candidates of equal size: only those can be the same pixels).

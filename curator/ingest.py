@@ -1,8 +1,9 @@
 """Import a set of candidate files as one batch: validate, fingerprint, store once, index, report.
 
 The expensive part that needs no database (decode, hash, write the file, thumbnail) runs in `store_one`. Files are
-written before rows; all rows of a batch are committed in one transaction, so an interrupted import leaves the index as it was (a stored file without a row is harmless: content-addressed, and
-reused by the next import of the same bytes).
+written before rows; all rows of a batch are committed in one transaction, so an interrupted import leaves the index
+as it was (a stored file without a row is harmless: content-addressed, and reused by the next import of the same
+bytes).
 """
 from __future__ import annotations
 

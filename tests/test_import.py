@@ -68,6 +68,23 @@ def test_same_bytes_twice_are_stored_once(runner, app, tmp_path, instance_path):
         assert db.session.scalar(select(func.count(Image.id))) == 1
 
 
+@pytest.mark.parametrize("chunk", [128, 1])
+def test_copies_inside_one_import_point_at_the_image_it_added(runner, app, tmp_path, monkeypatch, chunk):
+    """Tried: a file, two copies of it and another file in one import, with its rows written in one chunk and one
+    row per chunk (the copies' rows then come after the original's insert)."""
+    from curator import ingest
+    monkeypatch.setattr(ingest, "CHUNK", chunk)
+    write_picture(tmp_path / "a" / "1.png", seed=3)
+    for name in ("2-copy.png", "3-copy.png"):
+        (tmp_path / "a" / name).write_bytes((tmp_path / "a" / "1.png").read_bytes())
+    write_picture(tmp_path / "a" / "4.png", seed=4)
+    report = run_import(runner, "--class", "bird", tmp_path / "a")
+    items = {i["file"]: i for i in report["items"]}
+    assert [items[f]["outcome"] for f in sorted(items)] == ["added", "duplicate", "duplicate", "added"]
+    assert items["2-copy.png"]["existing"] == items["3-copy.png"]["existing"] == items["1.png"]["image"]
+    assert items["4.png"]["image"] not in (None, items["1.png"]["image"])
+
+
 def test_zip_import_takes_classes_from_folders(runner, app, tmp_path):
     archive = tmp_path / "set.zip"
     with zipfile.ZipFile(archive, "w") as zf:
