@@ -45,9 +45,13 @@ def emit(result: dict, as_json: bool, human: str) -> None:
     click.echo(json.dumps(result, default=str) if as_json else human)
 
 
+CLI_WORKERS = 2  # processes that store imported files (curator.ingest.stored_files): both cores
+
+
 def tqdm_factory(desc: str, unit: str = "file"):
     def make(total: int):
         from tqdm import tqdm
+        tqdm.monitor_interval = 0  # no monitor thread: the import forks its workers only from a single thread
         bar = tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, disable=None)
         return bar.update
     return make
@@ -85,7 +89,7 @@ def _import_demo(as_json: bool) -> None:
     from curator.imports import import_demo
     from curator.storage import ImageStore
     batch = import_demo(db.session, ImageStore(current_app.instance_path), current_app.config["DEMO_DIR"],
-                        progress_factory=tqdm_factory("demo"))
+                        workers=CLI_WORKERS, progress_factory=tqdm_factory("demo"))
     if batch is None:
         emit({"batch": None, "already_imported": True}, as_json, "The demo dataset is already imported.")
     else:
@@ -114,7 +118,7 @@ def import_command(paths: tuple[Path, ...], class_name: str | None, as_json: boo
     try:
         batch = import_paths(db.session, ImageStore(current_app.instance_path), list(paths), class_name=class_name,
                              limits=Limits(max_file_bytes=cfg["MAX_FILE_BYTES"], max_pixels=cfg["MAX_PIXELS"]),
-                             progress_factory=tqdm_factory("import"))
+                             workers=CLI_WORKERS, progress_factory=tqdm_factory("import"))
     except (SourceError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
     emit(batch_result(batch), as_json, batch_sentence(batch))

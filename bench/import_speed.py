@@ -1,8 +1,8 @@
 """Import throughput against a bare decode-and-hash loop over the same files, measured in the same run.
 
 Ours: validate, fingerprint (sha256, pixel hash, pHash, dHash, comparison thumbnail), store, thumbnail, index (one
-SQLite transaction). Baseline: `PIL.Image.open(...).load()` + sha256 over the same bytes, one process.
-Target (issue 2): the import costs at most 3x the bare loop.
+SQLite transaction), as `manage.py import` does it (files stored by two forked worker processes). Baseline:
+`PIL.Image.open(...).load()` + sha256 over the same bytes, one process. Target (issue 2): the import costs at most 3x the bare loop.
 
     python bench/import_speed.py [--n 600] [--repeat 3] [--workdir DIR]
 
@@ -67,10 +67,11 @@ def menagerie_import(folder: Path, instance: Path) -> tuple[float, int]:
     from curator.db import db
     from curator.imports import import_paths
     from curator.storage import ImageStore
+    from manage import CLI_WORKERS
     app = create_app({"TESTING": True}, instance_path=instance)
     with app.app_context():
         start = time.perf_counter()
-        batch = import_paths(db.session, ImageStore(instance), [folder])
+        batch = import_paths(db.session, ImageStore(instance), [folder], workers=CLI_WORKERS)  # as `manage.py import`
         elapsed = time.perf_counter() - start
         added = batch.added
         db.engine.dispose()

@@ -21,14 +21,15 @@ from .validation import Limits, Rejected
 
 def import_paths(session: Session, store: ImageStore, paths: list[Path], *, class_name: str | None = None,
                  limits: Limits = Limits(), roots: list[Path] | None = None, kind: str = "import",
-                 staged: bool = False, progress_factory: Callable[[int], Callable[[int], None]] | None = None) -> Batch:
+                 staged: bool = False, workers: int = 1,
+                 progress_factory: Callable[[int], Callable[[int], None]] | None = None) -> Batch:
     """Import files, class folders and zips as one batch. Raises SourceError/ValueError before anything is stored."""
     default = normalise_class_name(class_name) if class_name else None
     candidates = list(iter_paths(paths, default, limits, roots))
     progress = progress_factory(len(candidates)) if progress_factory else None
     source = ", ".join(str(p) for p in paths)
     return import_candidates(session, store, candidates, kind=kind, source=source, limits=limits, staged=staged,
-                             progress=progress)
+                             workers=workers, progress=progress)
 
 
 def upload_candidates(files: list[FileStorage], class_name: str | None, limits: Limits,
@@ -55,9 +56,10 @@ def _upload_reader(data: bytes, limits: Limits) -> Callable[[], bytes]:
     return read
 
 
-def import_demo(session: Session, store: ImageStore, demo_dir: Path,
+def import_demo(session: Session, store: ImageStore, demo_dir: Path, workers: int = 1,
                 progress_factory: Callable[[int], Callable[[int], None]] | None = None) -> Batch | None:
     """Import the bundled demo dataset once; None if it was imported already."""
     if session.scalar(select(Batch.id).where(Batch.kind == "demo")):
         return None
-    return import_paths(session, store, [demo_dir / "images"], kind="demo", progress_factory=progress_factory)
+    return import_paths(session, store, [demo_dir / "images"], kind="demo", workers=workers,
+                        progress_factory=progress_factory)

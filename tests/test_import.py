@@ -312,3 +312,42 @@ def test_import_into_a_recreated_instance_folder(runner, app, tmp_path, instance
     shutil.rmtree(instance_path / "images")
     assert run_import(runner, tmp_path / "src")["added"] == 3
     assert all(p.exists() for p in paths)
+
+
+FORKED_VS_SERIAL = r"""
+import sys
+from pathlib import Path
+from curator import ingest
+from curator.sources import iter_paths
+from curator.validation import Limits
+src, out = Path(sys.argv[1]), Path(sys.argv[2])
+candidates = list(iter_paths([src], None, Limits()))
+assert len(candidates) >= ingest.FORK_FROM and ingest.forking_is_safe()
+forked = list(ingest.stored_files(candidates, Limits(), out / "forked", workers=2))
+serial = list(ingest.stored_files(candidates, Limits(), out / "serial", workers=1))
+assert [type(r) for r in forked] == [type(r) for r in serial]
+assert [vars(r) if isinstance(r, ingest.Stored) else r.reason for r in forked] == \
+       [vars(r) if isinstance(r, ingest.Stored) else r.reason for r in serial]
+stored = sorted(p.relative_to(out / "forked") for p in (out / "forked").rglob("*") if p.is_file())
+assert stored == sorted(p.relative_to(out / "serial") for p in (out / "serial").rglob("*") if p.is_file())
+print(len(forked), sum(isinstance(r, ingest.Stored) for r in forked))
+"""
+
+
+def test_files_stored_by_forked_workers_match_storing_them_here(tmp_path):
+    """Tried: 40 pictures, a copy, a truncated PNG and an HTML page named .jpg, stored by two forked worker
+    processes (the command line's path, run in a clean single-threaded interpreter) and one by one: the same results
+    in the same order, the same files."""
+    import subprocess
+    import sys
+    from project_paths import ROOT
+    src = tmp_path / "src"
+    for i in range(40):
+        write_picture(src / f"{i:02d}.png", size=48, seed=i)
+    (src / "40-copy.png").write_bytes((src / "07.png").read_bytes())
+    (src / "41-truncated.png").write_bytes(truncated_png())
+    (src / "42-page.jpg").write_bytes(HTML_AS_JPG)
+    result = subprocess.run([sys.executable, "-c", FORKED_VS_SERIAL, str(src), str(tmp_path / "out")], cwd=ROOT,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["43", "41"]
