@@ -110,6 +110,8 @@ def demo(as_json: bool) -> None:
 def import_command(paths: tuple[Path, ...], class_name: str | None, as_json: bool) -> None:
     """Import image files, folders (one subfolder per class) and zip archives as one batch."""
     from curator.db import db
+    from concurrent.futures.process import BrokenProcessPool
+
     from curator.imports import import_paths
     from curator.sources import SourceError
     from curator.storage import ImageStore
@@ -121,6 +123,9 @@ def import_command(paths: tuple[Path, ...], class_name: str | None, as_json: boo
                              workers=CLI_WORKERS, progress_factory=tqdm_factory("import"))
     except (SourceError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
+    except BrokenProcessPool:
+        raise click.ClickException("a worker process storing the files died (killed, or out of memory); nothing was "
+                                   "imported: run the import again") from None
     emit(batch_result(batch), as_json, batch_sentence(batch))
 
 

@@ -11,6 +11,7 @@ import multiprocessing
 import re
 import threading
 from collections import deque
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
@@ -122,15 +123,17 @@ def stored_files(candidates: list[Candidate], limits: Limits, instance: Path,
             yield _store_or_reject(_read(candidate), limits, instance)
         return
     from . import hashing  # noqa: F401  imported before forking, so no child imports it again
-    with multiprocessing.get_context("fork").Pool(workers) as pool:
+    # concurrent.futures rather than multiprocessing.Pool: a worker that dies (killed, out of memory) raises
+    # BrokenProcessPool here, so the import rolls back with an error instead of waiting forever for its task
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
         pending: deque = deque()
         for start in range(0, len(candidates), TASK_SIZE):
             datas = [_read(c) for c in candidates[start:start + TASK_SIZE]]
-            pending.append(pool.apply_async(_store_task, (datas, limits, instance)))
+            pending.append(pool.submit(_store_task, datas, limits, instance))
             if len(pending) > 2 * workers:
-                yield from pending.popleft().get()
+                yield from pending.popleft().result()
         while pending:
-            yield from pending.popleft().get()
+            yield from pending.popleft().result()
 
 
 class ClassCache:

@@ -351,3 +351,48 @@ def test_files_stored_by_forked_workers_match_storing_them_here(tmp_path):
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["43", "41"]
+
+
+KILLED_WORKER = r"""
+import os, sys
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
+from curator import ingest
+from curator.sources import iter_paths
+from curator.validation import Limits
+src, out = Path(sys.argv[1]), Path(sys.argv[2])
+real = ingest.store_one
+def dies_on_the_20th_file(data, limits, instance):
+    if data == (src / "19.png").read_bytes():
+        os._exit(9)  # as if the kernel killed the worker
+    return real(data, limits, instance)
+ingest.store_one = dies_on_the_20th_file  # the forked workers inherit it
+try:
+    list(ingest.stored_files(list(iter_paths([src], None, Limits())), Limits(), out / "store", workers=2))
+except BrokenProcessPool:
+    print("broken")
+import sqlite3, click
+from manage import cli
+try:
+    cli.main(["import", str(src), "--instance", str(out / "instance")], standalone_mode=False)
+except click.ClickException as exc:
+    print(exc.message.split(";")[0])
+db = sqlite3.connect(out / "instance" / "menagerie.sqlite3")
+print(db.execute("select count(*) from image").fetchone()[0], db.execute("select count(*) from batch").fetchone()[0])
+"""
+
+
+def test_a_killed_worker_fails_the_import_instead_of_hanging(tmp_path):
+    """Tried: a worker process dies while storing the 20th of 40 files, in the storing stage alone and in
+    `manage.py import`: an error instead of waiting forever for the lost task; the command says what happened and the
+    index holds no image and no batch."""
+    import subprocess
+    import sys
+    from project_paths import ROOT
+    for i in range(40):
+        write_picture(tmp_path / "src" / f"{i:02d}.png", size=24, seed=i)
+    result = subprocess.run([sys.executable, "-c", KILLED_WORKER, str(tmp_path / "src"), str(tmp_path / "out")],
+                            cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["broken", "a worker process storing the files died (killed, or out of "
+                                          "memory)", "0 0"]
