@@ -45,9 +45,6 @@ def emit(result: dict, as_json: bool, human: str) -> None:
     click.echo(json.dumps(result, default=str) if as_json else human)
 
 
-CLI_WORKERS = 2  # processes that store imported files (curator.ingest.stored_files): both cores
-
-
 def tqdm_factory(desc: str, unit: str = "file"):
     def make(total: int):
         from tqdm import tqdm
@@ -87,6 +84,7 @@ def serve(host: str, port: int, demo: bool) -> None:
 def _import_demo(as_json: bool) -> None:
     from curator.db import db
     from curator.imports import import_demo
+    from curator.ingest import CLI_WORKERS
     from curator.storage import ImageStore
     batch = import_demo(db.session, ImageStore(current_app.instance_path), current_app.config["DEMO_DIR"],
                         workers=CLI_WORKERS, progress_factory=tqdm_factory("demo"))
@@ -109,10 +107,11 @@ def demo(as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the batch report as JSON.")
 def import_command(paths: tuple[Path, ...], class_name: str | None, as_json: bool) -> None:
     """Import image files, folders (one subfolder per class) and zip archives as one batch."""
-    from curator.db import db
     from concurrent.futures.process import BrokenProcessPool
 
+    from curator.db import db
     from curator.imports import import_paths
+    from curator.ingest import CLI_WORKERS, WORKER_DIED
     from curator.sources import SourceError
     from curator.storage import ImageStore
     from curator.validation import Limits
@@ -124,8 +123,7 @@ def import_command(paths: tuple[Path, ...], class_name: str | None, as_json: boo
     except (SourceError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
     except BrokenProcessPool:
-        raise click.ClickException("a worker process storing the files died (killed, or out of memory); nothing was "
-                                   "imported: run the import again") from None
+        raise click.ClickException(WORKER_DIED) from None
     emit(batch_result(batch), as_json, batch_sentence(batch))
 
 

@@ -67,7 +67,7 @@ def menagerie_import(folder: Path, instance: Path) -> tuple[float, int]:
     from curator.db import db
     from curator.imports import import_paths
     from curator.storage import ImageStore
-    from manage import CLI_WORKERS
+    from curator.ingest import CLI_WORKERS
     app = create_app({"TESTING": True}, instance_path=instance)
     with app.app_context():
         start = time.perf_counter()

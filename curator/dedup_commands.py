@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import sys
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 import click
@@ -16,6 +17,7 @@ def _emit(result: dict, as_json: bool, human: str) -> None:
 
 def _bar(desc: str, total: int):
     from tqdm import tqdm
+    tqdm.monitor_interval = 0  # no monitor thread: staging forks its workers only from a single thread
     return tqdm(total=total, desc=desc, unit="file", file=sys.stderr, disable=None)
 
 
@@ -107,6 +109,7 @@ def merge_command(paths: tuple[Path, ...], dry_run: bool, as_json: bool) -> None
     its batch page.
     """
     from .db import db
+    from .ingest import CLI_WORKERS, WORKER_DIED
     from .merging import MergeError, bad_folder_names, commit, merge_candidates, stage
     from .merging import dry_run as plan_merge
     from .sources import SourceError
@@ -134,7 +137,9 @@ def merge_command(paths: tuple[Path, ...], dry_run: bool, as_json: bool) -> None
             _emit(result, as_json, "\n".join(["Dry run: nothing was stored."] + _preview_lines(items)))
             return
         batch = stage(db.session, ImageStore(current_app.instance_path), candidates, source=source, limits=limits,
-                      progress=bar.update)
+                      workers=CLI_WORKERS, progress=bar.update)
+    except BrokenProcessPool:
+        raise click.ClickException(WORKER_DIED) from None
     finally:
         bar.close()
     preview_lines = _preview_lines(batch.items)

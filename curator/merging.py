@@ -192,10 +192,11 @@ def classify(session: Session, store: ImageStore, new: dict, names: dict | None 
 # --- staging -------------------------------------------------------------------------------------------------
 
 def stage(session: Session, store: ImageStore, candidates: list[Candidate], *, source: str,
-          limits: Limits = Limits(), progress: Callable[[int], None] | None = None) -> Batch:
-    """Store the files and create the staged batch, then sort its items for the preview. Returns the batch."""
+          limits: Limits = Limits(), workers: int = 1, progress: Callable[[int], None] | None = None) -> Batch:
+    """Store the files and create the staged batch, then sort its items for the preview. Returns the batch.
+    `workers` as for curator.ingest.import_candidates (the command line passes 2)."""
     batch = import_candidates(session, store, candidates, kind=MERGE, source=source, limits=limits, staged=True,
-                              progress=progress)
+                              workers=workers, progress=progress)
     analyse(session, store, batch)
     return batch
 
