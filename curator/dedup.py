@@ -45,6 +45,8 @@ __all__ = [
     "candidate_pairs",
     "find_duplicate_groups",
     "check_new",
+    "groups_from_matches",
+    "match_order",
     "suggest_keeper",
     "keeper_sort_key",
 ]
@@ -324,7 +326,13 @@ def _group_kind(kinds: Iterable[str]) -> str:
     return max(kinds, key=lambda k: order[k])
 
 
-def _groups_from_matches(matches: list[Match]) -> list[Group]:
+def match_order(m: Match) -> tuple:
+    """Best match first: exact, then same pixels, then near by score, then hash distance."""
+    return KINDS.index(m.kind), -m.score, m.phash_distance
+
+
+def groups_from_matches(matches: list[Match]) -> list[Group]:
+    """Groups (union–find over the matches), largest and strongest kind first."""
     uf = UnionFind()
     for m in matches:
         uf.union(m.a, m.b)
@@ -384,7 +392,7 @@ def find_duplicate_groups(fingerprints, *, hash_threshold: int = DEFAULT_HASH_TH
     fresh = np.array([same.find(int(i)) != same.find(int(j)) for i, j in zip(ci, cj)], dtype=bool)
     ci, cj = ci[fresh], cj[fresh]
     matches += _confirm(ids, ids, fps, fps, ci, cj, phash, dhash, phash, dhash, confirm_threshold, confirm)
-    return _groups_from_matches(matches)
+    return groups_from_matches(matches)
 
 
 def _confirm(ids_a, ids_b, fps_a, fps_b, ia, ib, ph_a, dh_a, ph_b, dh_b, confirm_threshold, confirm) -> list[Match]:
@@ -493,7 +501,7 @@ def check_new(new_fps, index: DuplicateIndex, existing_fps: Mapping, *,
             later, earlier = (m.b, m.a) if ids.index(m.a) < ids.index(m.b) else (m.a, m.b)
             result[later].append(Match(later, earlier, m.kind, m.phash_distance, m.dhash_distance, m.score))
     for i in result:
-        result[i].sort(key=lambda m: (KINDS.index(m.kind), -m.score, m.phash_distance))
+        result[i].sort(key=match_order)
     return result
 
 

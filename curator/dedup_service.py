@@ -18,7 +18,6 @@ from sqlalchemy.orm import Session
 from . import dedup
 from .decisions import record
 from .models import ACTIVE, DUPLICATE, Decision, Image
-from .nearsearch import UnionFind
 from .same_pixels import upgrade_same_pixels
 from .storage import ImageStore
 
@@ -168,20 +167,8 @@ _MATCHES_KEPT = 32  # one per scope (the whole dataset, each ranked class) and s
 
 
 def _regroup(matches: list, active: set) -> list[dedup.Group]:
-    """Groups from the matches between active images (the same shape and order as curator.dedup's)."""
-    live = [m for m in matches if m.a in active and m.b in active]
-    uf = UnionFind()
-    for m in live:
-        uf.union(m.a, m.b)
-    by_root: dict = {}
-    for m in live:
-        by_root.setdefault(uf.find(m.a), []).append(m)
-    groups = []
-    for ms in by_root.values():
-        kind = max((m.kind for m in ms), key=dedup.KINDS.index)
-        groups.append(dedup.Group(sorted({x for m in ms for x in (m.a, m.b)}), kind, ms))
-    groups.sort(key=lambda g: (dedup.KINDS.index(g.kind), -len(g.members), g.members[0]))
-    return groups
+    """Groups from the matches between active images."""
+    return dedup.groups_from_matches([m for m in matches if m.a in active and m.b in active])
 
 
 def _matches(session: Session, store: ImageStore | None, fps: dict[int, Fingerprint], hash_threshold: int,

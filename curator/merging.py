@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 
 from . import dedup_service
 from .decisions import record
-from .dedup import KINDS, check_new
+from .dedup import check_new, match_order
 from .ingest import (
     ClassCache,
     fingerprint_valid,
@@ -151,19 +151,18 @@ class Verdict:
     distance: int | None = None
 
 
-def _best_first(m) -> tuple:
-    """The order check_new gives: exact, same pixels, then near by score."""
-    return KINDS.index(m.kind), -m.score, m.phash_distance
-
-
 def classify(session: Session, store: ImageStore, new: dict, names: dict | None = None,
              unsaved: dict | None = None) -> dict:
     """{key: Verdict} for new fingerprints against the active images (DuplicateIndex/check_new) and each other.
 
     Keys are staged image ids, or keys of `unsaved` (key -> reader of the bytes of a file not stored: a dry run)."""
     index, existing = dedup_service.existing_index(session)
-    found = {key: sorted(upgrade_same_pixels(session, store, matches, unsaved), key=_best_first)
-             for key, matches in check_new(new, index, existing).items()}
+    found: dict = {key: [] for key in new}
+    checked = [m for matches in check_new(new, index, existing).values() for m in matches]
+    for m in upgrade_same_pixels(session, store, checked, unsaved):  # one pass: each file read at most once
+        found[m.a].append(m)
+    for matches in found.values():
+        matches.sort(key=match_order)
     names = names or {}
     out = {}
     for key, matches in found.items():

@@ -23,13 +23,24 @@ from .storage import ImageStore
 CHUNK = 500  # ids per IN (...) query
 
 
-def _sizes_and_hashes(session: Session, ids: list[int]) -> dict[int, tuple[tuple[int, int], str | None, str]]:
+def _stored(session: Session, store: ImageStore, ids: list) -> dict:
+    """id -> (sorted size, pixel hash or None, reader of the file's bytes) for stored images."""
     out = {}
     for lo in range(0, len(ids), CHUNK):
         rows = session.execute(select(Image.id, Image.width, Image.height, Image.pixel_hash, Image.path)
                                .where(Image.id.in_(ids[lo:lo + CHUNK])))
-        out.update({i: (tuple(sorted((w, h))), px, path) for i, w, h, px, path in rows})
+        out.update({i: (tuple(sorted((w, h))), px, store.absolute(path).read_bytes) for i, w, h, px, path in rows})
     return out
+
+
+def _unsaved(key, read: Callable[[], bytes]) -> tuple:
+    """(sorted size from the header, None, reader) for a file not stored yet; size None if it cannot be read now."""
+    try:
+        data = read()
+        with PILImage.open(io.BytesIO(data)) as img:
+            return tuple(sorted(img.size)), None, lambda: data
+    except Exception:  # unreadable now: it stays a near duplicate
+        return None, None, None
 
 
 def upgrade_same_pixels(session: Session, store: ImageStore, matches: Iterable,
@@ -43,43 +54,30 @@ def upgrade_same_pixels(session: Session, store: ImageStore, matches: Iterable,
 
     matches = list(matches)
     unsaved = unsaved or {}
-    near = [m for m in matches if m.kind == "near"]
-    if not near:
+    keys = {x for m in matches if m.kind == "near" for x in (m.a, m.b)}
+    if not keys:
         return matches
-    info = _sizes_and_hashes(session, sorted({x for m in near for x in (m.a, m.b) if x not in unsaved}))
-    computed: dict = {}
-
-    def size_of(key) -> tuple[int, int] | None:
-        if key in unsaved:
-            if key not in computed:
-                try:
-                    data = unsaved[key]()
-                    with PILImage.open(io.BytesIO(data)) as img:
-                        computed[key] = (tuple(sorted(img.size)), pixel_hash_of_bytes(data))
-                except Exception:  # unreadable now: it stays a near duplicate
-                    computed[key] = (None, None)
-            return computed[key][0]
-        return info[key][0] if key in info else None
+    info = _stored(session, store, sorted(k for k in keys if k not in unsaved))
+    info.update({k: _unsaved(k, unsaved[k]) for k in keys if k in unsaved})
+    hashes: dict = {}
 
     def pixels_of(key) -> str | None:
-        if key in unsaved:
-            size_of(key)
-            return computed[key][1]
-        size, pixel_hash, path = info[key]
-        if pixel_hash is None and key not in computed:
+        _size, pixel_hash, read = info[key]
+        if pixel_hash is None and key not in hashes:
             try:
-                computed[key] = pixel_hash_of_bytes(store.absolute(path).read_bytes())
+                hashes[key] = pixel_hash_of_bytes(read())
             except Exception:  # a missing or damaged file: it stays a near duplicate
-                computed[key] = None
-        return pixel_hash or computed.get(key)
+                hashes[key] = None
+        return pixel_hash or hashes.get(key)
+
+    def size_of(key):
+        return info[key][0] if key in info else None
 
     out = []
     for m in matches:
-        if m.kind == "near":
-            size_a, size_b = size_of(m.a), size_of(m.b)
-            if size_a is not None and size_a == size_b:
-                px_a, px_b = pixels_of(m.a), pixels_of(m.b)
-                if px_a is not None and px_a == px_b:
-                    m = dataclasses.replace(m, kind="same-pixels", score=1.0)
+        if m.kind == "near" and size_of(m.a) is not None and size_of(m.a) == size_of(m.b):
+            px_a = pixels_of(m.a)
+            if px_a is not None and px_a == pixels_of(m.b):
+                m = dataclasses.replace(m, kind="same-pixels", score=1.0)
         out.append(m)
     return out
