@@ -38,6 +38,7 @@ import numpy as np
 import scipy.fft
 from PIL import Image, ImageOps
 
+from .decoding import load_pixels
 from .validation import reduced_decode
 
 __all__ = [
@@ -172,8 +173,7 @@ def pixel_hash(img: Image.Image) -> str:
 def pixel_hash_of_bytes(data: bytes) -> str:
     """Pixel hash from a full decode of a file's bytes (for files fingerprinted at reduced size)."""
     with Image.open(io.BytesIO(data)) as img:
-        img.load()
-        return pixel_hash(_oriented(img))
+        return pixel_hash(_oriented(load_pixels(img, data)))
 
 
 def work_image(img: Image.Image) -> Image.Image:
@@ -310,8 +310,7 @@ def fingerprint_bytes(data: bytes, name: str = "<bytes>") -> ImageFingerprint:
         with Image.open(io.BytesIO(data)) as img:
             size = img.size
             reduced_decode(img)
-            img.load()
-            return fingerprint_image(img, data=data, full_size=size)
+            return fingerprint_image(load_pixels(img, data), data=data, full_size=size)
     except FingerprintError:
         raise
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:

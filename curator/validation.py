@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 
 from PIL import Image as PILImage
 
+from .decoding import load_pixels
+
 ACCEPTED_FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF")
 REDUCED_DECODE_SIDE = 192  # JPEG DCT scaling stops before either side drops below this (gallery thumbnails need it)
 PILImage.LOAD_TRUNCATED_IMAGES = False
@@ -118,7 +120,7 @@ def validate_image_bytes(data: bytes, limits: Limits = Limits(), *, reduced: boo
     try:
         if reduced:
             reduced_decode(img)
-        img.load()
+        img = load_pixels(img, data)
     except Exception as exc:
         raise Rejected(f"truncated or corrupt image data ({fmt}): {exc}") from None
     return ValidImage(image=img, format=fmt, width=width, height=height, has_alpha=has_alpha_channel(img),

@@ -39,7 +39,7 @@ def write_picture(path: Path, size: int = 32, seed: int = 0, fmt: str = "PNG") -
     return path
 
 
-def _chunk(kind: bytes, data: bytes) -> bytes:
+def png_chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
 
@@ -49,7 +49,7 @@ def png_bomb(width: int = 30000, height: int = 30000) -> bytes:
     row = b"\x00" + b"\x00" * ((width + 7) // 8)
     comp = zlib.compressobj(9)
     idat = b"".join(comp.compress(row) for _ in range(16)) + comp.flush()  # only the first rows: never decoded anyway
-    return b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", idat) + _chunk(b"IEND", b"")
+    return b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr) + png_chunk(b"IDAT", idat) + png_chunk(b"IEND", b"")
 
 
 def photo(width: int = 1024, height: int = 768, seed: int = 5) -> Image.Image:
