@@ -67,17 +67,17 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         sets = build_set(tmp)
         sets["all"] = [p for k in list(sets) for p in sets[k]]
-        print(f"{'set':<15}{'files':>6}{'baseline img/s':>16}{'ours 1 thread':>15}{f'ours {args.workers} thr':>13}"
-              f"{'x 1 thread':>12}{f'x {args.workers} thr':>9}")
+        print(f"{'set':<15}{'files':>6}{'baseline img/s':>16}{'ours 1 thread':>15}{f'ours {args.workers} proc':>13}"
+              f"{'x 1 thread':>12}{f'x {args.workers} proc':>10}")
         for name, paths in sets.items():
             base = time_it(lambda: [imagehash.phash(Image.open(p)) for p in paths], args.repeat)
             one = time_it(lambda: [fingerprint_file(p) for p in paths], args.repeat)
             pool = time_it(lambda: fingerprint_many(paths, workers=args.workers), args.repeat)
             n = len(paths)
             print(f"{name:<15}{n:>6}{n / base:>16.0f}{n / one:>15.0f}{n / pool:>13.0f}"
-                  f"{base / one:>11.2f}x{base / pool:>8.2f}x", flush=True)
+                  f"{base / one:>11.2f}x{base / pool:>9.2f}x", flush=True)
     print("baseline = single-process imagehash.phash(Image.open(p)); ours = sha256 + pHash + dHash + thumbnail"
-          " (+ pixel hash for full-size decodes) on curator.hashing.fingerprint_many's threads; best of", args.repeat)
+          " (+ pixel hash for full-size decodes) on curator.hashing.fingerprint_many's forked processes; best of", args.repeat)
 
 
 if __name__ == "__main__":

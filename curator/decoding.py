@@ -53,9 +53,11 @@ def _wuffs_png(img: Image.Image, data: bytes) -> Image.Image | None:
     config.flags = [ImageDecoderFlags.REPORT_METADATA_EXIF]  # an eXIf chunk may follow the pixels
     config.quirks = {ImageDecoderQuirks.IGNORE_CHECKSUM: 0}  # pywuffs skips PNG and zlib checksums unless told
     result = ImageDecoder(config).decode(data)
-    if result.error_message or result.pixbuf.shape[:2] != (img.height, img.width):
+    if result.error_message:
         return None  # corrupt, or a chunk checksum Pillow does not verify: Pillow decides, as it always has
-    pixels = np.ascontiguousarray(result.pixbuf)
+    pixels = np.ascontiguousarray(result.pixbuf)  # (each access to .pixbuf builds a new array)
+    if pixels.shape[:2] != (img.height, img.width):
+        return None
     if mode == "RGBA":  # shares the buffer
         decoded = Image.frombuffer("RGBA", img.size, pixels, "raw", "RGBA", 0, 1)
     else:

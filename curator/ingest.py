@@ -7,12 +7,9 @@ bytes).
 """
 from __future__ import annotations
 
-import multiprocessing
 import re
-import threading
-from collections import deque
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from itertools import islice
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
@@ -20,8 +17,9 @@ from typing import Callable, Iterable, Iterator
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
+from .forking import forking_is_safe, map_in_forks
 from .models import ACTIVE, STAGED, Batch, BatchItem, Image, ImageClass, utcnow
-from .sources import Candidate
+from .sources import Candidate, read_limited
 from .storage import THUMB_SIZE, ImageStore, make_thumbnail_bytes, write_atomic
 from .validation import Limits, Rejected, validate_image_bytes
 
@@ -84,11 +82,12 @@ def store_one(data: bytes, limits: Limits, instance: Path) -> Stored:
                   dhash=fp.dhash, fingerprint=fp.thumb, notes=valid.notes)
 
 
-def _store_or_reject(data: bytes | Rejected, limits: Limits, instance: Path) -> Stored | Rejected:
-    if isinstance(data, Rejected):
-        return data
+def _store_or_reject(source: bytes | Path | Rejected, limits: Limits, instance: Path) -> Stored | Rejected:
+    """Store one file given as its bytes, or as the path of a plain file to read here; or pass its rejection on."""
+    if isinstance(source, Rejected):
+        return source
     try:
-        return store_one(data, limits, instance)
+        return store_one(read_limited(source, limits) if isinstance(source, Path) else source, limits, instance)
     except Rejected as rejection:
         return rejection
 
@@ -100,43 +99,23 @@ def _read(candidate: Candidate) -> bytes | Rejected:
         return rejection
 
 
-def _store_task(datas: list[bytes | Rejected], limits: Limits, instance: Path) -> list[Stored | Rejected]:
-    return [_store_or_reject(d, limits, instance) for d in datas]
-
-
-def forking_is_safe() -> bool:
-    """A forked child inherits only the forking thread, so a lock another thread held at that moment stays locked in
-    it forever: fork only from a single-threaded process (the command line; never the threaded web server)."""
-    return "fork" in multiprocessing.get_all_start_methods() and threading.active_count() == 1
-
-
 def stored_files(candidates: list[Candidate], limits: Limits, instance: Path,
                  workers: int = 1) -> Iterator[Stored | Rejected]:
     """Each candidate stored (or rejected), in input order.
 
     With `workers` > 1, at least FORK_FROM files and a single-threaded process, on `workers` forked processes
-    (started in milliseconds, with everything already imported); otherwise here. Not threads, by measurement
-    (bench/import_speed.py sets, median of 5 on the 2-vCPU test machine): two threads made 600 stickers take 0.89 s
-    instead of 0.57 s (the GIL is re-taken between many short C calls), while two forked processes took 0.43 s
-    against 0.68 s serial (stickers) and 0.72 s against 1.12 s (photos). Files are read here, in order (zip members
-    share one handle), at most 2 x `workers` tasks ahead, so memory stays bounded for any batch size.
+    (curator.forking); otherwise here. Not threads, by measurement (bench/import_speed.py sets, median of 5 on the
+    2-vCPU test machine): two threads made 600 stickers take 0.89 s instead of 0.57 s, while two forked processes took
+    0.43 s against 0.68 s serial (stickers) and 0.72 s against 1.12 s (photos).
     """
+    store = partial(_store_or_reject, limits=limits, instance=instance)
     if workers <= 1 or len(candidates) < FORK_FROM or not forking_is_safe():
-        for candidate in candidates:
-            yield _store_or_reject(_read(candidate), limits, instance)
+        yield from map(store, map(_read, candidates))
         return
     from . import hashing  # noqa: F401  imported before forking, so no child imports it again
-    # concurrent.futures rather than multiprocessing.Pool: a worker that dies (killed, out of memory) raises
-    # BrokenProcessPool here, so the import rolls back with an error instead of waiting forever for its task
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
-        pending: deque = deque()
-        for start in range(0, len(candidates), TASK_SIZE):
-            datas = [_read(c) for c in candidates[start:start + TASK_SIZE]]
-            pending.append(pool.submit(_store_task, datas, limits, instance))
-            if len(pending) > 2 * workers:
-                yield from pending.popleft().result()
-        while pending:
-            yield from pending.popleft().result()
+    # plain files are read by the workers; zip members and uploads here, in order (a zip's members share one handle)
+    sources = (c.path if c.path is not None else _read(c) for c in candidates)
+    yield from map_in_forks(store, sources, workers, TASK_SIZE)
 
 
 class ClassCache:

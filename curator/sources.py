@@ -24,6 +24,7 @@ class Candidate:
     name: str  # what the user recognises: path within the source
     class_name: str | None
     read: Callable[[], bytes]
+    path: Path | None = None  # a plain file, which a worker process can read itself (read_limited)
 
 
 class SourceError(Exception):
@@ -50,11 +51,14 @@ def _skip(name: str) -> bool:
 
 def read_limited(path: Path, limits: Limits) -> bytes:
     """A file's bytes, refusing one over the size limit before reading it."""
-    size = path.stat().st_size
-    if size > limits.max_file_bytes:
-        raise Rejected(f"file too large: {size / 2**20:.1f} MiB exceeds the "
-                       f"{limits.max_file_bytes / 2**20:.0f} MiB limit")
-    return path.read_bytes()
+    try:
+        size = path.stat().st_size
+        if size > limits.max_file_bytes:
+            raise Rejected(f"file too large: {size / 2**20:.1f} MiB exceeds the "
+                           f"{limits.max_file_bytes / 2**20:.0f} MiB limit")
+        return path.read_bytes()
+    except OSError as exc:  # gone since it was listed, or not readable by this user
+        raise Rejected(f"cannot read the file: {exc.strerror or exc}") from None
 
 
 def _file_reader(path: Path, limits: Limits) -> Callable[[], bytes]:
@@ -76,10 +80,10 @@ def iter_folder(folder: Path, default_class: str | None, limits: Limits) -> Iter
             if path.is_symlink():
                 yield Candidate(rel, None, _raiser("symbolic link: links are not followed"))
                 continue
-            if zipfile.is_zipfile(path) and path.suffix.lower() == ".zip":
+            if path.suffix.lower() == ".zip" and zipfile.is_zipfile(path):  # (the cheap test first: one per file)
                 yield Candidate(rel, None, _raiser("zip archive inside a folder: import the archive itself"))
                 continue
-            yield Candidate(rel, _class_from(PurePosixPath(rel).parts, default_class), _file_reader(path, limits))
+            yield Candidate(rel, _class_from(PurePosixPath(rel).parts, default_class), _file_reader(path, limits), path)
 
 
 def _raiser(reason: str) -> Callable[[], bytes]:
@@ -147,4 +151,4 @@ def iter_paths(paths: list[Path], default_class: str | None, limits: Limits,
         elif path.suffix.lower() == ".zip":
             yield from iter_zip(path, default_class, limits)
         else:
-            yield Candidate(path.name, default_class, _file_reader(path, limits))
+            yield Candidate(path.name, default_class, _file_reader(path, limits), path)

@@ -133,12 +133,29 @@ def test_sha256_and_bad_input():
         fingerprint_many([DEMO, "/nonexistent/x.png"], workers=1)
 
 
-def test_fingerprint_many_threads_match_one_by_one(tmp_path):
-    # tried: 8 files on 2 threads vs one by one: same results, same order
-    import glob
-    paths = sorted(glob.glob(str(DEMO_DIR / "cat" / "*.png")))[:8]
-    assert len(paths) == 8
-    assert fingerprint_many(paths, workers=2) == fingerprint_many(paths, workers=1)
+FORKED_FINGERPRINTS = r"""
+import glob, sys
+from curator.forking import forking_is_safe
+from curator.hashing import FingerprintError, fingerprint_many
+paths = sorted(glob.glob(sys.argv[1] + "/cat/*.png"))[:12] + ["/nonexistent/x.png"]
+assert forking_is_safe()
+forked = fingerprint_many(paths, workers=2, on_error="return")
+here = fingerprint_many(paths, workers=1, on_error="return")
+assert forked[:-1] == here[:-1] and len(forked) == 13
+assert isinstance(forked[-1], FingerprintError) and forked[-1].path == "/nonexistent/x.png"
+print("ok")
+"""
+
+
+def test_fingerprint_many_on_forked_workers_matches_one_by_one():
+    """Tried: 12 stickers and a missing file on 2 forked processes (a clean single-threaded interpreter, where
+    fingerprint_many forks) vs one by one here: same results, same order, the missing file's error in its slot."""
+    import subprocess
+    import sys
+    from project_paths import ROOT
+    done = subprocess.run([sys.executable, "-c", FORKED_FINGERPRINTS, str(DEMO_DIR)], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
 
 
 def test_phash_and_dhash_are_bit_identical_to_imagehash():
