@@ -29,20 +29,29 @@ def _run_task(fn: Callable[[T], R], items: list[T]) -> list[R]:
     return [fn(item) for item in items]
 
 
-def map_in_forks(fn: Callable[[T], R], items: Iterable[T], workers: int, task_size: int) -> Iterator[R]:
+def map_in_forks(fn: Callable[[T], R], items: Iterable[T], workers: int, task_size: int, *, tasks_ahead: int = 32,
+                 bytes_ahead: int = 256 << 20) -> Iterator[R]:
     """``fn(item)`` for each item, in order, on ``workers`` forked processes (``fn`` must be picklable: a module-level
-    function or a functools.partial of one). Items are drawn here, ``task_size`` per task, at most 2 x ``workers``
-    tasks ahead of the results, so a huge input is never all in memory. The caller checks ``forking_is_safe``."""
+    function or a functools.partial of one). Items are drawn here, ``task_size`` per task. Up to ``tasks_ahead`` tasks
+    (and ``bytes_ahead`` bytes of ``bytes`` items) are queued beyond the results taken, so the workers keep busy
+    while the caller works through a batch of results (the import indexes 128 at a time), and a huge input is never
+    all in memory. The caller checks ``forking_is_safe``."""
     items = iter(items)
     gc.freeze()  # the workers' garbage collections then leave the inherited objects (and their pages) untouched
     try:
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
-            pending: deque = deque()
-            while task := list(islice(items, task_size)):
-                pending.append(pool.submit(_run_task, fn, task))
-                if len(pending) > 2 * workers:
-                    yield from pending.popleft().result()
-            while pending:
-                yield from pending.popleft().result()
+            pending: deque = deque()  # (future, bytes it carries)
+            queued_bytes = 0
+            while True:
+                while len(pending) < tasks_ahead and queued_bytes < bytes_ahead \
+                        and (task := list(islice(items, task_size))):
+                    size = sum(len(item) for item in task if isinstance(item, (bytes, bytearray)))
+                    pending.append((pool.submit(_run_task, fn, task), size))
+                    queued_bytes += size
+                if not pending:
+                    return
+                future, size = pending.popleft()
+                queued_bytes -= size
+                yield from future.result()
     finally:
         gc.unfreeze()

@@ -1,6 +1,6 @@
 """Image fingerprints for duplicate detection: exact bytes, exact pixels, perceptual hashes, a confirm thumbnail.
 
-Pure: PIL, pywuffs, numpy and scipy only (no Flask, no database), so worker processes can run it and the
+Pure: PIL, pywuffs, numpy, scipy and xxhash only (no Flask, no database), so worker processes can run it and the
 web process, the CLI and the benchmarks share one definition of "the same picture".
 
 Choices, with reasons:
@@ -11,6 +11,10 @@ Choices, with reasons:
 - **Pixel hash of premultiplied RGBA.** Two files show the same picture when their premultiplied
   pixels agree; this ignores the invisible colour under alpha = 0 (lossless WebP rewrites it), and
   treats an opaque RGBA image, an RGB image and a greyscale image of the same pixels as equal.
+  The hash is xxh3-128 (``xxhash``), not sha256: 1 µs instead of 41 µs for a 128 px sticker's
+  64 KiB of pixels, 0.02 ms instead of 0.7 ms for a 512 px one. Unlike sha256 its collisions can be
+  made on purpose; the worst such a pair can do is be proposed as duplicates in the review, where a
+  person decides. Files keep sha256: it names them in the store.
 - **Signed 64-bit storage.** SQLite integers are signed 64-bit, so hashes are stored as int64
   (``to_signed64``) and reinterpreted as uint64 (``to_unsigned64``) for Hamming distances.
 - **Reduced-size decoding.** Perceptual hashes and the thumbnail only need ~64 px, so JPEGs are
@@ -36,6 +40,7 @@ from typing import Iterable
 
 import numpy as np
 import scipy.fft
+import xxhash
 from PIL import Image, ImageOps
 
 from .decoding import load_pixels
@@ -165,7 +170,7 @@ def _over_background(premultiplied: Image.Image) -> Image.Image:
 
 
 def pixel_hash(img: Image.Image) -> str:
-    """sha256 over size + premultiplied pixels: the same picture in another encoding hashes equal."""
+    """xxh3-128 over size + premultiplied pixels: the same picture in another encoding hashes equal."""
     img = normalise_mode(img)
     return _pixel_hash(img, _premultiplied(img))
 
@@ -176,7 +181,7 @@ def _premultiplied(img: Image.Image) -> Image.Image | None:
 
 
 def _pixel_hash(img: Image.Image, premultiplied: Image.Image | None) -> str:
-    h = hashlib.sha256()
+    h = xxhash.xxh3_128()
     if premultiplied is not None and premultiplied.getchannel(3).getextrema()[0] < 255:
         h.update(f"RGBa {img.width}x{img.height}\n".encode())
         h.update(premultiplied.tobytes())

@@ -1,6 +1,7 @@
 """Which near duplicates are really the same pixels in another encoding, for images without a pixel hash.
 
-The import decodes JPEGs at reduced size (curator.validation.reduced_decode), so they get no pixel hash there. Two
+The import decodes JPEGs at reduced size (curator.validation.reduced_decode), so they get no pixel hash there (nor
+do images indexed before the pixel hash became xxh3-128: migration 0003 cleared theirs). Two
 files with the same pixels are always proposed and confirmed as near duplicates (their fingerprints differ by at
 most the rounding of two reduced decodes), and only pictures of the same size can have the same pixels. So the exact
 check is done afterwards, on confirmed near pairs of equal size only: the missing pixel hashes are computed from a

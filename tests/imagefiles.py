@@ -26,9 +26,9 @@ def picture(size: int = 32, seed: int = 0, mode: str = "RGBA") -> Image.Image:
     return img
 
 
-def png_bytes(img: Image.Image, fmt: str = "PNG") -> bytes:
+def png_bytes(img: Image.Image, fmt: str = "PNG", **params) -> bytes:
     buf = io.BytesIO()
-    img.save(buf, fmt)
+    img.save(buf, fmt, **params)
     return buf.getvalue()
 
 

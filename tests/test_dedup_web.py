@@ -289,3 +289,35 @@ def test_a_jpeg_and_a_png_of_its_pixels_are_found_as_the_same_pixels(runner, app
         (group,) = ds.find_groups(db.session, ImageStore(instance_path))
     names = by_name(app)
     assert group.kind == "same-pixels" and set(group.ids) == {jpeg_id, names["cat/photo.tif"]}
+
+
+def test_pixel_hashes_from_before_xxh3_are_cleared_and_same_pixels_still_found(runner, app, tmp_path, instance_path):
+    """Tried: an index from before migration 0003, holding a sticker with an old sha256 pixel hash, opened by the
+    current app; then a lossless WebP of the same pixels imported. The old hash is cleared (it could never equal a
+    new one), and the search still finds the pair as the same pixels, hashing the stored PNG on demand."""
+    import hashlib
+    import sqlite3
+
+    from app import create_app
+    from curator.storage import ImageStore
+    from imagefiles import picture, png_bytes
+    sticker = picture(48, seed=7)
+    (tmp_path / "first" / "cat").mkdir(parents=True)
+    (tmp_path / "first" / "cat" / "a.png").write_bytes(png_bytes(sticker))
+    assert runner.invoke(cli, ["import", str(tmp_path / "first")]).exit_code == 0
+    old_hash = hashlib.sha256(b"RGBa 48x48\n" + sticker.convert("RGBa").tobytes()).hexdigest()
+    with app.app_context():
+        db.engine.dispose()
+    with sqlite3.connect(instance_path / "menagerie.sqlite3") as conn:  # as the previous release left it
+        conn.execute("update image set pixel_hash = ?", (old_hash,))
+        conn.execute("update alembic_version set version_num = '0002'")
+    reopened = create_app({"TESTING": True}, instance_path=instance_path)
+    with reopened.app_context():
+        assert db.session.scalars(select(Image.pixel_hash)).all() == [None]
+    (tmp_path / "second" / "cat").mkdir(parents=True)
+    (tmp_path / "second" / "cat" / "a.webp").write_bytes(png_bytes(sticker, "WEBP", lossless=True))
+    assert reopened.test_cli_runner().invoke(cli, ["import", str(tmp_path / "second")]).exit_code == 0
+    with reopened.app_context():
+        (group,) = ds.find_groups(db.session, ImageStore(instance_path))
+        new_hash = db.session.scalar(select(Image.pixel_hash).where(Image.format == "WEBP"))
+    assert group.kind == "same-pixels" and len(group.ids) == 2 and len(new_hash) == 32
