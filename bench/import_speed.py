@@ -29,9 +29,10 @@ DEMO = ROOT / "demo" / "animal-emoji" / "images"
 
 
 def build_sets(tmp: Path, n: int) -> dict[str, Path]:
-    """Two realistic sets of n files: the demo stickers (128 px RGBA PNG) and photo-sized JPEGs (768 px)."""
+    """Three realistic sets of n files: the demo stickers (128 px RGBA PNG), the same stickers at 512 px (Lanczos
+    upscales: larger sticker art) and photo-sized JPEGs (768 px, flattened on white)."""
     sources = sorted(DEMO.rglob("*.png"))
-    stickers, photos = tmp / "stickers", tmp / "photos"
+    stickers, big, photos = tmp / "stickers", tmp / "stickers512", tmp / "photos"
     for i in range(n):
         src = sources[i % len(sources)]
         img = Image.open(src).convert("RGBA")
@@ -42,6 +43,9 @@ def build_sets(tmp: Path, n: int) -> dict[str, Path]:
         if variant:  # distinct bytes for repeats: nudge one pixel so each file is a new image
             img.putpixel((variant % 128, 0), (variant % 256, 0, 0, 255))
         img.save(out)
+        out = big / cls / f"{variant}_{src.name}"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        img.resize((512, 512), Image.Resampling.LANCZOS).save(out)
         photo = Image.new("RGB", img.size, (255, 255, 255))
         photo.paste(img, mask=img.split()[3])
         photo = photo.resize((768, 768), Image.Resampling.BICUBIC)
@@ -50,7 +54,7 @@ def build_sets(tmp: Path, n: int) -> dict[str, Path]:
         out = photos / cls / f"{variant}_{src.stem}.jpg"
         out.parent.mkdir(parents=True, exist_ok=True)
         photo.save(out, "JPEG", quality=90)
-    return {"stickers 128px PNG": stickers, "photos 768px JPEG": photos}
+    return {"stickers 128px PNG": stickers, "stickers 512px PNG": big, "photos 768px JPEG": photos}
 
 
 def bare_loop(files: list[Path]) -> float:
@@ -89,7 +93,7 @@ def main() -> None:
         sets = build_sets(tmp / "src", args.n)
         print(f"{'set':<22}{'files':>7}{'bare img/s':>12}{'into empty':>12}{'ratio':>8}{'into used':>11}{'ratio':>8}")
         for label, folder in sets.items():
-            other = next(f for name, f in sets.items() if name != label)
+            other = sets["photos 768px JPEG"] if label != "photos 768px JPEG" else sets["stickers 128px PNG"]
             files = sorted(folder.rglob("*.*"))
             bare = min(bare_loop(files) for _ in range(args.repeat))
             empty, used = [], []

@@ -85,13 +85,26 @@ def make_thumbnail_bytes(img: PILImage.Image, alpha: bool, size: int = THUMB_SIZ
     new_size = (max(1, round(img.width * scale)), max(1, round(img.height * scale)))
     if scale > 2:
         thumb = img.resize(new_size, PILImage.Resampling.NEAREST)
-    elif new_size != img.size:  # box-reduce by an integer factor first, then Lanczos: ~2x faster, same look
-        thumb = img.resize(new_size, PILImage.Resampling.LANCZOS, reducing_gap=2.0)
+    elif new_size != img.size:
+        thumb = _downscale(img, new_size)
     else:
         thumb = img
     buf = io.BytesIO()
-    if alpha:
-        thumb.save(buf, "WEBP", quality=85, method=0)  # method 0: fastest encoder; thumbnails are small anyway
+    if alpha:  # lossless at the fastest setting: 0.7 ms for 192 px where lossy took 2 ms, for twice the bytes
+        thumb.save(buf, "WEBP", lossless=True, quality=0, method=0)
     else:
         thumb.save(buf, "JPEG", quality=88)
     return buf.getvalue()
+
+
+def _downscale(img: PILImage.Image, size: tuple[int, int]) -> PILImage.Image:
+    """Box-reduce by an integer factor first, leaving Lanczos at least a 1.25x step: 2-3x faster than Lanczos alone,
+    the same look at thumbnail size. Transparent pictures are premultiplied once for both steps (so no colour bleeds
+    in from invisible pixels); Pillow would premultiply and convert back around each step, which cost more than the
+    resizing itself on a 512 px sticker."""
+    factor = int(min(img.width / size[0], img.height / size[1]) / 1.25)
+    picture = img.convert("RGBa") if img.mode == "RGBA" else img
+    if factor >= 2:
+        picture = picture.reduce(factor)
+    picture = picture.resize(size, PILImage.Resampling.LANCZOS)
+    return picture.convert("RGBA") if img.mode == "RGBA" else picture
