@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import io
+import statistics
 import sys
 import tempfile
 import time
@@ -85,34 +86,37 @@ def menagerie_import(folder: Path, instance: Path) -> tuple[float, int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=600, help="files per set")
-    parser.add_argument("--repeat", type=int, default=3, help="best of this many runs")
+    parser.add_argument("--repeat", type=int, default=3, help="rounds (bare loop, then the imports)")
     parser.add_argument("--workdir", type=Path, default=ROOT, help="where the scratch instances go")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(dir=args.workdir, prefix=".bench-import-") as tmp_name:
         tmp = Path(tmp_name)
         sets = build_sets(tmp / "src", args.n)
         print(f"{'set':<22}{'files':>7}{'bare img/s':>12}{'into empty':>12}{'ratio':>8}{'into used':>11}{'ratio':>8}")
-        for label, folder in sets.items():
+        for number, (label, folder) in enumerate(sets.items()):
             other = sets["photos 768px JPEG"] if label != "photos 768px JPEG" else sets["stickers 128px PNG"]
             files = sorted(folder.rglob("*.*"))
-            bare = min(bare_loop(files) for _ in range(args.repeat))
-            empty, used = [], []
-            for r in range(args.repeat):
-                instance = tmp / f"instance-{label[:5]}-{r}-empty"
+            bare, empty, used = [], [], []
+            for r in range(args.repeat):  # each round times the bare loop right before its imports, so a slow spell
+                bare.append(bare_loop(files))  # of this shared machine slows both sides of the round's ratios
+                instance = tmp / f"instance-{number}-{r}-empty"
                 elapsed, added = menagerie_import(folder, instance)  # a new instance: creates its store folders
                 assert added == len(files), (added, len(files))
                 empty.append(elapsed)
-                instance = tmp / f"instance-{label[:5]}-{r}-used"  # (nothing is deleted before the end: on an ext4
+                instance = tmp / f"instance-{number}-{r}-used"  # (nothing is deleted before the end: on an ext4
                 menagerie_import(other, instance)  # mounted with 'discard', file creation crawls for a while after
                 elapsed, added = menagerie_import(folder, instance)  # a large delete)
                 assert added == len(files), (added, len(files))
                 used.append(elapsed)
             n = len(files)
-            print(f"{label:<22}{n:>7}{n / bare:>12.0f}{n / min(empty):>12.0f}{min(empty) / bare:>7.2f}x"
-                  f"{n / min(used):>11.0f}{min(used) / bare:>7.2f}x", flush=True)
-        print("img/s; ratio = import time / bare PIL open+load+sha256 time (target <= 3x); 'into empty' = the first batch"
-              " of a new instance (it also creates the store's 256 shard folders), 'into used' = a batch added to an"
-              f" instance already holding {args.n} other images; best of {args.repeat}")
+            ratio_empty = statistics.median(e / b for e, b in zip(empty, bare))
+            ratio_used = statistics.median(u / b for u, b in zip(used, bare))
+            print(f"{label:<22}{n:>7}{n / min(bare):>12.0f}{n / min(empty):>12.0f}{ratio_empty:>7.2f}x"
+                  f"{n / min(used):>11.0f}{ratio_used:>7.2f}x", flush=True)
+        print("img/s: best of the rounds; ratio = import time / bare PIL open+load+sha256 time of the same round, median"
+              f" of {args.repeat} rounds (target <= 3x); 'into empty' = the first batch of a new instance (it also creates"
+              " the store's 256 shard folders), 'into used' = a batch added to an instance already holding"
+              f" {args.n} other images")
 
 
 if __name__ == "__main__":

@@ -70,8 +70,8 @@ __all__ = [
     "fingerprint_many",
 ]
 
-BACKGROUND = (255, 255, 255)  # white: what flattening tools put behind transparency (_over_background
-# relies on it)
+# white: what flattening tools put behind transparency (_over_background's arithmetic assumes it)
+BACKGROUND = (255, 255, 255)
 HASH_WORK_SIDE = 64  # decoded images are box-reduced until their shorter side is just above this
 THUMB_SIDE = 64  # confirm-stage thumbnail: THUMB_SIDE x THUMB_SIDE RGB, uint8, row-major (12 KiB)
 _MASK64 = (1 << 64) - 1

@@ -261,6 +261,26 @@ def test_request_over_size_limit_is_refused_and_server_keeps_serving(client, app
     assert stored_files(instance_path) == []
 
 
+def test_links_and_hidden_files_inside_a_folder(runner, app, tmp_path):
+    """Tried: a folder holding a picture, a symbolic link to it, a linked folder of pictures outside, a hidden file,
+    a hidden folder, a .DS_Store and a nested class folder: the links are refused with a reason and not followed,
+    hidden things are skipped silently, the rest is imported in sorted order."""
+    src = tmp_path / "src"
+    write_picture(src / "cat" / "a.png", seed=1)
+    write_picture(src / "cat" / "kitten" / "b.png", seed=2)
+    (src / "cat" / "link.png").symlink_to(src / "cat" / "a.png")
+    write_picture(tmp_path / "elsewhere" / "c.png", seed=3)
+    (src / "dog").symlink_to(tmp_path / "elsewhere")
+    write_picture(src / "cat" / ".hidden.png", seed=4)
+    write_picture(src / ".git" / "d.png", seed=5)
+    (src / "cat" / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")
+    report = run_import(runner, src)
+    reasons = {i["file"]: i["reason"] for i in report["items"]}
+    assert list(reasons) == ["dog", "cat/a.png", "cat/link.png", "cat/kitten/b.png"]
+    assert "symbolic link" in reasons["cat/link.png"] and "symbolic link" in reasons["dog"]
+    assert (report["added"], report["rejected"]) == (2, 2)
+
+
 def test_folder_form_refuses_paths_outside_import_roots(client, app, tmp_path, instance_path):
     """Tried: a server folder outside the allowed roots, and a symlink inside a root pointing outside it."""
     write_picture(tmp_path / "outside" / "cat" / "x.png")
@@ -323,11 +343,13 @@ from curator.validation import Limits
 src, out = Path(sys.argv[1]), Path(sys.argv[2])
 candidates = list(iter_paths([src], None, Limits()))
 assert len(candidates) >= ingest.FORK_FROM and ingest.forking_is_safe()
+(src / "43-gone.png").unlink()  # listed, then deleted before it is read
 forked = list(ingest.stored_files(candidates, Limits(), out / "forked", workers=2))
 serial = list(ingest.stored_files(candidates, Limits(), out / "serial", workers=1))
 assert [type(r) for r in forked] == [type(r) for r in serial]
 assert [vars(r) if isinstance(r, ingest.Stored) else r.reason for r in forked] == \
        [vars(r) if isinstance(r, ingest.Stored) else r.reason for r in serial]
+assert forked[-1].reason == "cannot read the file: No such file or directory"
 stored = sorted(p.relative_to(out / "forked") for p in (out / "forked").rglob("*") if p.is_file())
 assert stored == sorted(p.relative_to(out / "serial") for p in (out / "serial").rglob("*") if p.is_file())
 print(len(forked), sum(isinstance(r, ingest.Stored) for r in forked))
@@ -335,9 +357,10 @@ print(len(forked), sum(isinstance(r, ingest.Stored) for r in forked))
 
 
 def test_files_stored_by_forked_workers_match_storing_them_here(tmp_path):
-    """Tried: 40 pictures, a copy, a truncated PNG and an HTML page named .jpg, stored by two forked worker
-    processes (the command line's path, run in a clean single-threaded interpreter) and one by one: the same results
-    in the same order, the same files."""
+    """Tried: 40 pictures, a copy, a truncated PNG, an HTML page named .jpg and a file deleted after it was listed,
+    stored by two forked worker processes (the command line's path, run in a clean single-threaded interpreter; the
+    workers read the files themselves) and one by one: the same results in the same order, the same files, and the
+    deleted file rejected with a reason instead of failing the import."""
     import subprocess
     import sys
     from project_paths import ROOT
@@ -347,10 +370,11 @@ def test_files_stored_by_forked_workers_match_storing_them_here(tmp_path):
     (src / "40-copy.png").write_bytes((src / "07.png").read_bytes())
     (src / "41-truncated.png").write_bytes(truncated_png())
     (src / "42-page.jpg").write_bytes(HTML_AS_JPG)
+    write_picture(src / "43-gone.png", size=48, seed=99)
     result = subprocess.run([sys.executable, "-c", FORKED_VS_SERIAL, str(src), str(tmp_path / "out")], cwd=ROOT,
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == ["43", "41"]
+    assert result.stdout.split() == ["44", "41"]
 
 
 KILLED_WORKER = r"""
