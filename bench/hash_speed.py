@@ -67,8 +67,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         sets = build_set(tmp)
         sets["all"] = [p for k in list(sets) for p in sets[k]]
-        print(f"{'set':<15}{'files':>6}{'baseline img/s':>16}{'ours 1 thread':>15}{f'ours {args.workers} proc':>13}"
-              f"{'x 1 thread':>12}{f'x {args.workers} proc':>10}")
+        print(f"{'set':<15}{'files':>6}{'baseline img/s':>16}{'ours 1 proc':>15}{f'ours {args.workers} proc':>13}"
+              f"{'x 1 proc':>12}{f'x {args.workers} proc':>10}")
         for name, paths in sets.items():
             base = time_it(lambda: [imagehash.phash(Image.open(p)) for p in paths], args.repeat)
             one = time_it(lambda: [fingerprint_file(p) for p in paths], args.repeat)

@@ -8,7 +8,9 @@ SQLite transaction), as `manage.py import` does it (files stored by two forked w
 
 The scratch instances go under --workdir, by default this project's folder (where ./instance lives), not /tmp: on
 the machine these figures come from, creating a file under /tmp cost about 1 ms of kernel time, 30x more than
-anywhere else on the same disk, and an import creates one or two files per image.
+anywhere else on the same disk, and an import creates one or two files per image. The same happens anywhere for a
+few minutes after a large delete (this bench deletes its scratch folder when it ends), so the bench first prints
+what creating a file costs; run it again later if that is well above 0.05 ms.
 """
 from __future__ import annotations
 
@@ -83,6 +85,18 @@ def menagerie_import(folder: Path, instance: Path) -> tuple[float, int]:
     return elapsed, added
 
 
+def file_creation_ms(folder: Path, count: int = 300) -> float:
+    """Milliseconds to create (and write 1 KiB to) a new file in `folder`: about 0.05 ms on this project's test disk
+    when nothing was deleted lately, and several times that for minutes after a large delete (ext4 skips inodes freed
+    in the last 30-300 s when it allocates one), which slows every import measured then."""
+    folder.mkdir(parents=True)
+    start = time.perf_counter()
+    for i in range(count):
+        with open(folder / f"{i}.bin", "wb") as f:
+            f.write(b"x" * 1024)
+    return (time.perf_counter() - start) / count * 1e3
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=600, help="files per set")
@@ -92,6 +106,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(dir=args.workdir, prefix=".bench-import-") as tmp_name:
         tmp = Path(tmp_name)
         sets = build_sets(tmp / "src", args.n)
+        print(f"creating a file under {args.workdir}: {file_creation_ms(tmp / 'probe'):.3f} ms (see file_creation_ms)")
         print(f"{'set':<22}{'files':>7}{'bare img/s':>12}{'into empty':>12}{'ratio':>8}{'into used':>11}{'ratio':>8}")
         for number, (label, folder) in enumerate(sets.items()):
             other = sets["photos 768px JPEG"] if label != "photos 768px JPEG" else sets["stickers 128px PNG"]

@@ -104,9 +104,9 @@ def stored_files(candidates: list[Candidate], limits: Limits, instance: Path,
     """Each candidate stored (or rejected), in input order.
 
     With `workers` > 1, at least FORK_FROM files and a single-threaded process, on `workers` forked processes
-    (curator.forking); otherwise here. Not threads, by measurement (bench/import_speed.py sets, median of 5 on the
-    2-vCPU test machine): two threads made 600 stickers take 0.89 s instead of 0.57 s, while two forked processes took
-    0.43 s against 0.68 s serial (stickers) and 0.72 s against 1.12 s (photos).
+    (curator.forking); otherwise here. Not threads, by measurement (bench/import_speed.py sets on the 2-vCPU test
+    machine): two threads made 600 stickers take 0.89 s instead of 0.57 s in one thread, while two forked processes
+    took 0.57 s down to 0.33 s.
     """
     store = partial(_store_or_reject, limits=limits, instance=instance)
     if workers <= 1 or len(candidates) < FORK_FROM or not forking_is_safe():
