@@ -4,8 +4,9 @@ Why: decoding is most of what importing or fingerprinting a PNG costs, and Pillo
 zlib. Wuffs (a memory-safe decoder library, here through ``pywuffs``) decodes the same pixels 1.8x (128 px stickers)
 to 2.8x (512 px) faster on this project's test machine. Pillow still reads the header, so size limits, format and
 mode are decided exactly as before (``curator.validation``), and it decodes what Wuffs is not used for: 16-bit
-samples and animated PNGs (Pillow's first-frame rules), and every other format (JPEG keeps libjpeg-turbo's reduced
-decoding). A test checks that both decoders give the same pixels for each PNG colour type, bit depth and interlacing.
+samples, animated PNGs (Pillow's first-frame rules), PNGs with metadata after the pixels (where EXIF orientation can
+hide), and every other format (JPEG keeps libjpeg-turbo's reduced decoding). Tests check that both decoders give the
+same visible pixels for each PNG colour type and bit depth, interlaced or not.
 """
 from __future__ import annotations
 
@@ -13,11 +14,12 @@ import numpy as np
 from PIL import Image
 
 from pywuffs import ImageDecoderQuirks, ImageDecoderType, PixelFormat
-from pywuffs.aux import ImageDecoder, ImageDecoderConfig, ImageDecoderFlags
+from pywuffs.aux import ImageDecoder, ImageDecoderConfig
 
 __all__ = ["load_pixels"]
 
 _PNG_BIT_DEPTH_OFFSET = 24  # 8-byte signature, IHDR length and type, width, height: then the bit depth
+_LATE_METADATA = {b"eXIf", b"tEXt", b"zTXt", b"iTXt"}  # after the pixels, only Pillow's load() reads these
 _OUTPUTS = {  # (Wuffs pixel format, Pillow mode) by whether the picture has transparency, and then by Pillow's mode
     "alpha": (PixelFormat.RGBA_NONPREMUL, "RGBA"),
     "1": (PixelFormat.Y, "L"),
@@ -40,7 +42,7 @@ def load_pixels(img: Image.Image, data: bytes) -> Image.Image:
 
 def _wuffs_png(img: Image.Image, data: bytes) -> Image.Image | None:
     if img.format != "PNG" or getattr(img, "n_frames", 1) > 1 or len(data) <= _PNG_BIT_DEPTH_OFFSET \
-            or data[_PNG_BIT_DEPTH_OFFSET] > 8:
+            or data[_PNG_BIT_DEPTH_OFFSET] > 8 or _metadata_after_pixels(img, data):
         return None
     transparent = img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info
     output = _OUTPUTS["alpha"] if transparent else _OUTPUTS.get(img.mode)
@@ -50,7 +52,6 @@ def _wuffs_png(img: Image.Image, data: bytes) -> Image.Image | None:
     config = ImageDecoderConfig()  # a decoder per call (about 2 µs): nothing shared between threads
     config.enabled_decoders = [ImageDecoderType.PNG]
     config.pixel_format = pixel_format
-    config.flags = [ImageDecoderFlags.REPORT_METADATA_EXIF]  # an eXIf chunk may follow the pixels
     config.quirks = {ImageDecoderQuirks.IGNORE_CHECKSUM: 0}  # pywuffs skips PNG and zlib checksums unless told
     result = ImageDecoder(config).decode(data)
     if result.error_message:
@@ -63,7 +64,22 @@ def _wuffs_png(img: Image.Image, data: bytes) -> Image.Image | None:
     else:
         decoded = Image.fromarray(pixels[:, :, 0] if mode == "L" else pixels)
     decoded.info = dict(img.info)
-    if result.reported_metadata and "exif" not in decoded.info:  # only EXIF was asked for; Pillow's form of it
-        decoded.info["exif"] = b"Exif\x00\x00" + result.reported_metadata[0].data.tobytes()
+    if mode == "RGBA":
+        decoded.info.pop("transparency", None)  # applied: the alpha channel holds it now
     decoded.format = img.format
     return decoded
+
+
+def _metadata_after_pixels(img: Image.Image, data: bytes) -> bool:
+    """Does a chunk that can carry EXIF orientation (eXIf, or XMP / raw EXIF in a text chunk) follow the pixel data?
+    Pillow's header read stopped at the first IDAT; what comes after it only Pillow's own decode takes in."""
+    pos = img.tile[0][2] - 8 if img.tile else len(data)  # the first IDAT chunk
+    while pos + 8 <= len(data):
+        length = int.from_bytes(data[pos:pos + 4], "big")
+        kind = data[pos + 4:pos + 8]
+        if kind in _LATE_METADATA:
+            return True
+        if kind == b"IEND":
+            break
+        pos += 12 + length
+    return False

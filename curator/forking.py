@@ -37,21 +37,29 @@ def map_in_forks(fn: Callable[[T], R], items: Iterable[T], workers: int, task_si
     while the caller works through a batch of results (the import indexes 128 at a time), and a huge input is never
     all in memory. The caller checks ``forking_is_safe``."""
     items = iter(items)
-    gc.freeze()  # the workers' garbage collections then leave the inherited objects (and their pages) untouched
+    freeze = gc.get_freeze_count() == 0  # (a caller's own freeze is left as it was)
+    if freeze:
+        gc.freeze()  # the workers' garbage collections then leave the inherited objects (and their pages) untouched
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
     try:
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
-            pending: deque = deque()  # (future, bytes it carries)
-            queued_bytes = 0
-            while True:
-                while len(pending) < tasks_ahead and queued_bytes < bytes_ahead \
-                        and (task := list(islice(items, task_size))):
-                    size = sum(len(item) for item in task if isinstance(item, (bytes, bytearray)))
-                    pending.append((pool.submit(_run_task, fn, task), size))
-                    queued_bytes += size
-                if not pending:
-                    return
-                future, size = pending.popleft()
-                queued_bytes -= size
-                yield from future.result()
+        pending: deque = deque()  # (future, bytes it carries)
+        queued_bytes = 0
+        while True:
+            while len(pending) < tasks_ahead and queued_bytes < bytes_ahead \
+                    and (task := list(islice(items, task_size))):
+                size = sum(len(item) for item in task if isinstance(item, (bytes, bytearray)))
+                pending.append((pool.submit(_run_task, fn, task), size))
+                queued_bytes += size
+            if not pending:
+                break
+            future, size = pending.popleft()
+            queued_bytes -= size
+            yield from future.result()
+    except BaseException:  # an error, or the caller stopped early (GeneratorExit): drop the queued tasks unstarted
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    else:
+        pool.shutdown(wait=True)
     finally:
-        gc.unfreeze()
+        if freeze:
+            gc.unfreeze()

@@ -6,6 +6,7 @@ subfolder; a loose file belongs to the class the user chose (or none). Unsafe ar
 """
 from __future__ import annotations
 
+import errno
 import os
 import stat
 import zipfile
@@ -50,15 +51,25 @@ def _skip(name: str) -> bool:
 
 
 def read_limited(path: Path, limits: Limits) -> bytes:
-    """A file's bytes, refusing one over the size limit before reading it."""
+    """A regular file's bytes, refusing one over the size limit before reading it. What was put in its place since
+    it was listed is refused too: a symbolic link (not followed), or a pipe, socket or device (a pipe would block)."""
     try:
-        size = path.stat().st_size
-        if size > limits.max_file_bytes:
-            raise Rejected(f"file too large: {size / 2**20:.1f} MiB exceeds the "
-                           f"{limits.max_file_bytes / 2**20:.0f} MiB limit")
-        return path.read_bytes()
-    except OSError as exc:  # gone since it was listed, or not readable by this user
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as exc:  # gone since it was listed, not readable by this user, or a link
+        if exc.errno == errno.ELOOP:
+            raise Rejected("symbolic link: links are not followed") from None
         raise Rejected(f"cannot read the file: {exc.strerror or exc}") from None
+    with os.fdopen(fd, "rb") as f:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise Rejected("not a regular file (a pipe, socket or device)")
+        if info.st_size > limits.max_file_bytes:
+            raise Rejected(f"file too large: {info.st_size / 2**20:.1f} MiB exceeds the "
+                           f"{limits.max_file_bytes / 2**20:.0f} MiB limit")
+        try:
+            return f.read()
+        except OSError as exc:
+            raise Rejected(f"cannot read the file: {exc.strerror or exc}") from None
 
 
 def _file_reader(path: Path, limits: Limits) -> Callable[[], bytes]:
@@ -81,19 +92,23 @@ def _walk(directory: str, parts: list[str], default_class: str | None, limits: L
         with os.scandir(directory) as scan:
             entries = sorted(scan, key=lambda entry: entry.name)
     except OSError as exc:  # not readable by this user: said, and the rest is imported
-        yield Candidate("/".join(parts) + "/", None, _raiser(f"cannot read the folder: {exc.strerror or exc}"))
+        name = "/".join(parts) or os.path.basename(directory)
+        yield Candidate(f"{name}/", None, _raiser(f"cannot read the folder: {exc.strerror or exc}"))
         return
     subfolders = []
     for entry in entries:
+        rel_parts = [*parts, entry.name]
+        rel = "/".join(rel_parts)
+        if _skip(rel):  # hidden files and folders (a hidden folder is not even entered)
+            continue
         if entry.is_dir(follow_symlinks=False):
             subfolders.append(entry)
             continue
-        rel_parts = [*parts, entry.name]
-        rel = "/".join(rel_parts)
-        if _skip(rel):
-            continue
         if entry.is_symlink():
             yield Candidate(rel, None, _raiser("symbolic link: links are not followed"))
+            continue
+        if not entry.is_file(follow_symlinks=False):
+            yield Candidate(rel, None, _raiser("not a regular file (a pipe, socket or device)"))
             continue
         path = Path(entry.path)
         if entry.name.lower().endswith(".zip") and zipfile.is_zipfile(path):  # the cheap test first: one per file
@@ -169,4 +184,5 @@ def iter_paths(paths: list[Path], default_class: str | None, limits: Limits,
         elif path.suffix.lower() == ".zip":
             yield from iter_zip(path, default_class, limits)
         else:
-            yield Candidate(path.name, default_class, _file_reader(path, limits), path)
+            real = Path(os.path.realpath(path))  # a file named by the user may be a link: read what it points to
+            yield Candidate(path.name, default_class, _file_reader(real, limits), real)

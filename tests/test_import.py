@@ -274,11 +274,32 @@ def test_links_and_hidden_files_inside_a_folder(runner, app, tmp_path):
     write_picture(src / "cat" / ".hidden.png", seed=4)
     write_picture(src / ".git" / "d.png", seed=5)
     (src / "cat" / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")
+    os.mkfifo(src / "cat" / "pipe.png")  # reading it would wait forever for a writer
     report = run_import(runner, src)
     reasons = {i["file"]: i["reason"] for i in report["items"]}
-    assert list(reasons) == ["dog", "cat/a.png", "cat/link.png", "cat/kitten/b.png"]
+    assert list(reasons) == ["dog", "cat/a.png", "cat/link.png", "cat/pipe.png", "cat/kitten/b.png"]
     assert "symbolic link" in reasons["cat/link.png"] and "symbolic link" in reasons["dog"]
-    assert (report["added"], report["rejected"]) == (2, 2)
+    assert reasons["cat/pipe.png"] == "not a regular file (a pipe, socket or device)"
+    assert (report["added"], report["rejected"]) == (2, 3)
+
+
+def test_a_file_named_on_the_command_line_may_be_a_link(runner, app, tmp_path):
+    """Tried: `import link.png` where link.png points at a picture: the user named it, so it is followed."""
+    write_picture(tmp_path / "pictures" / "a.png", seed=6)
+    (tmp_path / "link.png").symlink_to(tmp_path / "pictures" / "a.png")
+    report = run_import(runner, tmp_path / "link.png", "--class", "cat")
+    assert report["added"] == 1 and report["items"][0]["file"] == "link.png"
+
+
+def test_a_stored_file_left_empty_by_a_crash_is_written_again(runner, app, tmp_path, instance_path):
+    """Tried: a stored image truncated to 0 bytes (what an OS crash can leave of a file renamed without fsync), then
+    the same picture imported again: the import reports an exact duplicate and the stored file is whole again."""
+    write_picture(tmp_path / "src" / "cat" / "a.png", seed=8)
+    assert run_import(runner, tmp_path / "src")["added"] == 1
+    (stored,) = stored_files(instance_path)
+    stored.write_bytes(b"")
+    assert run_import(runner, tmp_path / "src")["duplicates"] == 1
+    assert stored.read_bytes() == (tmp_path / "src" / "cat" / "a.png").read_bytes()
 
 
 def test_folder_form_refuses_paths_outside_import_roots(client, app, tmp_path, instance_path):
@@ -344,12 +365,15 @@ src, out = Path(sys.argv[1]), Path(sys.argv[2])
 candidates = list(iter_paths([src], None, Limits()))
 assert len(candidates) >= ingest.FORK_FROM and ingest.forking_is_safe()
 (src / "43-gone.png").unlink()  # listed, then deleted before it is read
+(src / "44-swapped.png").unlink()  # listed, then replaced by a link to a picture outside the folder
+(src / "44-swapped.png").symlink_to(src.parent / "outside.png")
 forked = list(ingest.stored_files(candidates, Limits(), out / "forked", workers=2))
 serial = list(ingest.stored_files(candidates, Limits(), out / "serial", workers=1))
 assert [type(r) for r in forked] == [type(r) for r in serial]
 assert [vars(r) if isinstance(r, ingest.Stored) else r.reason for r in forked] == \
        [vars(r) if isinstance(r, ingest.Stored) else r.reason for r in serial]
-assert forked[-1].reason == "cannot read the file: No such file or directory"
+assert forked[-2].reason == "cannot read the file: No such file or directory"
+assert forked[-1].reason == "symbolic link: links are not followed"
 stored = sorted(p.relative_to(out / "forked") for p in (out / "forked").rglob("*") if p.is_file())
 assert stored == sorted(p.relative_to(out / "serial") for p in (out / "serial").rglob("*") if p.is_file())
 print(len(forked), sum(isinstance(r, ingest.Stored) for r in forked))
@@ -357,10 +381,10 @@ print(len(forked), sum(isinstance(r, ingest.Stored) for r in forked))
 
 
 def test_files_stored_by_forked_workers_match_storing_them_here(tmp_path):
-    """Tried: 40 pictures, a copy, a truncated PNG, an HTML page named .jpg and a file deleted after it was listed,
-    stored by two forked worker processes (the command line's path, run in a clean single-threaded interpreter; the
+    """Tried: 40 pictures, a copy, a truncated PNG, an HTML page named .jpg, a file deleted after it was listed and one
+    replaced by a symbolic link after it was listed, stored by two forked worker processes (the command line's path, run in a clean single-threaded interpreter; the
     workers read the files themselves) and one by one: the same results in the same order, the same files, and the
-    deleted file rejected with a reason instead of failing the import."""
+    deleted file and the link rejected with a reason instead of failing the import or following the link."""
     import subprocess
     import sys
     from project_paths import ROOT
@@ -371,10 +395,12 @@ def test_files_stored_by_forked_workers_match_storing_them_here(tmp_path):
     (src / "41-truncated.png").write_bytes(truncated_png())
     (src / "42-page.jpg").write_bytes(HTML_AS_JPG)
     write_picture(src / "43-gone.png", size=48, seed=99)
+    write_picture(src / "44-swapped.png", size=48, seed=98)
+    write_picture(tmp_path / "outside.png", size=48, seed=97)
     result = subprocess.run([sys.executable, "-c", FORKED_VS_SERIAL, str(src), str(tmp_path / "out")], cwd=ROOT,
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == ["44", "41"]
+    assert result.stdout.split() == ["45", "41"]
 
 
 KILLED_WORKER = r"""
