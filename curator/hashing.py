@@ -377,7 +377,7 @@ def fingerprint_many(paths: Iterable[str | os.PathLike], workers: int = 2, *, on
         raise ValueError("on_error must be 'raise' or 'return'")
     paths = [os.fspath(p) for p in paths]
     if workers > 1 and len(paths) >= 2 * workers and forking_is_safe():
-        computed = map_in_forks(_fingerprint_or_error, paths, workers, task_size=8)
+        computed = map_in_forks(_fingerprint_or_error, paths, workers, task_size=16)
     else:
         computed = map(_fingerprint_or_error, paths)
     results = []
