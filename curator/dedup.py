@@ -5,8 +5,8 @@ recompressed" from "another picture of the same subject in the same style":
 
 1. **Propose**: pairs whose pHash *or* dHash differ by at most ``hash_threshold`` bits (a loose
    threshold, found with the banded ``HammingIndex``, sub-quadratic).
-2. **Confirm**: compare the 64x64 aligned thumbnails (``curator.hashing.confirm_thumbnail``). Crops and
-   shifts of a few percent are undone by searching, per axis, the (left, right) offsets that best
+2. **Confirm**: compare the 64x64 aligned thumbnails (``ImageFingerprint.thumb``, from ``curator.hashing``).
+   Crops and shifts of a few percent are undone by searching, per axis, the (left, right) offsets that best
    align the 1-D intensity profiles, in both directions. The aligned pair then gets one score from
    two terms: a *colour residual* after allowing a brightness change (one gain shared by the three
    channels, applied to the picture and optionally to its white background; measured on 4x4 cell

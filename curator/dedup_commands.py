@@ -33,18 +33,12 @@ def dedup_command(threshold: str | None, apply: bool, as_json: bool) -> None:
     """List duplicate groups among the active images with the suggested keeper (highest resolution, then best
     rating, then oldest); --apply resolves them all."""
     from .db import db
-    from .dedup_service import (
-        DedupError,
-        find_groups,
-        group_summary,
-        parse_threshold,
-        resolve_all_suggested,
-    )
+    from .dedup_service import DedupError, find_groups, group_summary, parse_threshold, resolve_all_suggested
+    from .storage import ImageStore
     try:
         bits = parse_threshold(threshold)
     except DedupError as exc:
         raise click.BadParameter(str(exc), param_hint="--threshold") from None
-    from .storage import ImageStore
     groups = find_groups(db.session, ImageStore(current_app.instance_path), hash_threshold=bits)
     result = {"threshold": bits, "groups": [group_summary(g) for g in groups], "applied": False, "decisions": []}
     lines = [f"{len(groups)} duplicate group(s) at threshold {bits} bits."]
@@ -110,8 +104,7 @@ def merge_command(paths: tuple[Path, ...], dry_run: bool, as_json: bool) -> None
     """
     from .db import db
     from .ingest import CLI_WORKERS, WORKER_DIED
-    from .merging import MergeError, bad_folder_names, commit, merge_candidates, stage
-    from .merging import dry_run as plan_merge
+    from .merging import MergeError, bad_folder_names, commit, dry_run as plan_merge, merge_candidates, stage
     from .sources import SourceError
     from .storage import ImageStore
     from .validation import Limits

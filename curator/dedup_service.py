@@ -203,8 +203,10 @@ def class_groups(session: Session, class_id: int) -> list[dedup.Group]:
                              scope=("class", class_id)), set(fps))
 
 
-def find_groups(session: Session, store: ImageStore | None = None, *, hash_threshold: int = dedup.DEFAULT_HASH_THRESHOLD,
-                confirm_threshold: float = dedup.DEFAULT_CONFIRM_THRESHOLD, with_ratings: bool = True) -> list[DupGroup]:
+def find_groups(session: Session, store: ImageStore | None = None, *,
+                hash_threshold: int = dedup.DEFAULT_HASH_THRESHOLD,
+                confirm_threshold: float = dedup.DEFAULT_CONFIRM_THRESHOLD,
+                with_ratings: bool = True) -> list[DupGroup]:
     """Duplicate groups among the active images, each with its suggested keeper. With the image `store`, near pairs
     that are the same pixels (JPEGs have no pixel hash from the import) are labelled so (curator.same_pixels)."""
     fps = load_hashes(session, ACTIVE)

@@ -45,7 +45,7 @@ from PIL import Image, ImageOps
 
 from .decoding import load_pixels
 from .forking import forking_is_safe, map_in_forks
-from .validation import reduced_decode
+from .validation import has_alpha_channel as has_alpha, reduced_decode  # one definition of "has transparency"
 
 __all__ = [
     "BACKGROUND",
@@ -62,7 +62,6 @@ __all__ = [
     "pixel_hash_of_bytes",
     "perceptual_hashes",
     "work_image",
-    "confirm_thumbnail",
     "thumb_array",
     "fingerprint_image",
     "fingerprint_bytes",
@@ -108,11 +107,6 @@ def to_unsigned64(value: int) -> int:
     if not -(1 << 63) <= value < (1 << 63):
         raise ValueError(f"not a signed 64-bit value: {value}")
     return value & _MASK64
-
-
-def has_alpha(img: Image.Image) -> bool:
-    """Does the image carry transparency (alpha channel or a transparent palette/colour key)?"""
-    return img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in img.info
 
 
 def normalise_mode(img: Image.Image) -> Image.Image:
@@ -223,6 +217,9 @@ def perceptual_hashes(img: Image.Image) -> dict[str, int]:
 
 
 def _hashes_and_thumb(work: Image.Image) -> tuple[int, int, bytes]:
+    """pHash, dHash and the confirm thumbnail: THUMB_SIDE x THUMB_SIDE RGB of the picture over the background,
+    squashed to a square, so every picture is sampled on the same grid and two thumbnails align pixel for pixel
+    (curator.dedup compares them with small shifts and scales to tolerate crops)."""
     thumb_img = work.resize((THUMB_SIDE, THUMB_SIDE), Image.Resampling.LANCZOS)
     # pHash resamples to 32x32 first; starting from the 64 px thumbnail instead of the work image is cheaper
     return phash_of(thumb_img), dhash_of(work), thumb_img.tobytes()
@@ -245,16 +242,6 @@ def dhash_of(img: Image.Image) -> int:
 def _bits_to_signed64(bits: np.ndarray) -> int:
     """Row-major bits, first bit most significant (imagehash's hex order), as signed int64."""
     return to_signed64(int.from_bytes(np.packbits(bits.ravel()).tobytes(), "big"))
-
-
-def confirm_thumbnail(img: Image.Image, *, composited: bool = False) -> bytes:
-    """THUMB_SIDE x THUMB_SIDE RGB bytes of the picture over the background, squashed to a square.
-
-    Every picture is sampled on the same grid, so two thumbnails align pixel for pixel; the confirm
-    stage (curator.dedup) compares them with small shifts/scales to tolerate crops.
-    """
-    rgb = img if composited else composite_for_hashing(img)
-    return rgb.resize((THUMB_SIDE, THUMB_SIDE), Image.Resampling.LANCZOS).tobytes()
 
 
 def thumb_array(thumb: bytes) -> np.ndarray:

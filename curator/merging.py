@@ -25,23 +25,8 @@ from sqlalchemy.orm import Session
 from . import dedup_service
 from .decisions import record
 from .dedup import check_new, match_order
-from .ingest import (
-    ClassCache,
-    fingerprint_valid,
-    import_candidates,
-    normalise_class_name,
-)
-from .models import (
-    ACTIVE,
-    REJECTED,
-    STAGED,
-    Batch,
-    BatchItem,
-    Decision,
-    Image,
-    ImageClass,
-    utcnow,
-)
+from .ingest import ClassCache, fingerprint_valid, import_candidates, normalise_class_name
+from .models import ACTIVE, REJECTED, STAGED, Batch, BatchItem, Decision, Image, ImageClass, utcnow
 from .same_pixels import upgrade_same_pixels
 from .sources import Candidate, SourceError, check_allowed, iter_paths, read_limited
 from .storage import ImageStore

@@ -99,7 +99,7 @@ def _walk(directory: str, parts: list[str], default_class: str | None, limits: L
     for entry in entries:
         rel_parts = [*parts, entry.name]
         rel = "/".join(rel_parts)
-        if _skip(rel):  # hidden files and folders (a hidden folder is not even entered)
+        if _skip(entry.name):  # hidden files and folders (a hidden folder is not even entered)
             continue
         if entry.is_dir(follow_symlinks=False):
             subfolders.append(entry)

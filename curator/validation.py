@@ -51,16 +51,12 @@ class ValidImage:
         return self.width, self.height
 
 
-def reduced_decode(img: PILImage.Image, side: int = REDUCED_DECODE_SIDE) -> bool:
+def reduced_decode(img: PILImage.Image, side: int = REDUCED_DECODE_SIDE) -> None:
     """Before ``load()``: let the decoder produce a smaller picture where the format can (JPEG DCT scaling to 1/2,
     1/4 or 1/8, both sides staying >= ``side``). Every byte is still entropy-decoded, so a truncated or corrupt file
-    fails as it would at full size. Returns True if the picture will still be decoded at full size (only then are
-    its pixels exact)."""
-    if img.format != "JPEG":
-        return True
-    size = img.size
-    img.draft(img.mode, (side, side))
-    return img.size == size
+    fails as it would at full size; ``img.size`` then tells the size it will be decoded at."""
+    if img.format == "JPEG":
+        img.draft(img.mode, (side, side))
 
 
 SIGNATURES = {b"\x89PNG\r\n\x1a\n": "PNG", b"\xff\xd8\xff": "JPEG", b"GIF8": "GIF", b"BM": "BMP",
