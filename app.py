@@ -6,11 +6,11 @@ import secrets
 from pathlib import Path
 
 from flask import Flask, render_template, request
-from flask_htmx import HTMX
-from flask_wtf.csrf import CSRFError, CSRFProtect
+from flask_wtf.csrf import CSRFError
 
-from curator.db import db
-from curator.migrate import upgrade
+from core import web
+from core.db import db
+from core.migrate import upgrade
 
 ROOT = Path(__file__).resolve().parent
 DEMO_DIR = ROOT / "demo" / "animal-emoji"
@@ -21,10 +21,6 @@ DEFAULT_INSTANCE = ROOT / "instance"
 HTMX_VERSION = "2.0.11"
 HTMX_URL = f"https://cdn.jsdelivr.net/npm/htmx.org@{HTMX_VERSION}/dist/htmx.min.js"
 HTMX_SRI = "sha384-2OatzQy1H+Zd/IIrjr1TcuDGqLXeHhbooAyJY1KdQMKnr4LZ22k31GBLdYKHmVjg"
-
-htmx = HTMX()
-csrf = CSRFProtect()
-
 
 def resolve_instance(instance_path: str | os.PathLike | None) -> Path:
     return Path(instance_path or os.environ.get("MENAGERIE_INSTANCE") or DEFAULT_INSTANCE).resolve()
@@ -76,26 +72,28 @@ def create_app(test_config: dict | None = None, instance_path: str | os.PathLike
         app.config.update(test_config)
 
     db.init_app(app)
-    htmx.init_app(app)
-    csrf.init_app(app)
+    web.init_app(app)
     with app.app_context():
         upgrade(db.engine, instance / ".migrate.lock")
-
-    import curator
-    app.register_blueprint(curator.bp)
-    import trainer
-    app.register_blueprint(trainer.bp)
+    for views in _feature_views():
+        app.register_blueprint(views.bp)
     _register_handlers(app)
     return app
 
 
-def _register_handlers(app: Flask) -> None:
-    @app.after_request
-    def vary_on_htmx(response):
-        """Full pages and htmx partials share URLs: caches must keep them apart."""
-        response.vary.add("HX-Request")
-        return response
+def _feature_views() -> list:
+    """Each feature's blueprint, in the order the navigation shows them."""
+    from curator.dedup import views as dedup
+    from curator.gallery import views as gallery
+    from curator.imports import views as imports
+    from curator.merge import views as merge
+    from curator.ranking import views as ranking
+    from curator.snapshots import views as snapshots
+    from trainer import views as trainer
+    return [gallery, imports, ranking, dedup, merge, snapshots, trainer]
 
+
+def _register_handlers(app: Flask) -> None:
     @app.errorhandler(413)
     def too_large(_exc):
         limit = app.config["MAX_CONTENT_LENGTH"] / 2**20

@@ -23,10 +23,10 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np  # noqa: E402
 
 from bench.near_dup_pairs import build_items  # noqa: E402
-from curator.dedup import (DEFAULT_CONFIRM_THRESHOLD, DEFAULT_HASH_THRESHOLD, confirm_scores,  # noqa: E402
+from curator.dedup.matching import (DEFAULT_CONFIRM_THRESHOLD, DEFAULT_HASH_THRESHOLD, confirm_scores,  # noqa: E402
                            find_duplicate_groups)
-from curator.hashing import THUMB_SIDE, fingerprint_bytes  # noqa: E402
-from curator.nearsearch import UnionFind, popcount64  # noqa: E402
+from curator.imports.hashing import THUMB_SIDE, fingerprint_bytes  # noqa: E402
+from curator.dedup.nearsearch import UnionFind, popcount64  # noqa: E402
 
 PREVIOUS_THRESHOLD = 0.88  # the previous confirm stage's default
 

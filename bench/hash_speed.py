@@ -1,11 +1,11 @@
-"""Hashing throughput of curator.hashing.fingerprint_many against a plain imagehash loop, same run.
+"""Hashing throughput of curator.imports.hashing.fingerprint_many against a plain imagehash loop, same run.
 
 Images: the demo emoji (128 px RGBA PNG) plus, written to a temp dir, copies at realistic sizes so
 decoding costs what it costs on user data: 1024 px JPEG (flattened on white, quality 90) and 512 px
 RGBA PNG upscales. Baseline: a single-process loop of ``imagehash.phash(Image.open(p))`` (which
 computes *only* a pHash). Ours computes sha256, pHash, dHash, the confirm thumbnail and, for files
 decoded at full size (PNG), the pixel hash; JPEGs are decoded at reduced size (DCT scaling), so their
-pixel hash is left to the duplicate search (curator.same_pixels). PNG cannot be decoded at reduced
+pixel hash is left to the duplicate search (curator.dedup.same_pixels). PNG cannot be decoded at reduced
 size, so there the decode bounds the gain at about the number of cores.
 
     python bench/hash_speed.py [--workers 2] [--repeat 3]
@@ -25,7 +25,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import imagehash  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from curator.hashing import fingerprint_file, fingerprint_many  # noqa: E402
+from curator.imports.hashing import fingerprint_file, fingerprint_many  # noqa: E402
 
 DEMO = str(Path(__file__).resolve().parent.parent / "demo" / "animal-emoji" / "images")  # the bundled copy
 
@@ -77,7 +77,7 @@ def main() -> None:
             print(f"{name:<15}{n:>6}{n / base:>16.0f}{n / one:>15.0f}{n / pool:>13.0f}"
                   f"{base / one:>11.2f}x{base / pool:>9.2f}x", flush=True)
     print("baseline = single-process imagehash.phash(Image.open(p)); ours = sha256 + pHash + dHash + thumbnail"
-          " (+ pixel hash for full-size decodes) on curator.hashing.fingerprint_many's forked processes; best of", args.repeat)
+          " (+ pixel hash for full-size decodes) on curator.imports.hashing.fingerprint_many's forked processes; best of", args.repeat)
 
 
 if __name__ == "__main__":

@@ -71,10 +71,10 @@ def bare_loop(files: list[Path]) -> float:
 
 def menagerie_import(folder: Path, instance: Path) -> tuple[float, int]:
     from app import create_app
-    from curator.db import db
-    from curator.imports import import_paths
-    from curator.storage import ImageStore
-    from curator.ingest import CLI_WORKERS
+    from core.db import db
+    from curator.imports.service import import_paths
+    from curator.imports.storage import ImageStore
+    from curator.imports.storing import CLI_WORKERS
     app = create_app({"TESTING": True}, instance_path=instance)
     with app.app_context():
         start = time.perf_counter()

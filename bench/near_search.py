@@ -1,4 +1,4 @@
-"""Speed of the banded Hamming search (curator.nearsearch) against brute force, in the same run.
+"""Speed of the banded Hamming search (curator.dedup.nearsearch) against brute force, in the same run.
 
 Random 64-bit hashes with planted near duplicates (copies of 1 % of the hashes with 1..10 bits
 flipped). For each size: all pairs within ``--distance`` bits, checked against brute-force NumPy
@@ -19,7 +19,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np  # noqa: E402
 
-from curator.nearsearch import HammingIndex, all_pairs_within, plan_bands, popcount64  # noqa: E402
+from curator.dedup.nearsearch import HammingIndex, all_pairs_within, plan_bands, popcount64  # noqa: E402
 
 
 def planted(n: int, rng: np.random.Generator, max_flip: int = 10) -> np.ndarray:

@@ -4,7 +4,7 @@ A simulated user holds a hidden true order of N images (default 512). Asked abou
 says "can't tell" (a tie) with probability --tie-rate when the two true ranks are within
 --tie-band places, and otherwise answers correctly except for --error-rate of answers (default 10%),
 which name the worse image (a flipped answer, not a coin flip). Both strategies — active
-(curator.pairing.choose_pair) and uniformly random distinct pairs — meet the same users (same
+(curator.ranking.pairing.choose_pair) and uniformly random distinct pairs — meet the same users (same
 seeds) in the same run. After 1x, 2x and 4x N*log2(N) comparisons we report Kendall's tau between
 the rating order and the true order, and top-K precision (share of the rated top-K that is truly
 top-K), mean +- sd over seeds. Then choose_pair is timed on a class of 5,000 images, with an
@@ -25,8 +25,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from curator.pairing import choose_pair  # noqa: E402
-from curator.rating import RatingConfig, RatingState, prob_in_top_k, settled_progress  # noqa: E402
+from curator.ranking.pairing import choose_pair  # noqa: E402
+from curator.ranking.rating import RatingConfig, RatingState, prob_in_top_k, settled_progress  # noqa: E402
 
 
 def kendall_tau(x: np.ndarray, y: np.ndarray) -> float:

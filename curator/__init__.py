@@ -1,22 +1,8 @@
-"""The curator: import, browse, rank, deduplicate and merge images into a dataset indexed in SQLite.
+"""The curator: the dataset, one sub-package per feature.
 
-Never imports torch or trainer: the web process stays light.
+`imports` (files in: validate, fingerprint, store once; batches), `gallery` (browse, relabel, reject, history and
+undo), `ranking` (pairwise answers, Bradley–Terry ratings, active pairing, triage), `dedup` (exact and near
+duplicates, calibration), `merge` (stage another dataset, preview, commit) and `snapshots` (freeze a selection for
+training). Each holds its pure logic, one `service` that owns its transactions, thin `views` (its blueprint) and
+`cli` commands, and its templates beside it. Never imports torch or trainer: the web process stays light.
 """
-from flask import Blueprint
-
-bp = Blueprint("curator", __name__, template_folder="templates", static_folder="static",
-               static_url_path="/curator-static")
-
-from . import views  # noqa: E402,F401  (routes register themselves on bp)
-from . import rank_views  # noqa: E402,F401
-from . import dedup_views  # noqa: E402,F401
-from . import merge_views  # noqa: E402,F401
-
-
-@bp.app_template_filter("class_label")
-def class_label(name: str | None) -> str:
-    """How a class shows on a page: images without a class are '(unlabelled)'; None means every class."""
-    from .queries import UNLABELLED
-    if name is None:
-        return "All classes"
-    return "(unlabelled)" if name in (UNLABELLED, "") else name

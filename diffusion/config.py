@@ -9,8 +9,8 @@ PRESETS = ("micro", "tiny", "small", "base")
 # (torch-free, checked by a test against diffusion.unet) so the web process can validate settings.
 PRESET_SIZE_FACTOR = {"micro": 2, "tiny": 8, "small": 8, "base": 8}
 PREDICTIONS = ("v", "eps")
-SAMPLERS = ("ddpm", "ddim", "dpm++2m")
-FITS = ("crop", "pad")
+SAMPLERS = ("dpm++2m", "ddim", "ddpm")  # the fast solver first: it is the default everywhere
+FITS = ("crop", "pad")  # how a snapshot's images become squares (curator.snapshots offers the same)
 DEVICES = ("auto", "cpu", "cuda", "mps")
 # Keys a run's config.json carries besides the settings; from_dict accepts and ignores them.
 RUN_METADATA_KEYS = ("class_names", "snapshot_id", "created")

@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import torch
 
+from .config import SAMPLERS
 from .schedule import CosineSchedule
-
-SAMPLERS = ("ddpm", "ddim", "dpm++2m")
 
 
 def bf16_is_fast(device: torch.device) -> bool:

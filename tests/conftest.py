@@ -2,18 +2,13 @@
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
-import pytest
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before any test imports torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from project_paths import ROOT  # noqa: E402
+import pytest  # noqa: E402
 
-sys.path.insert(0, str(ROOT))
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-from app import create_app  # noqa: E402
+from app import ROOT, create_app  # noqa: E402
 
 
 @pytest.fixture
@@ -32,7 +27,7 @@ def app(instance_path: Path, app_config: dict):
     config = {"TESTING": True, "WTF_CSRF_ENABLED": False, **app_config}
     app = create_app(config, instance_path=instance_path)
     yield app
-    from curator.db import db
+    from core.db import db
     with app.app_context():
         db.engine.dispose()
 

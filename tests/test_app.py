@@ -22,7 +22,7 @@ def test_instance_holds_database_and_schema_is_migrated(app, instance_path):
 
 def newest_revision() -> str:
     from alembic.script import ScriptDirectory
-    from curator.migrate import alembic_config
+    from core.migrate import alembic_config
     return ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 
@@ -30,7 +30,7 @@ def test_an_older_schema_is_upgraded_at_start_and_keeps_its_data(instance_path):
     """Tried: an index left at the first migration, with a class in it, opened by the current app."""
     from alembic import command
     from sqlalchemy import create_engine, text
-    from curator.migrate import alembic_config
+    from core.migrate import alembic_config
     instance_path.mkdir(parents=True)
     engine = create_engine(f"sqlite:///{instance_path / 'menagerie.sqlite3'}")
     with engine.begin() as connection:

@@ -1,4 +1,4 @@
-"""curator.decoding: Wuffs decodes PNGs to the pixels Pillow gives, and anything it is not used for goes to Pillow.
+"""curator.imports.decoding: Wuffs decodes PNGs to the pixels Pillow gives, and anything it is not used for goes to Pillow.
 
 What is tried: every PNG colour type at every bit depth up to 8 (1/2/4-bit grey, 1/2/4-bit palette, grey, grey+alpha,
 palette with a transparent index or an alpha table, RGB with and without a colour key, RGBA), Adam7-interlaced files
@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 from PIL import Image, PngImagePlugin
 
-from curator.decoding import load_pixels
-from curator.hashing import has_alpha, normalise_mode
-from curator.validation import Rejected, validate_image_bytes
+from curator.imports.decoding import load_pixels
+from curator.imports.hashing import has_alpha, normalise_mode
+from curator.imports.validation import Rejected, validate_image_bytes
 from imagefiles import picture, png_chunk, truncated_png
 
 

@@ -1,4 +1,4 @@
-"""curator.dedup (confirm stage, grouping, new-batch check, keeper) and curator.calibration maths."""
+"""curator.dedup.matching (confirm stage, grouping, new-batch check, keeper) and curator.dedup.calibration maths."""
 import io
 import random
 import sys
@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from curator.calibration import calibrate, pairs_for_calibration
-from curator.dedup import (DuplicateIndex, check_new, confirm_scores, find_duplicate_groups, suggest_keeper)
-from curator.hashing import THUMB_SIDE, fingerprint_bytes
+from curator.dedup.calibration import calibrate, pairs_for_calibration
+from curator.dedup.matching import (DuplicateIndex, check_new, confirm_scores, find_duplicate_groups, suggest_keeper)
+from curator.imports.hashing import THUMB_SIDE, fingerprint_bytes
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.near_dup_pairs import transform  # noqa: E402
@@ -35,7 +35,7 @@ RECIPES = ["resize", "jpeg", "webp", "crop", "bright", "crop+resize", "bright+jp
 def test_confirm_accepts_copies_and_rejects_hard_negatives():
     # tried: 8 transformed copies of a demo sticker vs the original; the same emoji in another style and
     # another emoji of the same class in the same style
-    from curator.dedup import DEFAULT_CONFIRM_THRESHOLD as T
+    from curator.dedup.matching import DEFAULT_CONFIRM_THRESHOLD as T
     orig = fp_of("cat/noto__cat.png")
     cps = copies("cat/noto__cat.png", RECIPES)
     scores = confirm_scores([orig.thumb] * len(cps), [c.thumb for c in cps.values()])
@@ -49,7 +49,7 @@ def test_confirm_accepts_copies_and_rejects_hard_negatives():
 def test_confirm_accepts_crop_jpeg_brightness_copies_of_demo_stickers():
     # tried: crop + brightness + JPEG (brightened over the kept background, and flattened first so the
     # background darkens too) of a flat-art and a shaded sticker; each copy against the original
-    from curator.dedup import DEFAULT_CONFIRM_THRESHOLD as T
+    from curator.dedup.matching import DEFAULT_CONFIRM_THRESHOLD as T
     for rel in ("cat/fluent-emoji-flat__black-cat.png", "bird/twemoji__bird.png", "cat/noto__cat.png"):
         cps = copies(rel, ["crop+bright+jpeg", "flatten+crop+bright+jpeg", "crop+bright+webp"], seed=1)
         scores = confirm_scores([fp_of(rel).thumb] * len(cps), [c.thumb for c in cps.values()])
@@ -59,7 +59,7 @@ def test_confirm_accepts_crop_jpeg_brightness_copies_of_demo_stickers():
 def test_confirm_rejects_other_rendering_and_recolouring_of_one_outline():
     # tried: Fluent flat vs Fluent 3-D of the same emoji (same outline, shading and highlights differ) and
     # the same drawing recoloured (OpenMoji brown bird vs grey "black bird", Twemoji red vs black bird)
-    from curator.dedup import DEFAULT_CONFIRM_THRESHOLD as T
+    from curator.dedup.matching import DEFAULT_CONFIRM_THRESHOLD as T
     pairs = [("cat/fluent-emoji-flat__black-cat.png", "cat/fluent-emoji__black-cat.png"),
              ("horse/fluent-emoji-flat__zebra.png", "horse/fluent-emoji__zebra.png"),
              ("bird/openmoji__bird.png", "bird/openmoji__black-bird.png"),
@@ -97,7 +97,7 @@ def brighten(img, factor, background_too):
 def test_colour_residual_allows_brightness_but_not_recolouring():
     # tried: +-10 % brightness over a kept background and of the whole flattened picture (white paint in the
     # sticker darkens, the background may not), two copies brightened differently, and the channels swapped
-    from curator.dedup import _as_thumbs, _colour_residual
+    from curator.dedup.matching import _as_thumbs, _colour_residual
     x = sticker()
     def resid(a, b):
         return float(_colour_residual(_as_thumbs(a[None]), _as_thumbs(b[None]))[0])
@@ -113,8 +113,8 @@ def test_colour_residual_allows_brightness_but_not_recolouring():
 def test_structure_term_rejects_a_highlight_the_colour_term_would_pass():
     # tried: the flat sticker against a rendering with soft shading and a highlight (colour residual alone
     # would accept it), and against a cropped, brightened JPEG copy of itself
-    from curator.dedup import DEFAULT_CONFIRM_THRESHOLD as T
-    from curator.dedup import _RESIDUAL_SCALE, _as_thumbs, _colour_residual, _worst_structure
+    from curator.dedup.matching import DEFAULT_CONFIRM_THRESHOLD as T
+    from curator.dedup.matching import _RESIDUAL_SCALE, _as_thumbs, _colour_residual, _worst_structure
     flat, shaded = sticker(), sticker(shade=0.05, highlight=True)
     a, b = _as_thumbs(flat[None]), _as_thumbs(shaded[None])
     assert 1 - float(_colour_residual(a, b)[0]) / _RESIDUAL_SCALE > T + 0.03
@@ -131,7 +131,7 @@ def test_structure_term_rejects_a_highlight_the_colour_term_would_pass():
 def test_profile_search_recovers_a_known_crop():
     # tried: a demo thumbnail warped by every 3rd known (left, right) crop on each axis; the search must find
     # a warp that reproduces it (ties between equivalent warps are fine)
-    from curator.dedup import _MATS, _as_thumbs, _best_axis_warp
+    from curator.dedup.matching import _MATS, _as_thumbs, _best_axis_warp
     x = _as_thumbs([fp_of("dog/twemoji__dog.png").thumb])
     grey = x.mean(axis=1)[0]
     ks = np.arange(0, len(_MATS), 3)

@@ -13,9 +13,9 @@ import pytest
 from PIL import Image as PILImage, ImageEnhance
 from sqlalchemy import func, select
 
-from curator import dedup_service as ds
-from curator.db import db
-from curator.models import CalibrationLabel, Comparison, Decision, Image, ImageClass
+from curator.dedup import service as ds
+from core.db import db
+from core.models import CalibrationLabel, Comparison, Decision, Image, ImageClass
 from manage import cli
 
 ORIGINAL = "cat/emojione__cat-face.png"
@@ -267,7 +267,7 @@ def test_a_jpeg_and_a_png_of_its_pixels_are_found_as_the_same_pixels(runner, app
     """Tried: a 1024x768 JPEG (imported without a pixel hash: it is decoded at reduced size) and a lossless PNG of
     its full decode, offered by `merge --dry-run`, by `merge`, then a TIFF of the same pixels imported anyway and
     found by the duplicate search. The exact check runs on the confirmed near pair of equal size."""
-    from curator.storage import ImageStore
+    from curator.imports.storage import ImageStore
     from imagefiles import photo, png_bytes
     jpeg = png_bytes(photo(), "JPEG")
     png = png_bytes(PILImage.open(io.BytesIO(jpeg)).convert("RGB"), "PNG")
@@ -299,7 +299,7 @@ def test_pixel_hashes_from_before_xxh3_are_cleared_and_same_pixels_still_found(r
     import sqlite3
 
     from app import create_app
-    from curator.storage import ImageStore
+    from curator.imports.storage import ImageStore
     from imagefiles import picture, png_bytes
     sticker = picture(48, seed=7)
     (tmp_path / "first" / "cat").mkdir(parents=True)

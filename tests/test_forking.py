@@ -1,4 +1,4 @@
-"""curator.forking: results in order, errors passed on, and a caller that stops early does not wait for queued work.
+"""curator.imports.forking: results in order, errors passed on, and a caller that stops early does not wait for queued work.
 
 Each case runs in a clean single-threaded interpreter: forking is only allowed there (as in the command line).
 """
@@ -13,7 +13,7 @@ SCRIPT = r"""
 import gc, os, sys, time
 from functools import partial
 from pathlib import Path
-from curator.forking import forking_is_safe, map_in_forks
+from curator.imports.forking import forking_is_safe, map_in_forks
 
 def mark(folder, item):
     (Path(folder) / str(item)).touch()

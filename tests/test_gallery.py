@@ -5,8 +5,8 @@ import re
 
 from sqlalchemy import select
 
-from curator.db import db
-from curator.models import Decision, Image
+from core.db import db
+from core.models import Decision, Image
 from manage import cli
 from imagefiles import write_picture
 

@@ -1,4 +1,4 @@
-"""curator.hashing: exact, pixel and perceptual fingerprints; alpha compositing; bad input."""
+"""curator.imports.hashing: exact, pixel and perceptual fingerprints; alpha compositing; bad input."""
 import io
 from pathlib import Path
 
@@ -7,7 +7,7 @@ import pytest
 from imagefiles import photo
 from PIL import Image
 
-from curator.hashing import (
+from curator.imports.hashing import (
     BACKGROUND,
     THUMB_SIDE,
     FingerprintError,
@@ -135,8 +135,8 @@ def test_sha256_and_bad_input():
 
 FORKED_FINGERPRINTS = r"""
 import glob, sys
-from curator.forking import forking_is_safe
-from curator.hashing import FingerprintError, fingerprint_many
+from curator.imports.forking import forking_is_safe
+from curator.imports.hashing import FingerprintError, fingerprint_many
 paths = sorted(glob.glob(sys.argv[1] + "/cat/*.png"))[:12] + ["/nonexistent/x.png"]
 assert forking_is_safe()
 forked = fingerprint_many(paths, workers=2, on_error="return")
@@ -162,7 +162,7 @@ def test_phash_and_dhash_are_bit_identical_to_imagehash():
     # tried: every demo sticker's work image, plus flat white and flat dark pictures (all-equal DCT ties)
     import imagehash
 
-    from curator.hashing import dhash_of, phash_of, work_image
+    from curator.imports.hashing import dhash_of, phash_of, work_image
     works = [work_image(Image.open(p)) for p in sorted(DEMO_DIR.glob("*/*.png"))]
     works += [Image.new("RGB", (64, 64), (255, 255, 255)), Image.new("RGB", (64, 64), (10, 20, 30))]
     for img in works:
@@ -172,8 +172,8 @@ def test_phash_and_dhash_are_bit_identical_to_imagehash():
 
 def test_large_jpeg_is_fingerprinted_at_reduced_size_like_its_full_decode():
     # tried: a 1024x768 JPEG (decoded at 1/4 scale) against a lossless PNG of its full-size decode
-    from curator.dedup import confirm_scores
-    from curator.nearsearch import hamming
+    from curator.dedup.matching import confirm_scores
+    from curator.dedup.nearsearch import hamming
     jpeg = encode(photo(), "JPEG", quality=90)
     reduced = fingerprint_bytes(jpeg)
     full = fingerprint_bytes(encode(Image.open(io.BytesIO(jpeg)).convert("RGB"), "PNG"))
@@ -191,7 +191,7 @@ def test_reduced_jpeg_reports_the_displayed_size_of_a_rotated_photo():
     exif[0x0112] = 6
     fp = fingerprint_bytes(encode(photo(1024, 512), "JPEG", exif=exif.tobytes()))
     assert (fp.width, fp.height) == (512, 1024)
-    from curator.nearsearch import hamming
+    from curator.dedup.nearsearch import hamming
     upright = fingerprint_bytes(encode(photo(1024, 512).transpose(Image.Transpose.ROTATE_270), "PNG"))
     unturned = fingerprint_bytes(encode(photo(1024, 512), "PNG"))
     assert hamming(fp.phash_u64, upright.phash_u64)[0] <= 4 < hamming(fp.phash_u64, unturned.phash_u64)[0]

@@ -23,8 +23,8 @@ from imagefiles import (
 )
 from sqlalchemy import func, select
 
-from curator.db import db
-from curator.models import Batch, BatchItem, Image, ImageClass
+from core.db import db
+from core.models import Batch, BatchItem, Image, ImageClass
 from manage import cli
 
 
@@ -72,7 +72,7 @@ def test_same_bytes_twice_are_stored_once(runner, app, tmp_path, instance_path):
 def test_copies_inside_one_import_point_at_the_image_it_added(runner, app, tmp_path, monkeypatch, chunk):
     """Tried: a file, two copies of it and another file in one import, with its rows written in one chunk and one
     row per chunk (the copies' rows then come after the original's insert)."""
-    from curator import ingest
+    from curator.imports import service as ingest
     monkeypatch.setattr(ingest, "CHUNK", chunk)
     write_picture(tmp_path / "a" / "1.png", seed=3)
     for name in ("2-copy.png", "3-copy.png"):
@@ -161,9 +161,9 @@ def test_thumbnail_of_a_photo_turned_by_exif_is_upright(client, runner, app, tmp
 
 def test_oversized_file_is_rejected_before_reading(app, tmp_path, instance_path):
     """Tried: a file over the per-file size limit (limit lowered for the test)."""
-    from curator.imports import import_paths
-    from curator.storage import ImageStore
-    from curator.validation import Limits
+    from curator.imports.service import import_paths
+    from curator.imports.storage import ImageStore
+    from curator.imports.validation import Limits
     write_picture(tmp_path / "big.png", size=64, seed=1)
     with app.app_context():
         batch = import_paths(db.session, ImageStore(instance_path), [tmp_path / "big.png"], class_name="cat",
@@ -202,9 +202,9 @@ def test_missing_path_and_bad_class_name_are_clear_errors(runner, tmp_path):
 def test_interrupted_import_leaves_index_unchanged(app, tmp_path, instance_path, monkeypatch):
     """Tried: the process fails half way through a batch (an error while indexing the fifth file, after two chunks
     of rows were already inserted)."""
-    from curator import ingest
-    from curator.imports import import_paths
-    from curator.storage import ImageStore
+    from curator.imports import service as ingest
+    from curator.imports.service import import_paths
+    from curator.imports.storage import ImageStore
     for i in range(5):
         write_picture(tmp_path / "src" / "cat" / f"{i}.png", seed=i)
     real = ingest._Indexer.item_for
@@ -358,9 +358,9 @@ def test_import_into_a_recreated_instance_folder(runner, app, tmp_path, instance
 FORKED_VS_SERIAL = r"""
 import sys
 from pathlib import Path
-from curator import ingest
-from curator.sources import iter_paths
-from curator.validation import Limits
+from curator.imports import storing as ingest
+from curator.imports.sources import iter_paths
+from curator.imports.validation import Limits
 src, out = Path(sys.argv[1]), Path(sys.argv[2])
 candidates = list(iter_paths([src], None, Limits()))
 assert len(candidates) >= ingest.FORK_FROM and ingest.forking_is_safe()
@@ -407,9 +407,9 @@ KILLED_WORKER = r"""
 import os, sys
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
-from curator import ingest
-from curator.sources import iter_paths
-from curator.validation import Limits
+from curator.imports import storing as ingest
+from curator.imports.sources import iter_paths
+from curator.imports.validation import Limits
 src, out = Path(sys.argv[1]), Path(sys.argv[2])
 real = ingest.store_one
 def dies_on_the_20th_file(data, limits, instance):

@@ -17,9 +17,9 @@ from PIL import Image as PILImage
 from sqlalchemy import func, select
 
 from app import create_app
-from curator import merging
-from curator.db import db
-from curator.models import Batch, BatchItem, Decision, Image, ImageClass
+from curator.merge import service as merging
+from core.db import db
+from core.models import Batch, BatchItem, Decision, Image, ImageClass
 from manage import cli
 
 EXISTING = ["cat/emojione__cat-face.png", "cat/twemoji__cat.png", "dog/emojione__dog.png"]

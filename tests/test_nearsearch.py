@@ -1,9 +1,9 @@
-"""curator.nearsearch: banded Hamming search is exact (vs brute force), incremental, and groups pairs."""
+"""curator.dedup.nearsearch: banded Hamming search is exact (vs brute force), incremental, and groups pairs."""
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from curator.nearsearch import (BandLayout, HammingIndex, UnionFind, all_pairs_within, brute_force_pairs,
+from curator.dedup.nearsearch import (BandLayout, HammingIndex, UnionFind, all_pairs_within, brute_force_pairs,
                                 group_pairs, hamming, popcount64)
 
 

@@ -1,4 +1,4 @@
-"""The rating maths and pair choice of the ranking feature (curator.rating, curator.pairing).
+"""The rating maths and pair choice of the ranking feature (curator.ranking.rating, curator.ranking.pairing).
 
 Pure logic, no database: each test says what it tries and what must hold.
 """
@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from curator.pairing import choose_pair
-from curator.rating import (Comparison, Rating, RatingConfig, RatingState, compute_ratings,
+from curator.ranking.pairing import choose_pair
+from curator.ranking.rating import (Comparison, Rating, RatingConfig, RatingState, compute_ratings,
                             normal_cdf, pair_counts, prob_in_top_k,
                             replay, settled_progress, update)
 

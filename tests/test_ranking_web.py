@@ -10,9 +10,9 @@ import threading
 import pytest
 from sqlalchemy import func, select
 
-from curator import ranking_service as rs
-from curator.db import db
-from curator.models import Comparison, Decision, Image, ImageClass
+from curator.ranking import service as rs
+from core.db import db
+from core.models import Comparison, Decision, Image, ImageClass
 from imagefiles import write_picture
 from manage import cli
 

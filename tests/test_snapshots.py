@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from curator.db import db
-from curator.imports import import_paths
-from curator.models import Comparison, Image, ImageClass, Snapshot
-from curator.snapshots import SnapshotError, create_snapshot, diff_with_previous
-from curator.storage import ImageStore
+from core.db import db
+from curator.imports.service import import_paths
+from core.models import Comparison, Image, ImageClass, Snapshot
+from curator.snapshots.service import SnapshotError, create_snapshot, diff_with_previous
+from curator.imports.storage import ImageStore
 from imagefiles import write_picture
 
 

@@ -17,11 +17,11 @@ import pytest
 from sqlalchemy import func, select
 
 import imagefiles
-from curator.db import db
-from curator.imports import import_paths
-from curator.models import Batch, Image, Run, Snapshot
-from curator.snapshots import create_snapshot
-from curator.storage import ImageStore
+from core.db import db
+from curator.imports.service import import_paths
+from core.models import Batch, Image, Run, Snapshot
+from curator.snapshots.service import create_snapshot
+from curator.imports.storage import ImageStore
 from diffusion import rundir
 
 TINY = {"eval": False, "sample_steps": 2, "samples_per_class": 2, "warmup_steps": 2, "log_every": 1,
@@ -38,7 +38,7 @@ def app_config() -> dict:
 
 def stop_leftover_processes(app) -> None:
     """After a test (even a failed one): end the training and sampling processes it started, by their ids."""
-    from trainer.runs import process_alive
+    from trainer.service import process_alive
     with app.app_context():
         launched = {r.id: r.pid for r in db.session.scalars(select(Run))}
     for run_dir in (p for p in (Path(app.instance_path) / "runs").glob("*") if p.is_dir()):

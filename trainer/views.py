@@ -1,31 +1,42 @@
 """Trainer pages: snapshots, the new-run form, the live run page, galleries, generation, stickers.
 
 Server-rendered; each region htmx swaps or polls is a `_partial.html` the full page includes too, so every page
-works as plain links and forms. Run state comes from the run's files (trainer.runs); nothing here loads torch.
+works as plain links and forms. Run state comes from the run's files (trainer.service); nothing here loads torch.
 """
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
-from flask import (Response, abort, current_app, flash, redirect, render_template, request, send_file, url_for)
+from flask import (Blueprint, Response, abort, current_app, flash, redirect, render_template, request, send_file,
+                   url_for)
 from werkzeug.utils import safe_join
 
-from curator.db import db
-from curator.ingest import import_candidates
-from curator.models import Run, Snapshot
-from curator.snapshots import (FITS, SnapshotError, create_snapshot, diff_with_previous, list_snapshots,
-                               manifest_path, read_manifest)
-from curator.sources import Candidate
-from curator.storage import ImageStore
-from curator.validation import Limits
+from core.db import db
+from core.forms import FormErrors
+from core.models import Run, Snapshot
+from core.web import get_or_404, is_htmx
+from curator.imports.service import import_candidates
+from curator.imports.sources import Candidate
+from curator.imports.storage import ImageStore
+from curator.imports.validation import Limits
+from curator.snapshots.service import SnapshotError, create_snapshot, list_snapshots, manifest_path, read_manifest
 from diffusion import rundir
-from diffusion.config import DEVICES, PRESETS, TrainConfig
+from diffusion.config import DEVICES, PRESETS, SAMPLERS, TrainConfig
+from trainer import stickers
+from trainer.service import (GenerationRequest, RunError, RunView, cancel, create_run, extend, latest_eval,
+                             list_generations, list_runs, loss_chart, read_generation, resume, schedule,
+                             start_generation, view_run)
 
-from . import bp, stickers
-from .runs import (SAMPLERS, GenerationRequest, RunError, RunView, cancel, create_run, extend, latest_eval,
-                   list_generations, list_runs, loss_chart, read_generation, resume, schedule, start_generation,
-                   view_run)
+bp = Blueprint("trainer", __name__, template_folder="templates", url_prefix="/train")
+
+
+@bp.record_once
+def _schedule_at_start(state) -> None:
+    """Runs queued while the server was down start now; runs that died meanwhile are marked failed."""
+    with state.app.app_context():
+        schedule(db.session, Path(state.app.instance_path))
+        db.session.remove()
+
 
 FORM_DEFAULTS = {"preset": "small", "image_size": "", "epochs": "50", "minutes": "", "batch_size": "64",
                  "lr": "0.002", "guidance": "3", "sample_every": "5", "seed": "0", "device": "auto",
@@ -35,10 +46,6 @@ FILE_TYPES = {".png": "image/png", ".gif": "image/gif"}
 
 def instance() -> Path:
     return Path(current_app.instance_path)
-
-
-def is_htmx() -> bool:
-    return request.headers.get("HX-Request") == "true"
 
 
 def run_schedule() -> list[str]:
@@ -53,41 +60,11 @@ def get_view(run_id: str) -> RunView:
 
 
 def get_row(run_id: str) -> Run:
-    return db.session.get(Run, run_id) or abort(404)
+    return get_or_404(db.session, Run, run_id)
 
 
 def _safe_id(text: str) -> bool:
     return bool(text) and "/" not in text and "\\" not in text and not text.startswith(".")
-
-
-# --- form parsing: every field gets a clear message --------------------------------------------------------
-
-class FormErrors(dict):
-    def number(self, form, key: str, label: str, kind, lo, hi, *, required: bool = True):
-        raw = (form.get(key) or "").strip()
-        if not raw:
-            if required:
-                self[key] = f"{label} is required."
-            return None
-        try:
-            value = kind(raw)
-        except ValueError:
-            self[key] = f"{label} must be a {'whole number' if kind is int else 'number'}, not {raw!r}."
-            return None
-        if kind is float and not math.isfinite(value):
-            self[key] = f"{label} must be a finite number."
-            return None
-        if not lo <= value <= hi:
-            self[key] = f"{label} must be between {lo:g} and {hi:g} (got {raw})."
-            return None
-        return value
-
-    def choice(self, form, key: str, label: str, choices, default=None):
-        value = (form.get(key) or default or "").strip()
-        if value not in choices:
-            self[key] = f"{label} must be one of {', '.join(choices)} (got {value!r})."
-            return None
-        return value
 
 
 def parse_run_form(form) -> tuple[dict, FormErrors]:
@@ -112,49 +89,6 @@ def parse_run_form(form) -> tuple[dict, FormErrors]:
     if not (form.get("snapshot") or "").strip():
         e["snapshot"] = "Choose a snapshot to train on (or 'snapshot the current data now')."
     return values, e
-
-
-# --- snapshots ----------------------------------------------------------------------------------------------
-
-def _snapshot_rows() -> list[dict]:
-    rows = []
-    for snap in list_snapshots(db.session):
-        try:
-            diff = diff_with_previous(db.session, instance(), snap)
-        except (OSError, ValueError) as exc:
-            diff, snap_error = None, f"manifest unreadable: {exc}"
-        else:
-            snap_error = ""
-        rows.append({"snap": snap, "diff": diff, "error": snap_error, "total": sum(snap.counts.values())})
-    return rows
-
-
-@bp.get("/snapshots")
-def snapshots():
-    return render_template("trainer/snapshots.html", rows=_snapshot_rows(), fits=FITS, form={}, errors={})
-
-
-@bp.post("/snapshots")
-def snapshot_create():
-    form = request.form
-    errors = FormErrors()
-    size = errors.number(form, "image_size", "Image size", int, 8, 512)
-    fit = errors.choice(form, "fit", "Fit", FITS, "crop")
-    selection = errors.choice(form, "selection", "Selection", ("active", "top-k"), "active")
-    top_k = errors.number(form, "top_k", "Top-k", int, 1, 100_000, required=selection == "top-k") \
-        if selection == "top-k" else None
-    background = (form.get("background") or "white").strip()
-    if not errors:
-        try:
-            snap = create_snapshot(db.session, instance(), image_size=size, fit=fit, background=background,
-                                   selection=selection, top_k=top_k, name=form.get("name"))
-        except SnapshotError as exc:
-            errors["_"] = str(exc)
-        else:
-            flash(f"Snapshot {snap.id} saved: {sum(snap.counts.values())} images in {len(snap.counts)} classes.", "ok")
-            return redirect(url_for("trainer.snapshots"))
-    return render_template("trainer/snapshots.html", rows=_snapshot_rows(), fits=FITS, form=form,
-                           errors=errors), 400
 
 
 # --- runs ---------------------------------------------------------------------------------------------------
@@ -458,7 +392,7 @@ def generation_send(run_id: str, gen_id: str):
                               source=f"run {run_id}",
                               limits=Limits(max_file_bytes=cfg["MAX_FILE_BYTES"], max_pixels=cfg["MAX_PIXELS"]))
     flash(f"Sent {len(picks)} generated image(s) to the curator as batch #{batch.id}.", "ok")
-    return redirect(url_for("curator.batch_report", batch_id=batch.id))
+    return redirect(url_for("imports.batch_report", batch_id=batch.id))
 
 
 # --- stickers -----------------------------------------------------------------------------------------------
@@ -493,6 +427,7 @@ def sticker_page(run_id: str):
     return render_template("trainer/sticker.html", view=view, file=request.args["file"], scale=scale,
                            background=background, error=error, scales=stickers.SCALES,
                            backgrounds=stickers.BACKGROUNDS)
+
 
 
 @bp.get("/runs/<run_id>/sticker.<fmt>")

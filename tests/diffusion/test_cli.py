@@ -2,7 +2,7 @@
 import json
 
 from diffusion import rundir
-from trainer.commands import sample_command, train_command
+from trainer.cli import sample_command, train_command
 
 from diffusion_helpers import make_image_folder
 

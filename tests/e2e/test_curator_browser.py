@@ -6,8 +6,8 @@ import re
 from playwright.sync_api import expect
 from sqlalchemy import select
 
-from curator.db import db
-from curator.models import Image
+from core.db import db
+from core.models import Image
 from imagefiles import write_picture
 
 

@@ -8,8 +8,8 @@ from PIL import Image as PILImage, ImageEnhance
 from playwright.sync_api import expect
 from sqlalchemy import select
 
-from curator.db import db
-from curator.models import Image
+from core.db import db
+from core.models import Image
 from manage import cli
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 from playwright.sync_api import expect
 from sqlalchemy import select
 
-from curator.db import db
-from curator.models import Comparison
+from core.db import db
+from core.models import Comparison
 from imagefiles import write_picture
 from manage import cli
 

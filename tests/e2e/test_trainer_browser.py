@@ -8,9 +8,9 @@ import pytest
 from playwright.sync_api import expect
 
 import imagefiles
-from curator.db import db
-from curator.imports import import_paths
-from curator.storage import ImageStore
+from core.db import db
+from curator.imports.service import import_paths
+from curator.imports.storage import ImageStore
 
 TINY = {"eval": False, "sample_steps": 2, "samples_per_class": 2, "warmup_steps": 2, "log_every": 1}
 

@@ -1,0 +1,50 @@
+"""What every blueprint shares on the web side: htmx and CSRF set-up, "is this an htmx request", partial-or-page
+rendering, ids from the URL, and the template helpers every page uses."""
+from __future__ import annotations
+
+from flask import Flask, abort, render_template
+from flask_htmx import HTMX
+from flask_wtf.csrf import CSRFProtect
+
+from core.models import UNLABELLED
+
+htmx = HTMX()
+csrf = CSRFProtect()
+
+MAX_ID = 2**63 - 1  # the database's integer range: a larger id in a URL names nothing
+
+
+def is_htmx() -> bool:
+    """True for requests htmx sends (the HX-Request header): answer them with the region they swap."""
+    return bool(htmx)
+
+
+def render_region(page: str, partial: str, **context) -> str:
+    """The htmx partial for an htmx request, else the full page that includes it (every page works without JS)."""
+    return render_template(partial if is_htmx() else page, **context)
+
+
+def get_or_404(session, model, ident):
+    """The row with this primary key, or 404 (never a 500 for an id outside the database's range)."""
+    if isinstance(ident, int) and not 0 <= ident <= MAX_ID:
+        abort(404)
+    return session.get(model, ident) or abort(404)
+
+
+def class_label(name: str | None) -> str:
+    """How a class shows on a page: images without a class are '(unlabelled)'; None means every class."""
+    if name is None:
+        return "All classes"
+    return "(unlabelled)" if name in (UNLABELLED, "") else name
+
+
+def init_app(app: Flask) -> None:
+    htmx.init_app(app)
+    csrf.init_app(app)
+    app.add_template_filter(class_label, "class_label")
+
+    @app.after_request
+    def vary_on_htmx(response):
+        """Full pages and htmx partials share URLs: caches must keep them apart."""
+        response.vary.add("HX-Request")
+        return response

@@ -1,0 +1,57 @@
+"""`manage.py dedup`: the duplicate review from the command line."""
+from __future__ import annotations
+
+import click
+from flask import current_app
+from flask.cli import with_appcontext
+
+from core.cli import emit, json_option
+
+
+@click.command("dedup")
+@click.option("--threshold", "threshold", default=None, metavar="BITS",
+              help="Hash distance (pHash or dHash, 0–32 bits) at which pairs are proposed before the thumbnail "
+                   "check confirms them (default 16).")
+@click.option("--apply", "apply", is_flag=True, help="Resolve every group with its suggested keeper "
+                                                      "(copies become 'duplicate'; each group undoable).")
+@json_option("the groups (and resolutions)")
+@with_appcontext
+def dedup_command(threshold: str | None, apply: bool, as_json: bool) -> None:
+    """List duplicate groups among the active images with the suggested keeper (highest resolution, then best
+    rating, then oldest); --apply resolves them all."""
+    from core.db import db
+    from curator.dedup.service import DedupError, find_groups, group_summary, parse_threshold, resolve_all_suggested
+    from curator.imports.storage import ImageStore
+    try:
+        bits = parse_threshold(threshold)
+    except DedupError as exc:
+        raise click.BadParameter(str(exc), param_hint="--threshold") from None
+    groups = find_groups(db.session, ImageStore(current_app.instance_path), hash_threshold=bits)
+    result = {"threshold": bits, "groups": [group_summary(g) for g in groups], "applied": False, "decisions": []}
+    lines = [f"{len(groups)} duplicate group(s) at threshold {bits} bits."]
+    for n, g in enumerate(groups, 1):
+        lines.append(f"Group {n} ({g.kind}, distance ≤ {g.max_distance}):")
+        for m in g.members:
+            img = m.image
+            mark = "keep" if m.id == g.keeper_id else "copy"
+            rating = f" rating {m.rating:.2f} (#{m.rank})" if m.rating is not None else ""
+            lines.append(f"  {mark} #{img.id} {img.width}x{img.height} {img.file_size} B "
+                         f"{img.class_name or '(unlabelled)'}{rating} {img.original_filename}")
+    if apply and groups:
+        try:
+            decisions = resolve_all_suggested(db.session, groups)
+            db.session.commit()
+        except BaseException:
+            db.session.rollback()
+            raise
+        result["applied"] = True
+        result["decisions"] = [d.id for d in decisions]
+        copies = sum(len(g.members) - 1 for g in groups)
+        lines.append(f"Resolved {len(groups)} group(s): {copies} image(s) marked duplicate "
+                     f"(decisions #{decisions[0].id}–#{decisions[-1].id}; undo each on the History page).")
+    elif groups:
+        lines.append("Run again with --apply to resolve them all with the suggested keepers.")
+    emit(result, as_json, "\n".join(lines))
+
+
+commands = [dedup_command]

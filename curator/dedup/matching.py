@@ -1,0 +1,539 @@
+"""Duplicate detection as pure functions: exact, same-pixels and near duplicates, grouped, with a keeper.
+
+Two stages, because one perceptual hash cannot separate "the same picture, resized/cropped/
+recompressed" from "another picture of the same subject in the same style":
+
+1. **Propose**: pairs whose pHash *or* dHash differ by at most ``hash_threshold`` bits (a loose
+   threshold, found with the banded ``HammingIndex``, sub-quadratic).
+2. **Confirm**: compare the 64x64 aligned thumbnails (``ImageFingerprint.thumb``, from ``curator.imports.hashing``).
+   Crops and shifts of a few percent are undone by searching, per axis, the (left, right) offsets that best
+   align the 1-D intensity profiles, in both directions. The aligned pair then gets one score from
+   two terms: a *colour residual* after allowing a brightness change (one gain shared by the three
+   channels, applied to the picture and optionally to its white background; measured on 4x4 cell
+   means), which rejects recolourings (a red bird and the same bird in black) and shading changes;
+   and the *worst local structure*, the mean of the worst 2 % of the SSIM contrast-structure map,
+   which rejects two renderings of one outline (Fluent flat vs Fluent 3-D: hard edges and flat
+   fills vs highlights and soft shading) even where their colours agree.
+   ``score = 1 - residual / 64 - 0.1 * (1 - worst structure) >= confirm_threshold``.
+
+Exact copies (same sha256) and the same pixels in another encoding (same pixel hash) are grouped
+too, without the confirm stage. Inputs are "fingerprint-like" objects: anything with ``sha256``,
+``pixel_hash``, ``phash``, ``dhash`` (signed or unsigned 64-bit ints) and ``thumb`` (bytes), e.g.
+``curator.imports.hashing.ImageFingerprint`` or a database row. No Flask, no SQLAlchemy.
+
+The defaults below were chosen on bench/dedup_quality.py (see its output for the curve).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Hashable, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from curator.imports.hashing import THUMB_SIDE
+from curator.dedup.nearsearch import HammingIndex, UnionFind, all_pairs_within, as_uint64, hamming
+
+__all__ = [
+    "DEFAULT_HASH_THRESHOLD",
+    "DEFAULT_CONFIRM_THRESHOLD",
+    "MAX_CROP",
+    "Match",
+    "Group",
+    "DuplicateIndex",
+    "confirm_scores",
+    "candidate_pairs",
+    "find_duplicate_groups",
+    "check_new",
+    "groups_from_matches",
+    "match_order",
+    "suggest_keeper",
+    "keeper_sort_key",
+]
+
+# Chosen on bench/dedup_quality.py (298 demo emoji x 6 transformed copies, 2.17M pairs, hard negatives),
+# checked on seeds 0, 1 and 2: stage 1 at 16 bits proposes all but one true pair; the highest-scoring
+# negative pair (Fluent flat vs Fluent 3-D black cat, a copy of each) scores 0.825-0.838 and the
+# 5th-percentile true pair 0.894-0.896, so 0.86 sits about midway: pairwise P 1.000 / R 0.985-0.991,
+# grouped R 0.996-1.000, no mixed group (see the bench output for the curve and the margins).
+DEFAULT_HASH_THRESHOLD = 16  # loose stage 1: propose a pair if pHash OR dHash is within this many bits
+DEFAULT_CONFIRM_THRESHOLD = 0.86  # stage 2: confirm score (colour residual and worst local structure) needed
+MAX_CROP = 0.06  # largest relative crop/shift per side the confirm stage undoes
+_CROP_STEPS = 13  # per-side offsets tried: -MAX_CROP .. +MAX_CROP in 1 % steps
+_RESIDUAL_CELLS = 16  # colour residual measured on a 16x16 grid of cell means (4x4 px cells at 64 px)
+_RESIDUAL_SCALE = 64.0  # grey levels of colour residual that bring the score from 1 to 0
+_MAX_GAIN = 1.25  # brightness gain allowed between two copies (+-10 % each way is 1.22)
+_GAIN_CLIP = 250.0  # values at or above this (clipped or background) do not vote for the gain
+_WHITE = 230.0  # pixels whose darkest channel is this bright may be background (own gain or none)
+_STRUCTURE_SIGMA = 1.5  # Gaussian window of the SSIM contrast-structure map, px at 64 px (SSIM's own)
+_SSIM_C2 = (0.03 * 255) ** 2  # SSIM's stabiliser: contrast below ~8 grey levels counts as flat
+_STRUCTURE_WORST = 0.02  # fraction of the map (worst pixels) that the structure term averages
+_STRUCTURE_WEIGHT = 0.1  # score lost per unit of (1 - worst local structure)
+_REFINE_FLOOR = 0.5  # pairs whose colour score is below this both ways skip the structure term
+
+KINDS = ("exact", "same-pixels", "near")
+
+
+@dataclass(frozen=True)
+class Match:
+    """One duplicate pair: ``a``/``b`` ids, kind ('exact', 'same-pixels', 'near'), distances, score."""
+
+    a: Hashable
+    b: Hashable
+    kind: str
+    phash_distance: int
+    dhash_distance: int
+    score: float  # confirm-stage similarity (1.0 for exact / same-pixels)
+
+
+@dataclass
+class Group:
+    """Ids that are copies of one picture; ``kind`` is the weakest link ('near' beats 'same-pixels')."""
+
+    members: list
+    kind: str
+    matches: list[Match] = field(default_factory=list)
+
+    @property
+    def max_distance(self) -> int:
+        return max((min(m.phash_distance, m.dhash_distance) for m in self.matches), default=0)
+
+
+# --------------------------------------------------------------------------- confirm stage
+
+
+def _interp_matrices(n: int = THUMB_SIDE, max_crop: float = MAX_CROP, steps: int = _CROP_STEPS):
+    """Linear-interpolation matrices mapping one thumbnail into the frame of another.
+
+    (left, right) are the fractions the other picture lost (positive) or gained (negative, sampled
+    at the clamped edge) on each side; crops of both copies in different places need both signs.
+    """
+    fracs = np.linspace(-max_crop, max_crop, steps)
+    mats, params = [], []
+    for left in fracs:
+        for right in fracs:
+            pos = (left + (np.arange(n) + 0.5) / n * (1.0 - left - right)) * n - 0.5
+            pos = np.clip(pos, 0, n - 1)
+            lo = np.floor(pos).astype(int)
+            hi = np.minimum(lo + 1, n - 1)
+            w = pos - lo
+            m = np.zeros((n, n))
+            m[np.arange(n), lo] += 1 - w
+            m[np.arange(n), hi] += w
+            mats.append(m)
+            params.append((left, right))
+    return np.stack(mats).astype(np.float32), params
+
+
+def _blur_matrix(n: int = THUMB_SIDE, sigma: float = _STRUCTURE_SIGMA) -> np.ndarray:
+    """(n, n) Gaussian smoothing matrix (rows sum to 1): ``B @ img @ B.T`` blurs an image."""
+    x = np.arange(n)
+    g = np.exp(-0.5 * ((x[:, None] - x[None, :]) / sigma) ** 2)
+    return (g / g.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+_MATS, _PARAMS = _interp_matrices()
+_BLUR = _blur_matrix()
+
+
+def _as_thumbs(thumbs) -> np.ndarray:
+    """(N, 3, S, S) float32, contiguous (channels first), from a sequence of thumbnail bytes or an array."""
+    if isinstance(thumbs, np.ndarray):
+        arr = thumbs.astype(np.float32, copy=False)
+    else:
+        size = THUMB_SIDE * THUMB_SIDE * 3
+        blobs = list(thumbs)
+        for i, t in enumerate(blobs):
+            if t is None or len(t) != size:
+                raise ValueError(f"thumbnail {i} has {0 if t is None else len(t)} bytes, expected {size}")
+        arr = np.frombuffer(b"".join(blobs), dtype=np.uint8).astype(np.float32)
+    return np.ascontiguousarray(arr.reshape(-1, THUMB_SIDE, THUMB_SIDE, 3).transpose(0, 3, 1, 2))
+
+
+def _cell_matrix(n: int = THUMB_SIDE, cells: int = _RESIDUAL_CELLS) -> np.ndarray:
+    """(cells, n) averaging matrix: ``P @ img @ P.T`` is the grid of cell means of an n x n image."""
+    p = np.zeros((cells, n), dtype=np.float32)
+    q = n // cells
+    for c in range(cells):
+        p[c, c * q : (c + 1) * q] = 1.0 / q
+    return p
+
+
+_CELLS = _cell_matrix()
+
+
+def _both_sides_t(stack: np.ndarray, a: np.ndarray) -> np.ndarray:
+    """``(a @ m @ a.T).T`` for every (S, S) matrix ``m`` of ``stack`` (..., S, S); ``a`` is (R, S).
+
+    Two plain 2-D GEMMs instead of many small batched ones (much faster). The result comes out
+    transposed; callers only take order-free statistics of it (sums, means, worst values).
+    """
+    *lead, s, _ = stack.shape
+    once = (stack.reshape(-1, s) @ a.T).reshape(-1, s, a.shape[0])  # m @ a.T
+    twice = once.transpose(0, 2, 1).reshape(-1, s) @ a.T  # (a @ m @ a.T).T
+    return twice.reshape(*lead, a.shape[0], a.shape[0])
+
+
+def _best_axis_warp(src_prof: np.ndarray, dst_prof: np.ndarray) -> np.ndarray:
+    """Index into _MATS of the crop that best maps each source profile (N, S) onto its target.
+
+    Best = highest normalised correlation; the target is normalised once and the warped
+    profiles' means come from one small GEMM, so the (N, K, S) candidates are read twice only.
+    """
+    k, size, _ = _MATS.shape
+    src_prof = src_prof - src_prof.mean(axis=1, keepdims=True)  # rows of each warp sum to 1: NCC unchanged,
+    warped = (src_prof @ _MATS_FLAT_T).reshape(-1, k, size)  # and float32 sums of squares stay accurate
+    d = dst_prof - dst_prof.mean(axis=1, keepdims=True)
+    d /= np.maximum(np.sqrt((d * d).sum(axis=1, keepdims=True)), 1e-6)
+    num = np.einsum("nks,ns->nk", warped, d)
+    mean = src_prof @ _MATS_MEAN_T  # (N, K)
+    var = np.einsum("nks,nks->nk", warped, warped) - size * mean * mean
+    return np.argmax(num / np.sqrt(np.maximum(var, 1e-6)), axis=1)
+
+
+_MATS_FLAT_T = np.ascontiguousarray(_MATS.reshape(-1, THUMB_SIDE).T)  # (S, K*S)
+_MATS_MEAN_T = np.ascontiguousarray(_MATS.mean(axis=1).T)  # (S, K): mean of each warped profile
+
+
+def _colour_residual(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """RMS grey levels by which ``y`` differs from ``x`` (both (N, C, S, S)) once brightness changes are allowed for.
+
+    Brightness model: one gain for all three channels (so a recoloured drawing, e.g. a red bird
+    made black, is not explained away as a per-channel gain), fitted on values that are neither
+    clipped nor background in either picture. Editors brighten a sticker over its kept background
+    or the whole picture flattened on white, and two copies may have had either, so a bright pixel
+    of ``x`` (background, or white paint) may keep its value, follow the picture's gain, or follow
+    one gain fitted on all bright pixels (the other copy's background): each takes the nearest.
+    Compared on 4x4 cell means so that JPEG noise and sub-pixel misalignment average out while
+    shading differences between two renderings of one outline remain.
+    """
+    def gain_fit(ref, valid):
+        xv = np.where(valid, ref, 0.0)
+        g = np.einsum("ncij,ncij->n", xv, y) / np.maximum(np.einsum("ncij,ncij->n", xv, xv), 1e-3)
+        return np.clip(g, 1.0 / _MAX_GAIN, _MAX_GAIN)[:, None, None, None]
+
+    def sq(r):
+        return np.einsum("ncij,ncij->nij", r, r)[:, None]
+
+    bright = x.min(axis=1, keepdims=True) >= _WHITE
+    r = y - np.minimum(gain_fit(x, (x < _GAIN_CLIP) & (y < _GAIN_CLIP)) * x, 255.0)  # picture's gain
+    err = sq(r)
+    for r_alt in (y - x, y - np.minimum(gain_fit(x, bright) * x, 255.0)):  # kept; background gain
+        err_alt = sq(r_alt)
+        better = bright & (err_alt < err)
+        r = np.where(better, r_alt, r)
+        err = np.where(better, err_alt, err)
+    cells = _both_sides_t(r, _CELLS)  # (N, C, cells, cells) cell means of the residual
+    return np.sqrt((cells * cells).mean(axis=(1, 2, 3)))
+
+
+def _worst_structure(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Mean of the worst ``_STRUCTURE_WORST`` fraction of the local SSIM contrast-structure map (grey).
+
+    SSIM's contrast-structure term, ``(2 cov + C) / (var_x + var_y + C)`` in a Gaussian window, is
+    1 where both pictures have the same local pattern, whatever the brightness. A copy keeps its
+    structure everywhere; a flat and a 3-D rendering of one outline differ in a few places
+    (highlights, soft shading against flat fills), which the worst few percent of the map catch
+    while a global average would dilute them.
+    """
+    gx, gy = x.mean(axis=1) - 127.5, y.mean(axis=1) - 127.5  # (N, S, S) grey, centred: float32 moments stay exact
+    stats = np.stack([gx, gy, gx * gx, gy * gy, gx * gy], axis=1)
+    mx, my, xx, yy, xy = _both_sides_t(stats, _BLUR).transpose(1, 0, 2, 3)
+    vx = np.maximum(xx - mx * mx, 0.0)
+    vy = np.maximum(yy - my * my, 0.0)
+    cs = ((2.0 * (xy - mx * my) + _SSIM_C2) / (vx + vy + _SSIM_C2)).reshape(len(x), -1)
+    k = max(1, int(cs.shape[1] * _STRUCTURE_WORST))
+    return np.partition(cs, k - 1, axis=1)[:, :k].mean(axis=1)
+
+
+def _aligned_colour_score(src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(colour score, ``src`` warped into the frame of ``dst``) for (N, C, S, S) thumbnails.
+
+    The per-axis crop/shift is found on 1-D intensity profiles; the colour score is
+    ``1 - colour residual / _RESIDUAL_SCALE``.
+    """
+    gs, gd = src.mean(axis=1), dst.mean(axis=1)  # (N, S, S) grey
+    kx = _best_axis_warp(gs.mean(axis=1), gd.mean(axis=1))  # column profiles
+    ky = _best_axis_warp(gs.mean(axis=2), gd.mean(axis=2))  # row profiles
+    warped = _MATS[ky][:, None] @ src @ _MATS[kx].transpose(0, 2, 1)[:, None]
+    return 1.0 - _colour_residual(warped, dst) / _RESIDUAL_SCALE, warped
+
+
+def confirm_scores(thumbs_a, thumbs_b, chunk: int = 256) -> np.ndarray:
+    """Similarity in [-1, 1] of each pair of confirm thumbnails (1 = same picture).
+
+    ``1 - colour residual / 64 - 0.1 * (1 - worst local structure)`` of the aligned pair (see
+    ``_colour_residual`` and ``_worst_structure``). Both directions are tried (either picture may
+    be the cropped one) and the better is kept. The structure term can only lower the score, so
+    it is skipped for pairs whose colour score is below ``_REFINE_FLOOR`` both ways (most hash
+    candidates): their score is the colour score, still far below any useful threshold.
+    Nearly flat thumbnails (no structure to align) score by their mean colour difference.
+    Works in chunks, so memory stays small however many pairs are scored (256 pairs keep the
+    working arrays in cache: about 1.5x faster than 1024 on the bench).
+    """
+    if not isinstance(thumbs_a, np.ndarray):
+        thumbs_a = list(thumbs_a)
+    if not isinstance(thumbs_b, np.ndarray):
+        thumbs_b = list(thumbs_b)
+    n = len(thumbs_a)
+    if n != len(thumbs_b):
+        raise ValueError(f"{n} thumbnails against {len(thumbs_b)}")
+    out = np.empty(n, dtype=np.float64)
+    for lo in range(0, n, chunk):
+        x, y = _as_thumbs(thumbs_a[lo : lo + chunk]), _as_thumbs(thumbs_b[lo : lo + chunk])
+        s_xy, x_in_y = _aligned_colour_score(x, y)
+        s_yx, y_in_x = _aligned_colour_score(y, x)
+        refine = np.maximum(s_xy, s_yx) >= _REFINE_FLOOR
+        if refine.any():
+            s_xy[refine] -= _STRUCTURE_WEIGHT * (1.0 - _worst_structure(x_in_y[refine], y[refine]))
+            s_yx[refine] -= _STRUCTURE_WEIGHT * (1.0 - _worst_structure(y_in_x[refine], x[refine]))
+        score = np.maximum(s_xy, s_yx)
+        flat = (x.std(axis=(1, 2, 3)) < 2.0) | (y.std(axis=(1, 2, 3)) < 2.0)
+        if flat.any():
+            diff = np.abs(x[flat].mean(axis=(2, 3)) - y[flat].mean(axis=(2, 3))).max(axis=-1)
+            score[flat] = 1.0 - diff / 255.0 * 4.0  # flat pictures: same only if the colours agree closely
+        out[lo : lo + chunk] = np.clip(score, -1.0, 1.0)
+    return out
+
+
+# --------------------------------------------------------------------------- fingerprint access
+
+
+def _items(fingerprints) -> tuple[list, list]:
+    """(ids, fingerprints) from a mapping id -> fp or a sequence (ids = positions)."""
+    if isinstance(fingerprints, Mapping):
+        ids = list(fingerprints.keys())
+        return ids, [fingerprints[i] for i in ids]
+    fps = list(fingerprints)
+    return list(range(len(fps))), fps
+
+
+def _hash_array(fps: Sequence, attr: str) -> np.ndarray:
+    return as_uint64(np.array([int(getattr(fp, attr)) & 0xFFFFFFFFFFFFFFFF for fp in fps], dtype=np.uint64))
+
+
+def candidate_pairs(phash, dhash, hash_threshold: int):
+    """Positions (i, j) with i < j whose pHash OR dHash is within ``hash_threshold`` (sub-quadratic)."""
+    p, d = as_uint64(phash), as_uint64(dhash)
+    pi, pj, _ = all_pairs_within(p, hash_threshold)
+    di, dj, _ = all_pairs_within(d, hash_threshold)
+    pairs = np.unique(np.concatenate([np.stack([pi, pj], 1), np.stack([di, dj], 1)]).reshape(-1, 2), axis=0)
+    return pairs[:, 0], pairs[:, 1]
+
+
+def _group_kind(kinds: Iterable[str]) -> str:
+    order = {k: n for n, k in enumerate(KINDS)}
+    return max(kinds, key=lambda k: order[k])
+
+
+def match_order(m: Match) -> tuple:
+    """Best match first: exact, then same pixels, then near by score, then hash distance."""
+    return KINDS.index(m.kind), -m.score, m.phash_distance
+
+
+def groups_from_matches(matches: list[Match]) -> list[Group]:
+    """Groups (union–find over the matches), largest and strongest kind first."""
+    uf = UnionFind()
+    for m in matches:
+        uf.union(m.a, m.b)
+    by_root: dict = {}
+    for m in matches:
+        by_root.setdefault(uf.find(m.a), []).append(m)
+    groups = []
+    for ms in by_root.values():
+        members = sorted({x for m in ms for x in (m.a, m.b)}, key=_sortable)
+        groups.append(Group(members=members, kind=_group_kind(m.kind for m in ms), matches=ms))
+    groups.sort(key=lambda g: (KINDS.index(g.kind), -len(g.members), _sortable(g.members[0])))
+    return groups
+
+
+def _sortable(x):
+    return (str(type(x)), x) if not isinstance(x, (int, np.integer)) else ("", int(x))
+
+
+def _exact_matches(ids, fps, phash, dhash) -> tuple[list[Match], set]:
+    """Matches between equal sha256 (exact) or equal pixel hash (same-pixels); returns the pair set."""
+    out, seen = [], set()
+    for attr, kind in (("sha256", "exact"), ("pixel_hash", "same-pixels")):
+        first: dict = {}
+        for pos, fp in enumerate(fps):
+            key = getattr(fp, attr, None)
+            if not key:
+                continue
+            if key in first:
+                f = first[key]
+                pair = (f, pos)
+                if pair not in seen:
+                    seen.add(pair)
+                    out.append(Match(ids[f], ids[pos], kind, int(hamming(phash[f], phash[pos])[0]),
+                                     int(hamming(dhash[f], dhash[pos])[0]), 1.0))
+            else:
+                first[key] = pos
+    return out, seen
+
+
+def find_duplicate_groups(fingerprints, *, hash_threshold: int = DEFAULT_HASH_THRESHOLD,
+                          confirm_threshold: float = DEFAULT_CONFIRM_THRESHOLD,
+                          confirm: bool = True) -> list[Group]:
+    """All duplicate groups among ``fingerprints`` (mapping id -> fp, or a sequence: ids are positions).
+
+    ``confirm=False`` skips the thumbnail stage (pure hash threshold, for calibration/benchmarks).
+    """
+    ids, fps = _items(fingerprints)
+    if len(fps) < 2:
+        return []
+    phash, dhash = _hash_array(fps, "phash"), _hash_array(fps, "dhash")
+    matches, seen = _exact_matches(ids, fps, phash, dhash)
+    ci, cj = candidate_pairs(phash, dhash, hash_threshold)
+    # pairs already joined by exact / same-pixels links need no confirm stage (and stay labelled exact)
+    same = UnionFind()
+    for i, j in seen:
+        same.union(i, j)
+    fresh = np.array([same.find(int(i)) != same.find(int(j)) for i, j in zip(ci, cj)], dtype=bool)
+    ci, cj = ci[fresh], cj[fresh]
+    matches += _confirm(ids, ids, fps, fps, ci, cj, phash, dhash, phash, dhash, confirm_threshold, confirm)
+    return groups_from_matches(matches)
+
+
+def _confirm(ids_a, ids_b, fps_a, fps_b, ia, ib, ph_a, dh_a, ph_b, dh_b, confirm_threshold, confirm) -> list[Match]:
+    if ia.size == 0:
+        return []
+    pd = hamming(ph_a[ia], ph_b[ib])
+    dd = hamming(dh_a[ia], dh_b[ib])
+    if confirm:
+        scores = confirm_scores([fps_a[i].thumb for i in ia], [fps_b[j].thumb for j in ib])
+        ok = scores >= confirm_threshold
+    else:
+        scores = np.ones(ia.size)
+        ok = np.ones(ia.size, dtype=bool)
+    return [Match(ids_a[i], ids_b[j], "near", int(p), int(d), float(s))
+            for i, j, p, d, s, k in zip(ia.tolist(), ib.tolist(), pd, dd, scores, ok) if k]
+
+
+# --------------------------------------------------------------------------- incremental check
+
+
+class DuplicateIndex:
+    """What is already in the dataset, for checking a new batch without re-running everything.
+
+    Holds sha256 / pixel-hash lookups and two banded Hamming indexes (pHash, dHash). Thumbnails are
+    not kept here: ``check_new`` reads them from ``existing_fps`` only for the proposed candidates.
+    """
+
+    def __init__(self):
+        self.by_sha: dict[str, Any] = {}
+        self.by_pixels: dict[str, Any] = {}
+        self.phash = HammingIndex()
+        self.dhash = HammingIndex()
+        self._hashes: dict[Any, tuple[int, int]] = {}
+        self._ids: list = []  # HammingIndex wants int64 ids: we index positions in this list
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def add(self, fingerprints) -> None:
+        ids, fps = _items(fingerprints)
+        start = len(self._ids)
+        for i, fp in zip(ids, fps):
+            if i in self._hashes:
+                raise ValueError(f"id {i!r} is already indexed")
+            self.by_sha.setdefault(fp.sha256, i)
+            if getattr(fp, "pixel_hash", None):
+                self.by_pixels.setdefault(fp.pixel_hash, i)
+            self._hashes[i] = (int(fp.phash), int(fp.dhash))
+            self._ids.append(i)
+        pos = np.arange(start, len(self._ids), dtype=np.int64)
+        self.phash.add(pos, _hash_array(fps, "phash"))
+        self.dhash.add(pos, _hash_array(fps, "dhash"))
+
+    def id_at(self, pos: int):
+        return self._ids[pos]
+
+    def hashes_of(self, id_) -> tuple[int, int]:
+        return self._hashes[id_]
+
+
+def check_new(new_fps, index: DuplicateIndex, existing_fps: Mapping, *,
+              hash_threshold: int = DEFAULT_HASH_THRESHOLD,
+              confirm_threshold: float = DEFAULT_CONFIRM_THRESHOLD) -> dict:
+    """Duplicates of each new image among the existing ones and within the batch.
+
+    Returns ``{new_id: [Match, ...]}`` (best first: exact, same-pixels, then near by score) for every
+    new id; an empty list means "new picture". ``Match.a`` is the new id, ``Match.b`` the existing id
+    or an earlier new id of the same batch. The index is not modified (add the accepted ones after).
+    """
+    ids, fps = _items(new_fps)
+    result: dict = {i: [] for i in ids}
+    if not fps:
+        return result
+    phash, dhash = _hash_array(fps, "phash"), _hash_array(fps, "dhash")
+    handled: set = set()
+    for pos, fp in enumerate(fps):
+        for attr, kind, table in (("sha256", "exact", index.by_sha), ("pixel_hash", "same-pixels", index.by_pixels)):
+            key = getattr(fp, attr, None)
+            if key and key in table:
+                other = table[key]
+                if (pos, other) in handled:
+                    continue
+                handled.add((pos, other))
+                op, od = index.hashes_of(other)
+                result[ids[pos]].append(Match(ids[pos], other, kind, int(hamming(phash[pos], op)[0]),
+                                              int(hamming(dhash[pos], od)[0]), 1.0))
+    # hash candidates against the index, incremental (no re-scan of existing pairs)
+    cand: set = set()
+    for idx in (index.phash, index.dhash):
+        rows, pos_ids, _ = idx.query_arrays(phash if idx is index.phash else dhash, hash_threshold)
+        cand.update(zip(rows.tolist(), pos_ids.tolist()))
+    cand = sorted((r, p) for r, p in cand if (r, index.id_at(p)) not in handled)
+    if cand:
+        ia = np.array([r for r, _ in cand], dtype=np.int64)
+        ex_ids = [index.id_at(p) for _, p in cand]
+        ex_fps = [existing_fps[e] for e in ex_ids]
+        ex_ph = _hash_array(ex_fps, "phash")
+        ex_dh = _hash_array(ex_fps, "dhash")
+        ib = np.arange(len(ex_ids))
+        for m in _confirm(ids, ex_ids, fps, ex_fps, ia, ib, phash, dhash, ex_ph, ex_dh, confirm_threshold, True):
+            result[m.a].append(m)
+    # duplicates inside the batch
+    for g in find_duplicate_groups(dict(zip(ids, fps)), hash_threshold=hash_threshold,
+                                   confirm_threshold=confirm_threshold):
+        for m in g.matches:
+            later, earlier = (m.b, m.a) if ids.index(m.a) < ids.index(m.b) else (m.a, m.b)
+            result[later].append(Match(later, earlier, m.kind, m.phash_distance, m.dhash_distance, m.score))
+    for i in result:
+        result[i].sort(key=match_order)
+    return result
+
+
+# --------------------------------------------------------------------------- keeper
+
+
+def _get(member, key, default=None):
+    if isinstance(member, Mapping):
+        return member.get(key, default)
+    return getattr(member, key, default)
+
+
+def keeper_sort_key(member):
+    """Sort key: highest resolution first, then best rating (missing = worst), then oldest."""
+    w, h = _get(member, "width") or 0, _get(member, "height") or 0
+    rating = _get(member, "rating")
+    created = _get(member, "created")
+    if isinstance(created, datetime):
+        created_key = created.timestamp()
+    elif created is None:
+        created_key = float("inf")
+    else:
+        created_key = float(created)
+    return (-(int(w) * int(h)), 0 if rating is not None else 1, -(rating or 0.0), created_key)
+
+
+def suggest_keeper(members: Sequence):
+    """The member to keep: highest resolution, then best rating, then oldest (``created``).
+
+    Members are dicts or objects with ``width``, ``height``, optional ``rating`` and ``created``
+    (datetime or number). Returns the member itself.
+    """
+    if not members:
+        raise ValueError("suggest_keeper needs at least one member")
+    return min(members, key=keeper_sort_key)

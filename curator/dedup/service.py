@@ -1,0 +1,390 @@
+"""Duplicate groups of the dataset, from the index: find them, suggest a keeper, resolve them (undoably).
+
+The detection itself is pure (curator.dedup.matching); this module reads what it needs from the database. Confirm
+thumbnails are 12 KiB each, so they are read only for the images the hash stage proposes, never for the whole
+dataset. A resolution marks the copies `duplicate` of the keeper through one `decisions.record` call per group, so
+each group can be undone on its own. Nothing is deleted.
+"""
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Iterable, Mapping
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from curator.dedup import matching as dedup
+from core.history import record
+from core.models import ACTIVE, DUPLICATE, Decision, Image
+from curator.dedup.same_pixels import upgrade_same_pixels
+from curator.imports.storage import ImageStore
+
+MAX_THRESHOLD = 32  # beyond this nearly every pair of a large dataset is a candidate: a mistake, not a setting
+CHUNK = 500  # ids per IN (...) query (SQLite's variable limit is far above; keeps statements small)
+
+
+class DedupError(ValueError):
+    """A request we refuse (unknown ids, keeper not in the group, bad threshold); the message says why."""
+
+
+@dataclass
+class Fingerprint:
+    """What curator.dedup.matching needs about one stored image (`thumb` is filled in only when needed)."""
+    sha256: str
+    pixel_hash: str | None
+    phash: int
+    dhash: int
+    thumb: bytes | None = None
+
+
+@dataclass
+class Member:
+    """One image of a group as the review page and the CLI show it."""
+    image: Image
+    rating: float | None = None  # Bradley–Terry mean within its class, if compared at least once
+    rank: int | None = None  # 1 = best rated of its class among compared images
+    distance: int | None = None  # smallest hash distance to another member (0 for exact / same pixels)
+
+    @property
+    def id(self) -> int:
+        return self.image.id
+
+
+@dataclass
+class DupGroup:
+    members: list[Member]
+    keeper_id: int
+    kind: str  # exact | same-pixels | near
+    max_distance: int
+    matches: list = field(default_factory=list)
+
+    @property
+    def ids(self) -> list[int]:
+        return [m.id for m in self.members]
+
+    @property
+    def key(self) -> str:
+        """Stable name of the group on a page: its sorted member ids."""
+        return "-".join(str(i) for i in sorted(self.ids))
+
+    @property
+    def keeper(self) -> Member:
+        return next(m for m in self.members if m.id == self.keeper_id)
+
+
+def parse_threshold(raw, default: int = dedup.DEFAULT_HASH_THRESHOLD) -> int:
+    """A hash threshold in bits from a form or the command line; DedupError with the rule otherwise."""
+    if raw is None or str(raw).strip() == "":
+        return default
+    try:
+        value = int(str(raw).strip())
+    except ValueError:
+        raise DedupError(f"threshold must be a whole number of bits (0–{MAX_THRESHOLD}), got {raw!r}") from None
+    if not 0 <= value <= MAX_THRESHOLD:
+        raise DedupError(f"threshold must be between 0 and {MAX_THRESHOLD} bits, got {value}")
+    return value
+
+
+# --- reading fingerprints ------------------------------------------------------------------------------------
+
+def load_hashes(session: Session, status: str = ACTIVE, class_id: int | None = None) -> dict[int, Fingerprint]:
+    """Hashes of every image with `status` (of one class if given; no thumbnails: those are read for candidates
+    only)."""
+    query = (select(Image.id, Image.sha256, Image.pixel_hash, Image.phash, Image.dhash)
+             .where(Image.status == status, Image.phash.is_not(None), Image.dhash.is_not(None)).order_by(Image.id))
+    if class_id is not None:
+        query = query.where(Image.class_id == class_id)
+    rows = session.execute(query)
+    return {i: Fingerprint(sha, px, ph, dh) for i, sha, px, ph, dh in rows}
+
+
+def load_thumbs(session: Session, fps: Mapping[int, Fingerprint], ids: Iterable[int]) -> None:
+    """Fill in the confirm thumbnails of `ids`, a chunk of ids per query."""
+    wanted = [i for i in ids if fps[i].thumb is None]
+    for lo in range(0, len(wanted), CHUNK):
+        chunk = wanted[lo:lo + CHUNK]
+        for image_id, thumb in session.execute(select(Image.id, Image.fingerprint).where(Image.id.in_(chunk))):
+            fps[image_id].thumb = thumb
+
+
+class LazyThumbs(Mapping):
+    """id -> Fingerprint whose thumbnail is read on first access (check_new reads candidates only)."""
+
+    def __init__(self, session: Session, fps: dict[int, Fingerprint]):
+        self.session, self.fps = session, fps
+
+    def __getitem__(self, image_id):
+        fp = self.fps[image_id]
+        if fp.thumb is None:
+            load_thumbs(self.session, self.fps, [image_id])
+        return fp
+
+    def __iter__(self):
+        return iter(self.fps)
+
+    def __len__(self) -> int:
+        return len(self.fps)
+
+
+def existing_index(session: Session) -> tuple[dedup.DuplicateIndex, LazyThumbs]:
+    """The active images as a DuplicateIndex (for checking new images against them) and their fingerprints."""
+    fps = load_hashes(session, ACTIVE)
+    index = dedup.DuplicateIndex()
+    index.add(fps)
+    return index, LazyThumbs(session, fps)
+
+
+# --- finding groups ------------------------------------------------------------------------------------------
+
+def _involved(fps: dict[int, Fingerprint], hash_threshold: int) -> list[int]:
+    """Ids that can be in a group: in a hash-candidate pair, or sharing a pixel hash with another image."""
+    ids = list(fps)
+    if len(ids) < 2:
+        return []
+    ph = [fps[i].phash for i in ids]
+    dh = [fps[i].dhash for i in ids]
+    ci, cj = dedup.candidate_pairs(ph, dh, hash_threshold)
+    keep = set(ci.tolist()) | set(cj.tolist())
+    seen: dict[str, int] = {}
+    for pos, i in enumerate(ids):
+        key = fps[i].pixel_hash
+        if key:
+            if key in seen:
+                keep.update((pos, seen[key]))
+            else:
+                seen[key] = pos
+    return [ids[p] for p in sorted(keep)]
+
+
+# The confirm stage costs seconds per thousand candidate pairs, and a pair's verdict never changes (fingerprints
+# are immutable), so the matches found over a set of active images are kept: while the active set stays a subset
+# of it (resolving groups, undoing resolutions), the groups are regrouped from the kept matches instead of re-run.
+_MATCHES: "OrderedDict[tuple, tuple[frozenset, list]]" = OrderedDict()
+_MATCHES_LOCK = threading.Lock()
+_MATCHES_KEPT = 32  # one per scope (the whole dataset, each ranked class) and setting
+
+
+def _regroup(matches: list, active: set) -> list[dedup.Group]:
+    """Groups from the matches between active images."""
+    return dedup.groups_from_matches([m for m in matches if m.a in active and m.b in active])
+
+
+def _matches(session: Session, store: ImageStore | None, fps: dict[int, Fingerprint], hash_threshold: int,
+             confirm_threshold: float, scope: object = "all") -> list:
+    active = frozenset(fps)
+    slot = (str(session.get_bind().url), scope, store is not None, hash_threshold, confirm_threshold)
+    with _MATCHES_LOCK:
+        cached = _MATCHES.get(slot)
+    if cached is not None and active <= cached[0] and not any(
+            m.kind != "near" and not (m.a in active and m.b in active) for m in cached[1]):
+        return cached[1]  # (equal-pixel matches chain through one image: if it left, search again)
+    involved = _involved(fps, hash_threshold)
+    load_thumbs(session, fps, involved)
+    groups = dedup.find_duplicate_groups({i: fps[i] for i in involved}, hash_threshold=hash_threshold,
+                                         confirm_threshold=confirm_threshold)
+    matches = [m for g in groups for m in g.matches]
+    if store is not None:
+        matches = upgrade_same_pixels(session, store, matches)
+    with _MATCHES_LOCK:
+        _MATCHES[slot] = (active, matches)
+        _MATCHES.move_to_end(slot)
+        while len(_MATCHES) > _MATCHES_KEPT:
+            _MATCHES.popitem(last=False)
+    return matches
+
+
+def class_groups(session: Session, class_id: int) -> list[dedup.Group]:
+    """Unresolved duplicate groups among one class's active images (ranking makes their members meet head to head).
+    Same detection and defaults as the review page, cached per class while its active images stay the same."""
+    fps = load_hashes(session, ACTIVE, class_id)
+    return _regroup(_matches(session, None, fps, dedup.DEFAULT_HASH_THRESHOLD, dedup.DEFAULT_CONFIRM_THRESHOLD,
+                             scope=("class", class_id)), set(fps))
+
+
+def find_groups(session: Session, store: ImageStore | None = None, *,
+                hash_threshold: int = dedup.DEFAULT_HASH_THRESHOLD,
+                confirm_threshold: float = dedup.DEFAULT_CONFIRM_THRESHOLD,
+                with_ratings: bool = True) -> list[DupGroup]:
+    """Duplicate groups among the active images, each with its suggested keeper. With the image `store`, near pairs
+    that are the same pixels (JPEGs have no pixel hash from the import) are labelled so (curator.dedup.same_pixels)."""
+    fps = load_hashes(session, ACTIVE)
+    groups = _regroup(_matches(session, store, fps, hash_threshold, confirm_threshold), set(fps))
+    if not groups:
+        return []
+    ids = [i for g in groups for i in g.members]
+    images = {}
+    for lo in range(0, len(ids), CHUNK):
+        images.update({img.id: img for img in session.scalars(select(Image).where(Image.id.in_(ids[lo:lo + CHUNK])))})
+    ratings = class_ratings_of(session, images.values()) if with_ratings else {}
+    out = []
+    for g in groups:
+        closest: dict[int, int] = {}
+        for m in g.matches:
+            d = min(m.phash_distance, m.dhash_distance) if m.kind == "near" else 0
+            for x in (m.a, m.b):
+                closest[x] = min(closest.get(x, d), d)
+        members = [Member(images[i], *ratings.get(i, (None, None)), distance=closest.get(i)) for i in g.members]
+        out.append(DupGroup(members, suggest_keeper(members), g.kind, g.max_distance, g.matches))
+    return out
+
+
+def class_ratings_of(session: Session, images: Iterable[Image]) -> dict[int, tuple[float, int]]:
+    """{image id: (rating, rank within class)} for images whose class has ratings and which were compared."""
+    from curator.ranking import service as ranking_service
+    wanted: dict[int, set[int]] = {}
+    for img in images:
+        if img.class_id is not None:
+            wanted.setdefault(img.class_id, set()).add(img.id)
+    out: dict[int, tuple[float, int]] = {}
+    for class_id, ids in wanted.items():
+        ratings = ranking_service.class_ratings(session, class_id)
+        compared = sorted((i for i in ratings.index if i in ratings.compared),
+                          key=lambda i: -ratings.rating(i).mu)
+        rank = {i: n + 1 for n, i in enumerate(compared)}
+        for i in ids:
+            if i in rank:
+                out[i] = (ratings.rating(i).mu, rank[i])
+    return out
+
+
+def suggest_keeper(members: list[Member]) -> int:
+    """Highest resolution, then best rating, then oldest (then lowest id): the curator.dedup.matching rule."""
+    rows = sorted(({"id": m.id, "width": m.image.width, "height": m.image.height, "rating": m.rating,
+                    "created": m.image.created} for m in members), key=lambda r: r["id"])
+    return dedup.suggest_keeper(rows)["id"]
+
+
+# --- resolving -----------------------------------------------------------------------------------------------
+
+def resolve(session: Session, member_ids: Iterable, keeper_id, *, actor: str = "", reason: str = "") -> Decision:
+    """Mark every member but the keeper `duplicate` of it, as one undoable decision. The caller commits.
+
+    The members are what the user saw as one group; each must still be an active image (so a stale page cannot
+    overwrite a later decision) and the keeper must be one of them. Raises DedupError otherwise.
+    """
+    try:
+        ids = sorted({int(i) for i in member_ids})
+        keeper_id = int(keeper_id)
+    except (TypeError, ValueError):
+        raise DedupError("image ids must be whole numbers") from None
+    if len(ids) < 2:
+        raise DedupError("a duplicate group needs at least two images")
+    if keeper_id not in ids:
+        raise DedupError(f"the keeper #{keeper_id} is not in the group ({', '.join(f'#{i}' for i in ids)})")
+    images = {img.id: img for img in session.scalars(select(Image).where(Image.id.in_(ids)))}
+    missing = [i for i in ids if i not in images]
+    if missing:
+        raise DedupError(f"unknown image {', '.join(f'#{i}' for i in missing)}: nothing was changed")
+    inactive = [f"#{i} is {images[i].status}" for i in ids if images[i].status != ACTIVE]
+    if inactive:
+        raise DedupError(f"the group changed since it was shown ({'; '.join(inactive)}): nothing was changed; "
+                         "reload the page")
+    keeper = images[keeper_id]
+    why = reason or f"duplicate of #{keeper_id}"
+    changes = [(images[i], {"status": DUPLICATE, "duplicate_of_id": keeper_id, "status_reason": why})
+               for i in ids if i != keeper_id]
+    return record(session, "duplicate", changes, actor=actor, image_id=keeper.id)
+
+
+def resolve_all_suggested(session: Session, groups: list[DupGroup], *, actor: str = "") -> list[Decision]:
+    """Resolve every group with its suggested keeper: one decision per group (each undoable alone). The caller
+    commits, so the whole run is one transaction."""
+    return [resolve(session, g.ids, g.keeper_id, actor=actor) for g in groups]
+
+
+def recent_resolutions(session: Session, limit: int = 20) -> list[Decision]:
+    """The latest duplicate resolutions that are not undone, for undo links."""
+    return list(session.scalars(select(Decision).where(Decision.kind == "duplicate",
+                                                       Decision.undone_by_id.is_(None))
+                                .order_by(Decision.id.desc()).limit(limit)))
+
+
+def group_summary(group: DupGroup) -> dict:
+    """A group as plain data (the CLI's --json)."""
+    return {"members": [{"id": m.id, "file": m.image.original_filename, "class": m.image.class_name,
+                         "width": m.image.width, "height": m.image.height, "file_size": m.image.file_size,
+                         "rating": m.rating, "rank": m.rank, "distance": m.distance} for m in group.members],
+            "keeper": group.keeper_id, "kind": group.kind, "max_distance": group.max_distance}
+
+
+# --- calibration ---------------------------------------------------------------------------------------------
+
+CALIBRATION_MAX_DISTANCE = 24  # pairs are sampled at hash distances 0..this
+CALIBRATION_SAMPLE = 3000  # images considered (spread over the dataset): enough pairs per distance, bounded work
+
+
+def pair_distance(a: Fingerprint | Image, b: Fingerprint | Image) -> int:
+    """The stage-1 distance: the smaller of the pHash and dHash distances (a pair is proposed if either is close)."""
+    from curator.dedup.nearsearch import hamming
+    return int(min(hamming([a.phash], [b.phash])[0], hamming([a.dhash], [b.dhash])[0]))
+
+
+def calibration_pairs(session: Session, *, max_distance: int = CALIBRATION_MAX_DISTANCE,
+                      sample: int = CALIBRATION_SAMPLE) -> list[tuple[int, int, int]]:
+    """(a, b, distance) pairs of active images to label, spread over increasing distances (a < b)."""
+    from curator.dedup.calibration import pairs_for_calibration
+    from curator.dedup.nearsearch import all_pairs_within, as_uint64
+    fps = load_hashes(session, ACTIVE)
+    ids = list(fps)
+    if len(ids) > sample:
+        step = len(ids) / sample
+        ids = [ids[int(k * step)] for k in range(sample)]
+    ph = as_uint64([fps[i].phash for i in ids])
+    dh = as_uint64([fps[i].dhash for i in ids])
+    best: dict[tuple[int, int], int] = {}
+    for hashes in (ph, dh):
+        pi, pj, pd = all_pairs_within(hashes, max_distance)
+        for i, j, d in zip(pi.tolist(), pj.tolist(), pd.tolist()):
+            key = (ids[min(i, j)], ids[max(i, j)])
+            best[key] = min(best.get(key, d), d)
+    pairs = sorted((a, b, d) for (a, b), d in best.items())
+    return pairs_for_calibration(pairs, max_distance=max_distance)
+
+
+def labelled_pairs(session: Session) -> dict[tuple[int, int], bool]:
+    from core.models import CalibrationLabel
+    return {(lab.image_a_id, lab.image_b_id): lab.same for lab in session.scalars(select(CalibrationLabel))}
+
+
+def next_calibration_pair(session: Session) -> tuple[tuple[int, int, int] | None, int, int]:
+    """The first unlabelled pair in distance order, and (labelled so far, pairs offered)."""
+    pairs = calibration_pairs(session)
+    done = labelled_pairs(session)
+    todo = [p for p in pairs if (p[0], p[1]) not in done]
+    return (todo[0] if todo else None), len(pairs) - len(todo), len(pairs)
+
+
+def label_pair(session: Session, a, b, same: bool):
+    """Store (or change) the user's verdict on a pair; the distance is computed here, not trusted from a form.
+    The caller commits. Raises DedupError for unknown or identical images."""
+    from core.models import CalibrationLabel
+    try:
+        a, b = sorted((int(a), int(b)))
+    except (TypeError, ValueError):
+        raise DedupError("image ids must be whole numbers") from None
+    if a == b:
+        raise DedupError("a pair needs two different images")
+    images = [session.get(Image, a), session.get(Image, b)]
+    if None in images:
+        raise DedupError(f"unknown image #{a if images[0] is None else b}: nothing was stored")
+    if any(img.phash is None or img.dhash is None for img in images):
+        raise DedupError("these images have no perceptual hashes")
+    distance = pair_distance(*images)
+    label = session.scalar(select(CalibrationLabel).where(CalibrationLabel.image_a_id == a,
+                                                          CalibrationLabel.image_b_id == b))
+    if label is None:
+        label = CalibrationLabel(image_a_id=a, image_b_id=b, distance=distance, same=same)
+        session.add(label)
+    else:
+        label.distance, label.same = distance, same
+    return label
+
+
+def calibration_result(session: Session):
+    """Precision/recall per distance and the recommended threshold from the stored labels."""
+    from curator.dedup.calibration import calibrate
+    from core.models import CalibrationLabel
+    labels = session.execute(select(CalibrationLabel.distance, CalibrationLabel.same)).all()
+    return calibrate([(d, s) for d, s in labels])

@@ -1,0 +1,131 @@
+"""Duplicate review under /duplicates: groups side by side, one-key accept, keeper override, resolve all, undo;
+and the threshold calibration page under /duplicates/calibrate.
+
+Keyboard first (j/k move between groups, Enter or a accepts the chosen keeper, ←/→ or 1–9 choose another keeper);
+each group is one form that works without JavaScript, and with htmx only that group's region is swapped for its
+"resolved" note (with its undo button).
+"""
+from __future__ import annotations
+
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
+
+from curator.dedup import service as ds
+from core.db import db
+from curator.dedup.matching import DEFAULT_HASH_THRESHOLD
+from core.models import Decision, Image
+from curator.imports.storage import ImageStore
+from core.web import is_htmx
+
+bp = Blueprint('dedup', __name__, template_folder="templates")
+
+
+MAX_GROUPS_SHOWN = 200
+
+
+def _threshold(source) -> tuple[int, str | None]:
+    try:
+        return ds.parse_threshold(source.get("threshold")), None
+    except ds.DedupError as exc:
+        return DEFAULT_HASH_THRESHOLD, str(exc)
+
+
+@bp.get("/duplicates/")
+def dedup_index():
+    threshold, error = _threshold(request.args)
+    if error:
+        flash(f"{error}; showing the default ({DEFAULT_HASH_THRESHOLD} bits).", "error")
+    groups = ds.find_groups(db.session, ImageStore(current_app.instance_path), hash_threshold=threshold)
+    return render_template("dedup/index.html", groups=groups[:MAX_GROUPS_SHOWN], total=len(groups),
+                           threshold=threshold, default_threshold=DEFAULT_HASH_THRESHOLD,
+                           recent=ds.recent_resolutions(db.session)), (400 if error else 200)
+
+
+def _back(threshold=None):
+    return redirect(url_for("dedup.dedup_index", threshold=threshold))
+
+
+@bp.post("/duplicates/resolve")
+def dedup_resolve():
+    """Resolve one group: the posted members (what the page showed) with the chosen keeper."""
+    members = request.form.getlist("member")
+    keeper = request.form.get("keeper")
+    threshold = request.form.get("threshold") or None
+    try:
+        if keeper is None:
+            raise ds.DedupError("choose which image to keep")
+        decision = ds.resolve(db.session, members, keeper)
+        db.session.commit()
+    except ds.DedupError as exc:
+        db.session.rollback()
+        if is_htmx():  # keep the group on the page; the message goes to the page's message list
+            body = render_template("dedup/_message.html", message=str(exc), kind="error")
+            return body, 200, {"HX-Retarget": "#dedup-messages", "HX-Reswap": "innerHTML"}
+        flash(str(exc), "error")
+        return _back(threshold)
+    keeper_img = db.session.get(Image, decision.image_id)
+    copies = len(decision.after.get("image", {}))
+    if is_htmx():
+        return render_template("dedup/_resolved.html", decision=decision, keeper=keeper_img,
+                               copies=copies, key="-".join(sorted(members, key=int)))
+    flash(f"Kept #{keeper_img.id}; {copies} cop{'y' if copies == 1 else 'ies'} marked duplicate (decision "
+          f"#{decision.id}, undo below).", "ok")
+    return _back(threshold)
+
+
+@bp.post("/duplicates/resolve-all")
+def dedup_resolve_all():
+    try:
+        threshold = ds.parse_threshold(request.form.get("threshold"))
+    except ds.DedupError as exc:
+        flash(f"{exc}: nothing was changed.", "error")
+        return _back()
+    groups = ds.find_groups(db.session, ImageStore(current_app.instance_path), hash_threshold=threshold)
+    try:
+        decisions = ds.resolve_all_suggested(db.session, groups)
+        db.session.commit()
+    except ds.DedupError as exc:
+        db.session.rollback()
+        flash(f"{exc}", "error")
+        return _back(threshold)
+    copies = sum(len(g.members) - 1 for g in groups)
+    flash(f"Resolved {len(decisions)} group(s) with the suggested keepers: {copies} image(s) marked duplicate. "
+          "Each group can be undone below or on the History page.", "ok")
+    return _back(threshold)
+
+
+@bp.get("/duplicates/decision/<int:decision_id>")
+def dedup_decision(decision_id: int):
+    """What one resolution did (keeper and copies), with its undo button."""
+    decision = db.session.get(Decision, decision_id)
+    if decision is None or decision.kind != "duplicate":
+        abort(404)
+    ids = [int(i) for i in decision.after.get("image", {})]
+    return render_template("dedup/decision.html", decision=decision,
+                           keeper=db.session.get(Image, decision.image_id),
+                           copies=[db.session.get(Image, i) for i in ids])
+
+
+# --- calibration ---------------------------------------------------------------------------------------------
+
+@bp.get("/duplicates/calibrate")
+def calibrate_page():
+    pair, done, offered = ds.next_calibration_pair(db.session)
+    images = (db.session.get(Image, pair[0]), db.session.get(Image, pair[1])) if pair else None
+    return render_template("dedup/calibrate.html", pair=pair, images=images, done=done, offered=offered,
+                           result=ds.calibration_result(db.session), default_threshold=DEFAULT_HASH_THRESHOLD)
+
+
+
+@bp.post("/duplicates/calibrate")
+def calibrate_label():
+    verdict = request.form.get("verdict")
+    if verdict not in ("same", "different"):
+        flash(f"Unknown verdict {verdict!r}: choose same or different. Nothing was stored.", "error")
+        return redirect(url_for("dedup.calibrate_page"))
+    try:
+        ds.label_pair(db.session, request.form.get("a"), request.form.get("b"), verdict == "same")
+        db.session.commit()
+    except ds.DedupError as exc:
+        db.session.rollback()
+        flash(str(exc), "error")
+    return redirect(url_for("dedup.calibrate_page"))

@@ -1,0 +1,95 @@
+"""`manage.py merge`: the merge flow from the command line (stage, preview, commit)."""
+from __future__ import annotations
+
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
+
+import click
+from flask import current_app
+from flask.cli import with_appcontext
+
+from core.cli import emit, json_option, progress_bar
+
+
+def _item_row(item) -> dict:
+    return {"file": item.filename, "outcome": item.outcome, "reason": item.reason,
+            "image": getattr(item, "image_id", None), "existing": item.existing_id, "distance": item.distance,
+            "source_class": item.source_class, "accepted": getattr(item, "accepted", None)}
+
+
+def _counts(items) -> dict:
+    counts = {"new": 0, "duplicate": 0, "near-duplicate": 0, "rejected": 0}
+    for i in items:
+        counts[i.outcome] = counts.get(i.outcome, 0) + 1
+    return counts
+
+
+def _preview_lines(items) -> list[str]:
+    c = _counts(items)
+    lines = [f"{c['new']} new, {c['duplicate']} exact duplicate(s), {c['near-duplicate']} near duplicate(s), "
+             f"{c['rejected']} invalid."]
+    for i in items:
+        if i.outcome != "new":
+            lines.append(f"  {i.outcome:<14} {i.filename}: {i.reason}")
+    return lines
+
+
+@click.command("merge")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--dry-run", is_flag=True, help="Only show the preview: nothing is stored.")
+@json_option("the preview (and the commit)")
+@with_appcontext
+def merge_command(paths: tuple[Path, ...], dry_run: bool, as_json: bool) -> None:
+    """Merge folders (one subfolder per class), zips, files or another Menagerie instance into the dataset.
+
+    Stages the batch, prints the preview (new, exact and near duplicates, invalid files) and, unless --dry-run,
+    commits it taking in the new images only, each in the class named like its folder. Undo the whole merge on
+    its batch page.
+    """
+    from core.db import db
+    from curator.imports.storing import CLI_WORKERS, WORKER_DIED
+    from curator.merge.service import MergeError, bad_folder_names, commit, dry_run as plan_merge, merge_candidates, stage
+    from curator.imports.sources import SourceError
+    from curator.imports.storage import ImageStore
+    from curator.imports.validation import Limits
+    cfg = current_app.config
+    limits = Limits.from_config(cfg)
+    try:
+        candidates = merge_candidates(list(paths), limits)
+    except (SourceError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    bad = bad_folder_names(candidates)
+    if bad and not dry_run:
+        raise click.ClickException("folder names that cannot be class names (rename them, or merge from the web "
+                                   "page to map them): " + "; ".join(bad.values()) + ". Nothing was stored.")
+    source = ", ".join(str(p) for p in paths)
+    bar = progress_bar(len(candidates), "merge")
+    try:
+        if dry_run:
+            items = plan_merge(db.session, ImageStore(current_app.instance_path), candidates, limits,
+                               progress=bar.update)
+            bar.close()
+            result = {"batch": None, "dry_run": True, "committed": False, "counts": _counts(items),
+                      "items": [_item_row(i) for i in items]}
+            emit(result, as_json, "\n".join(["Dry run: nothing was stored."] + _preview_lines(items)))
+            return
+        batch = stage(db.session, ImageStore(current_app.instance_path), candidates, source=source, limits=limits,
+                      workers=CLI_WORKERS, progress=bar.update)
+    except BrokenProcessPool:
+        raise click.ClickException(WORKER_DIED) from None
+    finally:
+        bar.close()
+    preview_lines = _preview_lines(batch.items)
+    counts = _counts(batch.items)
+    try:
+        decision = commit(db.session, batch)
+    except MergeError as exc:
+        raise click.ClickException(f"{exc} (merge #{batch.id} stays staged: see /merge/{batch.id})") from None
+    result = {"batch": batch.id, "dry_run": False, "committed": True, "decision": decision.id, "counts": counts,
+              "added": batch.added, "items": [_item_row(i) for i in batch.items]}
+    emit(result, as_json, "\n".join([f"Merge #{batch.id}:"] + preview_lines +
+                                     [f"Committed: {batch.added} image(s) added. Undo it as a whole on the batch "
+                                      f"page (/batch/{batch.id})."]))
+
+
+commands = [merge_command]

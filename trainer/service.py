@@ -1,0 +1,555 @@
+"""Training runs driven from the web process: create, queue, launch, cancel, resume, and read back their files.
+
+The web process never imports torch. A run is a directory (diffusion/rundir.py) plus a `Run` row; training is
+`python -m diffusion.train RUN_DIR [--resume]` in its own session, so it outlives page loads and server restarts,
+and the truth about it is in its files. One run trains at a time per device: `schedule()` — called at app start
+and on the trainer's page loads and polls, under a file lock so several server workers agree — notices runs
+whose process died without a final status (marked failed, with the log tail) and starts the oldest queued run on
+each free device. No extra daemon.
+"""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from core.models import Run, Snapshot, utcnow
+from diffusion import rundir
+from diffusion.config import TrainConfig
+
+ROOT = Path(__file__).resolve().parent.parent
+TERMINAL = ("completed", "failed", "cancelled")
+ACTIVE = ("starting", "running")
+STALE_AFTER_S = 60.0  # no heartbeat for this long (the trainer beats every 3 s) and no process: crashed
+CANCEL_MARK = "web-cancel"  # our note that the user cancelled (the trainer clears `cancel` when it starts)
+PROCESS_LOG = "process.log"  # the subprocess's stdout/stderr (tracebacks from before train.log exists)
+
+_children: dict[int, subprocess.Popen] = {}  # processes this server started: poll() reaps them
+
+
+class RunError(Exception):
+    """The action cannot be done to this run now; the message says why and nothing changed."""
+
+
+# --- where things are ---------------------------------------------------------------------------------------
+
+def runs_root(instance: Path) -> Path:
+    return Path(instance) / "runs"
+
+
+def run_path(instance: Path, run_id: str) -> Path:
+    return runs_root(instance) / run_id
+
+
+def device_key(device: str) -> str:
+    """The device a run will train on, worked out without torch: "auto" is cuda when an NVIDIA driver is present."""
+    if device != "auto":
+        return device
+    has_driver = Path("/proc/driver/nvidia/version").exists() or shutil.which("nvidia-smi") is not None
+    hidden = os.environ.get("CUDA_VISIBLE_DEVICES", None) in ("", "-1")
+    return "cuda" if has_driver and not hidden else "cpu"
+
+
+# --- reading a run ------------------------------------------------------------------------------------------
+
+def tail(path: Path, lines: int = 25, max_bytes: int = 16384) -> str:
+    """The last lines of a text file ('' if missing), reading only its end."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            f.seek(max(0, size - max_bytes))
+            data = f.read()
+    except FileNotFoundError:
+        return ""
+    text = data.decode("utf-8", errors="replace")
+    return "\n".join(text.splitlines()[-lines:])
+
+
+@dataclass
+class RunView:
+    """Everything a page shows about one run, read from its files and row."""
+    id: str
+    path: Path
+    state: str  # queued | starting | running | completed | failed | cancelled
+    status: dict
+    config: dict
+    row: Run | None
+    epochs_with_grids: list[int] = field(default_factory=list)
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.config.get("class_names") or [])
+
+    @property
+    def finished(self) -> bool:
+        return self.state in TERMINAL
+
+    @property
+    def target_epochs(self) -> int | None:
+        return self.config.get("epochs")
+
+    @property
+    def progress(self) -> float | None:
+        """Fraction done (0..1) from steps, the epoch target or the time budget; None before training starts."""
+        if self.state == "completed":
+            return 1.0
+        step, total = self.status.get("step"), self.status.get("total_steps")
+        if isinstance(step, int) and isinstance(total, int) and total > 0:
+            return min(1.0, step / total)
+        return None
+
+    @property
+    def eta_text(self) -> str:
+        eta = self.status.get("eta_seconds")
+        if self.state != "running" or not isinstance(eta, (int, float)):
+            return ""
+        return duration_text(eta)
+
+    @property
+    def latest_grid_epoch(self) -> int | None:
+        return self.epochs_with_grids[-1] if self.epochs_with_grids else None
+
+    @property
+    def has_checkpoint(self) -> bool:
+        return rundir.checkpoint_path(self.path, "last").exists()
+
+    @property
+    def can_resume(self) -> bool:
+        return self.state in ("cancelled", "failed")
+
+    @property
+    def can_extend(self) -> bool:
+        return self.state in TERMINAL and self.has_checkpoint
+
+    @property
+    def error(self) -> str:
+        return self.status.get("error") or ""
+
+    @property
+    def snapshot_id(self) -> str | None:
+        return self.config.get("snapshot_id")
+
+    @property
+    def created(self) -> str:
+        return str(self.config.get("created", ""))[:19].replace("T", " ")
+
+    def log_tail(self, lines: int = 25) -> str:
+        text = tail(self.path / "train.log", lines)
+        if self.state == "failed" or not text:
+            extra = tail(self.path / PROCESS_LOG, lines)
+            if extra and extra not in text:
+                text = (text + "\n" + extra).strip()
+        return text
+
+    def metrics(self) -> list[dict]:
+        return rundir.read_metrics(self.path)
+
+
+def duration_text(seconds: float) -> str:
+    seconds = max(0, int(round(seconds)))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}h {minutes:02d}m" if hours else (f"{minutes}m {secs:02d}s" if minutes else f"{secs}s")
+
+
+def displayed_state(row: Run | None, status: dict) -> str:
+    """The file's state, except that a launched run whose process has not reported yet shows as starting."""
+    state = status.get("state") or "queued"
+    if state == "queued" and row is not None and row.launched is not None:
+        return "starting"
+    return state
+
+
+def view_run(instance: Path, run_id: str, row: Run | None = None) -> RunView | None:
+    path = run_path(instance, run_id)
+    config = rundir.read_json(path / "config.json", default=None)
+    if config is None:
+        return None
+    status = rundir.read_status(path)
+    state = displayed_state(row, status)
+    if row is None and state == "running" and not rundir.is_alive(status, STALE_AFTER_S):
+        state = "failed"  # a command-line run whose heartbeat stopped (shown only; its files are not ours)
+        status = {**status, "error": status.get("error") or "no heartbeat from the training process: it stopped"}
+    return RunView(run_id, path, state, status, config, row, rundir.list_epochs(path))
+
+
+def list_runs(session: Session, instance: Path) -> list[RunView]:
+    """Runs newest first: those the web launched (rows) and run folders made by `manage.py train` (no row)."""
+    rows = {r.id: r for r in session.scalars(select(Run))}
+    root = runs_root(instance)
+    ids = set(rows)
+    if root.is_dir():
+        ids |= {p.name for p in root.iterdir() if p.is_dir() and (p / "config.json").exists()}
+    views = [v for run_id in sorted(ids, reverse=True) if (v := view_run(instance, run_id, rows.get(run_id)))]
+    return views
+
+
+# --- processes ----------------------------------------------------------------------------------------------
+
+def _proc_state(pid: int) -> str | None:
+    """Linux process state letter from /proc (None where /proc is unavailable)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat.rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return None
+
+
+def process_alive(pid, expect: str | None = None) -> bool:
+    """Is this process still there? Reaps our own children; a zombie counts as gone, and so does a pid whose
+    command line lacks `expect` (the run id we launched it with: the pid was reused after a restart)."""
+    try:
+        pid = int(pid)
+    except (TypeError, ValueError):
+        return False
+    child = _children.get(pid)
+    if child is not None:
+        if child.poll() is None:
+            return True
+        _children.pop(pid, None)
+        return False
+    if not rundir.pid_alive(pid) or _proc_state(pid) == "Z":
+        return False
+    if expect is None:
+        return True
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    except OSError:
+        return True  # no /proc: trust the pid
+    return expect in cmdline
+
+
+def _spawn(cmd: list[str], log_path: Path) -> subprocess.Popen:
+    """Start a detached process (own session: a server restart or Ctrl-C does not take it down)."""
+    env = dict(os.environ)
+    env["OMP_WAIT_POLICY"] = "PASSIVE"  # spin-waiting OpenMP threads starve the shared cores
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True, close_fds=True)
+    _children[proc.pid] = proc
+    return proc
+
+
+@contextlib.contextmanager
+def scheduler_lock(instance: Path):
+    """One scheduler at a time across server workers and processes (an advisory file lock)."""
+    root = runs_root(instance)
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / ".scheduler.lock", "a+") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def launch(session: Session, instance: Path, row: Run) -> subprocess.Popen:
+    """Start (or resume, when a checkpoint exists) the run's training process. The caller holds the lock."""
+    path = run_path(instance, row.id)
+    resume = rundir.checkpoint_path(path, "last").exists()
+    rundir.clear_cancel(path)
+    (path / CANCEL_MARK).unlink(missing_ok=True)
+    # Written before the process starts: afterwards status.json belongs to the trainer alone.
+    rundir.write_status(path, state="queued", launched_at=time.time(), error=None)
+    cmd = [sys.executable, "-m", "diffusion.train", str(path), "--no-progress"] + (["--resume"] if resume else [])
+    proc = _spawn(cmd, path / PROCESS_LOG)
+    row.pid, row.launched = proc.pid, utcnow()
+    session.commit()
+    return proc
+
+
+def _settle_dead(view: RunView) -> None:
+    """A started run whose process is gone but whose status is not final: cancelled if the user asked, else failed."""
+    status = rundir.read_status(view.path)  # re-read: it may have finished cleanly a moment ago
+    if status.get("state") in TERMINAL:
+        return
+    if (view.path / CANCEL_MARK).exists():
+        rundir.write_status(view.path, state="cancelled", ended=time.time())
+        return
+    pid = status.get("pid") or (view.row.pid if view.row else None)
+    last = tail(view.path / PROCESS_LOG, 8) or tail(view.path / "train.log", 8)
+    rundir.write_status(view.path, state="failed", ended=time.time(),
+                        error=f"the training process (pid {pid}) stopped without reporting an end: it was killed or "
+                              f"crashed." + (f" Last output:\n{last}" if last else ""))
+
+
+def refresh(view: RunView) -> RunView:
+    """Notice a crashed or killed run (its process is gone, no final status) and record it. The caller locks."""
+    if view.state not in ACTIVE or view.row is None:
+        return view
+    if view.state == "starting":
+        alive = process_alive(view.row.pid, expect=view.id)
+    else:
+        ours = view.row.launched is not None
+        pid = view.status.get("pid")
+        heartbeat = view.status.get("heartbeat")
+        fresh = isinstance(heartbeat, (int, float)) and time.time() - heartbeat < STALE_AFTER_S
+        alive = process_alive(pid, expect=view.id if ours else None) if pid else fresh
+        if alive and (view.path / CANCEL_MARK).exists() and not rundir.cancel_requested(view.path):
+            rundir.request_cancel(view.path)  # the trainer cleared an early request when it started: ask again
+    if not alive:
+        _settle_dead(view)
+        status = rundir.read_status(view.path)
+        view.status, view.state = status, displayed_state(view.row, status)
+    return view
+
+
+def schedule(session: Session, instance: Path) -> list[str]:
+    """Record dead runs, then start the oldest queued run on every free device. Returns the ids started."""
+    instance = Path(instance)
+    if not runs_root(instance).is_dir():
+        return []
+    started = []
+    with scheduler_lock(instance):
+        session.expire_all()
+        busy: set[str] = set()
+        waiting: list[tuple[float, RunView]] = []
+        for row in session.scalars(select(Run)):
+            view = view_run(instance, row.id, row)
+            if view is None or view.finished:
+                continue
+            view = refresh(view)
+            if view.state in ACTIVE:
+                busy.add(row.device)
+            elif view.state == "queued":
+                waiting.append((float(view.status.get("queued_at") or 0), view))
+        for _, view in sorted(waiting, key=lambda item: (item[0], item[1].id)):
+            if view.row.device not in busy:
+                launch(session, instance, view.row)
+                busy.add(view.row.device)
+                started.append(view.id)
+    return started
+
+
+# --- creating and changing runs -----------------------------------------------------------------------------
+
+def create_run(session: Session, instance: Path, settings: dict, *, snapshot: Snapshot | None = None,
+               class_names: list[str] | None = None) -> Run:
+    """A new queued run: its folder with config.json and status.json, and its row. Raises ValueError (nothing
+    written) when the settings are not valid training settings. Call `schedule()` to start it."""
+    config = TrainConfig.from_dict(settings).validate()
+    path = rundir.new_run_dir(runs_root(instance))
+    payload = config.to_dict()
+    payload["created"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    payload["snapshot_id"] = snapshot.id if snapshot else None
+    if class_names:
+        payload["class_names"] = list(class_names)
+    rundir.write_json_atomic(path / "config.json", payload)
+    rundir.write_status(path, state="queued", queued_at=time.time(), epochs=config.epochs, minutes=config.minutes,
+                        step=0, epoch=0)
+    row = Run(id=path.name, snapshot_id=snapshot.id if snapshot else None, device=device_key(config.device))
+    session.add(row)
+    session.commit()
+    return row
+
+
+def cancel(session: Session, instance: Path, row: Run) -> str:
+    """Stop a run cleanly (the trainer saves a checkpoint and ends "cancelled"); a queued one never starts."""
+    with scheduler_lock(instance):
+        view = refresh(view_run(instance, row.id, row))
+        if view.state == "queued":
+            rundir.write_status(view.path, state="cancelled", ended=time.time())
+            return "Removed from the queue; it never started."
+        if view.state not in ACTIVE:
+            raise RunError(f"run {row.id} is already {view.state}; nothing to cancel")
+        (view.path / CANCEL_MARK).write_text(f"{time.time()}\n")
+        rundir.request_cancel(view.path)
+        if view.state == "starting" and row.pid:
+            # Still loading: the trainer may clear the request file when it starts, so ask by signal as well.
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(row.pid, signal.SIGTERM)
+        return "Cancel requested: the run stops after the current step and saves a checkpoint."
+
+
+def _requeue(session: Session, view: RunView) -> None:
+    rundir.clear_cancel(view.path)
+    (view.path / CANCEL_MARK).unlink(missing_ok=True)
+    rundir.write_status(view.path, state="queued", queued_at=time.time(), error=None, eta_seconds=None,
+                        epochs=view.config.get("epochs"), minutes=view.config.get("minutes"))
+    view.row.launched, view.row.pid = None, None
+    session.commit()
+
+
+def resume(session: Session, instance: Path, row: Run) -> str:
+    """Queue a cancelled or failed run again; it continues from its last checkpoint (or starts over without one)."""
+    with scheduler_lock(instance):
+        view = refresh(view_run(instance, row.id, row))
+        if view.state == "completed":
+            raise RunError(f"run {row.id} has completed; extend it to train more epochs")
+        if not view.can_resume:
+            raise RunError(f"run {row.id} is {view.state}; only a cancelled or failed run can be resumed")
+        _requeue(session, view)
+    return ("Queued to continue from its last checkpoint." if view.has_checkpoint
+            else "Queued to start again (it had no checkpoint yet).")
+
+
+def extend(session: Session, instance: Path, row: Run, *, epochs: int | None = None,
+           minutes: float | None = None) -> str:
+    """Add epochs (or minutes, for a time-budget run) to a finished run and queue it to continue."""
+    if epochs is None and minutes is None:
+        raise RunError("give a number of epochs (or minutes) to add")
+    if epochs is not None and (not isinstance(epochs, int) or not 1 <= epochs <= 100_000):
+        raise RunError(f"epochs to add must be a whole number from 1 to 100000, got {epochs!r}")
+    if minutes is not None and not 0 < minutes <= 10_000:
+        raise RunError(f"minutes to add must be a number above 0 and at most 10000, got {minutes!r}")
+    with scheduler_lock(instance):
+        view = refresh(view_run(instance, row.id, row))
+        if not view.can_extend:
+            raise RunError(f"run {row.id} is {view.state}" + ("" if view.has_checkpoint else " without a checkpoint")
+                           + "; only a finished run with a checkpoint can be extended (cancel a running one first)")
+        config = dict(view.config)
+        done_epochs = int(view.status.get("epoch") or 0)
+        changes = []
+        if epochs is not None:
+            if config.get("epochs") is None:
+                raise RunError("this run trains for a time budget, not epochs: add minutes instead")
+            config["epochs"] = max(int(config["epochs"]), done_epochs) + epochs
+            changes.append(f"{config['epochs']} epochs")
+        if minutes is not None:
+            if config.get("minutes") is None:
+                raise RunError("this run trains for a number of epochs, not a time budget: add epochs instead")
+            config["minutes"] = round(float(config["minutes"]) + minutes, 4)
+            changes.append(f"{config['minutes']:g} minutes")
+        rundir.write_json_atomic(view.path / "config.json", config)
+        view.config = config
+        _requeue(session, view)
+    return f"Extended to {' and '.join(changes)}; queued to continue from its last checkpoint."
+
+
+# --- metrics for the pages ----------------------------------------------------------------------------------
+
+@dataclass
+class Chart:
+    """A line chart as SVG coordinates (no JavaScript chart library)."""
+    points: str
+    width: int
+    height: int
+    y_min: float
+    y_max: float
+    x_max: int
+    count: int
+
+
+def loss_chart(metrics: list[dict], width: int = 560, height: int = 160, max_points: int = 400) -> Chart | None:
+    """Training loss against step, thinned to at most `max_points` points."""
+    train = [(m["step"], m["loss"]) for m in metrics
+             if m.get("kind") == "train" and isinstance(m.get("loss"), (int, float))
+             and isinstance(m.get("step"), (int, float))]
+    if not train:
+        return None
+    stride = max(1, len(train) // max_points)
+    train = train[::stride] + ([train[-1]] if (len(train) - 1) % stride else [])
+    xs, ys = [s for s, _ in train], [loss for _, loss in train]
+    x_lo, x_hi = min(xs), max(xs)
+    y_lo, y_hi = min(ys), max(ys)
+    pad = 6
+    x_span, y_span = (x_hi - x_lo) or 1, (y_hi - y_lo) or 1
+    pts = " ".join(f"{pad + (x - x_lo) / x_span * (width - 2 * pad):.1f},"
+                   f"{height - pad - (y - y_lo) / y_span * (height - 2 * pad):.1f}" for x, y in zip(xs, ys))
+    return Chart(pts, width, height, y_lo, y_hi, int(x_hi), len(train))
+
+
+def latest_eval(metrics: list[dict]) -> dict | None:
+    evals = [m for m in metrics if m.get("kind") == "eval"]
+    return evals[-1] if evals else None
+
+
+# --- generation (the Generate page) -------------------------------------------------------------------------
+
+GENERATED = "generated"
+
+
+@dataclass
+class GenerationRequest:
+    classes: list[str]
+    n: int = 4
+    steps: int = 25
+    sampler: str = "dpm++2m"
+    guidance: float = 3.0
+    seed: int = 0
+    gif: bool = True
+
+
+def generation_dir(run_dir: Path, gen_id: str) -> Path:
+    return Path(run_dir) / GENERATED / gen_id
+
+
+def start_generation(view: RunView, request: GenerationRequest) -> str:
+    """Sample the run's best checkpoint in a subprocess (`python -m diffusion.generate`); returns the job id.
+
+    The process writes `generated/<id>/<class>/<i>.png` (+ `.gif` denoising animation) and, when it ends, an
+    `exit_code` file, so any server worker (or a restarted server) can tell running, done and failed apart.
+    """
+    if not view.has_checkpoint:
+        raise RunError(f"run {view.id} has no checkpoint yet: wait for its first epoch to finish")
+    gen_id = f"{datetime.now():%Y%m%d-%H%M%S}-{os.urandom(2).hex()}"
+    out = generation_dir(view.path, gen_id)
+    out.mkdir(parents=True)
+    cmd = [sys.executable, "-m", "diffusion.generate", str(view.path), str(out), "--n", str(request.n),
+           "--steps", str(request.steps), "--sampler", request.sampler, "--guidance", str(request.guidance),
+           "--seed", str(request.seed), "--which", "best"]
+    for name in request.classes:
+        cmd += ["--class", name]
+    if request.gif:
+        cmd.append("--gif")
+    rundir.write_json_atomic(out / "request.json", {**request.__dict__, "created": time.time()})
+    wrapper = ['/bin/sh', '-c', '"$@"; code=$?; echo $code > "$0/.exit_code.tmp" && mv "$0/.exit_code.tmp" '
+               '"$0/exit_code"', str(out), *cmd]
+    proc = _spawn(wrapper, out / "output.log")
+    rundir.write_json_atomic(out / "job.json", {"pid": proc.pid})
+    return gen_id
+
+
+@dataclass
+class Generation:
+    id: str
+    path: Path
+    state: str  # running | done | failed
+    request: dict
+    images: list[dict]  # {class, index, png (relative to the run dir), gif or None}
+    error: str = ""
+
+
+def read_generation(view: RunView, gen_id: str) -> Generation | None:
+    out = generation_dir(view.path, gen_id)
+    request = rundir.read_json(out / "request.json", default=None)
+    if request is None:
+        return None
+    images = []
+    names = {n: n for n in view.class_names}
+    for class_dir in sorted(p for p in out.iterdir() if p.is_dir()):
+        for png in sorted((p for p in class_dir.glob("*.png") if p.stem.isdigit()), key=lambda p: int(p.stem)):
+            gif = png.with_suffix(".gif")
+            images.append({"class": names.get(class_dir.name, class_dir.name), "index": int(png.stem),
+                           "png": str(png.relative_to(view.path)),
+                           "gif": str(gif.relative_to(view.path)) if gif.exists() else None})
+    code_text = (out / "exit_code").read_text().strip() if (out / "exit_code").exists() else None
+    if code_text is not None:
+        state = "done" if code_text == "0" else "failed"
+    else:
+        pid = (rundir.read_json(out / "job.json", default={}) or {}).get("pid")
+        state = "running" if process_alive(pid) else "failed"
+    error = ""
+    if state == "failed":
+        error = tail(out / "output.log", 12) or "the sampling process stopped without a result"
+    return Generation(gen_id, out, state, request, images, error)
+
+
+def list_generations(view: RunView) -> list[str]:
+    root = view.path / GENERATED
+    if not root.is_dir():
+        return []
+    return sorted((p.name for p in root.iterdir() if (p / "request.json").exists()), reverse=True)
