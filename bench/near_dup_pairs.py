@@ -10,7 +10,7 @@ another art style ("same-subject") and another emoji of the same class in the sa
 
     python bench/near_dup_pairs.py [--variants 6] [--seed 0]   # prints a summary of the set
 
-Used by bench/dedup_quality.py (``build_items``) and the tests (``transform``).
+Used by bench/dedup_quality.py (``build_items``); the copies are made by curator.dedup.variants.
 """
 from __future__ import annotations
 
@@ -22,10 +22,11 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
-from PIL import Image, ImageEnhance
+from PIL import Image
+
+from curator.dedup.variants import RECIPES, transform
 
 DEMO = str(Path(__file__).resolve().parent.parent / "demo" / "animal-emoji" / "images")  # the bundled copy
-WHITE = (255, 255, 255)
 
 
 @dataclass
@@ -39,96 +40,6 @@ class Item:
     emoji: str
     cls: str
     transform: str  # "original" or the transform recipe
-
-
-def _flatten(img: Image.Image, bg=WHITE) -> Image.Image:
-    img = img.convert("RGBA")
-    base = Image.new("RGBA", img.size, bg + (255,))
-    base.alpha_composite(img)
-    return base.convert("RGB")
-
-
-def _encode(img: Image.Image, fmt: str, **kw) -> bytes:
-    buf = io.BytesIO()
-    img.save(buf, format=fmt, **kw)
-    return buf.getvalue()
-
-
-def _crop(img: Image.Image, rng: random.Random, lo=0.02, hi=0.05) -> Image.Image:
-    """Remove lo..hi of the width and of the height, split at random between the two sides."""
-    w, h = img.size
-    fx, fy = rng.uniform(lo, hi), rng.uniform(lo, hi)
-    sx, sy = rng.random(), rng.random()
-    left, top = round(w * fx * sx), round(h * fy * sy)
-    right, bottom = w - round(w * fx * (1 - sx)), h - round(h * fy * (1 - sy))
-    return img.crop((left, top, right, bottom))
-
-
-def _brightness(img: Image.Image, factor: float) -> Image.Image:
-    if img.mode == "RGBA":
-        rgb, a = img.convert("RGB"), img.getchannel("A")
-        out = ImageEnhance.Brightness(rgb).enhance(factor).convert("RGBA")
-        out.putalpha(a)
-        return out
-    return ImageEnhance.Brightness(img).enhance(factor)
-
-
-def transform(img: Image.Image, recipe: str, rng: random.Random) -> tuple[bytes, str]:
-    """Apply a '+'-joined recipe of steps to an RGBA image; return encoded bytes and the exact recipe."""
-    img = img.convert("RGBA")
-    done = []
-    fmt = ("PNG", {})
-    for step in recipe.split("+"):
-        if step == "resize":
-            side = rng.choice([64, 96, 160, 200, 256])
-            img = img.resize((side, round(side * img.height / img.width)), Image.Resampling.LANCZOS)
-            done.append(f"resize{side}")
-        elif step == "crop":
-            img = _crop(img, rng)
-            done.append(f"crop{img.width}x{img.height}")
-        elif step == "flatten":  # opaque on white, as an editor does before brightening a whole picture
-            img = _flatten(img).convert("RGBA")
-            done.append("flatten")
-        elif step == "bright":
-            f = rng.choice([0.9, 0.93, 1.07, 1.1])
-            img = _brightness(img, f)
-            done.append(f"bright{f}")
-        elif step == "jpeg":
-            q = rng.choice([60, 75, 85, 95])
-            fmt = ("JPEG", {"quality": q})
-            done.append(f"jpeg{q}")
-        elif step == "webp":
-            q = rng.choice([70, 85])
-            fmt = ("WEBP", {"quality": q})
-            done.append(f"webp{q}")
-        elif step == "webpll":
-            fmt = ("WEBP", {"lossless": True})
-            done.append("webp-lossless")
-        elif step == "gif":
-            fmt = ("GIF", {})
-            done.append("gif")
-        else:
-            raise ValueError(f"unknown step {step!r}")
-    name, kw = fmt
-    if name == "JPEG":
-        out = _flatten(img)
-    elif name == "GIF":
-        out = img.convert("RGBA")
-        alpha = out.getchannel("A").point(lambda v: 255 if v >= 128 else 0)
-        pal = _flatten(out).quantize(255)
-        pal.paste(255, mask=alpha.point(lambda v: 255 - v))
-        kw = {"transparency": 255}
-        out = pal
-    else:
-        out = img
-    return _encode(out, name, **kw), "+".join(done)
-
-
-RECIPES = [
-    "resize", "jpeg", "webp", "webpll", "gif", "crop", "bright",
-    "resize+jpeg", "crop+resize", "bright+jpeg", "crop+jpeg", "crop+bright+webp", "resize+bright+jpeg",
-    "flatten+bright", "flatten+crop+bright+jpeg",  # brightness of the whole picture: the white background too
-]
 
 
 def parse_name(path: str) -> tuple[str, str, str]:

@@ -1,7 +1,6 @@
 """curator.dedup.matching (confirm stage, grouping, new-batch check, keeper) and curator.dedup.calibration maths."""
 import io
 import random
-import sys
 from datetime import datetime
 from pathlib import Path
 
@@ -11,10 +10,8 @@ from PIL import Image
 
 from curator.dedup.calibration import calibrate, pairs_for_calibration
 from curator.dedup.matching import (DuplicateIndex, check_new, confirm_scores, find_duplicate_groups, suggest_keeper)
+from curator.dedup.variants import transform
 from curator.imports.hashing import THUMB_SIDE, fingerprint_bytes
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.near_dup_pairs import transform  # noqa: E402
 
 DEMO = Path(__file__).resolve().parents[1] / "demo" / "animal-emoji" / "images"  # the bundled copy
 
