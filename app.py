@@ -77,8 +77,17 @@ def create_app(test_config: dict | None = None, instance_path: str | os.PathLike
         upgrade(db.engine, instance / ".migrate.lock")
     for views in _feature_views():
         app.register_blueprint(views.bp)
+    _connect_features()
     _register_handlers(app)
     return app
+
+
+def _connect_features() -> None:
+    """The one place features that may not import each other are joined: ranking uses the duplicate search (near
+    copies meet head to head), so the duplicate review gets its ratings from ranking through this seam."""
+    from curator.dedup import service as dedup_service
+    from curator.ranking import service as ranking_service
+    dedup_service.use_ratings(ranking_service.ratings_within_class)
 
 
 def _feature_views() -> list:

@@ -1,10 +1,15 @@
-"""The one SQLAlchemy handle and the SQLite settings every connection gets."""
+"""The one SQLAlchemy handle, the SQLite settings every connection gets, and how services own transactions."""
 from __future__ import annotations
+
+import functools
+from typing import Callable, TypeVar
 
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
-from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.orm import DeclarativeBase, Session
+
+T = TypeVar("T")
 
 
 class Base(DeclarativeBase):
@@ -30,3 +35,19 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
         cur.execute("PRAGMA busy_timeout=15000")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.close()
+
+
+def transactional(write: Callable[..., T]) -> Callable[..., T]:
+    """How every service function that writes owns its transaction: `write(session, ...)` runs as one transaction,
+    committed when it returns, rolled back (nothing changed) when it raises, and the error passed on. Inside a
+    service, call the undecorated helpers, so one call is always exactly one commit."""
+    @functools.wraps(write)
+    def in_one_transaction(session: Session, *args, **kwargs) -> T:
+        try:
+            result = write(session, *args, **kwargs)
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+        return result
+    return in_one_transaction

@@ -7,8 +7,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from flask import (Blueprint, Response, abort, current_app, flash, redirect, render_template, request, send_file,
-                   url_for)
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    send_file,
+    url_for,
+)
 from werkzeug.utils import safe_join
 
 from core.db import db
@@ -19,13 +29,33 @@ from curator.imports.service import import_candidates
 from curator.imports.sources import Candidate
 from curator.imports.storage import ImageStore
 from curator.imports.validation import Limits
-from curator.snapshots.service import SnapshotError, create_snapshot, list_snapshots, manifest_path, read_manifest
+from curator.snapshots.service import (
+    SnapshotError,
+    create_snapshot,
+    list_snapshots,
+    manifest_path,
+    read_manifest,
+)
 from diffusion import rundir
 from diffusion.config import DEVICES, PRESETS, SAMPLERS, TrainConfig
 from trainer import stickers
-from trainer.service import (GenerationRequest, RunError, RunView, cancel, create_run, extend, latest_eval,
-                             list_generations, list_runs, loss_chart, read_generation, resume, schedule,
-                             start_generation, view_run)
+from trainer.service import (
+    GenerationRequest,
+    RunError,
+    RunView,
+    cancel,
+    create_run,
+    extend,
+    latest_eval,
+    list_generations,
+    list_runs,
+    loss_chart,
+    read_generation,
+    resume,
+    schedule,
+    start_generation,
+    view_run,
+)
 
 bp = Blueprint("trainer", __name__, template_folder="templates", url_prefix="/train")
 

@@ -20,7 +20,13 @@ def dedup_command(threshold: str | None, apply: bool, as_json: bool) -> None:
     """List duplicate groups among the active images with the suggested keeper (highest resolution, then best
     rating, then oldest); --apply resolves them all."""
     from core.db import db
-    from curator.dedup.service import DedupError, find_groups, group_summary, parse_threshold, resolve_all_suggested
+    from curator.dedup.service import (
+        DedupError,
+        find_groups,
+        group_summary,
+        parse_threshold,
+        resolve_all_suggested,
+    )
     from curator.imports.storage import ImageStore
     try:
         bits = parse_threshold(threshold)
@@ -38,12 +44,7 @@ def dedup_command(threshold: str | None, apply: bool, as_json: bool) -> None:
             lines.append(f"  {mark} #{img.id} {img.width}x{img.height} {img.file_size} B "
                          f"{img.class_name or '(unlabelled)'}{rating} {img.original_filename}")
     if apply and groups:
-        try:
-            decisions = resolve_all_suggested(db.session, groups)
-            db.session.commit()
-        except BaseException:
-            db.session.rollback()
-            raise
+        decisions = resolve_all_suggested(db.session, groups)
         result["applied"] = True
         result["decisions"] = [d.id for d in decisions]
         copies = sum(len(g.members) - 1 for g in groups)

@@ -31,8 +31,14 @@ from typing import Any, Hashable, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from curator.dedup.nearsearch import (
+    HammingIndex,
+    UnionFind,
+    all_pairs_within,
+    as_uint64,
+    hamming,
+)
 from curator.imports.hashing import THUMB_SIDE
-from curator.dedup.nearsearch import HammingIndex, UnionFind, all_pairs_within, as_uint64, hamming
 
 __all__ = [
     "DEFAULT_HASH_THRESHOLD",

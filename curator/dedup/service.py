@@ -7,18 +7,21 @@ each group can be undone on its own. Nothing is deleted.
 """
 from __future__ import annotations
 
+import dataclasses
+import io
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping
+from typing import Callable, Hashable, Iterable, Mapping
 
+from PIL import Image as PILImage
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from curator.dedup import matching as dedup
+from core.db import transactional
 from core.history import record
 from core.models import ACTIVE, DUPLICATE, Decision, Image
-from curator.dedup.same_pixels import upgrade_same_pixels
+from curator.dedup import matching as dedup
 from curator.imports.storage import ImageStore
 
 MAX_THRESHOLD = 32  # beyond this nearly every pair of a large dataset is a candidate: a mistake, not a setting
@@ -195,6 +198,18 @@ def _matches(session: Session, store: ImageStore | None, fps: dict[int, Fingerpr
     return matches
 
 
+# Where ratings come from. Ranking depends on this service (near duplicates meet head to head), so this service
+# never imports ranking: the app's composition root plugs ranking's ratings in (app.create_app).
+RatingsOf = Callable[[Session, Iterable[Image]], dict[int, tuple[float, int]]]
+_ratings_source: RatingsOf | None = None
+
+
+def use_ratings(source: RatingsOf | None) -> None:
+    """Set where {image id: (rating, rank within its class)} come from; None: groups carry no ratings."""
+    global _ratings_source
+    _ratings_source = source
+
+
 def class_groups(session: Session, class_id: int) -> list[dedup.Group]:
     """Unresolved duplicate groups among one class's active images (ranking makes their members meet head to head).
     Same detection and defaults as the review page, cached per class while its active images stay the same."""
@@ -206,9 +221,10 @@ def class_groups(session: Session, class_id: int) -> list[dedup.Group]:
 def find_groups(session: Session, store: ImageStore | None = None, *,
                 hash_threshold: int = dedup.DEFAULT_HASH_THRESHOLD,
                 confirm_threshold: float = dedup.DEFAULT_CONFIRM_THRESHOLD,
-                with_ratings: bool = True) -> list[DupGroup]:
+                with_ratings: bool = True, ratings: RatingsOf | None = None) -> list[DupGroup]:
     """Duplicate groups among the active images, each with its suggested keeper. With the image `store`, near pairs
-    that are the same pixels (JPEGs have no pixel hash from the import) are labelled so (curator.dedup.same_pixels)."""
+    that are the same pixels (JPEGs have no pixel hash from the import) are labelled so (see 'same pixels in another encoding' below).
+    Ratings (for the keeper rule and the page) come from `ratings`, or the source the app plugged in."""
     fps = load_hashes(session, ACTIVE)
     groups = _regroup(_matches(session, store, fps, hash_threshold, confirm_threshold), set(fps))
     if not groups:
@@ -217,7 +233,8 @@ def find_groups(session: Session, store: ImageStore | None = None, *,
     images = {}
     for lo in range(0, len(ids), CHUNK):
         images.update({img.id: img for img in session.scalars(select(Image).where(Image.id.in_(ids[lo:lo + CHUNK])))})
-    ratings = class_ratings_of(session, images.values()) if with_ratings else {}
+    source = ratings or _ratings_source
+    ratings = source(session, images.values()) if with_ratings and source else {}
     out = []
     for g in groups:
         closest: dict[int, int] = {}
@@ -230,25 +247,6 @@ def find_groups(session: Session, store: ImageStore | None = None, *,
     return out
 
 
-def class_ratings_of(session: Session, images: Iterable[Image]) -> dict[int, tuple[float, int]]:
-    """{image id: (rating, rank within class)} for images whose class has ratings and which were compared."""
-    from curator.ranking import service as ranking_service
-    wanted: dict[int, set[int]] = {}
-    for img in images:
-        if img.class_id is not None:
-            wanted.setdefault(img.class_id, set()).add(img.id)
-    out: dict[int, tuple[float, int]] = {}
-    for class_id, ids in wanted.items():
-        ratings = ranking_service.class_ratings(session, class_id)
-        compared = sorted((i for i in ratings.index if i in ratings.compared),
-                          key=lambda i: -ratings.rating(i).mu)
-        rank = {i: n + 1 for n, i in enumerate(compared)}
-        for i in ids:
-            if i in rank:
-                out[i] = (ratings.rating(i).mu, rank[i])
-    return out
-
-
 def suggest_keeper(members: list[Member]) -> int:
     """Highest resolution, then best rating, then oldest (then lowest id): the curator.dedup.matching rule."""
     rows = sorted(({"id": m.id, "width": m.image.width, "height": m.image.height, "rating": m.rating,
@@ -258,8 +256,8 @@ def suggest_keeper(members: list[Member]) -> int:
 
 # --- resolving -----------------------------------------------------------------------------------------------
 
-def resolve(session: Session, member_ids: Iterable, keeper_id, *, actor: str = "", reason: str = "") -> Decision:
-    """Mark every member but the keeper `duplicate` of it, as one undoable decision. The caller commits.
+def _resolve(session: Session, member_ids: Iterable, keeper_id, *, actor: str = "", reason: str = "") -> Decision:
+    """Mark every member but the keeper `duplicate` of it, as one undoable decision (`resolve` commits it).
 
     The members are what the user saw as one group; each must still be an active image (so a stale page cannot
     overwrite a later decision) and the keeper must be one of them. Raises DedupError otherwise.
@@ -288,10 +286,14 @@ def resolve(session: Session, member_ids: Iterable, keeper_id, *, actor: str = "
     return record(session, "duplicate", changes, actor=actor, image_id=keeper.id)
 
 
+resolve = transactional(_resolve)
+
+
+@transactional
 def resolve_all_suggested(session: Session, groups: list[DupGroup], *, actor: str = "") -> list[Decision]:
-    """Resolve every group with its suggested keeper: one decision per group (each undoable alone). The caller
-    commits, so the whole run is one transaction."""
-    return [resolve(session, g.ids, g.keeper_id, actor=actor) for g in groups]
+    """Resolve every group with its suggested keeper: one decision per group (each undoable alone), all in one
+    transaction (a stale group changes nothing at all)."""
+    return [_resolve(session, g.ids, g.keeper_id, actor=actor) for g in groups]
 
 
 def recent_resolutions(session: Session, limit: int = 20) -> list[Decision]:
@@ -356,9 +358,10 @@ def next_calibration_pair(session: Session) -> tuple[tuple[int, int, int] | None
     return (todo[0] if todo else None), len(pairs) - len(todo), len(pairs)
 
 
+@transactional
 def label_pair(session: Session, a, b, same: bool):
     """Store (or change) the user's verdict on a pair; the distance is computed here, not trusted from a form.
-    The caller commits. Raises DedupError for unknown or identical images."""
+    Raises DedupError (nothing stored) for unknown or identical images."""
     from core.models import CalibrationLabel
     try:
         a, b = sorted((int(a), int(b)))
@@ -384,7 +387,82 @@ def label_pair(session: Session, a, b, same: bool):
 
 def calibration_result(session: Session):
     """Precision/recall per distance and the recommended threshold from the stored labels."""
-    from curator.dedup.calibration import calibrate
     from core.models import CalibrationLabel
+    from curator.dedup.calibration import calibrate
     labels = session.execute(select(CalibrationLabel.distance, CalibrationLabel.same)).all()
     return calibrate([(d, s) for d, s in labels])
+
+
+# --- same pixels in another encoding ----------------------------------------------------------------------------
+# Which near duplicates are really the same pixels in another encoding, for images without a pixel hash.
+# 
+# The import decodes JPEGs at reduced size (curator.imports.validation.reduced_decode), so they get no pixel hash there (nor
+# do images indexed before the pixel hash became xxh3-128: migration 0003 cleared theirs). Two
+# files with the same pixels are always proposed and confirmed as near duplicates (their fingerprints differ by at
+# most the rounding of two reduced decodes), and only pictures of the same size can have the same pixels. So the exact
+# check is done afterwards, on confirmed near pairs of equal size only: the missing pixel hashes are computed from a
+# full decode of the stored file, and an equal pair becomes a `same-pixels` match. That costs a few full decodes per
+# such pair instead of a full decode and a hash of every pixel of every JPEG at import.
+
+
+def _stored(session: Session, store: ImageStore, ids: list) -> dict:
+    """id -> (sorted size, pixel hash or None, reader of the file's bytes) for stored images."""
+    out = {}
+    for lo in range(0, len(ids), CHUNK):
+        rows = session.execute(select(Image.id, Image.width, Image.height, Image.pixel_hash, Image.path)
+                               .where(Image.id.in_(ids[lo:lo + CHUNK])))
+        out.update({i: (tuple(sorted((w, h))), px, store.absolute(path).read_bytes) for i, w, h, px, path in rows})
+    return out
+
+
+def _unsaved(key, read: Callable[[], bytes]) -> tuple:
+    """(sorted size from the header, None, reader) for a file not stored yet; size None if it cannot be read now."""
+    try:
+        data = read()
+        with PILImage.open(io.BytesIO(data)) as img:
+            return tuple(sorted(img.size)), None, lambda: data
+    except Exception:  # unreadable now: it stays a near duplicate
+        return None, None, None
+
+
+def upgrade_same_pixels(session: Session, store: ImageStore, matches: Iterable,
+                        unsaved: Mapping[Hashable, Callable[[], bytes]] | None = None) -> list:
+    """`matches` (curator.dedup.matching.Match) with each near pair of equal size and equal pixels relabelled
+    `same-pixels`.
+
+    Ids are stored image ids, or keys of `unsaved` (files not stored yet, e.g. a merge dry run: key -> reader of the
+    file's bytes). A file that cannot be read or decoded any more keeps its `near` label.
+    """
+    from curator.imports.hashing import (
+        pixel_hash_of_bytes,  # numpy/scipy only when a search runs
+    )
+
+    matches = list(matches)
+    unsaved = unsaved or {}
+    keys = {x for m in matches if m.kind == "near" for x in (m.a, m.b)}
+    if not keys:
+        return matches
+    info = _stored(session, store, sorted(k for k in keys if k not in unsaved))
+    info.update({k: _unsaved(k, unsaved[k]) for k in keys if k in unsaved})
+    hashes: dict = {}
+
+    def pixels_of(key) -> str | None:
+        _size, pixel_hash, read = info[key]
+        if pixel_hash is None and key not in hashes:
+            try:
+                hashes[key] = pixel_hash_of_bytes(read())
+            except Exception:  # a missing or damaged file: it stays a near duplicate
+                hashes[key] = None
+        return pixel_hash or hashes.get(key)
+
+    def size_of(key):
+        return info[key][0] if key in info else None
+
+    out = []
+    for m in matches:
+        if m.kind == "near" and size_of(m.a) is not None and size_of(m.a) == size_of(m.b):
+            px_a = pixels_of(m.a)
+            if px_a is not None and px_a == pixels_of(m.b):
+                m = dataclasses.replace(m, kind="same-pixels", score=1.0)
+        out.append(m)
+    return out

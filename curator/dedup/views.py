@@ -7,14 +7,23 @@ each group is one form that works without JavaScript, and with htmx only that gr
 """
 from __future__ import annotations
 
-from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 
-from curator.dedup import service as ds
 from core.db import db
-from curator.dedup.matching import DEFAULT_HASH_THRESHOLD
 from core.models import Decision, Image
-from curator.imports.storage import ImageStore
 from core.web import is_htmx
+from curator.dedup import service as ds
+from curator.dedup.matching import DEFAULT_HASH_THRESHOLD
+from curator.imports.storage import ImageStore
 
 bp = Blueprint('dedup', __name__, template_folder="templates")
 
@@ -54,9 +63,7 @@ def dedup_resolve():
         if keeper is None:
             raise ds.DedupError("choose which image to keep")
         decision = ds.resolve(db.session, members, keeper)
-        db.session.commit()
     except ds.DedupError as exc:
-        db.session.rollback()
         if is_htmx():  # keep the group on the page; the message goes to the page's message list
             body = render_template("dedup/_message.html", message=str(exc), kind="error")
             return body, 200, {"HX-Retarget": "#dedup-messages", "HX-Reswap": "innerHTML"}
@@ -82,9 +89,7 @@ def dedup_resolve_all():
     groups = ds.find_groups(db.session, ImageStore(current_app.instance_path), hash_threshold=threshold)
     try:
         decisions = ds.resolve_all_suggested(db.session, groups)
-        db.session.commit()
     except ds.DedupError as exc:
-        db.session.rollback()
         flash(f"{exc}", "error")
         return _back(threshold)
     copies = sum(len(g.members) - 1 for g in groups)
@@ -115,7 +120,6 @@ def calibrate_page():
                            result=ds.calibration_result(db.session), default_threshold=DEFAULT_HASH_THRESHOLD)
 
 
-
 @bp.post("/duplicates/calibrate")
 def calibrate_label():
     verdict = request.form.get("verdict")
@@ -124,8 +128,6 @@ def calibrate_label():
         return redirect(url_for("dedup.calibrate_page"))
     try:
         ds.label_pair(db.session, request.form.get("a"), request.form.get("b"), verdict == "same")
-        db.session.commit()
     except ds.DedupError as exc:
-        db.session.rollback()
         flash(str(exc), "error")
     return redirect(url_for("dedup.calibrate_page"))

@@ -8,7 +8,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, send_file, url_for
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    send_file,
+    url_for,
+)
 
 from core.db import db
 from core.history import UndoError
@@ -107,7 +117,6 @@ def relabel(image_id: int):
     try:
         flash(service.relabel(db.session, image, request.form.get("class_name", "")), "ok")
     except ValueError as exc:
-        db.session.rollback()
         flash(str(exc), "error")
     return _back_to(image)
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import numpy as np
 from PIL import Image
-
 from pywuffs import ImageDecoderQuirks, ImageDecoderType, PixelFormat
 from pywuffs.aux import ImageDecoder, ImageDecoderConfig
 

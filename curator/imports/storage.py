@@ -8,7 +8,8 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-from PIL import Image as PILImage, ImageOps
+from PIL import Image as PILImage
+from PIL import ImageOps
 
 from core.files import write_atomic
 from curator.imports.validation import reduced_decode

@@ -14,7 +14,12 @@ from typing import Iterator
 
 from curator.imports.forking import forking_is_safe, map_in_forks
 from curator.imports.sources import Candidate, read_limited
-from curator.imports.storage import THUMB_SIZE, ImageStore, make_thumbnail_bytes, write_file
+from curator.imports.storage import (
+    THUMB_SIZE,
+    ImageStore,
+    make_thumbnail_bytes,
+    write_file,
+)
 from curator.imports.validation import Limits, Rejected, validate_image_bytes
 
 CLASS_NAME = re.compile(r"^[a-z0-9][a-z0-9 _-]{0,63}$")
@@ -53,7 +58,9 @@ class Stored:
 
 def fingerprint_valid(data: bytes, limits: Limits):
     """(ValidImage, ImageFingerprint) of a file's bytes, decoded as the import decodes them; raises Rejected."""
-    from curator.imports.hashing import fingerprint_image  # numpy/scipy: loaded only by what imports files
+    from curator.imports.hashing import (
+        fingerprint_image,  # numpy/scipy: loaded only by what imports files
+    )
     valid = validate_image_bytes(data, limits, reduced=True)
     return valid, fingerprint_image(valid.image, data, full_size=valid.full_size)
 
@@ -62,7 +69,7 @@ def store_one(data: bytes, limits: Limits, instance: Path) -> Stored:
     """Validate, fingerprint and store one file's bytes (and its thumbnail if it is large); raises Rejected.
 
     JPEGs are decoded at reduced size (all that the thumbnail and the fingerprints need): their pixel hash is filled
-    in later, only if the duplicate search needs it (curator.dedup.same_pixels).
+    in later, only if the duplicate search needs it (curator.dedup.service).
     """
     valid, fp = fingerprint_valid(data, limits)
     store = ImageStore(instance)

@@ -5,11 +5,19 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 
 from core.db import db
-from core.web import get_or_404
 from core.models import Batch
+from core.web import get_or_404
 from curator.imports import service
 from curator.imports.sources import SourceError
 from curator.imports.storage import ImageStore

@@ -22,15 +22,31 @@ from sqlalchemy import create_engine, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from curator.dedup import service as dedup_service
+from core.db import transactional
 from core.history import record
+from core.models import (
+    ACTIVE,
+    REJECTED,
+    STAGED,
+    Batch,
+    BatchItem,
+    Decision,
+    Image,
+    ImageClass,
+    utcnow,
+)
+from curator.dedup import service as dedup_service
 from curator.dedup.matching import check_new, match_order
 from curator.imports.service import ClassCache, import_candidates
-from curator.imports.storing import fingerprint_valid, normalise_class_name
-from core.models import ACTIVE, REJECTED, STAGED, Batch, BatchItem, Decision, Image, ImageClass, utcnow
-from curator.dedup.same_pixels import upgrade_same_pixels
-from curator.imports.sources import Candidate, SourceError, check_allowed, iter_paths, read_limited
+from curator.imports.sources import (
+    Candidate,
+    SourceError,
+    check_allowed,
+    iter_paths,
+    read_limited,
+)
 from curator.imports.storage import ImageStore
+from curator.imports.storing import fingerprint_valid, normalise_class_name
 from curator.imports.validation import Limits, Rejected
 
 MERGE = "merge"
@@ -145,7 +161,7 @@ def classify(session: Session, store: ImageStore, new: dict, names: dict | None 
     index, existing = dedup_service.existing_index(session)
     found: dict = {key: [] for key in new}
     checked = [m for matches in check_new(new, index, existing).values() for m in matches]
-    for m in upgrade_same_pixels(session, store, checked, unsaved):  # one pass: each file read at most once
+    for m in dedup_service.upgrade_same_pixels(session, store, checked, unsaved):  # one pass: each file read at most once
         found[m.a].append(m)
     for matches in found.values():
         matches.sort(key=match_order)
@@ -198,35 +214,31 @@ def _set_note(batch: Batch, **values) -> None:
     batch.note = json.dumps({**_note(batch), **values})
 
 
+@transactional
 def analyse(session: Session, store: ImageStore, batch: Batch) -> None:
-    """Sort the staged images into new / duplicate / near duplicate against the active images; commits.
+    """Sort the staged images into new / duplicate / near duplicate against the active images.
 
     Exact byte duplicates were found by the import (no staged image); this adds same-pixels and near duplicates and
     sets what is accepted by default (new images only). Safe to run again (the preview does if it was interrupted).
     """
-    try:
-        items = [i for i in batch.items if i.image is not None and i.image.status == STAGED]
-        new = {i.image.id: dedup_service.Fingerprint(i.image.sha256, i.image.pixel_hash, i.image.phash,
-                                                      i.image.dhash, i.image.fingerprint) for i in items}
-        verdicts = classify(session, store, new, {i.image.id: i.filename for i in items})
-        for item in items:
-            v = verdicts[item.image.id]
-            item.outcome, item.distance = v.outcome, v.distance
-            item.existing_id = v.existing_id if v.other_key is None else v.other_key
-            item.reason = v.reason or item.reason
-            item.accepted = v.outcome == "new"
-        for item in batch.items:
-            if item.image is None:
-                item.accepted = None
-                if item.outcome == "duplicate":
-                    item.distance = 0
-                if item.outcome == "duplicate" and item.existing is not None and item.existing.status != ACTIVE:
-                    item.reason = f"{item.reason} (#{item.existing_id} is {item.existing.status})"
-        _set_note(batch, analysed=True)
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
+    items = [i for i in batch.items if i.image is not None and i.image.status == STAGED]
+    new = {i.image.id: dedup_service.Fingerprint(i.image.sha256, i.image.pixel_hash, i.image.phash,
+                                                  i.image.dhash, i.image.fingerprint) for i in items}
+    verdicts = classify(session, store, new, {i.image.id: i.filename for i in items})
+    for item in items:
+        v = verdicts[item.image.id]
+        item.outcome, item.distance = v.outcome, v.distance
+        item.existing_id = v.existing_id if v.other_key is None else v.other_key
+        item.reason = v.reason or item.reason
+        item.accepted = v.outcome == "new"
+    for item in batch.items:
+        if item.image is None:
+            item.accepted = None
+            if item.outcome == "duplicate":
+                item.distance = 0
+            if item.outcome == "duplicate" and item.existing is not None and item.existing.status != ACTIVE:
+                item.reason = f"{item.reason} (#{item.existing_id} is {item.existing.status})"
+    _set_note(batch, analysed=True)
 
 
 def ensure_analysed(session: Session, store: ImageStore, batch: Batch) -> None:
@@ -321,15 +333,15 @@ def _require_staged(batch: Batch) -> None:
         raise MergeError(f"merge #{batch.id} is {batch.state}: only a staged merge can be changed")
 
 
+@transactional
 def save_mapping(session: Session, batch: Batch, raw: dict[str, str]) -> dict[str, str]:
     _require_staged(batch)
     mapping = parse_mapping(raw)
     _set_note(batch, mapping={**_note(batch).get("mapping", {}), **mapping})
-    session.commit()
     return mapping
 
 
-def set_accepted(session: Session, batch: Batch, item_ids: Iterable, accepted: bool) -> list[BatchItem]:
+def _set_accepted(session: Session, batch: Batch, item_ids: Iterable, accepted: bool) -> list[BatchItem]:
     """Accept or decline items of a staged merge; MergeError (nothing changed) for ids not in it."""
     _require_staged(batch)
     by_id = {i.id: i for i in batch.items}
@@ -349,77 +361,72 @@ def set_accepted(session: Session, batch: Batch, item_ids: Iterable, accepted: b
         raise MergeError("; ".join(bad) + ": nothing changed")
     for item in chosen:
         item.accepted = accepted
-    session.commit()
     return chosen
 
 
+set_accepted = transactional(_set_accepted)
+
+
+@transactional
 def accept_outcome(session: Session, batch: Batch, outcome: str, accepted: bool = True) -> int:
     """Accept (or decline) every item with this outcome, e.g. all new images."""
     if outcome not in ACCEPTABLE:
         raise MergeError(f"unknown outcome {outcome!r}: choose one of {', '.join(ACCEPTABLE)}")
     items = [i for i in batch.items if i.outcome == outcome and i.image_id is not None]
-    set_accepted(session, batch, [i.id for i in items], accepted)
+    _set_accepted(session, batch, [i.id for i in items], accepted)
     return len(items)
 
 
 # --- commit / discard ----------------------------------------------------------------------------------------
 
+@transactional
 def commit(session: Session, batch: Batch, raw_mapping: dict[str, str] | None = None, *, actor: str = "") -> Decision:
     """Take the accepted staged images in (active, mapped class) and set the rest aside (rejected), in ONE
     transaction logged as ONE decision. Anything failing half way rolls everything back."""
     _require_staged(batch)
     mapping = {**_note(batch).get("mapping", {}), **parse_mapping(raw_mapping or {})}
-    try:
-        items = [i for i in batch.items if i.image is not None]
-        changed = [f"{i.filename} is {i.image.status}" for i in items if i.image.status != STAGED]
-        if changed:
-            raise MergeError(f"merge #{batch.id} changed since it was staged ({'; '.join(changed[:5])}): "
-                             "nothing was committed")
-        classes = ClassCache(session)
-        target = {}
-        for item in items:
-            if item.accepted:
-                name = mapping.get(item.source_class, default_target(item.source_class))
-                target[item.id] = classes.get(name) if name else None
-        session.flush()  # new classes get their ids
-        changes = []
-        for item in items:
-            if item.accepted:
-                cls = target[item.id]
-                changes.append((item.image, {"status": ACTIVE, "class_id": cls.id if cls else None,
-                                             "status_reason": ""}))
-            else:
-                changes.append((item.image, {"status": REJECTED,
-                                             "status_reason": f"not accepted in merge #{batch.id}"}))
-        decision = record(session, "merge", changes + [(batch, {"state": "committed"})], actor=actor,
-                          batch_id=batch.id)
-        accepted = sum(1 for i in items if i.accepted)
-        batch.committed = utcnow()
-        batch.added = accepted
-        batch.duplicates = sum(1 for i in batch.items if i.outcome in ("duplicate", "near-duplicate")
-                               and not (i.accepted and i.image_id))
-        batch.rejected = len(batch.items) - batch.added - batch.duplicates
-        _set_note(batch, mapping=mapping)
-        session.commit()
-        return decision
-    except BaseException:
-        session.rollback()
-        raise
+    items = [i for i in batch.items if i.image is not None]
+    changed = [f"{i.filename} is {i.image.status}" for i in items if i.image.status != STAGED]
+    if changed:
+        raise MergeError(f"merge #{batch.id} changed since it was staged ({'; '.join(changed[:5])}): "
+                         "nothing was committed")
+    classes = ClassCache(session)
+    target = {}
+    for item in items:
+        if item.accepted:
+            name = mapping.get(item.source_class, default_target(item.source_class))
+            target[item.id] = classes.get(name) if name else None
+    session.flush()  # new classes get their ids
+    changes = []
+    for item in items:
+        if item.accepted:
+            cls = target[item.id]
+            changes.append((item.image, {"status": ACTIVE, "class_id": cls.id if cls else None,
+                                         "status_reason": ""}))
+        else:
+            changes.append((item.image, {"status": REJECTED,
+                                         "status_reason": f"not accepted in merge #{batch.id}"}))
+    decision = record(session, "merge", changes + [(batch, {"state": "committed"})], actor=actor,
+                      batch_id=batch.id)
+    accepted = sum(1 for i in items if i.accepted)
+    batch.committed = utcnow()
+    batch.added = accepted
+    batch.duplicates = sum(1 for i in batch.items if i.outcome in ("duplicate", "near-duplicate")
+                           and not (i.accepted and i.image_id))
+    batch.rejected = len(batch.items) - batch.added - batch.duplicates
+    _set_note(batch, mapping=mapping)
+    return decision
 
 
+@transactional
 def discard(session: Session, batch: Batch, *, actor: str = "") -> Decision:
     """Set a staged merge aside: its images become rejected (kept, not deleted), the batch undone; undoable."""
     _require_staged(batch)
-    try:
-        images = [i.image for i in batch.items if i.image is not None and i.image.status == STAGED]
-        changes = [(img, {"status": REJECTED, "status_reason": f"merge #{batch.id} discarded"}) for img in images]
-        decision = record(session, "merge-discard", changes + [(batch, {"state": "undone"})], actor=actor,
-                          batch_id=batch.id)
-        session.commit()
-        return decision
-    except BaseException:
-        session.rollback()
-        raise
+    images = [i.image for i in batch.items if i.image is not None and i.image.status == STAGED]
+    changes = [(img, {"status": REJECTED, "status_reason": f"merge #{batch.id} discarded"}) for img in images]
+    decision = record(session, "merge-discard", changes + [(batch, {"state": "undone"})], actor=actor,
+                      batch_id=batch.id)
+    return decision
 
 
 def staged_merges(session: Session) -> list[Batch]:

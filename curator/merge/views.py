@@ -6,19 +6,34 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 
-from curator.merge import service as merging
 from core.db import db
-from curator.imports.service import upload_candidates
-from curator.imports.service import class_names
+from core.web import is_htmx
+from curator.imports.service import class_names, upload_candidates
 from curator.imports.sources import SourceError
 from curator.imports.storage import ImageStore
 from curator.imports.validation import Limits
-
-from core.web import is_htmx
+from curator.merge import service as merging
 
 bp = Blueprint('merge', __name__, template_folder="templates")
+
+
+def _store() -> ImageStore:
+    return ImageStore(current_app.instance_path)
+
+
+def _limits() -> Limits:
+    return Limits.from_config(current_app.config)
 
 
 def _roots() -> list[Path]:
@@ -44,8 +59,8 @@ def merge_stage_path():
         flash("Enter a folder, zip or Menagerie instance path on the server.", "error")
         return redirect(url_for("merge.merge_index"))
     try:
-        candidates = merging.merge_candidates([Path(raw)], Limits.from_config(current_app.config), _roots())
-        batch = merging.stage(db.session, ImageStore(current_app.instance_path), candidates, source=raw, limits=Limits.from_config(current_app.config))
+        candidates = merging.merge_candidates([Path(raw)], _limits(), _roots())
+        batch = merging.stage(db.session, _store(), candidates, source=raw, limits=_limits())
     except (SourceError, ValueError) as exc:
         flash(f"{exc}. Nothing was staged.", "error")
         return redirect(url_for("merge.merge_index"))
@@ -60,9 +75,9 @@ def merge_stage_upload():
         return redirect(url_for("merge.merge_index"))
     with tempfile.TemporaryDirectory(dir=current_app.instance_path, prefix=".upload-") as spool:
         try:
-            candidates = upload_candidates(files, None, Limits.from_config(current_app.config), Path(spool))
+            candidates = upload_candidates(files, None, _limits(), Path(spool))
             names = ", ".join(f.filename for f in files[:3]) + (" …" if len(files) > 3 else "")
-            batch = merging.stage(db.session, ImageStore(current_app.instance_path), candidates, source=f"upload: {names}", limits=Limits.from_config(current_app.config))
+            batch = merging.stage(db.session, _store(), candidates, source=f"upload: {names}", limits=_limits())
         except (SourceError, ValueError) as exc:
             flash(f"{exc}. Nothing was staged.", "error")
             return redirect(url_for("merge.merge_index"))
@@ -72,10 +87,11 @@ def merge_stage_upload():
 @bp.get("/merge/<int:batch_id>")
 def merge_preview(batch_id: int):
     batch = _get(batch_id)
-    merging.ensure_analysed(db.session, ImageStore(current_app.instance_path), batch)
+    merging.ensure_analysed(db.session, _store(), batch)
     discard = None
     if batch.state == "undone":
         from sqlalchemy import select
+
         from core.models import Decision
         discard = db.session.scalar(select(Decision).where(Decision.batch_id == batch.id,
                                                            Decision.kind == "merge-discard",
@@ -113,7 +129,6 @@ def merge_accept(batch_id: int):
             message = f"{'Accepted' if accepted else 'Declined'} {len(chosen)} item(s)."
         flash(message, "ok")
     except merging.MergeError as exc:
-        db.session.rollback()
         flash(str(exc), "error")
     return redirect(url_for("merge.merge_preview", batch_id=batch.id))
 
@@ -125,7 +140,6 @@ def merge_mapping(batch_id: int):
         merging.save_mapping(db.session, batch, _mapping_from_form())
         flash("Class mapping saved.", "ok")
     except merging.MergeError as exc:
-        db.session.rollback()
         flash(str(exc), "error")
     return redirect(url_for("merge.merge_preview", batch_id=batch.id))
 

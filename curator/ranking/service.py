@@ -25,12 +25,28 @@ import numpy as np
 from sqlalchemy import String, case, cast, func, select
 from sqlalchemy.orm import Session
 
-from curator.dedup import service as dedup_service
+from core.db import transactional
 from core.history import UndoError, image_changes, record, undo
+from core.models import (
+    ACTIVE,
+    REJECTED,
+    Comparison,
+    Decision,
+    Image,
+    ImageClass,
+    utcnow,
+)
+from curator.dedup import service as dedup_service
 from curator.imports.service import ClassCache
-from core.models import ACTIVE, REJECTED, Comparison, Decision, Image, ImageClass, utcnow
 from curator.ranking.pairing import choose_pair
-from curator.ranking.rating import OUTCOMES, Progress, Rating, RatingState, membership_probabilities, replay
+from curator.ranking.rating import (
+    OUTCOMES,
+    Progress,
+    Rating,
+    RatingState,
+    membership_probabilities,
+    replay,
+)
 
 SETTLED = 0.95  # P(in top-k) above this (or below 1 - this) counts as decided
 DEFAULT_K_CAP = 64  # a class without its own k ranks for min(64, half its images)
@@ -76,8 +92,9 @@ def parse_k(raw) -> int:
     return k
 
 
+@transactional
 def set_top_k(session: Session, image_class: ImageClass, raw) -> int:
-    """Store the class's k (a setting, not an image change: not in the decision log). The caller commits."""
+    """Store the class's k (a setting, not an image change: not in the decision log)."""
     k = parse_k(raw)
     image_class.top_k = k
     return k
@@ -348,6 +365,25 @@ def standings(session: Session, image_class: ImageClass, view: ClassView | None 
                      view)
 
 
+def ratings_within_class(session: Session, images: Iterable[Image]) -> dict[int, tuple[float, int]]:
+    """{image id: (rating, rank within class)} for images whose class has ratings and which were compared: what the
+    duplicate review shows and its keeper rule uses (the app plugs it into curator.dedup.service)."""
+    wanted: dict[int, set[int]] = {}
+    for img in images:
+        if img.class_id is not None:
+            wanted.setdefault(img.class_id, set()).add(img.id)
+    out: dict[int, tuple[float, int]] = {}
+    for class_id, ids in wanted.items():
+        ratings = class_ratings(session, class_id)
+        compared = sorted((i for i in ratings.index if i in ratings.compared),
+                          key=lambda i: -ratings.rating(i).mu)
+        rank = {i: n + 1 for n, i in enumerate(compared)}
+        for i in ids:
+            if i in rank:
+                out[i] = (ratings.rating(i).mu, rank[i])
+    return out
+
+
 def ranked_images(session: Session, image_class: ImageClass, images: list[Image]) -> list[Image]:
     """Images of a class best first, by the rules every page uses: hand-selected ones first, then by the class's
     current rating (the same cached Bradley–Terry ratings as the leaderboard), then oldest first. Snapshots' top-k
@@ -448,9 +484,10 @@ class Answer:
     stored: bool  # False: the same answer was just stored (a double submit), nothing new was written
 
 
+@transactional
 def record_answer(session: Session, image_class: ImageClass, left_id, right_id, outcome: str,
                   actor: str) -> Answer:
-    """Store one raw answer (and for "neither", flag both images as one undoable decision); commits.
+    """Store one raw answer (and for "neither", flag both images as one undoable decision).
 
     Validates everything first (RankingError, nothing written). Repeating the actor's latest answer verbatim
     (a double click, a resent form) stores nothing new.
@@ -473,7 +510,6 @@ def record_answer(session: Session, image_class: ImageClass, left_id, right_id, 
         if changes:
             decision = record(session, NEITHER_KIND, changes, actor=actor, image_id=left.id)
             decision.created = now  # the link back from the comparison (see undo_last_answer)
-    session.commit()
     return Answer(comparison, stored=True)
 
 
@@ -489,8 +525,9 @@ class Undone:
     note: str = ""  # e.g. why the flags of a "neither" answer were left as they are
 
 
+@transactional
 def undo_last_answer(session: Session, image_class: ImageClass, actor: str) -> Undone | None:
-    """Take back this actor's latest answer in the class (others' answers are untouched); commits.
+    """Take back this actor's latest answer in the class (others' answers are untouched).
 
     The comparison row stays, marked undone (the audit trail keeps it). For "neither", the flags it set are
     undone through the decision log; if they were changed since, they stay and the note says so. None when the
@@ -511,7 +548,6 @@ def undo_last_answer(session: Session, image_class: ImageClass, actor: str) -> U
                 undo(session, decision, actor=actor)
             except UndoError as exc:
                 note = f"The flags were left as they are: {exc}"
-    session.commit()
     return Undone(comparison, note)
 
 
@@ -531,9 +567,10 @@ def parse_threshold(raw) -> float:
     return value
 
 
+@transactional
 def select_images(session: Session, image_class: ImageClass, mode: str, threshold=None,
                   actor: str = "") -> tuple[Decision | None, int]:
-    """Mark the class's selection for snapshots as one undoable decision; commits.
+    """Mark the class's selection for snapshots as one undoable decision.
 
     settled: the images whose P(in top-k) > SETTLED; threshold: competing images rated at least `threshold`;
     clear: none. Every other image of the class loses its mark. Returns (decision or None if nothing changed,
@@ -554,7 +591,6 @@ def select_images(session: Session, image_class: ImageClass, mode: str, threshol
     if not changes:
         return None, len(chosen)
     decision = record(session, SELECT_KIND, changes, actor=actor)
-    session.commit()
     return decision, len(chosen)
 
 
@@ -592,9 +628,10 @@ def triage_queue(session: Session, image_class: ImageClass, queue: str, start: i
     return TriageView(head[0], head[1] if len(head) > 1 else None, remaining)
 
 
+@transactional
 def triage(session: Session, image_class: ImageClass, image_id, action: str, class_name: str = "",
            actor: str = "") -> Decision | None:
-    """Keep (clears the flag), reject, or relabel one image of the class as an undoable decision; commits.
+    """Keep (clears the flag), reject, or relabel one image of the class as an undoable decision.
     Returns None when nothing needed changing (keeping an unflagged image)."""
     if action not in TRIAGE_ACTIONS:
         raise RankingError(f"unknown triage action {action!r}: choose one of {', '.join(TRIAGE_ACTIONS)}")
@@ -619,7 +656,6 @@ def triage(session: Session, image_class: ImageClass, image_id, action: str, cla
         session.rollback()
         return None
     decision = record(session, kind, changes, actor=actor, image_id=image.id)
-    session.commit()
     return decision
 
 

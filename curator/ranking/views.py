@@ -7,15 +7,24 @@ forms post and redirect. Who answers is a name typed once and kept in the sessio
 """
 from __future__ import annotations
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, session, url_for
+from flask import (
+    Blueprint,
+    abort,
+    flash,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from sqlalchemy import select
 
-from curator.ranking import service as rs
 from core.db import db
 from core.models import Decision, Image
+from core.web import is_htmx
 from curator.gallery.service import class_summaries
 from curator.imports.service import class_names
-from core.web import is_htmx
+from curator.ranking import service as rs
 
 bp = Blueprint('ranking', __name__, template_folder="templates")
 
@@ -119,7 +128,6 @@ def rank_answer(name: str):
         result = rs.record_answer(db.session, image_class, form.get("left"), form.get("right"),
                                   form.get("outcome", ""), actor())
     except rs.RankingError as exc:
-        db.session.rollback()
         message = f"Answer not stored: {exc}."
         if is_htmx():  # htmx swaps only 2xx responses: show the message and a fresh pair in place
             return _render_pair(image_class, message=message, message_kind="error")
@@ -172,10 +180,8 @@ def rank_set_k(name: str):
     image_class = get_class(name)
     try:
         k = rs.set_top_k(db.session, image_class, request.form.get("k"))
-        db.session.commit()
         flash(f"{image_class.name}: ranking now settles the top {k}.", "ok")
     except rs.RankingError as exc:
-        db.session.rollback()
         flash(f"k not changed: {exc}.", "error")
     return redirect(request.form.get("next") or url_for("ranking.rank_leaderboard", name=image_class.name))
 
@@ -188,7 +194,6 @@ def rank_select(name: str):
         decision, count = rs.select_images(db.session, image_class, request.form.get("mode", ""),
                                            request.form.get("threshold"), actor=actor())
     except rs.RankingError as exc:
-        db.session.rollback()
         flash(f"Selection not changed: {exc}.", "error")
         return redirect(back)
     if decision is None:
@@ -235,7 +240,6 @@ def rank_triage_act(name: str, image_id: int):
                              request.form.get("class_name", ""), actor=actor())
 
     except rs.RankingError as exc:
-        db.session.rollback()
         flash(f"Nothing changed: {exc}.", "error")
         return redirect(_triage_url(image_class, queue, image_id))
     if decision is not None:

@@ -19,8 +19,14 @@ from sqlalchemy.orm import Session
 from core.files import write_atomic
 from core.models import ACTIVE, Image, ImageClass, Snapshot
 from curator.ranking.service import ranked_images
-from curator.snapshots.manifest import (SELECTIONS, Preprocess, SnapshotDiff, SnapshotError, build_manifest,
-                                        diff_manifests)
+from curator.snapshots.manifest import (
+    SELECTIONS,
+    Preprocess,
+    SnapshotDiff,
+    SnapshotError,
+    build_manifest,
+    diff_manifests,
+)
 
 
 def snapshot_dir(instance_path: Path, snapshot_id: str) -> Path:

@@ -4,13 +4,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 
 from core.db import db
 from core.forms import FormErrors
 from curator.snapshots.manifest import SELECTIONS, SnapshotError
-from diffusion.config import FITS
 from curator.snapshots.service import create_snapshot, snapshot_rows
+from diffusion.config import FITS
 
 bp = Blueprint("snapshots", __name__, template_folder="templates", url_prefix="/train")
 

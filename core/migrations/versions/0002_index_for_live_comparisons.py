@@ -6,7 +6,6 @@ Create Date: 2026-11-22 09:14:47.290348
 """
 from alembic import op
 
-
 revision = '0002'
 down_revision = '0001'
 branch_labels = None

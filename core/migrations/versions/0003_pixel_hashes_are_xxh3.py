@@ -10,7 +10,6 @@ duplicate search needs it (it already did for JPEGs, which are fingerprinted at 
 """
 from alembic import op
 
-
 revision = '0003'
 down_revision = '0002'
 branch_labels = None
