@@ -5,11 +5,11 @@ position within the epoch, every RNG state, the config and class names.
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import torch
+
+from core.files import write_with
 
 from . import rundir
 from .config import TrainConfig
@@ -25,16 +25,7 @@ def save_atomic(state: dict, path: Path) -> None:
     """torch.save to a temp file in the same directory, fsync, rename: a crash never leaves half a checkpoint."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_with(path, lambda f: torch.save(state, f))
 
 
 def load(path: Path, map_location="cpu") -> dict:

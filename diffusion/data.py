@@ -11,13 +11,14 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image, ImageColor, UnidentifiedImageError
+
+from core.files import write_with
 
 log = logging.getLogger(__name__)
 
@@ -175,15 +176,9 @@ def load_images(source, image_size: int, fit: str = "crop", background: str = "w
 
 
 def _save_atomic(obj, path: Path) -> None:
+    """The tensor cache is derived from the snapshot and made again if lost: atomic, not durable (core.files)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_with(path, lambda f: torch.save(obj, f), durable=False)
 
 
 def make_batch(images_u8: torch.Tensor, index: torch.Tensor, *, flip: bool, generator: torch.Generator,

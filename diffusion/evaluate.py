@@ -18,7 +18,6 @@ images and keeps the held-back reals. ``Evaluator.score`` then reports, for a ba
 """
 from __future__ import annotations
 
-import os
 import argparse
 import json
 import math
@@ -31,7 +30,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .classifier import ClassifierSpec, SmallCNN, predict_and_features, train_classifier, work_size_for
+from core.files import write_with
+
+from .classifier import (
+    ClassifierSpec,
+    SmallCNN,
+    predict_and_features,
+    train_classifier,
+    work_size_for,
+)
 
 FORMAT = "menagerie-evaluator"
 VERSION = 1
@@ -391,16 +398,10 @@ class Evaluator:
                 "nn_median": self.nn_median, "info": self.info}
 
     def save(self, path) -> Path:
-        """torch.save of a plain dict, written to a temp file and renamed (never a half-written file)."""
+        """torch.save of a plain dict, atomically and durably (core.files: never a half-written file)."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        try:
-            torch.save(self.to_dict(), tmp)
-            os.replace(tmp, path)
-        finally:
-            if tmp.exists():
-                tmp.unlink()
+        write_with(path, lambda f: torch.save(self.to_dict(), f))
         return path
 
     @classmethod

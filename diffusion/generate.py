@@ -16,6 +16,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from core.files import write_with
+
 from .checkpoint import load_for_sampling
 from .samplers import SAMPLERS, sample, to_uint8
 
@@ -33,11 +35,14 @@ def to_pil(img_u8: torch.Tensor) -> Image.Image:
 
 
 def save_png(img_u8: torch.Tensor, path: Path) -> None:
-    """Write a PNG via a temp name + rename, so a reader never sees a half-written image."""
+    """Write a PNG atomically, so a reader never sees a half-written image (not durable: samples can be drawn
+    again from the checkpoint with the same seeds)."""
+    _save_image(to_pil(img_u8), path, format="PNG")
+
+
+def _save_image(img: Image.Image, path: Path, **save_args) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    to_pil(img_u8).save(tmp, format="PNG")
-    os.replace(tmp, path)
+    write_with(path, lambda f: img.save(f, **save_args), durable=False)
 
 
 def make_grid(images_u8: torch.Tensor, rows: int, pad: int = 2, scale: int = 1) -> Image.Image:
@@ -59,10 +64,7 @@ def make_grid(images_u8: torch.Tensor, rows: int, pad: int = 2, scale: int = 1) 
 
 
 def save_grid(images_u8: torch.Tensor, rows: int, path: Path, scale: int = 1) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    make_grid(images_u8, rows, scale=scale).save(tmp, format="PNG")
-    os.replace(tmp, path)
+    _save_image(make_grid(images_u8, rows, scale=scale), path, format="PNG")
 
 
 def save_gif(frames_u8: list[torch.Tensor], path: Path, duration_ms: int = 80, final_hold: int = 12) -> None:
@@ -70,10 +72,7 @@ def save_gif(frames_u8: list[torch.Tensor], path: Path, duration_ms: int = 80, f
     images = [to_pil(f).convert("RGB") for f in frames_u8]
     images += [images[-1]] * final_hold
     images = [im.resize((im.width * 4, im.height * 4), Image.NEAREST) for im in images]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:], duration=duration_ms, loop=0)
-    os.replace(tmp, path)
+    _save_image(images[0], path, format="GIF", save_all=True, append_images=images[1:], duration=duration_ms, loop=0)
 
 
 def resolve_device(device: str = "auto") -> torch.device:

@@ -10,10 +10,11 @@ import json
 import os
 import re
 import secrets
-import tempfile
 import time
 from datetime import datetime
 from pathlib import Path
+
+from core.files import write_atomic
 
 STATES = ("queued", "running", "completed", "failed", "cancelled")
 _GRID_RE = re.compile(r"^epoch_(\d{4,})\.png$")
@@ -35,22 +36,10 @@ def new_run_dir(runs_root: Path) -> Path:
 
 
 def write_json_atomic(path: Path, obj) -> None:
-    """Write JSON to a temp file in the same directory, fsync, then rename over `path`."""
+    """Write JSON atomically and durably (core.files): a run's settings and status are their only record."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(obj, f, indent=2, sort_keys=True, default=str)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    write_atomic(path, json.dumps(obj, indent=2, sort_keys=True, default=str))
 
 
 def read_json(path: Path, default=None):

@@ -30,6 +30,8 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from core.files import write_with
+
 from . import checkpoint as ckpt
 from . import distributed as ddp
 from . import rundir
@@ -370,9 +372,8 @@ class Trainer:
     def _copy_to_best(self) -> None:
         last = rundir.checkpoint_path(self.run_dir, "last")
         best = rundir.checkpoint_path(self.run_dir, "best")
-        tmp = best.with_name(".best.pt.tmp")
-        shutil.copyfile(last, tmp)
-        os.replace(tmp, best)
+        with open(last, "rb") as source:
+            write_with(best, lambda f: shutil.copyfileobj(source, f))
 
     # ----- samples and evaluation -----
     def _grid_epoch(self) -> int:
