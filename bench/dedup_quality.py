@@ -14,19 +14,16 @@ highest-scoring negative) and pairs/s.
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import numpy as np
 
-import numpy as np  # noqa: E402
+from curator.dedup.matching import (DEFAULT_CONFIRM_THRESHOLD, DEFAULT_HASH_THRESHOLD, confirm_scores,
+                                    find_duplicate_groups)
+from curator.dedup.nearsearch import UnionFind, popcount64
+from curator.imports.hashing import THUMB_SIDE, fingerprint_bytes
 
-from bench.near_dup_pairs import build_items  # noqa: E402
-from curator.dedup.matching import (DEFAULT_CONFIRM_THRESHOLD, DEFAULT_HASH_THRESHOLD, confirm_scores,  # noqa: E402
-                           find_duplicate_groups)
-from curator.imports.hashing import THUMB_SIDE, fingerprint_bytes  # noqa: E402
-from curator.dedup.nearsearch import UnionFind, popcount64  # noqa: E402
+from near_dup_pairs import build_items  # bench/near_dup_pairs.py, beside this script
 
 PREVIOUS_THRESHOLD = 0.88  # the previous confirm stage's default
 

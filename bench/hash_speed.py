@@ -15,22 +15,19 @@ from __future__ import annotations
 import argparse
 import glob
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import imagehash
+from PIL import Image
 
-import imagehash  # noqa: E402
-from PIL import Image  # noqa: E402
+from curator.imports.hashing import fingerprint_file, fingerprint_many
 
-from curator.imports.hashing import fingerprint_file, fingerprint_many  # noqa: E402
-
-DEMO = str(Path(__file__).resolve().parent.parent / "demo" / "animal-emoji" / "images")  # the bundled copy
+from common import DEMO_IMAGES  # bench/common.py, beside this script
 
 
-def build_set(out_dir: str, demo: str = DEMO) -> dict[str, list[str]]:
+def build_set(out_dir: str, demo: str | Path = DEMO_IMAGES) -> dict[str, list[str]]:
     """Write the JPEG and PNG upscales; return file lists per kind."""
     src = sorted(glob.glob(os.path.join(demo, "*", "*.png")))
     if not src:

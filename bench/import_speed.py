@@ -18,23 +18,19 @@ import argparse
 import hashlib
 import io
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-DEMO = ROOT / "demo" / "animal-emoji" / "images"
+from common import DEMO_IMAGES, ROOT  # bench/common.py, beside this script
 
 
 def build_sets(tmp: Path, n: int) -> dict[str, Path]:
     """Three realistic sets of n files: the demo stickers (128 px RGBA PNG), the same stickers at 512 px (Lanczos
     upscales: larger sticker art) and photo-sized JPEGs (768 px, flattened on white)."""
-    sources = sorted(DEMO.rglob("*.png"))
+    sources = sorted(DEMO_IMAGES.rglob("*.png"))
     stickers, big, photos = tmp / "stickers", tmp / "stickers512", tmp / "photos"
     for i in range(n):
         src = sources[i % len(sources)]

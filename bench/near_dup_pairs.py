@@ -26,7 +26,7 @@ from PIL import Image
 
 from curator.dedup.variants import RECIPES, transform
 
-DEMO = str(Path(__file__).resolve().parent.parent / "demo" / "animal-emoji" / "images")  # the bundled copy
+from common import DEMO_IMAGES  # bench/common.py, beside this script
 
 
 @dataclass
@@ -48,7 +48,7 @@ def parse_name(path: str) -> tuple[str, str, str]:
     return style, emoji, cls
 
 
-def build_items(demo: str = DEMO, variants: int = 6, seed: int = 0) -> list[Item]:
+def build_items(demo: str | Path = DEMO_IMAGES, variants: int = 6, seed: int = 0) -> list[Item]:
     """Originals plus ``variants`` transformed copies of each (recipes cycled, parameters random)."""
     rng = random.Random(seed)
     paths = sorted(glob.glob(os.path.join(demo, "*", "*.png")))

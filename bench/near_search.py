@@ -11,15 +11,11 @@ compared exactly on those rows. Then 1,000 new hashes are checked against the la
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-from curator.dedup.nearsearch import HammingIndex, all_pairs_within, plan_bands, popcount64  # noqa: E402
+from curator.dedup.nearsearch import HammingIndex, all_pairs_within, plan_bands, popcount64
 
 
 def planted(n: int, rng: np.random.Generator, max_flip: int = 10) -> np.ndarray:

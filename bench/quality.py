@@ -14,32 +14,28 @@ figures as a ratio, not an absolute.
 """
 from __future__ import annotations
 
-import os
-
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch: spin-waiting threads starve a shared CPU
-
 import argparse
 import json
+import os
 import sys
 import time
 from datetime import datetime
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+import common  # sets OMP_WAIT_POLICY=PASSIVE: import it before torch, whose OpenMP reads it on loading
+import torch
+from tqdm import tqdm
 
-import torch  # noqa: E402
-from tqdm import tqdm  # noqa: E402
+from core.files import write_atomic
+from diffusion.checkpoint import load_for_sampling
+from diffusion.config import TrainConfig
+from diffusion.data import load_images
+from diffusion.evaluate import Evaluator
+from diffusion.generate import make_grid
+from diffusion.samplers import sample, to_uint8
+from diffusion.train import train
 
-from diffusion.checkpoint import load_for_sampling  # noqa: E402
-from diffusion.config import TrainConfig  # noqa: E402
-from diffusion.data import load_images  # noqa: E402
-from diffusion.evaluate import Evaluator  # noqa: E402
-from diffusion.generate import make_grid  # noqa: E402
-from diffusion.samplers import sample, to_uint8  # noqa: E402
-from diffusion.train import train  # noqa: E402
-
-DEMO_CANDIDATES = [ROOT / "demo" / "animal-emoji" / "images", Path("/work/shared/datasets/animal-emoji/64")]
+DEMO_CANDIDATES = [common.DEMO_IMAGES, Path("/work/shared/datasets/animal-emoji/64")]
 
 
 def default_data() -> Path:
@@ -105,24 +101,15 @@ def _fmt(v, digits=3):
 
 # ---------------------------------------------------------------- the public baseline (diffusers)
 
-def baseline_model(num_classes: int, image_size: int, channels: int):
-    """diffusers' UNet2DModel, class-conditional, ~1.8 M parameters at 32 px (attention at the lowest level)."""
-    from diffusers import UNet2DModel
-
-    return UNet2DModel(sample_size=image_size, in_channels=channels, out_channels=channels,
-                       block_out_channels=(32, 64, 96), layers_per_block=1,
-                       down_block_types=("DownBlock2D", "DownBlock2D", "AttnDownBlock2D"),
-                       up_block_types=("AttnUpBlock2D", "UpBlock2D", "UpBlock2D"),
-                       num_class_embeds=num_classes, norm_num_groups=8)
-
-
 def train_baseline(images_u8: torch.Tensor, labels: torch.Tensor, num_classes: int, *, minutes: float, seed: int,
                    batch_size: int = 64, lr: float = 1e-3, warmup: int = 100):
     """ε-prediction, 1000-step linear DDPM schedule, AdamW, flips; no EMA (it would lag a 10-minute run)."""
     from diffusers import DDPMScheduler
 
     torch.manual_seed(seed)
-    model = baseline_model(num_classes, images_u8.shape[-1], images_u8.shape[1])
+    # diffusers' UNet2DModel, class-conditional, ~1.8 M parameters at 32 px (attention at the lowest level)
+    model = common.diffusers_unet(sample_size=images_u8.shape[-1], channels=images_u8.shape[1],
+                                  block_out_channels=(32, 64, 96), num_class_embeds=num_classes, norm_num_groups=8)
     sched = DDPMScheduler(num_train_timesteps=1000, beta_schedule="linear")
     opt = torch.optim.AdamW(model.parameters(), lr=lr)
     x_all = images_u8.float() / 127.5 - 1
@@ -197,8 +184,8 @@ def main(argv=None) -> int:
     p.add_argument("--which", default="best", choices=("best", "last"), help="checkpoint to sample from")
     p.add_argument("--baseline", action="store_true", help="also train and score diffusers' UNet2DModel")
     p.add_argument("--run", type=Path, default=None, help="score this existing run instead of training")
-    p.add_argument("--out", type=Path, default=ROOT / "bench" / "out" / "quality")
-    p.add_argument("--grid", type=Path, default=ROOT / "docs" / "demo-grid.png", help="where to write the grid")
+    p.add_argument("--out", type=Path, default=common.ROOT / "bench" / "out" / "quality")
+    p.add_argument("--grid", type=Path, default=common.ROOT / "docs" / "demo-grid.png", help="where to write the grid")
     p.add_argument("--no-grid", action="store_true", help="do not write the README grid")
     args = p.parse_args(argv)
 
@@ -241,7 +228,7 @@ def main(argv=None) -> int:
     out_json = Path(run_dir) / "quality.json"
 
     def save_report():  # after every stage, so a long run that is stopped keeps what it measured
-        out_json.write_text(json.dumps(report, indent=2, default=str))
+        write_atomic(out_json, json.dumps(report, indent=2, default=str))
 
     model, schedule, config, class_names = load_for_sampling(run_dir, which=args.which, device="cpu")
     report["config"] = config.to_dict()

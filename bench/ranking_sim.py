@@ -17,16 +17,13 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import sys
 import time
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from curator.ranking.pairing import choose_pair  # noqa: E402
-from curator.ranking.rating import RatingConfig, RatingState, prob_in_top_k, settled_progress  # noqa: E402
+from curator.ranking.pairing import choose_pair
+from curator.ranking.rating import RatingConfig, RatingState, prob_in_top_k, settled_progress
 
 
 def kendall_tau(x: np.ndarray, y: np.ndarray) -> float:

@@ -8,24 +8,20 @@ on the weights). Guidance is on (conditional + unconditional in one batch), as i
 """
 from __future__ import annotations
 
-import os
-
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
 import argparse
-import json
+import os
 import sys
 import time
 from pathlib import Path
 
+import common  # noqa: F401  (sets OMP_WAIT_POLICY=PASSIVE; before torch, whose OpenMP reads it on loading)
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from diffusion.checkpoint import load_for_sampling  # noqa: E402
-from diffusion.samplers import bf16_is_fast, sample  # noqa: E402
-from diffusion.schedule import CosineSchedule  # noqa: E402
-from diffusion.unet import build_model  # noqa: E402
+from core.cli import emit
+from diffusion.checkpoint import load_for_sampling
+from diffusion.samplers import bf16_is_fast, sample
+from diffusion.schedule import CosineSchedule
+from diffusion.unet import build_model
 
 
 def timed(model, schedule, labels, steps, sampler, guidance, prediction, bf16=None) -> float:
@@ -69,13 +65,10 @@ def main() -> int:
     result = {"model": str(a.run) if a.run else a.preset, "n": a.n, "size": model.image_size, "fast_steps": a.steps, "fast_seconds": round(fast, 2), "fast_fp32_seconds": round(fp32, 2),
               "ddpm_steps": a.ddpm_steps, "ddpm_seconds": round(slow, 2), "ddpm_measured_on": ddpm_n, "speedup": round(slow / fast, 2),
               "samples_per_sec": round(a.n / fast, 1), "load_average": os.getloadavg()[0]}
-    if a.json:
-        print(json.dumps(result))
-    else:
-        print(f"{a.n} samples at {model.image_size} px: {a.steps} DPM-Solver++ 2M steps {fast:.1f} s "
-              f"({a.n / fast:.1f} samples/s), {a.ddpm_steps} DDPM steps {slow:.1f} s (measured on {ddpm_n}, scaled) -> "
-              f"{slow / fast:.1f}x faster; "
-              f"load average {result['load_average']:.1f}")
+    emit(result, a.json, f"{a.n} samples at {model.image_size} px: {a.steps} DPM-Solver++ 2M steps {fast:.1f} s "
+         f"({a.n / fast:.1f} samples/s), {a.ddpm_steps} DDPM steps {slow:.1f} s (measured on {ddpm_n}, scaled) -> "
+         f"{slow / fast:.1f}x faster; "
+         f"load average {result['load_average']:.1f}")
     return 0
 
 

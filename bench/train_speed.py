@@ -10,24 +10,19 @@ torch.utils.flop_counter for one forward + backward).
 """
 from __future__ import annotations
 
-import os
-
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
 import argparse
-import json
+import os
 import statistics
 import sys
 import time
-from pathlib import Path
 
+import common  # sets OMP_WAIT_POLICY=PASSIVE: import it before torch, whose OpenMP reads it on loading
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from diffusion.schedule import CosineSchedule, stratified_times  # noqa: E402
-from diffusion.unet import build_model, count_params  # noqa: E402
+from core.cli import emit
+from diffusion.schedule import CosineSchedule, stratified_times
+from diffusion.unet import build_model, count_params
 
 NUM_CLASSES = 8
 
@@ -77,13 +72,10 @@ class DiffusersStep:
     name = "diffusers UNet2DModel"
 
     def __init__(self, batch: int, block_out_channels=(48, 96, 96), layers_per_block=1):
-        from diffusers import UNet2DModel
         torch.manual_seed(0)
-        self.model = UNet2DModel(sample_size=32, in_channels=3, out_channels=3, layers_per_block=layers_per_block,
-                                 block_out_channels=block_out_channels,
-                                 down_block_types=("DownBlock2D", "DownBlock2D", "AttnDownBlock2D"),
-                                 up_block_types=("AttnUpBlock2D", "UpBlock2D", "UpBlock2D"),
-                                 num_class_embeds=NUM_CLASSES + 1, norm_num_groups=16)
+        self.model = common.diffusers_unet(sample_size=32, channels=3, layers_per_block=layers_per_block,
+                                           block_out_channels=block_out_channels,
+                                           num_class_embeds=NUM_CLASSES + 1, norm_num_groups=16)
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=1e-3, betas=(0.9, 0.99))
         self.gen = torch.Generator().manual_seed(0)
         betas = torch.linspace(1e-4, 0.02, 1000)
@@ -150,17 +142,15 @@ def main() -> int:
         "diffusers_share_of_matmul_peak": round(b * fl_base / peak, 3),
         "load_average": os.getloadavg()[0],
     }
-    if a.json:
-        print(json.dumps(result))
-    else:
-        print(f"menagerie small ({result['ours_params'] / 1e6:.2f} M params): {o:.1f} img/s, "
-              f"{result['ours_gflops_per_image']} GFLOP/img (fwd+bwd), "
-              f"{100 * result['ours_share_of_matmul_peak']:.0f}% of matmul peak")
-        print(f"diffusers UNet2DModel ({result['diffusers_params'] / 1e6:.2f} M params): {b:.1f} img/s, "
-              f"{result['diffusers_gflops_per_image']} GFLOP/img, "
-              f"{100 * result['diffusers_share_of_matmul_peak']:.0f}% of matmul peak")
-        print(f"ratio: {o / b:.2f}x (target >= 2x); matmul peak {result['matmul_gflops']} GFLOP/s; "
-              f"load average {result['load_average']:.1f}")
+    emit(result, a.json,
+         f"menagerie small ({result['ours_params'] / 1e6:.2f} M params): {o:.1f} img/s, "
+         f"{result['ours_gflops_per_image']} GFLOP/img (fwd+bwd), "
+         f"{100 * result['ours_share_of_matmul_peak']:.0f}% of matmul peak\n"
+         f"diffusers UNet2DModel ({result['diffusers_params'] / 1e6:.2f} M params): {b:.1f} img/s, "
+         f"{result['diffusers_gflops_per_image']} GFLOP/img, "
+         f"{100 * result['diffusers_share_of_matmul_peak']:.0f}% of matmul peak\n"
+         f"ratio: {o / b:.2f}x (target >= 2x); matmul peak {result['matmul_gflops']} GFLOP/s; "
+         f"load average {result['load_average']:.1f}")
     return 0
 
 
