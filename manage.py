@@ -41,9 +41,7 @@ def serve(host: str, port: int, demo: bool) -> None:
     """Run the web suite for one person (for several, use gunicorn: see README)."""
     if demo:
         imports_cli.import_demo(as_json=False)
-    from werkzeug.serving import (
-        run_simple,  # app.run() refuses to start inside a Flask CLI command
-    )
+    from werkzeug.serving import run_simple  # app.run() refuses to start inside a Flask CLI command
     click.echo(f"Menagerie on http://{host}:{port}/  (instance: {current_app.instance_path})", err=True)
     run_simple(host, port, current_app._get_current_object(), threaded=True)
 

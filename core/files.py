@@ -10,7 +10,9 @@ of both together and nothing else. Stdlib only: the pure-PyTorch `diffusion` pac
 from __future__ import annotations
 
 import os
+import secrets
 import tempfile
+from datetime import datetime
 from pathlib import Path
 from typing import BinaryIO, Callable
 
@@ -55,3 +57,18 @@ def _fsync_folder(folder: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def new_dated_folder(parent: Path | str) -> Path:
+    """Create and return a fresh folder under `parent` named like `20261122-071500-ab12`: sortable by time, unique
+    even when several are made in the same second (runs, snapshots)."""
+    parent = Path(parent)
+    parent.mkdir(parents=True, exist_ok=True)
+    for _ in range(100):
+        folder = parent / f"{datetime.now():%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
+        try:
+            folder.mkdir()
+        except FileExistsError:
+            continue
+        return folder
+    raise OSError(f"could not create a new folder under {parent}")

@@ -32,13 +32,7 @@ import torch.nn.functional as F
 
 from core.files import write_with
 
-from .classifier import (
-    ClassifierSpec,
-    SmallCNN,
-    predict_and_features,
-    train_classifier,
-    work_size_for,
-)
+from .classifier import ClassifierSpec, SmallCNN, predict_and_features, train_classifier, work_size_for
 
 FORMAT = "menagerie-evaluator"
 VERSION = 1

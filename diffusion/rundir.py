@@ -9,12 +9,10 @@ from __future__ import annotations
 import json
 import os
 import re
-import secrets
 import time
-from datetime import datetime
 from pathlib import Path
 
-from core.files import write_atomic
+from core.files import new_dated_folder, write_atomic
 
 STATES = ("queued", "running", "completed", "failed", "cancelled")
 _GRID_RE = re.compile(r"^epoch_(\d{4,})\.png$")
@@ -22,17 +20,7 @@ _GRID_RE = re.compile(r"^epoch_(\d{4,})\.png$")
 
 def new_run_dir(runs_root: Path) -> Path:
     """Create and return a fresh run directory named like `20261122-071500-ab12` (sortable by time)."""
-    runs_root = Path(runs_root)
-    runs_root.mkdir(parents=True, exist_ok=True)
-    for _ in range(100):
-        run_id = f"{datetime.now():%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
-        path = runs_root / run_id
-        try:
-            path.mkdir()
-        except FileExistsError:
-            continue
-        return path
-    raise RuntimeError(f"could not create a new run directory under {runs_root}")
+    return new_dated_folder(runs_root)
 
 
 def write_json_atomic(path: Path, obj) -> None:

@@ -7,18 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from flask import (
-    Blueprint,
-    Response,
-    abort,
-    current_app,
-    flash,
-    redirect,
-    render_template,
-    request,
-    send_file,
-    url_for,
-)
+from flask import Blueprint, Response, abort, current_app, flash, redirect, render_template, request, send_file, url_for
 from werkzeug.utils import safe_join
 
 from core.db import db
@@ -29,13 +18,7 @@ from curator.imports.service import import_candidates
 from curator.imports.sources import Candidate
 from curator.imports.storage import ImageStore
 from curator.imports.validation import Limits
-from curator.snapshots.service import (
-    SnapshotError,
-    create_snapshot,
-    list_snapshots,
-    manifest_path,
-    read_manifest,
-)
+from curator.snapshots.service import SnapshotError, create_snapshot, list_snapshots, manifest_path, read_manifest
 from diffusion import rundir
 from diffusion.config import DEVICES, PRESETS, SAMPLERS, TrainConfig
 from trainer import stickers

@@ -31,13 +31,7 @@ from typing import Any, Hashable, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from curator.dedup.nearsearch import (
-    HammingIndex,
-    UnionFind,
-    all_pairs_within,
-    as_uint64,
-    hamming,
-)
+from curator.dedup.nearsearch import HammingIndex, UnionFind, all_pairs_within, as_uint64, hamming
 from curator.imports.hashing import THUMB_SIDE
 
 __all__ = [

@@ -433,9 +433,7 @@ def upgrade_same_pixels(session: Session, store: ImageStore, matches: Iterable,
     Ids are stored image ids, or keys of `unsaved` (files not stored yet, e.g. a merge dry run: key -> reader of the
     file's bytes). A file that cannot be read or decoded any more keeps its `near` label.
     """
-    from curator.imports.hashing import (
-        pixel_hash_of_bytes,  # numpy/scipy only when a search runs
-    )
+    from curator.imports.hashing import pixel_hash_of_bytes  # numpy/scipy only when a search runs
 
     matches = list(matches)
     unsaved = unsaved or {}

@@ -7,16 +7,7 @@ each group is one form that works without JavaScript, and with htmx only that gr
 """
 from __future__ import annotations
 
-from flask import (
-    Blueprint,
-    abort,
-    current_app,
-    flash,
-    redirect,
-    render_template,
-    request,
-    url_for,
-)
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 
 from core.db import db
 from core.models import Decision, Image
@@ -25,7 +16,7 @@ from curator.dedup import service as ds
 from curator.dedup.matching import DEFAULT_HASH_THRESHOLD
 from curator.imports.storage import ImageStore
 
-bp = Blueprint('dedup', __name__, template_folder="templates")
+bp = Blueprint("dedup", __name__, template_folder="templates")
 
 
 MAX_GROUPS_SHOWN = 200

@@ -8,15 +8,7 @@ from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 from core.history import UndoError, image_changes, record, undo
-from core.models import (
-    ACTIVE,
-    IMAGE_STATUSES,
-    REJECTED,
-    UNLABELLED,
-    Decision,
-    Image,
-    ImageClass,
-)
+from core.models import ACTIVE, IMAGE_STATUSES, REJECTED, UNLABELLED, Decision, Image, ImageClass
 from curator.imports.service import ClassCache
 
 

@@ -8,17 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from flask import (
-    Blueprint,
-    abort,
-    current_app,
-    flash,
-    redirect,
-    render_template,
-    request,
-    send_file,
-    url_for,
-)
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, send_file, url_for
 
 from core.db import db
 from core.history import UndoError

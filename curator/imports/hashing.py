@@ -45,9 +45,7 @@ from PIL import Image, ImageOps
 
 from curator.imports.decoding import load_pixels
 from curator.imports.forking import forking_is_safe, map_in_forks
-from curator.imports.validation import (  # one definition of "has transparency"
-    has_alpha_channel as has_alpha,
-)
+from curator.imports.validation import has_alpha_channel as has_alpha  # one definition of "has transparency"
 from curator.imports.validation import reduced_decode
 
 __all__ = [

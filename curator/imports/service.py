@@ -16,17 +16,7 @@ from sqlalchemy.orm import Session
 from werkzeug.datastructures import FileStorage
 
 from core.history import image_changes, record
-from core.models import (
-    ACTIVE,
-    REJECTED,
-    STAGED,
-    Batch,
-    BatchItem,
-    Decision,
-    Image,
-    ImageClass,
-    utcnow,
-)
+from core.models import ACTIVE, REJECTED, STAGED, Batch, BatchItem, Decision, Image, ImageClass, utcnow
 from curator.imports.sources import Candidate, iter_paths, iter_zip
 from curator.imports.storage import ImageStore
 from curator.imports.storing import Stored, normalise_class_name, stored_files

@@ -14,12 +14,7 @@ from typing import Iterator
 
 from curator.imports.forking import forking_is_safe, map_in_forks
 from curator.imports.sources import Candidate, read_limited
-from curator.imports.storage import (
-    THUMB_SIZE,
-    ImageStore,
-    make_thumbnail_bytes,
-    write_file,
-)
+from curator.imports.storage import THUMB_SIZE, ImageStore, make_thumbnail_bytes, write_file
 from curator.imports.validation import Limits, Rejected, validate_image_bytes
 
 CLASS_NAME = re.compile(r"^[a-z0-9][a-z0-9 _-]{0,63}$")
@@ -58,9 +53,7 @@ class Stored:
 
 def fingerprint_valid(data: bytes, limits: Limits):
     """(ValidImage, ImageFingerprint) of a file's bytes, decoded as the import decodes them; raises Rejected."""
-    from curator.imports.hashing import (
-        fingerprint_image,  # numpy/scipy: loaded only by what imports files
-    )
+    from curator.imports.hashing import fingerprint_image  # numpy/scipy: loaded only by what imports files
     valid = validate_image_bytes(data, limits, reduced=True)
     return valid, fingerprint_image(valid.image, data, full_size=valid.full_size)
 

@@ -5,15 +5,7 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from flask import (
-    Blueprint,
-    current_app,
-    flash,
-    redirect,
-    render_template,
-    request,
-    url_for,
-)
+from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 
 from core.db import db
 from core.models import Batch

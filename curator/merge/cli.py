@@ -51,13 +51,7 @@ def merge_command(paths: tuple[Path, ...], dry_run: bool, as_json: bool) -> None
     from curator.imports.storage import ImageStore
     from curator.imports.storing import CLI_WORKERS, WORKER_DIED
     from curator.imports.validation import Limits
-    from curator.merge.service import (
-        MergeError,
-        bad_folder_names,
-        commit,
-        merge_candidates,
-        stage,
-    )
+    from curator.merge.service import MergeError, bad_folder_names, commit, merge_candidates, stage
     from curator.merge.service import dry_run as plan_merge
     cfg = current_app.config
     limits = Limits.from_config(cfg)

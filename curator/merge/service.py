@@ -24,27 +24,11 @@ from sqlalchemy.orm import Session
 
 from core.db import transactional
 from core.history import record
-from core.models import (
-    ACTIVE,
-    REJECTED,
-    STAGED,
-    Batch,
-    BatchItem,
-    Decision,
-    Image,
-    ImageClass,
-    utcnow,
-)
+from core.models import ACTIVE, REJECTED, STAGED, Batch, BatchItem, Decision, Image, ImageClass, utcnow
 from curator.dedup import service as dedup_service
 from curator.dedup.matching import check_new, match_order
 from curator.imports.service import ClassCache, import_candidates
-from curator.imports.sources import (
-    Candidate,
-    SourceError,
-    check_allowed,
-    iter_paths,
-    read_limited,
-)
+from curator.imports.sources import Candidate, SourceError, check_allowed, iter_paths, read_limited
 from curator.imports.storage import ImageStore
 from curator.imports.storing import fingerprint_valid, normalise_class_name
 from curator.imports.validation import Limits, Rejected

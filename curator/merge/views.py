@@ -6,16 +6,7 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from flask import (
-    Blueprint,
-    abort,
-    current_app,
-    flash,
-    redirect,
-    render_template,
-    request,
-    url_for,
-)
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 
 from core.db import db
 from core.web import is_htmx
@@ -25,7 +16,7 @@ from curator.imports.storage import ImageStore
 from curator.imports.validation import Limits
 from curator.merge import service as merging
 
-bp = Blueprint('merge', __name__, template_folder="templates")
+bp = Blueprint("merge", __name__, template_folder="templates")
 
 
 def _store() -> ImageStore:

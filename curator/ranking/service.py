@@ -27,26 +27,11 @@ from sqlalchemy.orm import Session
 
 from core.db import transactional
 from core.history import UndoError, image_changes, record, undo
-from core.models import (
-    ACTIVE,
-    REJECTED,
-    Comparison,
-    Decision,
-    Image,
-    ImageClass,
-    utcnow,
-)
+from core.models import ACTIVE, REJECTED, Comparison, Decision, Image, ImageClass, utcnow
 from curator.dedup import service as dedup_service
 from curator.imports.service import ClassCache
 from curator.ranking.pairing import choose_pair
-from curator.ranking.rating import (
-    OUTCOMES,
-    Progress,
-    Rating,
-    RatingState,
-    membership_probabilities,
-    replay,
-)
+from curator.ranking.rating import OUTCOMES, Progress, Rating, RatingState, membership_probabilities, replay
 
 SETTLED = 0.95  # P(in top-k) above this (or below 1 - this) counts as decided
 DEFAULT_K_CAP = 64  # a class without its own k ranks for min(64, half its images)

@@ -7,16 +7,7 @@ forms post and redirect. Who answers is a name typed once and kept in the sessio
 """
 from __future__ import annotations
 
-from flask import (
-    Blueprint,
-    abort,
-    flash,
-    redirect,
-    render_template,
-    request,
-    session,
-    url_for,
-)
+from flask import Blueprint, abort, flash, redirect, render_template, request, session, url_for
 from sqlalchemy import select
 
 from core.db import db
@@ -26,7 +17,7 @@ from curator.gallery.service import class_summaries
 from curator.imports.service import class_names
 from curator.ranking import service as rs
 
-bp = Blueprint('ranking', __name__, template_folder="templates")
+bp = Blueprint("ranking", __name__, template_folder="templates")
 
 
 ANONYMOUS = "anonymous"

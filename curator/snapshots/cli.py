@@ -26,11 +26,7 @@ def snapshot_command(image_size: int, top_k: int | None, fit: str, background: s
                      as_json: bool) -> None:
     """Freeze the active images (or each class's top-k) with their preprocessing as an immutable snapshot."""
     from core.db import db
-    from curator.snapshots.service import (
-        SnapshotError,
-        create_snapshot,
-        diff_with_previous,
-    )
+    from curator.snapshots.service import SnapshotError, create_snapshot, diff_with_previous
     instance = Path(current_app.instance_path)
     try:
         snap = create_snapshot(db.session, instance, image_size=image_size, fit=fit, background=background,

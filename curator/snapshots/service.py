@@ -9,14 +9,13 @@ web pages and `manage.py train` share it.
 from __future__ import annotations
 
 import json
-import secrets
 from datetime import datetime, timezone
 from pathlib import Path
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from core.files import write_atomic
+from core.files import new_dated_folder, write_atomic
 from core.models import ACTIVE, Image, ImageClass, Snapshot
 from curator.ranking.service import ranked_images
 from curator.snapshots.manifest import (
@@ -69,17 +68,11 @@ def choose_images(session: Session, selection: str = "active", top_k: int | None
 
 def _new_id(instance_path: Path) -> tuple[str, Path]:
     """A fresh, time-sortable id and its (created, empty) folder."""
-    root = Path(instance_path) / "snapshots"
-    root.mkdir(parents=True, exist_ok=True)
-    for _ in range(100):
-        snapshot_id = f"{datetime.now():%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
-        folder = root / snapshot_id
-        try:
-            folder.mkdir()
-        except FileExistsError:
-            continue
-        return snapshot_id, folder
-    raise SnapshotError(f"could not create a new snapshot folder under {root}")
+    try:
+        folder = new_dated_folder(Path(instance_path) / "snapshots")
+    except OSError as exc:
+        raise SnapshotError(str(exc)) from None
+    return folder.name, folder
 
 
 def create_snapshot(session: Session, instance_path: Path, *, image_size: int = 32, fit: str = "crop",
