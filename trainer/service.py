@@ -24,7 +24,11 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from core.models import Run, Snapshot, utcnow
+from core.models import Batch, Run, Snapshot, utcnow
+from curator.imports.service import import_candidates
+from curator.imports.sources import Candidate
+from curator.imports.storage import ImageStore
+from curator.imports.validation import Limits
 from diffusion import rundir
 from diffusion.config import TrainConfig
 
@@ -553,3 +557,17 @@ def list_generations(view: RunView) -> list[str]:
     if not root.is_dir():
         return []
     return sorted((p.name for p in root.iterdir() if (p / "request.json").exists()), reverse=True)
+
+
+def send_to_curator(session: Session, store: ImageStore, view: RunView, job: Generation, picks: list[str],
+                    limits: Limits) -> Batch:
+    """Close the loop: chosen images of a generation become one curator batch (kind "generated", source = the run).
+    Raises RunError (nothing imported) when nothing is chosen or a choice is not an image of this generation."""
+    known = {img["png"]: img for img in job.images}
+    missing = [p for p in picks if p not in known]
+    if not picks or missing:
+        raise RunError("Tick the generated images to send to the curator." if not picks
+                       else f"Not images of this generation: {', '.join(missing)}")
+    candidates = [Candidate(f"{view.id}/{known[p]['class']}/{Path(p).name}", known[p]["class"],
+                            (lambda path=view.path / p: path.read_bytes())) for p in picks]
+    return import_candidates(session, store, candidates, kind="generated", source=f"run {view.id}", limits=limits)

@@ -14,8 +14,6 @@ from core.db import db
 from core.forms import FormErrors
 from core.models import Run, Snapshot
 from core.web import get_or_404, is_htmx
-from curator.imports.service import import_candidates
-from curator.imports.sources import Candidate
 from curator.imports.storage import ImageStore
 from curator.imports.validation import Limits
 from curator.snapshots.service import SnapshotError, create_snapshot, list_snapshots, manifest_path, read_manifest
@@ -36,6 +34,7 @@ from trainer.service import (
     read_generation,
     resume,
     schedule,
+    send_to_curator,
     start_generation,
     view_run,
 )
@@ -391,19 +390,13 @@ def generation_send(run_id: str, gen_id: str):
     """Close the loop: chosen generated images become a new curator batch (kind "generated", source = the run)."""
     view = get_view(run_id)
     job = _generation_or_404(view, gen_id)
-    known = {img["png"]: img for img in job.images}
     picks = [p for p in request.form.getlist("pick") if p]
-    missing = [p for p in picks if p not in known]
-    if not picks or missing:
-        flash("Tick the generated images to send to the curator." if not picks
-              else f"Not images of this generation: {', '.join(missing)}", "error")
+    try:
+        batch = send_to_curator(db.session, ImageStore(instance()), view, job, picks,
+                                Limits.from_config(current_app.config))
+    except RunError as exc:
+        flash(str(exc), "error")
         return redirect(url_for("trainer.generation_page", run_id=run_id, gen_id=gen_id))
-    candidates = [Candidate(f"{run_id}/{known[p]['class']}/{Path(p).name}", known[p]["class"],
-                            (lambda path=view.path / p: path.read_bytes())) for p in picks]
-    cfg = current_app.config
-    batch = import_candidates(db.session, ImageStore(instance()), candidates, kind="generated",
-                              source=f"run {run_id}",
-                              limits=Limits(max_file_bytes=cfg["MAX_FILE_BYTES"], max_pixels=cfg["MAX_PIXELS"]))
     flash(f"Sent {len(picks)} generated image(s) to the curator as batch #{batch.id}.", "ok")
     return redirect(url_for("imports.batch_report", batch_id=batch.id))
 
