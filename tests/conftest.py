@@ -1,14 +1,18 @@
-"""Fixtures: one temporary instance folder per test, the real app on a real SQLite file."""
+"""Fixtures: one temporary instance folder per test, the real app on a real SQLite file, and the one way tests
+build image datasets (`dataset`)."""
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before any test imports torch
 
 import pytest  # noqa: E402
+from sqlalchemy import select  # noqa: E402
 
-from app import ROOT, create_app  # noqa: E402
+from app import create_app  # noqa: E402
+from tests.imagefiles import DEMO_IMAGES, build_dataset  # noqa: E402
 
 
 @pytest.fixture
@@ -44,4 +48,65 @@ def runner(app):
 
 @pytest.fixture
 def demo_images() -> Path:
-    return ROOT / "demo" / "animal-emoji" / "images"
+    return DEMO_IMAGES
+
+
+@pytest.fixture
+def dataset(request, tmp_path: Path):
+    """Build an image dataset for this test, and import it if asked:
+
+        dataset(classes, *, kind="pictures", size=None, seed=0, name="{i}.png", root=None, imported=None) -> root
+
+    `classes`, `kind`, `size`, `seed` and `name` say which files are written (tests.imagefiles.build_dataset), e.g.
+    dataset({"cat": 6, "dog": 3}, size=16) writes 9 distinct pictures, and dataset({"cat": 6, "fish": 6},
+    kind="demo") copies the first 6 demo cats and fish. `root` is the folder to write in (default: a new
+    folder under tmp_path, "dataset", then "dataset-2" and so on). `imported` is None to write the files only,
+    "cli" to import the folder with `manage.py import ROOT` through this test's CLI runner (which must succeed), or
+    "service" to import it with curator.imports.service.import_paths in this test's app. The app is made only
+    when an import needs it, so without one, tmp_path holds nothing but the dataset."""
+    made: list[Path] = []
+
+    def build(classes, *, kind: str = "pictures", size: int | None = None, seed: int = 0, name: str = "{i}.png",
+              root: Path | None = None, imported: str | None = None) -> Path:
+        if imported not in (None, "cli", "service"):
+            raise ValueError(f"imported must be None, 'cli' or 'service', not {imported!r}")
+        if root is None:
+            root = tmp_path / ("dataset" if not made else f"dataset-{len(made) + 1}")
+        build_dataset(root, classes, kind=kind, size=size, seed=seed, name=name)
+        made.append(root)
+        if imported == "cli":
+            from manage import cli
+            result = request.getfixturevalue("runner").invoke(cli, ["import", str(root)])
+            assert result.exit_code == 0, result.output
+        elif imported == "service":
+            from core.db import db
+            from curator.imports.service import import_paths
+            from curator.imports.storage import ImageStore
+            app = request.getfixturevalue("app")
+            with app.app_context():
+                import_paths(db.session, ImageStore(app.instance_path), [root])
+        return root
+
+    return build
+
+
+@pytest.fixture
+def end_training_processes(app):
+    """After the test (even a failed one): end the training and sampling processes it started, by their ids."""
+    from core.db import db
+    from core.models import Run
+    from diffusion import rundir
+    from trainer.service import process_alive
+    yield
+    with app.app_context():
+        launched = {r.id: r.pid for r in db.session.scalars(select(Run))}
+    for run_dir in (p for p in (Path(app.instance_path) / "runs").glob("*") if p.is_dir()):
+        jobs = [(rundir.read_status(run_dir).get("pid"), run_dir.name), (launched.get(run_dir.name), run_dir.name)]
+        jobs += [((rundir.read_json(j, default={}) or {}).get("pid"), None)
+                 for j in run_dir.glob("generated/*/job.json")]
+        for pid, expect in jobs:
+            if pid and process_alive(pid, expect=expect):
+                try:
+                    os.killpg(pid, signal.SIGKILL)  # each was started as the leader of its own process group
+                except (ProcessLookupError, PermissionError):
+                    pass

@@ -1,13 +1,18 @@
-"""Make real image files (and deliberately broken ones) for tests."""
+"""Make real image files (and deliberately broken ones) for tests, and whole datasets (build_dataset, which the
+`dataset` fixture in tests/conftest.py wraps)."""
 from __future__ import annotations
 
 import io
+import shutil
 import struct
 import zlib
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
+
+from app import ROOT
 
 
 def picture(size: int = 32, seed: int = 0, mode: str = "RGBA") -> Image.Image:
@@ -77,11 +82,65 @@ HTML_AS_JPG = b"<!DOCTYPE html><html><body><h1>Not a picture</h1></body></html>"
 SVG = b'<?xml version="1.0"?><svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"><rect width="10" height="10"/></svg>'
 
 
-def demo_subset(demo_images: Path, dest: Path, classes=("cat", "fish"), per_class: int = 6) -> Path:
-    """A small ImageFolder copy of the demo set (the full set makes a training epoch take seconds)."""
-    import shutil
-    for name in classes:
-        (dest / name).mkdir(parents=True)
-        for f in sorted((demo_images / name).glob("*.png"))[:per_class]:
-            shutil.copy(f, dest / name / f.name)
-    return dest
+DEMO_IMAGES = ROOT / "demo" / "animal-emoji" / "images"  # the bundled demo set
+DISC_COLOURS = {"red": (220, 30, 30), "green": (30, 200, 60), "blue": (40, 60, 220)}
+FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
+
+
+def build_dataset(root: Path, classes: Mapping[str, int | Sequence[str]] | Sequence[str], *, kind: str = "pictures",
+                  size: int | None = None, seed: int = 0, name: str = "{i}.png") -> Path:
+    """Write an image folder under `root`, one subfolder per class (class "" puts the files in `root` itself), and
+    return `root`. Writing into a folder that already holds files adds to it.
+
+    `classes` maps each class to how many files it gets, in order. `kind` says what the files are:
+    - "pictures": `picture(size, seed)` (size 32 unless given), a distinct shape per seed. Seeds count up from `seed`
+      across all the classes in order. Files are named `name.format(cls=class, i=index)`, and the name's suffix
+      chooses the format (.png, .jpg, .webp).
+    - "demo": copies of the bundled demo set's files, either the first N of the class in sorted order or, in place
+      of a count, a list of file names. A name with a "/" is a path in the demo set, so a folder may hold another
+      demo class's files. `classes` may also be a plain list of demo paths ("cat/x.png"), each copied to the same
+      path under `root`.
+    - "discs": a disc of one colour per class (red, green, blue, otherwise drawn from the generator) with random
+      radius and position, on transparency, size 12 unless given. One generator seeded with `seed` serves the whole
+      folder, so the same call always writes the same files."""
+    if kind not in ("pictures", "demo", "discs"):
+        raise ValueError(f"unknown dataset kind {kind!r}")
+    if not isinstance(classes, Mapping):
+        if kind != "demo":
+            raise ValueError("a list of paths names demo files: pass kind='demo'")
+        grouped: dict[str, list[str]] = {}
+        for rel in classes:
+            grouped.setdefault(rel.rpartition("/")[0], []).append(rel)
+        classes = grouped
+    root = Path(root)
+    if kind == "pictures":
+        n = seed
+        for cls, count in classes.items():
+            for i in range(count):
+                filename = name.format(cls=cls, i=i)
+                fmt = FORMATS[Path(filename).suffix.lower()]
+                write_picture(root / cls / filename, size=size or 32, seed=n, fmt=fmt)
+                n += 1
+    elif kind == "demo":
+        for cls, files in classes.items():
+            (root / cls).mkdir(parents=True, exist_ok=True)
+            chosen = (sorted((DEMO_IMAGES / cls).glob("*.png"))[:files] if isinstance(files, int)
+                      else [DEMO_IMAGES / (f if "/" in f else f"{cls}/{f}") for f in files])
+            for f in chosen:
+                shutil.copy(f, root / cls / f.name)
+    else:
+        rng = np.random.default_rng(seed)
+        size = size or 12
+        yy, xx = np.mgrid[:size, :size]
+        for cls, count in classes.items():
+            folder = root / cls
+            folder.mkdir(parents=True, exist_ok=True)
+            colour = DISC_COLOURS.get(cls, tuple(int(v) for v in rng.integers(0, 255, 3)))  # draws for every class
+            for i in range(count):
+                cx, cy = rng.uniform(size * 0.35, size * 0.65, 2)
+                r = rng.uniform(size * 0.2, size * 0.4)
+                inside = (xx - cx) ** 2 + (yy - cy) ** 2 <= r * r
+                arr = np.zeros((size, size, 4), np.uint8)
+                arr[inside] = (*colour, 255)
+                Image.fromarray(arr, "RGBA").save(folder / name.format(cls=cls, i=i))
+    return root

@@ -8,7 +8,7 @@ import sys
 import time
 import urllib.request
 
-from project_paths import ROOT
+from app import ROOT
 
 
 def free_port() -> int:

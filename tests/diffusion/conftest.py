@@ -5,9 +5,11 @@ from pathlib import Path
 
 import pytest
 
-from diffusion_helpers import make_image_folder
+import tests.diffusion.diffusion_helpers  # noqa: F401  (one torch thread for every diffusion test)
+from tests.imagefiles import build_dataset
 
 
 @pytest.fixture(scope="session")
 def tiny_folder(tmp_path_factory) -> Path:
-    return make_image_folder(tmp_path_factory.mktemp("tiny") / "data")
+    """Three classes (red, green, blue) of 8 discs, 12 px: the `dataset` fixture's "discs", made once per session."""
+    return build_dataset(tmp_path_factory.mktemp("tiny") / "data", {"red": 8, "green": 8, "blue": 8}, kind="discs")

@@ -8,8 +8,6 @@ from PIL import Image
 
 from diffusion.data import DataError, epoch_permutation, load_images, make_batch, preprocess_image
 
-from diffusion_helpers import make_image_folder
-
 
 def test_half_transparent_red_over_white_becomes_pink_and_alpha_mode_keeps_it():
     """Tried: a uniform (255,0,0,128) image. Over white it must be ~(255,127,127); with background='alpha'
@@ -53,10 +51,10 @@ def test_load_folder_gives_uint8_tensor_labels_and_sorted_classes(tiny_folder, t
     assert len(list((tmp_path / "c").glob("images-*.pt"))) == 2 and other[0].shape == images.shape
 
 
-def test_snapshot_manifest_is_read_relative_to_its_folder(tmp_path):
+def test_snapshot_manifest_is_read_relative_to_its_folder(dataset, tmp_path):
     """Tried: a manifest whose item paths are relative ("../../images/...") as the curator writes them,
     with background='alpha' (4 channels) and the class order taken from the manifest."""
-    make_image_folder(tmp_path / "images", classes=("red", "blue"), per_class=3)
+    dataset({"red": 3, "blue": 3}, kind="discs", root=tmp_path / "images")
     snap = tmp_path / "snapshots" / "s1"
     snap.mkdir(parents=True)
     items = [{"sha256": f"{c}{i}", "path": f"../../images/{c}/{i}.png", "label": c}
@@ -68,17 +66,17 @@ def test_snapshot_manifest_is_read_relative_to_its_folder(tmp_path):
     assert list((snap / "cache").glob("images-*.pt"))  # cached next to the manifest
 
 
-def test_empty_class_is_a_clear_error(tmp_path):
+def test_empty_class_is_a_clear_error(dataset, tmp_path):
     """Tried: a folder with an empty class subfolder 'ghost'."""
-    make_image_folder(tmp_path, classes=("red", "blue"), per_class=2)
+    dataset({"red": 2, "blue": 2}, kind="discs", root=tmp_path)
     (tmp_path / "ghost").mkdir()
     with pytest.raises(DataError, match="ghost"):
         load_images(tmp_path, 8)
 
 
-def test_single_class_is_a_clear_error(tmp_path):
+def test_single_class_is_a_clear_error(dataset, tmp_path):
     """Tried: only one class folder; the message must say two are needed."""
-    make_image_folder(tmp_path, classes=("red",), per_class=2)
+    dataset({"red": 2}, kind="discs", root=tmp_path)
     with pytest.raises(DataError, match="at least two"):
         load_images(tmp_path, 8)
 
@@ -89,16 +87,16 @@ def test_folder_without_class_subfolders_is_explained(tmp_path):
         load_images(tmp_path, 8)
 
 
-def test_images_smaller_than_the_training_size_are_upscaled_with_a_warning_naming_them(tmp_path):
+def test_images_smaller_than_the_training_size_are_upscaled_with_a_warning_naming_them(dataset, tmp_path):
     """Tried: 12 px images trained at 16 px."""
-    make_image_folder(tmp_path, classes=("red", "blue"), per_class=2, size=12)
+    dataset({"red": 2, "blue": 2}, kind="discs", size=12, root=tmp_path)
     with pytest.warns(UserWarning, match=r"smaller than the training size 16 px.*0\.png \(12x12\)"):
         images, _, _ = load_images(tmp_path, 16)
     assert images.shape == (4, 3, 16, 16)
 
 
-def test_corrupt_image_names_the_file(tmp_path):
-    make_image_folder(tmp_path, classes=("red", "blue"), per_class=2)
+def test_corrupt_image_names_the_file(dataset, tmp_path):
+    dataset({"red": 2, "blue": 2}, kind="discs", root=tmp_path)
     (tmp_path / "red" / "broken.png").write_bytes(b"not a png at all")
     with pytest.raises(DataError, match="broken.png"):
         load_images(tmp_path, 8)

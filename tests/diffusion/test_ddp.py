@@ -9,8 +9,7 @@ import torch
 
 from diffusion import rundir
 from diffusion.train import write_run_config
-
-from diffusion_helpers import micro_config
+from tests.diffusion.diffusion_helpers import micro_config
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -17,8 +17,7 @@ from diffusion import rundir
 from diffusion.checkpoint import CheckpointError, load_for_sampling
 from diffusion.generate import generate_to_dir
 from diffusion.train import TrainingError, train, write_run_config
-
-from diffusion_helpers import micro_config
+from tests.diffusion.diffusion_helpers import micro_config
 
 ROOT = Path(__file__).resolve().parents[2]
 

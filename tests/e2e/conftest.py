@@ -14,8 +14,7 @@ from pathlib import Path
 import pytest
 from werkzeug.serving import make_server
 
-from app import HTMX_SRI, HTMX_URL
-from project_paths import ROOT
+from app import HTMX_SRI, HTMX_URL, ROOT
 
 CHROMIUM = "/usr/bin/chromium"
 HTMX_LOCAL = ROOT / "node_modules" / "htmx.org" / "dist" / "htmx.min.js"

@@ -8,7 +8,6 @@ from sqlalchemy import select
 
 from core.db import db
 from core.models import Image
-from imagefiles import write_picture
 
 
 def test_page_loads_htmx_with_matching_integrity(page):
@@ -17,8 +16,8 @@ def test_page_loads_htmx_with_matching_integrity(page):
     assert page.served_htmx, "htmx came from the pinned CDN address (served locally)"
 
 
-def test_upload_then_browse_gallery_and_reject_with_keyboard(page, app, tmp_path):
-    files = [write_picture(tmp_path / f"pic{i}.png", size=48, seed=i) for i in range(3)]
+def test_upload_then_browse_gallery_and_reject_with_keyboard(page, app, dataset):
+    files = sorted(dataset({"": 3}, size=48, name="pic{i}.png").iterdir())
     page.goto("/import")
     page.set_input_files("#files", [str(f) for f in files])
     expect(page.locator(".dropzone .chosen")).to_have_text("3 file(s) chosen")
@@ -41,12 +40,9 @@ def test_upload_then_browse_gallery_and_reject_with_keyboard(page, app, tmp_path
         assert {i.status for i in db.session.scalars(select(Image))} == {"active"}
 
 
-def test_gallery_scrolls_in_more_pages(page, app, runner, tmp_path):
-    from manage import cli
+def test_gallery_scrolls_in_more_pages(page, app, dataset):
     app.config["PAGE_SIZE"] = 4
-    for i in range(10):
-        write_picture(tmp_path / "src" / "fish" / f"{i}.png", seed=i)
-    assert runner.invoke(cli, ["import", str(tmp_path / "src")]).exit_code == 0
+    dataset({"fish": 10}, imported="cli")
     page.set_viewport_size({"width": 400, "height": 300})
     page.goto("/gallery/fish")
     expect(page.locator(".tile")).to_have_count(4)

@@ -2,9 +2,8 @@
 Enter to accept; a to accept the suggestion of the remaining group; then undoes one resolution."""
 from __future__ import annotations
 
-import shutil
-
-from PIL import Image as PILImage, ImageEnhance
+from PIL import Image as PILImage
+from PIL import ImageEnhance
 from playwright.sync_api import expect
 from sqlalchemy import select
 
@@ -13,23 +12,22 @@ from core.models import Image
 from manage import cli
 
 
-def make_groups(tmp_path, demo_images) -> None:
+def make_groups(dataset, demo_images):
     """Group 1: a cat face and two copies (resized, brighter); group 2: a dog and a resized copy."""
-    src = tmp_path / "src"
+    src = dataset(["cat/emojione__cat-face.png", "dog/emojione__dog.png"], kind="demo")
     for rel in ("cat/emojione__cat-face.png", "dog/emojione__dog.png"):
-        (src / rel).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(demo_images / rel, src / rel)
         img = PILImage.open(demo_images / rel).convert("RGBA")
         img.resize((100, 100), PILImage.Resampling.LANCZOS).save(src / rel.replace(".png", "-small.png"))
     cat = PILImage.open(demo_images / "cat/emojione__cat-face.png").convert("RGBA")
     bright = ImageEnhance.Brightness(cat.convert("RGB")).enhance(1.08)
     bright.putalpha(cat.getchannel("A"))
     bright.resize((110, 110)).save(src / "cat" / "z-bright.png")
+    return src
 
 
-def test_resolve_groups_with_the_keyboard(page, app, runner, tmp_path, demo_images):
-    make_groups(tmp_path, demo_images)
-    assert runner.invoke(cli, ["import", str(tmp_path / "src")]).exit_code == 0
+def test_resolve_groups_with_the_keyboard(page, app, runner, dataset, demo_images):
+    src = make_groups(dataset, demo_images)
+    assert runner.invoke(cli, ["import", str(src)]).exit_code == 0
     with app.app_context():
         ids = {i.original_filename: i.id for i in db.session.scalars(select(Image))}
     page.goto("/duplicates/")

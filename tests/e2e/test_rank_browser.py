@@ -6,17 +6,12 @@ from sqlalchemy import select
 
 from core.db import db
 from core.models import Comparison
-from imagefiles import write_picture
-from manage import cli
-
 
 IDLE = "() => !document.querySelector('.htmx-request, .htmx-swapping, .htmx-settling, .htmx-added')"
 
 
-def test_rank_with_the_keyboard(page, app, runner, tmp_path):
-    for i in range(8):
-        write_picture(tmp_path / "src" / "owl" / f"{i}.png", size=32, seed=i)
-    assert runner.invoke(cli, ["import", str(tmp_path / "src")]).exit_code == 0
+def test_rank_with_the_keyboard(page, app, dataset):
+    dataset({"owl": 8}, imported="cli")
 
     page.goto("/rank/owl/")
     page.wait_for_function("() => window.htmx !== undefined")

@@ -7,12 +7,9 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-import imagefiles
-from core.db import db
-from curator.imports.service import import_paths
-from curator.imports.storage import ImageStore
-
 TINY = {"eval": False, "sample_steps": 2, "samples_per_class": 2, "warmup_steps": 2, "log_every": 1}
+
+pytestmark = pytest.mark.usefixtures("end_training_processes")  # even when a test fails
 
 
 @pytest.fixture
@@ -20,26 +17,12 @@ def app_config() -> dict:
     return {"TRAINER_DEFAULTS": TINY}
 
 
-@pytest.fixture(autouse=True)
-def cleanup(app):
-    yield
-    from test_trainer_web import stop_leftover_processes
-    stop_leftover_processes(app)
-
-
-@pytest.fixture
-def demo_subset(app, demo_images, tmp_path):
-    """Six demo emoji each of two classes in the index (the full demo makes an epoch take seconds here)."""
-    src = imagefiles.demo_subset(demo_images, tmp_path / "demo-subset")
-    with app.app_context():
-        import_paths(db.session, ImageStore(app.instance_path), [src])
-
-
 def step_number(page) -> int:
     return int(re.search(r"step (\d+)", page.locator("#run-step").inner_text()).group(1))
 
 
-def test_start_watch_browse_and_cancel_a_tiny_run(page, demo_subset):
+def test_start_watch_browse_and_cancel_a_tiny_run(page, dataset):
+    dataset({"cat": 6, "fish": 6}, kind="demo", imported="service")  # not all the demo: an epoch would take seconds
     page.goto("/train/snapshots")
     page.fill("#snap-size", "8")
     page.click("#snapshot-form button[type=submit]")

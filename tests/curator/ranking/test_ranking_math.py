@@ -12,9 +12,19 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from curator.ranking.pairing import choose_pair
-from curator.ranking.rating import (Comparison, Rating, RatingConfig, RatingState, compute_ratings,
-                            normal_cdf, pair_counts, prob_in_top_k,
-                            replay, settled_progress, update)
+from curator.ranking.rating import (
+    Comparison,
+    Rating,
+    RatingConfig,
+    RatingState,
+    compute_ratings,
+    normal_cdf,
+    pair_counts,
+    prob_in_top_k,
+    replay,
+    settled_progress,
+    update,
+)
 
 MIRROR = {"left": "right", "right": "left", "tie": "tie", "neither": "neither"}
 BOTH = [RatingConfig(refine=False), RatingConfig(refine=True)]

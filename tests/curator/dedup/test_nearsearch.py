@@ -3,8 +3,16 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from curator.dedup.nearsearch import (BandLayout, HammingIndex, UnionFind, all_pairs_within, brute_force_pairs,
-                                group_pairs, hamming, popcount64)
+from curator.dedup.nearsearch import (
+    BandLayout,
+    HammingIndex,
+    UnionFind,
+    all_pairs_within,
+    brute_force_pairs,
+    group_pairs,
+    hamming,
+    popcount64,
+)
 
 
 def planted(seed, n, max_flip):

@@ -16,12 +16,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-import imagefiles
 from core.db import db
-from curator.imports.service import import_paths
 from core.models import Batch, Image, Run, Snapshot
 from curator.snapshots.service import create_snapshot
-from curator.imports.storage import ImageStore
 from diffusion import rundir
 
 TINY = {"eval": False, "sample_steps": 2, "samples_per_class": 2, "warmup_steps": 2, "log_every": 1,
@@ -30,41 +27,19 @@ FORM = {"preset": "micro", "image_size": "8", "batch_size": "4", "lr": "0.002", 
         "sample_every": "1", "seed": "0", "device": "cpu"}
 WAIT_S = 120
 
+pytestmark = pytest.mark.usefixtures("end_training_processes")  # even when a test fails
+
 
 @pytest.fixture
 def app_config() -> dict:
     return {"TRAINER_DEFAULTS": TINY}
 
 
-def stop_leftover_processes(app) -> None:
-    """After a test (even a failed one): end the training and sampling processes it started, by their ids."""
-    from trainer.service import process_alive
-    with app.app_context():
-        launched = {r.id: r.pid for r in db.session.scalars(select(Run))}
-    for run_dir in (p for p in (Path(app.instance_path) / "runs").glob("*") if p.is_dir()):
-        jobs = [(rundir.read_status(run_dir).get("pid"), run_dir.name), (launched.get(run_dir.name), run_dir.name)]
-        jobs += [((rundir.read_json(j, default={}) or {}).get("pid"), None)
-                 for j in run_dir.glob("generated/*/job.json")]
-        for pid, expect in jobs:
-            if pid and process_alive(pid, expect=expect):
-                try:
-                    os.killpg(pid, signal.SIGKILL)  # each was started as the leader of its own process group
-                except (ProcessLookupError, PermissionError):
-                    pass
-
-
-@pytest.fixture(autouse=True)
-def cleanup(app):
-    yield
-    stop_leftover_processes(app)
-
-
 @pytest.fixture
-def snapshot_id(app, demo_images, tmp_path) -> str:
+def snapshot_id(app, dataset) -> str:
     """Six demo emoji of each of two classes, imported and frozen as an 8 px snapshot."""
-    src = imagefiles.demo_subset(demo_images, tmp_path / "tiny")
+    dataset({"cat": 6, "fish": 6}, kind="demo", imported="service")
     with app.app_context():
-        import_paths(db.session, ImageStore(app.instance_path), [src])
         return create_snapshot(db.session, Path(app.instance_path), image_size=8).id
 
 

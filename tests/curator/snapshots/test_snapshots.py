@@ -13,25 +13,10 @@ import pytest
 from sqlalchemy import func, select
 
 from core.db import db
-from curator.imports.service import import_paths
 from core.models import Comparison, Image, ImageClass, Snapshot
 from curator.snapshots.service import SnapshotError, create_snapshot, diff_with_previous
-from curator.imports.storage import ImageStore
-from imagefiles import write_picture
 
-
-def make_dataset(root: Path, counts: dict[str, int], seed0: int = 0) -> Path:
-    seed = seed0
-    for name, n in counts.items():
-        for i in range(n):
-            write_picture(root / name / f"{name}{i}.png", size=24, seed=seed)
-            seed += 1
-    return root
-
-
-def import_folder(app, folder: Path):
-    with app.app_context():
-        return import_paths(db.session, ImageStore(app.instance_path), [folder]).id
+PICTURES = {"size": 24, "name": "{cls}{i}.png", "imported": "service"}  # the `dataset` fixture's settings here
 
 
 def snapshot(app, **kwargs) -> Snapshot:
@@ -42,10 +27,10 @@ def snapshot(app, **kwargs) -> Snapshot:
         return snap
 
 
-def test_manifest_lists_every_active_image_with_counts_and_preprocessing(app, tmp_path):
+def test_manifest_lists_every_active_image_with_counts_and_preprocessing(app, dataset):
     """Tried: a snapshot of two classes. The manifest follows the contract: relative paths that resolve to the
     stored files (with matching hashes), labels, classes, preprocessing; the row holds per-class counts."""
-    import_folder(app, make_dataset(tmp_path / "src", {"cat": 3, "dog": 2}))
+    dataset({"cat": 3, "dog": 2}, **PICTURES)
     snap = snapshot(app, image_size=16, fit="pad", background="alpha", name="first try")
     manifest_file = Path(snap.manifest_path)
     assert manifest_file == Path(app.instance_path) / "snapshots" / snap.id / "manifest.json"
@@ -61,10 +46,10 @@ def test_manifest_lists_every_active_image_with_counts_and_preprocessing(app, tm
         assert hashlib.sha256(data).hexdigest() == item["sha256"]
 
 
-def test_snapshot_is_immutable_and_the_next_one_shows_what_changed(app, tmp_path):
+def test_snapshot_is_immutable_and_the_next_one_shows_what_changed(app, dataset):
     """Tried: snapshot, then reject one cat, relabel one dog to cat and import a new class; snapshot again.
     The first manifest is byte-for-byte unchanged and read-only; the diff counts per class what moved."""
-    import_folder(app, make_dataset(tmp_path / "a", {"cat": 3, "dog": 3}))
+    dataset({"cat": 3, "dog": 3}, **PICTURES)
     first = snapshot(app)
     before = Path(first.manifest_path).read_bytes()
     assert not Path(first.manifest_path).stat().st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH)
@@ -74,7 +59,7 @@ def test_snapshot_is_immutable_and_the_next_one_shows_what_changed(app, tmp_path
         cats[0].status = "rejected"
         dog.class_id = cats[1].class_id
         db.session.commit()
-    import_folder(app, make_dataset(tmp_path / "b", {"fish": 2}, seed0=50))
+    dataset({"fish": 2}, **PICTURES, seed=50)
     second = snapshot(app, image_size=24)
     assert Path(first.manifest_path).read_bytes() == before
     assert second.counts == {"cat": 3, "dog": 2, "fish": 2}
@@ -89,10 +74,10 @@ def test_snapshot_is_immutable_and_the_next_one_shows_what_changed(app, tmp_path
     assert first_diff.previous_id is None
 
 
-def test_top_k_takes_each_class_best_by_ranking(app, tmp_path):
+def test_top_k_takes_each_class_best_by_ranking(app, dataset):
     """Tried: a top-2 snapshot after comparisons where one image wins every time and another is hand-selected.
     Each class keeps 2 images: the selected one first, then the highest rated."""
-    import_folder(app, make_dataset(tmp_path / "src", {"cat": 4, "dog": 4}))
+    dataset({"cat": 4, "dog": 4}, **PICTURES)
     with app.app_context():
         cats = list(db.session.scalars(select(Image).join(ImageClass).where(ImageClass.name == "cat")
                                        .order_by(Image.id)))
@@ -118,9 +103,9 @@ def test_top_k_takes_each_class_best_by_ranking(app, tmp_path):
     ({"selection": "top-k"}, "no top-k set"),
     ({"selection": "best"}, "'active' or 'top-k'"),
 ])
-def test_bad_settings_are_refused_and_nothing_is_written(app, tmp_path, kwargs, message):
+def test_bad_settings_are_refused_and_nothing_is_written(app, dataset, kwargs, message):
     """Tried: each bad setting. A clear SnapshotError, no folder and no row."""
-    import_folder(app, make_dataset(tmp_path / "src", {"cat": 2, "dog": 2}))
+    dataset({"cat": 2, "dog": 2}, **PICTURES)
     with pytest.raises(SnapshotError, match=message):
         snapshot(app, **kwargs)
     assert not list((Path(app.instance_path) / "snapshots").glob("*/manifest.json"))
@@ -128,18 +113,18 @@ def test_bad_settings_are_refused_and_nothing_is_written(app, tmp_path, kwargs, 
         assert db.session.scalar(select(func.count(Snapshot.id))) == 0
 
 
-def test_one_class_is_not_enough_to_train(app, tmp_path):
+def test_one_class_is_not_enough_to_train(app, dataset):
     """Tried: a dataset with a single class. Refused: class-conditional training needs two."""
-    import_folder(app, make_dataset(tmp_path / "src", {"cat": 3}))
+    dataset({"cat": 3}, **PICTURES)
     with pytest.raises(SnapshotError, match="at least two classes"):
         snapshot(app)
 
 
-def test_snapshot_command_prints_json_and_refuses_bad_input(app, runner, tmp_path):
+def test_snapshot_command_prints_json_and_refuses_bad_input(app, runner, dataset):
     """Tried: `manage.py snapshot --json`, then twice with a bad size. JSON with counts and changes; then an
     error message and a non-zero exit status."""
     from manage import cli
-    import_folder(app, make_dataset(tmp_path / "src", {"cat": 2, "dog": 3}))
+    dataset({"cat": 2, "dog": 3}, **PICTURES)
     result = runner.invoke(cli, ["snapshot", "--image-size", "16", "--name", "cli", "--json"])
     assert result.exit_code == 0, result.output
     out = json.loads(result.output)
@@ -151,13 +136,13 @@ def test_snapshot_command_prints_json_and_refuses_bad_input(app, runner, tmp_pat
     assert bad.exit_code != 0 and "multiple of 4" in bad.output
 
 
-def test_snapshots_page_lists_counts_and_changes_and_validates_the_form(client, app, tmp_path):
+def test_snapshots_page_lists_counts_and_changes_and_validates_the_form(client, app, dataset):
     """Tried: create two snapshots through the page's form, then post a bad size. The list shows per-class counts
     and the change from the previous snapshot; the bad form gets its message and a 400."""
-    import_folder(app, make_dataset(tmp_path / "src", {"cat": 2, "dog": 3}))
+    dataset({"cat": 2, "dog": 3}, **PICTURES)
     assert client.post("/train/snapshots", data={"image_size": "16", "fit": "crop", "background": "white",
                                                  "selection": "active", "name": "one"}).status_code == 302
-    import_folder(app, make_dataset(tmp_path / "more", {"dog": 1}, seed0=40))
+    dataset({"dog": 1}, **PICTURES, seed=40)
     assert client.post("/train/snapshots", data={"image_size": "16", "fit": "crop", "background": "white",
                                                  "selection": "active", "name": "two"}).status_code == 302
     page = client.get("/train/snapshots").get_data(as_text=True)

@@ -1,16 +1,20 @@
-"""`manage.py train` / `sample` through Flask's CLI runner on a real instance folder."""
+"""trainer.cli: `manage.py train` / `sample` through Flask's CLI runner on a real instance folder."""
 import json
+
+import torch
 
 from diffusion import rundir
 from trainer.cli import sample_command, train_command
 
-from diffusion_helpers import make_image_folder
+# Training runs in this process: micro models are all per-op overhead, one thread avoids fork/join stalls on a
+# shared, busy CPU (as in tests/diffusion).
+torch.set_num_threads(1)
 
 
-def test_train_on_a_folder_then_sample_it_by_run_id(runner, app, tmp_path):
+def test_train_on_a_folder_then_sample_it_by_run_id(runner, app, dataset, tmp_path):
     """Tried: `train --data DIR --epochs 1 --preset micro --image-size 8 --json`, then `sample RUN --class red
     --n 2 --steps 2 --out OUT --json`. The run lands in <instance>/runs/<id> and the PNGs in OUT/red/."""
-    data = make_image_folder(tmp_path / "data", classes=("red", "blue"), per_class=4, size=8)
+    data = dataset({"red": 4, "blue": 4}, kind="discs", size=8, root=tmp_path / "data")
     result = runner.invoke(train_command, ["--data", str(data), "--epochs", "1", "--preset", "micro",
                                            "--image-size", "8", "--batch-size", "4", "--json"])
     assert result.exit_code == 0, result.output
@@ -35,11 +39,11 @@ def test_train_on_a_folder_then_sample_it_by_run_id(runner, app, tmp_path):
     assert json.loads(more.stdout.strip().splitlines()[-1])["epoch"] == 2
 
 
-def test_train_errors_are_clear(runner, tmp_path):
+def test_train_errors_are_clear(runner, dataset, tmp_path):
     """Tried: a missing snapshot id, a single-class folder, and sampling an unknown run."""
     missing = runner.invoke(train_command, ["--snapshot", "nope", "--epochs", "1"])
     assert missing.exit_code != 0 and "no snapshot 'nope'" in missing.output
-    one = make_image_folder(tmp_path / "one", classes=("red",), per_class=2, size=8)
+    one = dataset({"red": 2}, kind="discs", size=8, root=tmp_path / "one")
     single = runner.invoke(train_command, ["--data", str(one), "--epochs", "1", "--preset", "micro",
                                            "--image-size", "8"])
     assert single.exit_code != 0 and "at least two" in single.output

@@ -10,25 +10,13 @@ import threading
 import pytest
 from sqlalchemy import func, select
 
-from curator.ranking import service as rs
 from core.db import db
 from core.models import Comparison, Decision, Image, ImageClass
-from imagefiles import write_picture
+from curator.ranking import service as rs
 from manage import cli
 
 HX = {"HX-Request": "true"}
 FIELDS = re.compile(r'name="(left|right|next_left|next_right)" value="(\d+)"')
-
-
-def make_classes(runner, tmp_path, **sizes):
-    """Import `sizes[name]` distinct little pictures into each class (one batch)."""
-    seed = 0
-    for cls, n in sizes.items():
-        for i in range(n):
-            write_picture(tmp_path / "src" / cls / f"{i}.png", size=16, seed=seed)
-            seed += 1
-    result = runner.invoke(cli, ["import", str(tmp_path / "src")])
-    assert result.exit_code == 0, result.output
 
 
 def class_ids(app, name):
@@ -60,8 +48,9 @@ def counts(app):
 
 
 @pytest.fixture
-def cats(runner, tmp_path, app):
-    make_classes(runner, tmp_path, cat=6, dog=3)
+def cats(app, dataset):
+    """Six distinct little cats and three dogs, imported in one batch: the cats' ids."""
+    dataset({"cat": 6, "dog": 3}, size=16, imported="cli")
     return class_ids(app, "cat")
 
 

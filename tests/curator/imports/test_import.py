@@ -10,7 +10,12 @@ from pathlib import Path
 
 import pytest
 from PIL import Image as PILImage
-from imagefiles import (
+from sqlalchemy import func, select
+
+from core.db import db
+from core.models import Batch, BatchItem, Image, ImageClass
+from manage import cli
+from tests.imagefiles import (
     HTML_AS_JPG,
     SVG,
     photo,
@@ -21,11 +26,6 @@ from imagefiles import (
     truncated_png,
     write_picture,
 )
-from sqlalchemy import func, select
-
-from core.db import db
-from core.models import Batch, BatchItem, Image, ImageClass
-from manage import cli
 
 
 def stored_files(instance: Path) -> list[Path]:
@@ -38,11 +38,10 @@ def run_import(runner, *args):
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def test_import_folder_of_class_subfolders(runner, app, tmp_path, instance_path):
-    for i in range(3):
-        write_picture(tmp_path / "src" / "cat" / f"c{i}.png", seed=i)
-    write_picture(tmp_path / "src" / "dog" / "d0.jpg", seed=10, fmt="JPEG")
-    report = run_import(runner, tmp_path / "src")
+def test_import_folder_of_class_subfolders(runner, app, dataset, instance_path):
+    src = dataset({"cat": 3}, name="c{i}.png")
+    dataset({"dog": 1}, name="d{i}.jpg", seed=10, root=src)
+    report = run_import(runner, src)
     assert (report["added"], report["duplicates"], report["rejected"]) == (4, 0, 0)
     with app.app_context():
         counts = dict(db.session.execute(select(ImageClass.name, func.count(Image.id)).join(Image)
@@ -50,7 +49,7 @@ def test_import_folder_of_class_subfolders(runner, app, tmp_path, instance_path)
         assert counts == {"cat": 3, "dog": 1}
         img = db.session.scalar(select(Image).where(Image.original_filename == "dog/d0.jpg"))
         assert img.format == "JPEG" and not img.has_alpha and (img.width, img.height) == (32, 32)
-        assert (instance_path / img.path).read_bytes() == (tmp_path / "src" / "dog" / "d0.jpg").read_bytes()
+        assert (instance_path / img.path).read_bytes() == (src / "dog" / "d0.jpg").read_bytes()
     assert len(stored_files(instance_path)) == 4
 
 
@@ -199,14 +198,13 @@ def test_missing_path_and_bad_class_name_are_clear_errors(runner, tmp_path):
     assert result.exit_code != 0 and "invalid class name" in result.output
 
 
-def test_interrupted_import_leaves_index_unchanged(app, tmp_path, instance_path, monkeypatch):
+def test_interrupted_import_leaves_index_unchanged(app, dataset, instance_path, monkeypatch):
     """Tried: the process fails half way through a batch (an error while indexing the fifth file, after two chunks
     of rows were already inserted)."""
     from curator.imports import service as ingest
     from curator.imports.service import import_paths
     from curator.imports.storage import ImageStore
-    for i in range(5):
-        write_picture(tmp_path / "src" / "cat" / f"{i}.png", seed=i)
+    src = dataset({"cat": 5})
     real = ingest._Indexer.item_for
     calls = {"n": 0}
 
@@ -220,7 +218,7 @@ def test_interrupted_import_leaves_index_unchanged(app, tmp_path, instance_path,
     monkeypatch.setattr(ingest, "CHUNK", 2)
     with app.app_context():
         with pytest.raises(RuntimeError):
-            import_paths(db.session, ImageStore(instance_path), [tmp_path / "src"])
+            import_paths(db.session, ImageStore(instance_path), [src])
         assert db.session.scalar(select(func.count(Image.id))) == 0
         assert db.session.scalar(select(func.count(Batch.id))) == 0
         assert db.session.scalar(select(func.count(ImageClass.id))) == 0
@@ -338,20 +336,19 @@ def test_demo_import_is_idempotent(runner, app, demo_images):
     assert second["already_imported"] is True
 
 
-def test_import_into_a_recreated_instance_folder(runner, app, tmp_path, instance_path):
+def test_import_into_a_recreated_instance_folder(runner, app, dataset, instance_path):
     """Tried: the store's folders are deleted while the process runs (it remembers which folders it made), then
     the same files are imported again into a fresh index: the folders are made again, nothing fails."""
     import shutil
-    for i in range(3):
-        write_picture(tmp_path / "src" / "cat" / f"{i}.png", seed=i)
-    assert run_import(runner, tmp_path / "src")["added"] == 3
+    src = dataset({"cat": 3})
+    assert run_import(runner, src)["added"] == 3
     with app.app_context():
         paths = [instance_path / i.path for i in db.session.scalars(select(Image))]
         db.session.execute(BatchItem.__table__.delete())
         db.session.execute(Image.__table__.delete())
         db.session.commit()
     shutil.rmtree(instance_path / "images")
-    assert run_import(runner, tmp_path / "src")["added"] == 3
+    assert run_import(runner, src)["added"] == 3
     assert all(p.exists() for p in paths)
 
 
@@ -380,17 +377,16 @@ print(len(forked), sum(isinstance(r, ingest.Stored) for r in forked))
 """
 
 
-def test_files_stored_by_forked_workers_match_storing_them_here(tmp_path):
+def test_files_stored_by_forked_workers_match_storing_them_here(dataset, tmp_path):
     """Tried: 40 pictures, a copy, a truncated PNG, an HTML page named .jpg, a file deleted after it was listed and one
     replaced by a symbolic link after it was listed, stored by two forked worker processes (the command line's path, run in a clean single-threaded interpreter; the
     workers read the files themselves) and one by one: the same results in the same order, the same files, and the
     deleted file and the link rejected with a reason instead of failing the import or following the link."""
     import subprocess
     import sys
-    from project_paths import ROOT
-    src = tmp_path / "src"
-    for i in range(40):
-        write_picture(src / f"{i:02d}.png", size=48, seed=i)
+
+    from app import ROOT
+    src = dataset({"": 40}, size=48, name="{i:02d}.png", root=tmp_path / "src")  # beside outside.png
     (src / "40-copy.png").write_bytes((src / "07.png").read_bytes())
     (src / "41-truncated.png").write_bytes(truncated_png())
     (src / "42-page.jpg").write_bytes(HTML_AS_JPG)
@@ -432,16 +428,16 @@ print(db.execute("select count(*) from image").fetchone()[0], db.execute("select
 """
 
 
-def test_a_killed_worker_fails_the_import_instead_of_hanging(tmp_path):
+def test_a_killed_worker_fails_the_import_instead_of_hanging(dataset, tmp_path):
     """Tried: a worker process dies while storing the 20th of 40 files, in the storing stage alone and in
     `manage.py import`: an error instead of waiting forever for the lost task; the command says what happened and the
     index holds no image and no batch."""
     import subprocess
     import sys
-    from project_paths import ROOT
-    for i in range(40):
-        write_picture(tmp_path / "src" / f"{i:02d}.png", size=24, seed=i)
-    result = subprocess.run([sys.executable, "-c", KILLED_WORKER, str(tmp_path / "src"), str(tmp_path / "out")],
+
+    from app import ROOT
+    src = dataset({"": 40}, size=24, name="{i:02d}.png")
+    result = subprocess.run([sys.executable, "-c", KILLED_WORKER, str(src), str(tmp_path / "out")],
                             cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == ["broken", "a worker process storing the files died (killed, or out of "

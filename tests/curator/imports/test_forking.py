@@ -7,7 +7,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from project_paths import ROOT
+from app import ROOT
 
 SCRIPT = r"""
 import gc, os, sys, time

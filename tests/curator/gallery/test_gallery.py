@@ -1,4 +1,5 @@
-"""Browsing and changing images: gallery paging, the image page, relabel, reject/restore, undo, cached files."""
+"""Browsing and changing images: gallery paging, the image page, relabel, reject/restore, undo, cached files
+(undoing a whole batch: tests/curator/imports/test_batches.py)."""
 from __future__ import annotations
 
 import re
@@ -7,14 +8,6 @@ from sqlalchemy import select
 
 from core.db import db
 from core.models import Decision, Image
-from manage import cli
-from imagefiles import write_picture
-
-
-def import_some(runner, tmp_path, n=5, cls="cat", size=32):
-    for i in range(n):
-        write_picture(tmp_path / "src" / cls / f"{i}.png", seed=i, size=size)
-    assert runner.invoke(cli, args=["import", str(tmp_path / "src")]).exit_code == 0
 
 
 def ids(app):
@@ -22,15 +15,15 @@ def ids(app):
         return [i.id for i in db.session.scalars(select(Image).order_by(Image.id))]
 
 
-def test_overview_lists_classes_with_counts(client, runner, tmp_path):
-    import_some(runner, tmp_path, 3)
+def test_overview_lists_classes_with_counts(client, dataset):
+    dataset({"cat": 3}, imported="cli")
     page = client.get("/").get_data(as_text=True)
     assert "cat" in page and re.search(r"active</a></td>\s*<td class=\"num\">3<", page)
 
 
-def test_gallery_pages_and_htmx_partial(client, runner, app, tmp_path):
+def test_gallery_pages_and_htmx_partial(client, app, dataset):
     app.config["PAGE_SIZE"] = 2
-    import_some(runner, tmp_path, 5)
+    dataset({"cat": 5}, imported="cli")
     first = client.get("/gallery/cat").get_data(as_text=True)
     assert first.count('class="tile active"') == 2 and "<html" in first
     assert 'hx-trigger="revealed"' in first  # infinite scroll; the same link works without JavaScript
@@ -47,8 +40,8 @@ def test_bad_filter_value_is_a_clear_400(client):
     assert response.status_code == 400
 
 
-def test_relabel_reject_restore_and_undo(client, runner, app, tmp_path):
-    import_some(runner, tmp_path, 2)
+def test_relabel_reject_restore_and_undo(client, app, dataset):
+    dataset({"cat": 2}, imported="cli")
     image_id = ids(app)[0]
     client.post(f"/image/{image_id}/relabel", data={"class_name": "Dog"})
     client.post(f"/image/{image_id}/status", data={"status": "rejected", "reason": "blurry"})
@@ -68,8 +61,8 @@ def test_relabel_reject_restore_and_undo(client, runner, app, tmp_path):
         assert (img.class_name, img.status) == ("cat", "active")
 
 
-def test_undo_refuses_when_a_later_change_would_be_lost(client, runner, app, tmp_path):
-    import_some(runner, tmp_path, 1)
+def test_undo_refuses_when_a_later_change_would_be_lost(client, app, dataset):
+    dataset({"cat": 1}, imported="cli")
     image_id = ids(app)[0]
     client.post(f"/image/{image_id}/relabel", data={"class_name": "dog"})
     client.post(f"/image/{image_id}/relabel", data={"class_name": "frog"})
@@ -81,9 +74,9 @@ def test_undo_refuses_when_a_later_change_would_be_lost(client, runner, app, tmp
         assert db.session.get(Image, image_id).class_name == "frog"
 
 
-def test_invalid_relabel_and_status_values(client, runner, app, tmp_path):
+def test_invalid_relabel_and_status_values(client, app, dataset):
     """Tried: a class name with a path in it, and a status that does not exist."""
-    import_some(runner, tmp_path, 1)
+    dataset({"cat": 1}, imported="cli")
     image_id = ids(app)[0]
     page = client.post(f"/image/{image_id}/relabel", data={"class_name": "../../x"},
                        follow_redirects=True).get_data(as_text=True)
@@ -95,23 +88,8 @@ def test_invalid_relabel_and_status_values(client, runner, app, tmp_path):
         assert (img.class_name, img.status) == ("cat", "active")
 
 
-def test_batch_undo_sets_images_aside_and_comes_back(client, runner, app, tmp_path):
-    import_some(runner, tmp_path, 3)
-    with app.app_context():
-        batch_id = db.session.scalar(select(Image.batch_id))
-    client.post(f"/batch/{batch_id}/undo")
-    with app.app_context():
-        assert {i.status for i in db.session.scalars(select(Image))} == {"rejected"}
-        undo_id = db.session.scalar(select(Decision.id).where(Decision.kind == "batch-undo"))
-    page = client.get(f"/batch/{batch_id}").get_data(as_text=True)
-    assert "Bring this batch back" in page
-    client.post(f"/decision/{undo_id}/undo")
-    with app.app_context():
-        assert {i.status for i in db.session.scalars(select(Image))} == {"active"}
-
-
-def test_image_files_carry_etags_and_thumbnails_are_cached(client, runner, app, tmp_path, instance_path):
-    import_some(runner, tmp_path, 1, size=400)
+def test_image_files_carry_etags_and_thumbnails_are_cached(client, app, instance_path, dataset):
+    dataset({"cat": 1}, size=400, imported="cli")
     image_id = ids(app)[0]
     response = client.get(f"/image/{image_id}/file")
     assert response.status_code == 200 and response.headers["ETag"]
@@ -122,8 +100,8 @@ def test_image_files_carry_etags_and_thumbnails_are_cached(client, runner, app, 
     assert len(list((instance_path / "thumbs").rglob("*.webp"))) == 1
 
 
-def test_keyboard_shortcuts_are_on_the_image_page(client, runner, app, tmp_path):
-    import_some(runner, tmp_path, 3)
+def test_keyboard_shortcuts_are_on_the_image_page(client, app, dataset):
+    dataset({"cat": 3}, imported="cli")
     middle = ids(app)[1]
     page = client.get(f"/image/{middle}").get_data(as_text=True)
     assert 'data-key="ArrowLeft"' in page and 'data-key="ArrowRight"' in page and 'data-key="r"' in page

@@ -17,9 +17,9 @@ from PIL import Image as PILImage
 from sqlalchemy import func, select
 
 from app import create_app
-from curator.merge import service as merging
 from core.db import db
 from core.models import Batch, BatchItem, Decision, Image, ImageClass
+from curator.merge import service as merging
 from manage import cli
 
 EXISTING = ["cat/emojione__cat-face.png", "cat/twemoji__cat.png", "dog/emojione__dog.png"]
@@ -32,26 +32,14 @@ def app_config(tmp_path) -> dict:
     return {"IMPORT_ROOTS": [tmp_path / "roots"]}
 
 
-def import_existing(runner, tmp_path: Path, demo_images: Path) -> None:
-    src = tmp_path / "existing"
-    for rel in EXISTING:
-        (src / rel).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(demo_images / rel, src / rel)
-    assert runner.invoke(cli, ["import", str(src)]).exit_code == 0
-
-
-def make_source(root: Path, demo_images: Path) -> Path:
+def make_source(dataset, root: Path, demo_images: Path) -> Path:
     """kitty/: two new cats, a resized copy of an existing cat (near), a byte copy of one (exact);
     pups/: a new dog and a broken file."""
-    src = root / "incoming"
-    (src / "kitty").mkdir(parents=True)
-    (src / "pups").mkdir()
-    for name in NEW_CATS:
-        shutil.copy(demo_images / "cat" / name, src / "kitty" / name)
+    src = dataset({"kitty": [f"cat/{name}" for name in NEW_CATS], "pups": [f"dog/{name}" for name in NEW_DOGS]},
+                  kind="demo", root=root / "incoming")
     img = PILImage.open(demo_images / EXISTING[0])
     img.resize((100, 100), PILImage.Resampling.LANCZOS).save(src / "kitty" / "resized.png")
     shutil.copy(demo_images / EXISTING[1], src / "kitty" / "exact.png")
-    shutil.copy(demo_images / "dog" / NEW_DOGS[0], src / "pups" / NEW_DOGS[0])
     (src / "pups" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
     return src
 
@@ -75,9 +63,9 @@ def items_by_name(app, batch_id: int) -> dict[str, BatchItem]:
 
 
 @pytest.fixture
-def staged(client, runner, app, tmp_path, demo_images):
-    import_existing(runner, tmp_path, demo_images)
-    src = make_source(tmp_path / "roots", demo_images)
+def staged(client, app, tmp_path, dataset, demo_images):
+    dataset(EXISTING, kind="demo", imported="cli")
+    src = make_source(dataset, tmp_path / "roots", demo_images)
     response = client.post("/merge/stage", data={"path": str(src)})
     assert response.status_code == 302, response.get_data(as_text=True)
     return int(response.headers["Location"].rstrip("/").rsplit("/", 1)[-1])
@@ -232,8 +220,8 @@ def test_bad_sources_and_unknown_merges(client, app, tmp_path, staged):
     assert snapshot_index(app) == after_commit
 
 
-def test_upload_a_zip_stages_a_merge(client, app, runner, tmp_path, demo_images):
-    import_existing(runner, tmp_path, demo_images)
+def test_upload_a_zip_stages_a_merge(client, app, dataset, demo_images):
+    dataset(EXISTING, kind="demo", imported="cli")
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as zf:
         zf.write(demo_images / "cat" / NEW_CATS[0], f"kitty/{NEW_CATS[0]}")
@@ -250,16 +238,13 @@ def _file_digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def test_merge_from_another_instance(client, app, runner, tmp_path, demo_images):
+def test_merge_from_another_instance(client, app, tmp_path, dataset):
     """Tried: a second instance with a cat, a frog and a rejected image; its index is only read."""
-    import_existing(runner, tmp_path, demo_images)
+    dataset(EXISTING, kind="demo", imported="cli")
     other_path = tmp_path / "roots" / "other"
     other = create_app({"TESTING": True}, instance_path=other_path)
-    src = tmp_path / "other-src"
-    for rel in [EXISTING[0], "cat/noto__cat.png", "frog/emojione__frog.png", "frog/fluent-emoji-flat__frog.png",
-                "frog/noto__frog.png"]:
-        (src / rel).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(demo_images / rel, src / rel)
+    src = dataset([EXISTING[0], "cat/noto__cat.png", "frog/emojione__frog.png", "frog/fluent-emoji-flat__frog.png",
+                   "frog/noto__frog.png"], kind="demo")
     assert other.test_cli_runner().invoke(cli, ["import", str(src)]).exit_code == 0
     with other.app_context():
         gone = db.session.scalar(select(Image).where(Image.original_filename == "frog/fluent-emoji-flat__frog.png"))
@@ -287,9 +272,9 @@ def test_merge_from_another_instance(client, app, runner, tmp_path, demo_images)
     assert _file_digest(other_path / "menagerie.sqlite3") == digest
 
 
-def test_merge_dry_run_changes_nothing(runner, app, tmp_path, demo_images, instance_path):
-    import_existing(runner, tmp_path, demo_images)
-    src = make_source(tmp_path / "roots", demo_images)
+def test_merge_dry_run_changes_nothing(runner, app, tmp_path, dataset, demo_images, instance_path):
+    dataset(EXISTING, kind="demo", imported="cli")
+    src = make_source(dataset, tmp_path / "roots", demo_images)
     before = snapshot_index(app)
     files_before = sorted(p.name for p in (instance_path / "images").rglob("*") if p.is_file())
     result = runner.invoke(cli, ["merge", str(src), "--dry-run", "--json"])
@@ -303,9 +288,9 @@ def test_merge_dry_run_changes_nothing(runner, app, tmp_path, demo_images, insta
     assert sorted(p.name for p in (instance_path / "images").rglob("*") if p.is_file()) == files_before
 
 
-def test_merge_command_commits_the_new_images_only(runner, app, tmp_path, demo_images):
-    import_existing(runner, tmp_path, demo_images)
-    src = make_source(tmp_path / "roots", demo_images)
+def test_merge_command_commits_the_new_images_only(runner, app, tmp_path, dataset, demo_images):
+    dataset(EXISTING, kind="demo", imported="cli")
+    src = make_source(dataset, tmp_path / "roots", demo_images)
     result = runner.invoke(cli, ["merge", str(src), "--json"])
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)

@@ -2,18 +2,16 @@
 import io
 import random
 from datetime import datetime
-from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from curator.dedup.calibration import calibrate, pairs_for_calibration
-from curator.dedup.matching import (DuplicateIndex, check_new, confirm_scores, find_duplicate_groups, suggest_keeper)
+from curator.dedup.matching import DuplicateIndex, check_new, confirm_scores, find_duplicate_groups, suggest_keeper
 from curator.dedup.variants import transform
 from curator.imports.hashing import THUMB_SIDE, fingerprint_bytes
-
-DEMO = Path(__file__).resolve().parents[1] / "demo" / "animal-emoji" / "images"  # the bundled copy
+from tests.imagefiles import DEMO_IMAGES as DEMO
 
 
 def fp_of(rel):
@@ -110,8 +108,8 @@ def test_colour_residual_allows_brightness_but_not_recolouring():
 def test_structure_term_rejects_a_highlight_the_colour_term_would_pass():
     # tried: the flat sticker against a rendering with soft shading and a highlight (colour residual alone
     # would accept it), and against a cropped, brightened JPEG copy of itself
-    from curator.dedup.matching import DEFAULT_CONFIRM_THRESHOLD as T
     from curator.dedup.matching import _RESIDUAL_SCALE, _as_thumbs, _colour_residual, _worst_structure
+    from curator.dedup.matching import DEFAULT_CONFIRM_THRESHOLD as T
     flat, shaded = sticker(), sticker(shade=0.05, highlight=True)
     a, b = _as_thumbs(flat[None]), _as_thumbs(shaded[None])
     assert 1 - float(_colour_residual(a, b)[0]) / _RESIDUAL_SCALE > T + 0.03

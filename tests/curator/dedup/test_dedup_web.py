@@ -6,16 +6,16 @@ from __future__ import annotations
 import io
 import json
 import re
-import shutil
 from pathlib import Path
 
 import pytest
-from PIL import Image as PILImage, ImageEnhance
+from PIL import Image as PILImage
+from PIL import ImageEnhance
 from sqlalchemy import func, select
 
-from curator.dedup import service as ds
 from core.db import db
 from core.models import CalibrationLabel, Comparison, Decision, Image, ImageClass
+from curator.dedup import service as ds
 from manage import cli
 
 ORIGINAL = "cat/emojione__cat-face.png"
@@ -44,21 +44,6 @@ def transformed_copies(src: Path) -> dict[str, bytes]:
             "copy-brighter.png": save(rgb)}
 
 
-def import_originals_then_copies(runner, tmp_path: Path, demo_images: Path) -> None:
-    """Two imports, so the original is older than its copies (the keeper rule's last tie-break)."""
-    first = tmp_path / "first"
-    for rel in (ORIGINAL, HARD_NEGATIVE, UNRELATED):
-        (first / rel).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(demo_images / rel, first / rel)
-    assert runner.invoke(cli, ["import", str(first)]).exit_code == 0
-    second = tmp_path / "second" / "cat"
-    second.mkdir(parents=True)
-    for name, data in transformed_copies(demo_images / ORIGINAL).items():
-        (second / name).write_bytes(data)
-    result = runner.invoke(cli, ["import", str(tmp_path / "second")])
-    assert result.exit_code == 0, result.output
-
-
 def by_name(app) -> dict[str, int]:
     with app.app_context():
         return {i.original_filename: i.id for i in db.session.scalars(select(Image))}
@@ -75,8 +60,15 @@ def decision_count(app) -> int:
 
 
 @pytest.fixture
-def copies(runner, app, tmp_path, demo_images):
-    import_originals_then_copies(runner, tmp_path, demo_images)
+def copies(runner, app, tmp_path, dataset, demo_images):
+    """Two imports, so the original is older than its copies (the keeper rule's last tie-break)."""
+    dataset([ORIGINAL, HARD_NEGATIVE, UNRELATED], kind="demo", imported="cli")
+    second = tmp_path / "second" / "cat"
+    second.mkdir(parents=True)
+    for name, data in transformed_copies(demo_images / ORIGINAL).items():
+        (second / name).write_bytes(data)
+    result = runner.invoke(cli, ["import", str(tmp_path / "second")])
+    assert result.exit_code == 0, result.output
     return by_name(app)
 
 
@@ -268,7 +260,7 @@ def test_a_jpeg_and_a_png_of_its_pixels_are_found_as_the_same_pixels(runner, app
     its full decode, offered by `merge --dry-run`, by `merge`, then a TIFF of the same pixels imported anyway and
     found by the duplicate search. The exact check runs on the confirmed near pair of equal size."""
     from curator.imports.storage import ImageStore
-    from imagefiles import photo, png_bytes
+    from tests.imagefiles import photo, png_bytes
     jpeg = png_bytes(photo(), "JPEG")
     png = png_bytes(PILImage.open(io.BytesIO(jpeg)).convert("RGB"), "PNG")
     for folder, name, data in (("first", "photo.jpg", jpeg), ("second", "photo.png", png)):
@@ -300,7 +292,7 @@ def test_pixel_hashes_from_before_xxh3_are_cleared_and_same_pixels_still_found(r
 
     from app import create_app
     from curator.imports.storage import ImageStore
-    from imagefiles import picture, png_bytes
+    from tests.imagefiles import picture, png_bytes
     sticker = picture(48, seed=7)
     (tmp_path / "first" / "cat").mkdir(parents=True)
     (tmp_path / "first" / "cat" / "a.png").write_bytes(png_bytes(sticker))

@@ -20,7 +20,7 @@ from PIL import Image, PngImagePlugin
 from curator.imports.decoding import load_pixels
 from curator.imports.hashing import has_alpha, normalise_mode
 from curator.imports.validation import Rejected, validate_image_bytes
-from imagefiles import picture, png_chunk, truncated_png
+from tests.imagefiles import picture, png_chunk, truncated_png
 
 
 def _encode(img: Image.Image, **params) -> bytes:

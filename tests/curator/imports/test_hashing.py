@@ -1,10 +1,8 @@
 """curator.imports.hashing: exact, pixel and perceptual fingerprints; alpha compositing; bad input."""
 import io
-from pathlib import Path
 
 import numpy as np
 import pytest
-from imagefiles import photo
 from PIL import Image
 
 from curator.imports.hashing import (
@@ -20,9 +18,9 @@ from curator.imports.hashing import (
     to_signed64,
     to_unsigned64,
 )
+from tests.imagefiles import DEMO_IMAGES, photo
 
-DEMO_DIR = Path(__file__).resolve().parents[1] / "demo" / "animal-emoji" / "images"  # the bundled copy
-DEMO = str(DEMO_DIR / "cat" / "noto__cat.png")
+DEMO = str(DEMO_IMAGES / "cat" / "noto__cat.png")
 
 
 def encode(img, fmt, **kw):
@@ -152,8 +150,9 @@ def test_fingerprint_many_on_forked_workers_matches_one_by_one():
     fingerprint_many forks) vs one by one here: same results, same order, the missing file's error in its slot."""
     import subprocess
     import sys
-    from project_paths import ROOT
-    done = subprocess.run([sys.executable, "-c", FORKED_FINGERPRINTS, str(DEMO_DIR)], cwd=ROOT, capture_output=True,
+
+    from app import ROOT
+    done = subprocess.run([sys.executable, "-c", FORKED_FINGERPRINTS, str(DEMO_IMAGES)], cwd=ROOT, capture_output=True,
                           text=True, timeout=120)
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
 
@@ -163,7 +162,7 @@ def test_phash_and_dhash_are_bit_identical_to_imagehash():
     import imagehash
 
     from curator.imports.hashing import dhash_of, phash_of, work_image
-    works = [work_image(Image.open(p)) for p in sorted(DEMO_DIR.glob("*/*.png"))]
+    works = [work_image(Image.open(p)) for p in sorted(DEMO_IMAGES.glob("*/*.png"))]
     works += [Image.new("RGB", (64, 64), (255, 255, 255)), Image.new("RGB", (64, 64), (10, 20, 30))]
     for img in works:
         assert phash_of(img) == to_signed64(int(str(imagehash.phash(img)), 16))
