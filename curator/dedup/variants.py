@@ -3,7 +3,8 @@
 A copy made by any '+'-joined recipe of these steps should be found by the duplicate search: resized,
 JPEG-recompressed (flattened on white, as editors do), format changed (WebP lossy, GIF palette, lossless WebP),
 cropped 2-5 %, brightness +-10 % (of the picture over a kept background, or of the whole picture flattened on
-white, background included), and combinations. The tests and bench/dedup_quality.py build their copies with it.
+white, background included), a plain margin of 2-6 % of its size added (white, black, grey or a colour), and
+combinations. The tests and bench/dedup_quality.py build their copies with it.
 """
 from __future__ import annotations
 
@@ -47,6 +48,19 @@ def _brightness(img: Image.Image, factor: float) -> Image.Image:
     return ImageEnhance.Brightness(img).enhance(factor)
 
 
+BORDER_COLOURS = [(255, 255, 255), (0, 0, 0), (128, 128, 128), (38, 110, 190), (230, 60, 60)]
+
+
+def _border(img: Image.Image, rng: random.Random, lo=0.02, hi=0.06) -> tuple[Image.Image, str]:
+    """A plain opaque margin of lo..hi of the picture's size on every side, as an editor's "canvas size" adds it."""
+    colour = rng.choice(BORDER_COLOURS)
+    frac = rng.uniform(lo, hi)
+    m = max(1, round(frac * max(img.size)))
+    out = Image.new("RGBA", (img.width + 2 * m, img.height + 2 * m), colour + (255,))
+    out.paste(img, (m, m))  # the picture's own transparency stays (only the new margin is opaque)
+    return out, f"border{m}px#{'%02x%02x%02x' % colour}"
+
+
 def transform(img: Image.Image, recipe: str, rng: random.Random) -> tuple[bytes, str]:
     """Apply a '+'-joined recipe of steps to an RGBA image; return encoded bytes and the exact recipe."""
     img = img.convert("RGBA")
@@ -67,6 +81,9 @@ def transform(img: Image.Image, recipe: str, rng: random.Random) -> tuple[bytes,
             f = rng.choice([0.9, 0.93, 1.07, 1.1])
             img = _brightness(img, f)
             done.append(f"bright{f}")
+        elif step == "border":
+            img, what = _border(img, rng)
+            done.append(what)
         elif step == "jpeg":
             q = rng.choice([60, 75, 85, 95])
             fmt = ("JPEG", {"quality": q})
@@ -102,4 +119,5 @@ RECIPES = [
     "resize", "jpeg", "webp", "webpll", "gif", "crop", "bright",
     "resize+jpeg", "crop+resize", "bright+jpeg", "crop+jpeg", "crop+bright+webp", "resize+bright+jpeg",
     "flatten+bright", "flatten+crop+bright+jpeg",  # brightness of the whole picture: the white background too
+    "border", "border+jpeg", "resize+border", "border+resize+jpeg",
 ]

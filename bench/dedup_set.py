@@ -1,0 +1,314 @@
+"""Build the duplicate-detection benchmark: images a user's data looks like, not only the demo.
+
+Several openly licensed sources of several kinds, each at the sizes it ships, with transformed copies (the edits of
+curator.dedup.variants: resize, JPEG/WebP/GIF, crop, brightness, added borders and combinations), other renditions of
+one design (icon themes' hand-tuned sizes) and true look-alikes as negatives (the same emoji drawn by other artists,
+the regular and filled icon of one name, neighbouring tiles of one photo, mostly-background glyphs):
+
+| source | kind | licence | what |
+| --- | --- | --- | --- |
+| Fluent System Icons (npm `@fluentui/svg-icons` 1.1.343) | line art | MIT, Microsoft | one design hand-tuned at 16/20/24/28/32/48 px: renditions; its filled twin: a look-alike; small grey glyphs on a wide field: near-empty pictures |
+| Octicons (npm `@primer/octicons` 19.42.0) | line art | MIT, GitHub | 16 and 24 px renditions |
+| Flat Color Icons (npm `@iconify-json/flat-color-icons` 1.2.3) | flat icons | MIT, Icons8 | 48 px |
+| VS Code Icons (npm `@iconify-json/vscode-icons` 1.2.97) | flat and shaded file icons | MIT, Roberto Huertas | 32 px; many differ by a small label only |
+| Pixelarticons (npm `@iconify-json/pixelarticons` 1.2.9) | pixel art | MIT, Gerrit Halfmann | 24 px, and ×4 nearest-neighbour (a rendition) |
+| Noto / Twemoji / OpenMoji / Fluent Emoji (3-D) / Fluent Emoji Flat (npm `@iconify-json/...`) | emoji, renders | Apache-2.0 / CC BY 4.0 / CC BY-SA 4.0 / MIT / MIT | 128 / 72 / 72 / 128 / 64 px; one subject from five artists: look-alikes |
+| scikit-image sample photos (`skimage.data`, PyPI `scikit-image` 0.26.0) | photos, textures | CC0 / public domain (each function's docstring) | tiles of astronaut, coffee, chelsea, rocket, hubble, retina, brick, grass, gravel, camera, coins, horse, clock, cell, text, immunohistochemistry as JPEG; neighbouring tiles: look-alikes |
+| the demo (`demo/animal-emoji`) | emoji | see its LICENSES.md | 128 px |
+
+**Split.** Each picture's *subject* (the emoji or icon name, the photo) is hashed (sha1); about 30 % of subjects form
+the **untouched** part, kept for a final check, the rest the **tuning** part. Look-alikes share their subject, so they
+fall in the same part. Every choice below is seeded: the same packages give the same files.
+
+Nothing is committed: the npm packages are installed into bench/out/npm (`npm install --prefix`, pinned) and the set
+is written to bench/out/dedup-set/ with a manifest.json; `build()` reuses it when its recipe has not changed.
+
+    python bench/dedup_set.py            # build (or reuse) and print a summary
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import random
+import re
+import subprocess
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from curator.dedup.variants import transform
+
+from common import DEMO_IMAGES, ROOT  # bench/common.py, beside this script
+
+OUT = ROOT / "bench" / "out"
+NPM = OUT / "npm"
+SET = OUT / "dedup-set"
+VERSION = 3  # bump when the recipe changes: the cached set is rebuilt
+NPM_PACKAGES = ["@fluentui/svg-icons@1.1.343", "@primer/octicons@19.42.0", "@iconify-json/flat-color-icons@1.2.3",
+                "@iconify-json/vscode-icons@1.2.97", "@iconify-json/pixelarticons@1.2.9", "@iconify-json/noto@1.2.9",
+                "@iconify-json/twemoji@1.2.5", "@iconify-json/openmoji@1.2.29", "@iconify-json/fluent-emoji@1.2.7",
+                "@iconify-json/fluent-emoji-flat@1.2.6"]
+UNTOUCHED_SHARE = 0.3
+GREYS = [(66, 66, 66), (94, 94, 94), (128, 128, 128)]  # what icon themes paint symbolic glyphs with
+EMOJI_SETS = {"noto": 128, "twemoji": 72, "openmoji": 72, "fluent-emoji": 128, "fluent-emoji-flat": 64}
+PHOTOS = ["astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field", "retina", "brick", "grass", "gravel",
+          "camera", "coins", "horse", "clock", "cell", "text", "immunohistochemistry"]
+ICON_RECIPES = ["resize", "jpeg", "crop", "bright", "webp", "gif", "border", "border+jpeg", "resize+border",
+                "border+resize+jpeg", "crop+jpeg", "resize+jpeg", "flatten+bright", "bright+jpeg"]
+PHOTO_RECIPES = ["resize", "jpeg", "crop", "bright", "border", "border+jpeg", "resize+border", "crop+resize",
+                 "resize+bright+jpeg", "border+resize+jpeg"]
+
+
+@dataclass
+class Item:
+    """One benchmark file and its ground truth."""
+    file: str  # relative to SET
+    group: int  # one picture (or one design in several renditions): positives share it
+    source: str
+    kind: str  # icon | line | pixel | emoji | render | photo | near-empty
+    subject: str  # look-alikes share it (and so their part)
+    transform: str  # "original", "rendition <size>", or the recipe applied
+    part: str  # tune | untouched
+
+
+def part_of(subject: str) -> str:
+    h = int(hashlib.sha1(subject.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+    return "untouched" if h < UNTOUCHED_SHARE else "tune"
+
+
+def ensure_npm() -> Path:
+    modules = NPM / "node_modules"
+    if not all((modules / p.rsplit("@", 1)[0]).is_dir() for p in NPM_PACKAGES):
+        NPM.mkdir(parents=True, exist_ok=True)
+        (NPM / "package.json").write_text('{"private": true}\n')
+        subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--ignore-scripts", "--prefix", str(NPM),
+                        *NPM_PACKAGES], check=True)
+    return modules
+
+
+def _render(svg: str, width: int, height: int | None = None) -> Image.Image:
+    import resvg_py
+    png = resvg_py.svg_to_bytes(svg_string=svg, width=width, height=height or width)
+    return Image.open(io.BytesIO(bytes(png))).convert("RGBA")
+
+
+def _iconify(modules: Path, name: str) -> dict:
+    data = json.loads((modules / "@iconify-json" / name / "icons.json").read_text())
+    return data
+
+
+def _iconify_svg(data: dict, icon: str) -> str:
+    body = data["icons"][icon]
+    w = body.get("width", data.get("width", 16))
+    h = body.get("height", data.get("height", 16))
+    return f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {w} {h}">{body["body"]}</svg>'
+
+
+def _tint(img: Image.Image, colour) -> Image.Image:
+    """A black glyph painted in `colour` (alpha kept)."""
+    out = Image.new("RGBA", img.size, colour + (0,))
+    out.putalpha(img.getchannel("A"))
+    return out
+
+
+def _png(img: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, "PNG")
+    return buf.getvalue()
+
+
+def _jpeg(img: Image.Image, quality: int = 90) -> bytes:
+    buf = io.BytesIO()
+    img.convert("RGB").save(buf, "JPEG", quality=quality)
+    return buf.getvalue()
+
+
+class _Writer:
+    def __init__(self, root: Path, seed: int):
+        self.root, self.items, self.groups, self.rng = root, [], 0, random.Random(seed)
+
+    def new_group(self) -> int:
+        self.groups += 1
+        return self.groups
+
+    def add(self, data: bytes, ext: str, group: int, source: str, kind: str, subject: str, how: str) -> None:
+        safe = re.sub(r"[^A-Za-z0-9_.-]+", "-", f"{source}__{subject}__{how}")[:120]
+        name = f"{source}/{len(self.items):05d}-{safe}.{ext}"
+        path = self.root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        self.items.append(Item(name, group, source, kind, subject, how, part_of(subject)))
+
+    def original_with_copies(self, img: Image.Image, source: str, kind: str, subject: str, recipes: list[str],
+                             copies: int, data: bytes | None = None, ext: str = "png") -> int:
+        g = self.new_group()
+        self.add(data or _png(img), ext, g, source, kind, subject, "original")
+        for recipe in self.rng.sample(recipes, copies):
+            blob, done = transform(img, recipe, self.rng)
+            fmt = Image.open(io.BytesIO(blob)).format.lower()
+            self.add(blob, {"jpeg": "jpg"}.get(fmt, fmt), g, source, kind, subject, done)
+        return g
+
+
+def _fluent(w: _Writer, modules: Path, n_designs: int, n_glyphs: int) -> None:
+    folder = modules / "@fluentui" / "svg-icons" / "icons"
+    sizes: dict[str, dict[int, dict[str, Path]]] = {}
+    for p in folder.glob("*.svg"):
+        m = re.fullmatch(r"(.+)_(\d+)_(regular|filled)", p.stem)
+        if m:
+            sizes.setdefault(m[1], {}).setdefault(int(m[2]), {})[m[3]] = p
+    names = sorted(n for n, s in sizes.items() if len([z for z in s if z in (16, 20, 24, 28, 32, 48)]) >= 3)
+    rng = random.Random(1)
+    rng.shuffle(names)
+    for name in names[:n_designs]:
+        shipped = sorted(z for z in sizes[name] if z in (16, 20, 24, 28, 32, 48) and "regular" in sizes[name][z])
+        grey = rng.choice(GREYS)
+        g = w.new_group()
+        chosen = rng.sample(shipped, min(3, len(shipped)))
+        for z in sorted(chosen):  # the same design, hand-tuned at each size: one picture
+            img = _tint(_render(sizes[name][z]["regular"].read_text(), z), grey)
+            w.add(_png(img), "png", g, "fluent-system", "line", name, f"rendition {z}px")
+        if rng.random() < 0.5:  # one copy of the largest, re-encoded or bordered
+            blob, done = transform(img, rng.choice(["jpeg", "border", "resize", "border+jpeg"]), w.rng)
+            fmt = Image.open(io.BytesIO(blob)).format.lower()
+            w.add(blob, {"jpeg": "jpg"}.get(fmt, fmt), g, "fluent-system", "line", name, done)
+        filled = [z for z in shipped if "filled" in sizes[name][z]]
+        if filled and rng.random() < 0.6:  # the filled twin: same family, another picture
+            z = rng.choice(filled)
+            img = _tint(_render(sizes[name][z]["filled"].read_text(), z), grey)
+            w.original_with_copies(img, "fluent-system", "line", name, ["resize", "jpeg", "border"], 1)
+    # near-empty pictures: a small grey glyph alone on a wide transparent or white field (tray and status icons)
+    for name in names[n_designs:n_designs + n_glyphs]:
+        z = 16 if 16 in sizes[name] and "regular" in sizes[name][16] else min(sizes[name])
+        style = "regular" if "regular" in sizes[name][z] else "filled"
+        glyph = _tint(_render(sizes[name][z][style].read_text(), z), rng.choice(GREYS))
+        side = rng.choice([64, 96, 128])
+        field = Image.new("RGBA", (side, side), (255, 255, 255, 255 if rng.random() < 0.5 else 0))
+        k = rng.choice([1, 2])
+        glyph = glyph.resize((z * k, z * k), Image.Resampling.LANCZOS)
+        field.alpha_composite(glyph, ((side - glyph.width) // 2, (side - glyph.height) // 2))
+        w.original_with_copies(field, "fluent-glyph", "near-empty", name, ["resize", "jpeg", "border", "gif"], 1)
+
+
+def _octicons(w: _Writer, modules: Path, n: int) -> None:
+    folder = modules / "@primer" / "octicons" / "build" / "svg"
+    names = sorted({p.stem[:-3] for p in folder.glob("*-16.svg")} & {p.stem[:-3] for p in folder.glob("*-24.svg")})
+    rng = random.Random(2)
+    rng.shuffle(names)
+    for name in names[:n]:
+        g = w.new_group()
+        for z in (16, 24):
+            img = _render((folder / f"{name}-{z}.svg").read_text(), z)
+            w.add(_png(img), "png", g, "octicons", "line", name, f"rendition {z}px")
+        if rng.random() < 0.5:
+            blob, done = transform(img, rng.choice(["jpeg", "border", "resize"]), w.rng)
+            fmt = Image.open(io.BytesIO(blob)).format.lower()
+            w.add(blob, {"jpeg": "jpg"}.get(fmt, fmt), g, "octicons", "line", name, done)
+
+
+def _iconify_set(w: _Writer, modules: Path, name: str, size: int, n: int, kind: str, seed: int,
+                 pixel: bool = False) -> None:
+    data = _iconify(modules, name)
+    icons = sorted(data["icons"])
+    rng = random.Random(seed)
+    rng.shuffle(icons)
+    for icon in icons[:n]:
+        img = _render(_iconify_svg(data, icon), size)
+        g = w.original_with_copies(img, name, kind, icon, ICON_RECIPES, rng.choice([1, 2, 3]))
+        if pixel and rng.random() < 0.5:  # the same pixel art shown 4x larger (nearest neighbour)
+            w.add(_png(img.resize((size * 4, size * 4), Image.Resampling.NEAREST)), "png", g, name, kind, icon,
+                  "rendition x4 nearest")
+
+
+def _emoji(w: _Writer, modules: Path, n: int) -> None:
+    sets = {s: _iconify(modules, s) for s in EMOJI_SETS}
+    common = sorted(set.intersection(*(set(d["icons"]) for d in sets.values())))
+    rng = random.Random(3)
+    rng.shuffle(common)
+    for icon in common[:n]:
+        for s in rng.sample(sorted(sets), 3):  # three artists draw this subject: look-alikes of each other
+            img = _render(_iconify_svg(sets[s], icon), EMOJI_SETS[s])
+            w.original_with_copies(img, s, "render" if s == "fluent-emoji" else "emoji", icon, ICON_RECIPES,
+                                   rng.choice([1, 2, 3]))
+
+
+def _photos(w: _Writer, tiles: int) -> None:
+    import skimage.data
+    rng = random.Random(4)
+    for name in PHOTOS:
+        arr = getattr(skimage.data, name)()
+        img = Image.fromarray(arr).convert("RGB")
+        h, wd = arr.shape[:2]
+        cols = 2 if wd >= 400 else 1
+        rows = 2 if h >= 400 else 1
+        for r in range(rows):
+            for c in range(cols):
+                if r * cols + c >= tiles:
+                    continue
+                tile = img.crop((c * wd // cols, r * h // rows, (c + 1) * wd // cols, (r + 1) * h // rows))
+                side = rng.choice([180, 240, 320])
+                if max(tile.size) > side:
+                    tile = tile.resize((side, round(side * tile.height / tile.width)), Image.Resampling.LANCZOS)
+                w.original_with_copies(tile.convert("RGBA"), "skimage", "photo", name, PHOTO_RECIPES,
+                                       rng.choice([2, 3]), data=_jpeg(tile), ext="jpg")
+
+
+def _demo(w: _Writer, n: int) -> None:
+    paths = sorted(DEMO_IMAGES.glob("*/*.png"))
+    rng = random.Random(5)
+    rng.shuffle(paths)
+    for p in paths[:n]:
+        img = Image.open(p).convert("RGBA")
+        subject = p.stem.split("__", 1)[1]
+        w.original_with_copies(img, "demo", "emoji", subject, ICON_RECIPES, rng.choice([1, 2]),
+                               data=p.read_bytes())
+
+
+def build(seed: int = 0, rebuild: bool = False) -> tuple[Path, list[Item]]:
+    """The benchmark set (built once, then reused): its folder and its items."""
+    manifest = SET / "manifest.json"
+    if manifest.is_file() and not rebuild:
+        meta = json.loads(manifest.read_text())
+        if meta.get("version") == VERSION and meta.get("seed") == seed:
+            return SET, [Item(**it) for it in meta["items"]]
+    modules = ensure_npm()
+    if SET.exists():
+        import shutil
+        shutil.rmtree(SET)
+    SET.mkdir(parents=True)
+    w = _Writer(SET, seed)
+    _fluent(w, modules, n_designs=70, n_glyphs=70)
+    _octicons(w, modules, 40)
+    _iconify_set(w, modules, "flat-color-icons", 48, 60, "icon", 11)
+    _iconify_set(w, modules, "vscode-icons", 32, 70, "icon", 12)
+    _iconify_set(w, modules, "pixelarticons", 24, 50, "pixel", 13, pixel=True)
+    _emoji(w, modules, 45)
+    _photos(w, 4)
+    _demo(w, 60)
+    manifest.write_text(json.dumps({"version": VERSION, "seed": seed, "items": [asdict(i) for i in w.items]}))
+    return SET, w.items
+
+
+def main() -> None:
+    import argparse
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rebuild", action="store_true")
+    args = ap.parse_args()
+    root, items = build(rebuild=args.rebuild)
+    print(f"{len(items)} images in {root}, {len({i.group for i in items})} pictures")
+    for part in ("tune", "untouched"):
+        sel = [i for i in items if i.part == part]
+        by = {}
+        for i in sel:
+            by[i.source] = by.get(i.source, 0) + 1
+        print(f"  {part}: {len(sel)} images, {len({i.group for i in sel})} pictures; " +
+              ", ".join(f"{k} {v}" for k, v in sorted(by.items())))
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    main()
