@@ -27,6 +27,14 @@ Choices, with reasons:
 - **Pixel hash only from a full decode.** A JPEG decoded at reduced size has no exact pixels, so
   its ``pixel_hash`` is None; ``pixel_hash_of_bytes`` computes it on demand (the duplicate search
   does, for near-duplicate candidates of equal size: only those can be the same pixels).
+- **Content, not canvas** (fingerprint version 2). A plain margin (an added border, or the empty field around a
+  small glyph) is trimmed before hashing (``content_box``): up to two layers of a uniform colour are removed from the
+  outside of the picture over the background, so a copy with a white, black or coloured border of a few percent and
+  the picture without it give the same hashes and thumbnail, and a small glyph on a wide field is compared by its
+  glyph, not by its mostly identical background. The stored fingerprint is the thumbnail followed by the content's
+  size in the file's pixels (``FINGERPRINT_BYTES``; the confirm stage matches renditions of different detail at the
+  smaller one's resolution). Version-1 fingerprints (the bare 12,288-byte thumbnail, untrimmed hashes) are recognised
+  by their length and recomputed from the stored file when a search needs them (curator.dedup.service).
 - **pHash / dHash are imagehash's algorithms** (same resampling, same DCT, same bit order; a test
   checks bit equality with ``imagehash``), computed without its per-call string conversions.
 """
@@ -51,6 +59,7 @@ from curator.imports.validation import reduced_decode
 __all__ = [
     "BACKGROUND",
     "THUMB_SIDE",
+    "THUMB_BYTES",
     "ImageFingerprint",
     "FingerprintError",
     "sha256_bytes",
@@ -64,6 +73,10 @@ __all__ = [
     "perceptual_hashes",
     "work_image",
     "thumb_array",
+    "content_box",
+    "content_size",
+    "FINGERPRINT_BYTES",
+    "FINGERPRINT_VERSION",
     "fingerprint_image",
     "fingerprint_bytes",
     "fingerprint_file",
@@ -74,6 +87,12 @@ __all__ = [
 BACKGROUND = (255, 255, 255)
 HASH_WORK_SIDE = 64  # decoded images are box-reduced until their shorter side is just above this
 THUMB_SIDE = 64  # confirm-stage thumbnail: THUMB_SIDE x THUMB_SIDE RGB, uint8, row-major (12 KiB)
+THUMB_BYTES = THUMB_SIDE * THUMB_SIDE * 3
+FINGERPRINT_VERSION = 2  # 1: the bare thumbnail of the whole canvas; 2: of the trimmed content, + its size
+FINGERPRINT_BYTES = THUMB_BYTES + 4  # the thumbnail, then the content's width and height (uint16, little-endian)
+MARGIN_TOLERANCE = 40  # grey levels (any channel) within which a pixel is still the margin's colour (JPEG-proof)
+MARGIN_UNIFORM = 0.9  # share of a side's outer line that must be the margin's colour; two sides make a margin
+MARGIN_LAYERS = 3  # e.g. an added black border, a line blending it (resampling), the picture's own white field
 _MASK64 = (1 << 64) - 1
 
 
@@ -208,22 +227,82 @@ def _work_image(img: Image.Image, premultiplied: Image.Image | None) -> Image.Im
 
 
 def perceptual_hashes(img: Image.Image) -> dict[str, int]:
-    """imagehash pHash and dHash of the picture over the fixed background, as signed int64.
+    """imagehash pHash and dHash of the picture's content over the fixed background, as signed int64.
 
-    Same pipeline as ``fingerprint_image`` (reduced work image; pHash on the 32x32 grid), so hashes
+    Same pipeline as ``fingerprint_image`` (reduced work image, margins trimmed; pHash on the 32x32 grid), so hashes
     from either agree exactly.
     """
-    phash, dhash, _ = _hashes_and_thumb(work_image(img))
+    phash, dhash, _, _ = _hashes_and_thumb(work_image(img))
     return {"phash": phash, "dhash": dhash}
 
 
-def _hashes_and_thumb(work: Image.Image) -> tuple[int, int, bytes]:
-    """pHash, dHash and the confirm thumbnail: THUMB_SIDE x THUMB_SIDE RGB of the picture over the background,
+def content_box(pixels: np.ndarray, tolerance: int = MARGIN_TOLERANCE, uniform: float = MARGIN_UNIFORM,
+                layers: int = MARGIN_LAYERS) -> tuple[int, int, int, int]:
+    """(left, top, right, bottom) of the content of an (H, W, 3) picture: up to ``layers`` plain margins removed.
+
+    A margin is the median colour of the outer ring of what is left, when it holds at least ``uniform`` of the outer
+    line of two sides or more (a picture may touch the other two); everything outside the bounding box of the pixels
+    that differ from it by more than ``tolerance`` is trimmed. The first margin may be any colour (an added border,
+    or the picture's own field); after it only the white background (the field inside an added border) and a line
+    blending two margins are removed, so a drawn outline is never peeled off. A photo whose edges are not one colour
+    keeps its canvas, and so does a blank picture (nothing would be left).
+    """
+    h, w = pixels.shape[:2]
+    left, top, right, bottom = 0, 0, w, h
+    previous = None
+
+    def plain(sub, colour, slack):
+        sides = (sub[0], sub[-1], sub[:, 0], sub[:, -1])
+        return sum((np.abs(side - colour).max(axis=1) <= slack).mean() >= uniform for side in sides) >= 2
+
+    for _ in range(layers):
+        for inset in (0, 1) if previous is not None else (0,):
+            sub = pixels[top + inset:bottom - inset, left + inset:right - inset].astype(np.int16)
+            if sub.shape[0] < 3 or sub.shape[1] < 3:
+                return left, top, right, bottom
+            ring = np.concatenate([sub[0], sub[-1], sub[1:-1, 0], sub[1:-1, -1]])
+            colour = np.median(ring, axis=0)
+            if plain(sub, colour, tolerance) and (previous is None or colour.min() >= 255 - tolerance):
+                # skipping a line is only right when it blends the previous margin into this one (resampling)
+                if not inset or plain(pixels[top:bottom, left:right].astype(np.int16), (previous + colour) / 2,
+                                      np.abs(previous - colour).max() / 2 + tolerance):
+                    break
+        else:
+            break
+        left, top, right, bottom = left + inset, top + inset, right - inset, bottom - inset
+        previous = colour
+        differs = (np.abs(sub - colour) > tolerance).any(axis=2)
+        differs[[0, 0, -1, -1], [0, -1, 0, -1]] = False  # a corner blends two margins' lines
+        rows, cols = np.flatnonzero(differs.any(axis=1)), np.flatnonzero(differs.any(axis=0))
+        if rows.size == 0:
+            break
+        box = (left + int(cols[0]), top + int(rows[0]), left + int(cols[-1]) + 1, top + int(rows[-1]) + 1)
+        if box == (left, top, right, bottom):
+            break
+        left, top, right, bottom = box
+    return left, top, right, bottom
+
+
+def _hashes_and_thumb(work: Image.Image) -> tuple[int, int, bytes, tuple[int, int]]:
+    """pHash, dHash, the confirm thumbnail and the content's size in work-image pixels.
+
+    The thumbnail is THUMB_SIDE x THUMB_SIDE RGB of the picture's content (``content_box``) over the background,
     squashed to a square, so every picture is sampled on the same grid and two thumbnails align pixel for pixel
     (curator.dedup.matching compares them with small shifts and scales to tolerate crops)."""
+    box = content_box(np.asarray(work))
+    if box != (0, 0, work.width, work.height):
+        work = work.crop(box)
     thumb_img = work.resize((THUMB_SIDE, THUMB_SIDE), Image.Resampling.LANCZOS)
     # pHash resamples to 32x32 first; starting from the 64 px thumbnail instead of the work image is cheaper
-    return phash_of(thumb_img), dhash_of(work), thumb_img.tobytes()
+    return phash_of(thumb_img), dhash_of(work), thumb_img.tobytes(), work.size
+
+
+def content_size(fingerprint: bytes | None) -> tuple[int, int] | None:
+    """The content's (width, height) in the file's pixels from a stored fingerprint; None for a version-1 one."""
+    if fingerprint is None or len(fingerprint) != FINGERPRINT_BYTES:
+        return None
+    w, h = np.frombuffer(fingerprint, "<u2", 2, THUMB_BYTES)
+    return int(w), int(h)
 
 
 def phash_of(img: Image.Image) -> int:
@@ -246,10 +325,10 @@ def _bits_to_signed64(bits: np.ndarray) -> int:
 
 
 def thumb_array(thumb: bytes) -> np.ndarray:
-    """Confirm thumbnail bytes as a float32 (THUMB_SIDE, THUMB_SIDE, 3) array in 0..255."""
-    arr = np.frombuffer(thumb, dtype=np.uint8)
-    if arr.size != THUMB_SIDE * THUMB_SIDE * 3:
-        raise ValueError(f"thumbnail has {arr.size} bytes, expected {THUMB_SIDE * THUMB_SIDE * 3}")
+    """Confirm thumbnail (or a whole fingerprint) as a float32 (THUMB_SIDE, THUMB_SIDE, 3) array in 0..255."""
+    if len(thumb) not in (THUMB_BYTES, FINGERPRINT_BYTES):
+        raise ValueError(f"thumbnail has {len(thumb)} bytes, expected {THUMB_BYTES} or {FINGERPRINT_BYTES}")
+    arr = np.frombuffer(thumb, dtype=np.uint8, count=THUMB_BYTES)
     return arr.reshape(THUMB_SIDE, THUMB_SIDE, 3).astype(np.float32)
 
 
@@ -264,7 +343,7 @@ class ImageFingerprint:
     width: int
     height: int
     has_alpha: bool
-    thumb: bytes
+    thumb: bytes  # the stored fingerprint: confirm thumbnail + content size (FINGERPRINT_BYTES)
     file_size: int | None = None
     format: str | None = None
 
@@ -305,8 +384,11 @@ def fingerprint_image(img: Image.Image, data: bytes | None = None, *,
     alpha = has_alpha(img)
     img = normalise_mode(img)
     premultiplied = _premultiplied(img)
-    phash, dhash, thumb = _hashes_and_thumb(_work_image(img, premultiplied))
+    work = _work_image(img, premultiplied)
+    phash, dhash, thumb, (cw, ch) = _hashes_and_thumb(work)
     width, height = (img.width, img.height) if full else full_size
+    scale = width / work.width  # content size in the file's pixels (the work image may be reduced)
+    thumb += np.array([min(round(cw * scale), 65535), min(round(ch * scale), 65535)], "<u2").tobytes()
     return ImageFingerprint(
         sha256=sha256_bytes(data) if data is not None else "",
         pixel_hash=_pixel_hash(img, premultiplied) if full else None,

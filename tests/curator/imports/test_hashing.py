@@ -6,6 +6,9 @@ import pytest
 from PIL import Image
 
 from curator.imports.hashing import (
+    FINGERPRINT_BYTES,
+    content_box,
+    content_size,
     BACKGROUND,
     THUMB_SIDE,
     FingerprintError,
@@ -64,7 +67,7 @@ def test_transparent_sticker_hashes_like_itself_flattened_on_the_background():
     assert (a.phash, a.dhash, a.thumb) == (b.phash, b.dhash, b.thumb)
     assert a.has_alpha and not b.has_alpha
     assert a.sha256 != b.sha256
-    assert len(a.thumb) == THUMB_SIDE * THUMB_SIDE * 3
+    assert len(a.thumb) == FINGERPRINT_BYTES == THUMB_SIDE * THUMB_SIDE * 3 + 4
 
 
 def test_different_alpha_content_differs():
@@ -194,3 +197,43 @@ def test_reduced_jpeg_reports_the_displayed_size_of_a_rotated_photo():
     upright = fingerprint_bytes(encode(photo(1024, 512).transpose(Image.Transpose.ROTATE_270), "PNG"))
     unturned = fingerprint_bytes(encode(photo(1024, 512), "PNG"))
     assert hamming(fp.phash_u64, upright.phash_u64)[0] <= 4 < hamming(fp.phash_u64, unturned.phash_u64)[0]
+
+
+def _framed(img: Image.Image, margin: int, colour) -> Image.Image:
+    out = Image.new("RGBA", (img.width + 2 * margin, img.height + 2 * margin), colour + (255,))
+    out.paste(img, (margin, margin))
+    return out
+
+
+def test_content_box_trims_plain_margins_and_nothing_else():
+    # tried: a drawing on white with a 3 px black frame around it (two margins: the frame, then the white field);
+    # an outline drawn on white (its own 1 px outline is not a margin); a photo-like picture; a blank one
+    pic = np.full((40, 40, 3), 255, np.uint8)
+    pic[10:30, 12:28] = (200, 40, 40)
+    framed = np.zeros((46, 46, 3), np.uint8)
+    framed[3:43, 3:43] = pic
+    assert content_box(pic) == (12, 10, 28, 30)
+    assert content_box(framed) == (15, 13, 31, 33)
+    outline = np.full((40, 40, 3), 255, np.uint8)
+    outline[5:35, 5] = outline[5:35, 34] = outline[5, 5:35] = outline[34, 5:35] = 0
+    outline[15:25, 15:25] = (0, 0, 200)
+    assert content_box(outline) == (5, 5, 35, 35)  # the white field goes, the drawn outline stays
+    assert content_box(np.asarray(photo(64, 48))) == (0, 0, 64, 48)
+    assert content_box(np.full((20, 20, 3), 90, np.uint8)) == (0, 0, 20, 20)
+
+
+def test_added_border_gives_the_same_fingerprint_content():
+    # tried: a demo sticker with a plain white, black, grey and blue margin of 2-6 % (PNG, and JPEG for black):
+    # hashes within a few bits and the content size close to the sticker's own
+    from curator.dedup.nearsearch import hamming
+    img = Image.open(DEMO_IMAGES / "cat" / "noto__cat.png").convert("RGBA")
+    base = fingerprint_bytes(encode(img, "PNG"))
+    for margin, colour, fmt in ((3, (255, 255, 255), "PNG"), (8, (0, 0, 0), "PNG"), (5, (128, 128, 128), "PNG"),
+                                (6, (38, 110, 190), "PNG"), (7, (0, 0, 0), "JPEG")):
+        framed = _framed(img, margin, colour)
+        if fmt == "JPEG":  # flattened on white, as an editor saves a JPEG
+            framed = Image.alpha_composite(Image.new("RGBA", framed.size, (255, 255, 255, 255)), framed).convert("RGB")
+        copy = fingerprint_bytes(encode(framed, fmt))
+        assert int(hamming([base.phash], [copy.phash])[0]) <= 6, (margin, colour, fmt)
+        (w0, h0), (w1, h1) = content_size(base.thumb), content_size(copy.thumb)
+        assert abs(w0 - w1) <= 3 and abs(h0 - h1) <= 3, (margin, colour, fmt, (w0, h0), (w1, h1))
