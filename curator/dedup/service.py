@@ -15,13 +15,14 @@ from dataclasses import dataclass, field
 from typing import Callable, Hashable, Iterable, Mapping
 
 from PIL import Image as PILImage
-from sqlalchemy import select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from core.db import transactional
 from core.history import record
 from core.models import ACTIVE, DUPLICATE, Decision, Image
 from curator.dedup import matching as dedup
+from curator.imports.hashing import FINGERPRINT_BYTES
 from curator.imports.storage import ImageStore
 
 MAX_THRESHOLD = 32  # beyond this nearly every pair of a large dataset is a candidate: a mistake, not a setting
@@ -49,6 +50,7 @@ class Member:
     rating: float | None = None  # Bradley–Terry mean within its class, if compared at least once
     rank: int | None = None  # 1 = best rated of its class among compared images
     distance: int | None = None  # smallest hash distance to another member (0 for exact / same pixels)
+    why: object = None  # the match (curator.dedup.matching.Match) that ties it to the suggested keeper
 
     @property
     def id(self) -> int:
@@ -139,6 +141,35 @@ def existing_index(session: Session) -> tuple[dedup.DuplicateIndex, LazyThumbs]:
     return index, LazyThumbs(session, fps)
 
 
+# --- fingerprints of older indexes ---------------------------------------------------------------------------
+# Version-1 fingerprints (before margins were trimmed: a bare 12,288-byte thumbnail and hashes of the whole canvas)
+# cannot be compared with version-2 ones. They are recognised by their length and recomputed from the stored file
+# the first time a search needs them; SQLite reads a blob's length from its record header, so the check is cheap.
+
+def recompute_old_fingerprints(session: Session, store: ImageStore) -> int:
+    """Recompute every fingerprint older than the current version from its stored file; returns how many changed.
+    A file that cannot be read any more keeps its old fingerprint (it is still compared, less well). Writes without
+    committing (for services that own a transaction); `refresh_fingerprints` is the same as one transaction."""
+    from curator.imports.hashing import FingerprintError, fingerprint_many
+
+    rows = session.execute(select(Image.id, Image.path).where(
+        Image.fingerprint.is_not(None), func.length(Image.fingerprint) != FINGERPRINT_BYTES)).all()
+    if not rows:
+        return 0
+    done = 0
+    for (image_id, _), fp in zip(rows, fingerprint_many([store.absolute(p) for _, p in rows], on_error="return")):
+        if not isinstance(fp, FingerprintError):
+            session.execute(update(Image).where(Image.id == image_id)
+                            .values(phash=fp.phash, dhash=fp.dhash, fingerprint=fp.thumb))
+            done += 1
+    with _MATCHES_LOCK:
+        _MATCHES.clear()  # matches found with the old fingerprints
+    return done
+
+
+refresh_fingerprints = transactional(recompute_old_fingerprints)
+
+
 # --- finding groups ------------------------------------------------------------------------------------------
 
 def _involved(fps: dict[int, Fingerprint], hash_threshold: int) -> list[int]:
@@ -225,6 +256,8 @@ def find_groups(session: Session, store: ImageStore | None = None, *,
     """Duplicate groups among the active images, each with its suggested keeper. With the image `store`, near pairs
     that are the same pixels (JPEGs have no pixel hash from the import) are labelled so (see 'same pixels in another encoding' below).
     Ratings (for the keeper rule and the page) come from `ratings`, or the source the app plugged in."""
+    if store is not None:
+        refresh_fingerprints(session, store)
     fps = load_hashes(session, ACTIVE)
     groups = _regroup(_matches(session, store, fps, hash_threshold, confirm_threshold), set(fps))
     if not groups:
@@ -243,8 +276,26 @@ def find_groups(session: Session, store: ImageStore | None = None, *,
             for x in (m.a, m.b):
                 closest[x] = min(closest.get(x, d), d)
         members = [Member(images[i], *ratings.get(i, (None, None)), distance=closest.get(i)) for i in g.members]
-        out.append(DupGroup(members, suggest_keeper(members), g.kind, g.max_distance, g.matches))
+        keeper = suggest_keeper(members)
+        links = {frozenset((m.a, m.b)): m for m in g.matches}
+        for member in members:
+            if member.id != keeper:
+                member.why = links.get(frozenset((member.id, keeper)))
+        out.append(DupGroup(members, keeper, g.kind, g.max_distance, g.matches))
     return out
+
+
+def why_text(match) -> str:
+    """Why two images were grouped, in words (the review page and the CLI)."""
+    if match is None:
+        return ""
+    if match.kind == "exact":
+        return "the same file (identical bytes)"
+    if match.kind == "same-pixels":
+        return "the same pixels in another encoding"
+    return (f"looks the same: similarity {match.score:.2f} after aligning (needs {dedup.DEFAULT_CONFIRM_THRESHOLD:.2f}), "
+            f"hash distance {min(match.phash_distance, match.dhash_distance)} bits "
+            f"(pHash {match.phash_distance}, dHash {match.dhash_distance})")
 
 
 def suggest_keeper(members: list[Member]) -> int:
@@ -307,7 +358,12 @@ def group_summary(group: DupGroup) -> dict:
     """A group as plain data (the CLI's --json)."""
     return {"members": [{"id": m.id, "file": m.image.original_filename, "class": m.image.class_name,
                          "width": m.image.width, "height": m.image.height, "file_size": m.image.file_size,
-                         "rating": m.rating, "rank": m.rank, "distance": m.distance} for m in group.members],
+                         "rating": m.rating, "rank": m.rank, "distance": m.distance,
+                         "why": None if m.why is None else {"kind": m.why.kind, "score": round(float(m.why.score), 3),
+                                                            "phash_distance": m.why.phash_distance,
+                                                            "dhash_distance": m.why.dhash_distance,
+                                                            "text": why_text(m.why)}}
+                        for m in group.members],
             "keeper": group.keeper_id, "kind": group.kind, "max_distance": group.max_distance}
 
 

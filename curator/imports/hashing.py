@@ -232,7 +232,8 @@ def perceptual_hashes(img: Image.Image) -> dict[str, int]:
     Same pipeline as ``fingerprint_image`` (reduced work image, margins trimmed; pHash on the 32x32 grid), so hashes
     from either agree exactly.
     """
-    phash, dhash, _, _ = _hashes_and_thumb(work_image(img))
+    img = normalise_mode(img)
+    phash, dhash, _ = _hashes_and_thumb(_content(img, _premultiplied(img))[0])
     return {"phash": phash, "dhash": dhash}
 
 
@@ -283,18 +284,33 @@ def content_box(pixels: np.ndarray, tolerance: int = MARGIN_TOLERANCE, uniform: 
     return left, top, right, bottom
 
 
-def _hashes_and_thumb(work: Image.Image) -> tuple[int, int, bytes, tuple[int, int]]:
-    """pHash, dHash, the confirm thumbnail and the content's size in work-image pixels.
-
-    The thumbnail is THUMB_SIDE x THUMB_SIDE RGB of the picture's content (``content_box``) over the background,
-    squashed to a square, so every picture is sampled on the same grid and two thumbnails align pixel for pixel
-    (curator.dedup.matching compares them with small shifts and scales to tolerate crops)."""
+def _content(img: Image.Image, premultiplied: Image.Image | None) -> tuple[Image.Image, float]:
+    """The picture's content over the background (``content_box``), and how many of ``img``'s pixels one of its
+    pixels spans. Found on the reduced work image; when the content is small there (a glyph on a wide field), it is
+    cut from ``img`` itself, so a 16 px glyph keeps its 16 px of detail instead of the few the work image has."""
+    work = _work_image(img, premultiplied)
     box = content_box(np.asarray(work))
-    if box != (0, 0, work.width, work.height):
-        work = work.crop(box)
-    thumb_img = work.resize((THUMB_SIDE, THUMB_SIDE), Image.Resampling.LANCZOS)
+    if box == (0, 0, work.width, work.height):
+        return work, img.width / work.width
+    factor = img.width / work.width
+    if factor > 1 and min(box[2] - box[0], box[3] - box[1]) < HASH_WORK_SIDE:
+        wide = (int(box[0] * factor), int(box[1] * factor),  # the work image's box holds its blended edge pixels
+                min(img.width, int(np.ceil(box[2] * factor))), min(img.height, int(np.ceil(box[3] * factor))))
+        region = _work_image(img.crop(wide), None if premultiplied is None else premultiplied.crop(wide))
+        inner = content_box(np.asarray(region))
+        return region.crop(inner), (wide[2] - wide[0]) / region.width
+    return work.crop(box), factor
+
+
+def _hashes_and_thumb(content: Image.Image) -> tuple[int, int, bytes]:
+    """pHash, dHash and the confirm thumbnail of the picture's content (``_content``).
+
+    The thumbnail is THUMB_SIDE x THUMB_SIDE RGB of the content over the background, squashed to a square, so every
+    picture is sampled on the same grid and two thumbnails align pixel for pixel (curator.dedup.matching compares
+    them with small shifts and scales to tolerate crops)."""
+    thumb_img = content.resize((THUMB_SIDE, THUMB_SIDE), Image.Resampling.LANCZOS)
     # pHash resamples to 32x32 first; starting from the 64 px thumbnail instead of the work image is cheaper
-    return phash_of(thumb_img), dhash_of(work), thumb_img.tobytes(), work.size
+    return phash_of(thumb_img), dhash_of(content), thumb_img.tobytes()
 
 
 def content_size(fingerprint: bytes | None) -> tuple[int, int] | None:
@@ -384,11 +400,12 @@ def fingerprint_image(img: Image.Image, data: bytes | None = None, *,
     alpha = has_alpha(img)
     img = normalise_mode(img)
     premultiplied = _premultiplied(img)
-    work = _work_image(img, premultiplied)
-    phash, dhash, thumb, (cw, ch) = _hashes_and_thumb(work)
+    content, span = _content(img, premultiplied)
+    phash, dhash, thumb = _hashes_and_thumb(content)
     width, height = (img.width, img.height) if full else full_size
-    scale = width / work.width  # content size in the file's pixels (the work image may be reduced)
-    thumb += np.array([min(round(cw * scale), 65535), min(round(ch * scale), 65535)], "<u2").tobytes()
+    scale = span * width / img.width  # content size in the file's pixels (img may be a reduced decode)
+    thumb += np.array([min(round(content.width * scale), 65535), min(round(content.height * scale), 65535)],
+                      "<u2").tobytes()
     return ImageFingerprint(
         sha256=sha256_bytes(data) if data is not None else "",
         pixel_hash=_pixel_hash(img, premultiplied) if full else None,

@@ -234,3 +234,83 @@ def test_pairs_for_calibration_spreads_over_distances():
     assert ds == sorted(ds) and max(ds) <= 24 and len(chosen) == 13 * 2
     assert {d // 2 for d in ds} == set(range(13))
     assert pairs_for_calibration(pairs, per_bucket=2) == chosen  # deterministic
+
+
+def test_grouping_never_joins_two_pictures_that_do_not_match_directly():
+    # tried: a-b and b-c match but a-c does not (a chain through b); then a verifier that confirms a-c
+    from curator.dedup.matching import Match, groups_from_matches
+    ab, bc = Match("a", "b", "near", 3, 3, 0.9), Match("b", "c", "near", 4, 4, 0.8)
+    groups = groups_from_matches([ab, bc])
+    assert [g.members for g in groups] == [["a", "b"]]  # the stronger link wins, c is not chained in
+    asked = []
+
+    def verify(pairs):
+        asked.extend(pairs)
+        return [Match(a, b, "near", 5, 5, 0.75) for a, b in pairs]
+
+    groups = groups_from_matches([ab, bc], verify)
+    assert [g.members for g in groups] == [["a", "b", "c"]] and asked == [("a", "c")]
+    assert len(groups[0].matches) == 3  # every pair of the group is a direct match (regrouping needs no verifier)
+    # exact copies are one picture: they join without a check, and a near copy of one must match both
+    e = Match("a", "a2", "exact", 0, 0, 1.0)
+    assert [g.members for g in groups_from_matches([e, Match("a", "x", "near", 2, 2, 0.9)])] == [["a", "a2"]]
+
+
+def glyph_on_field(mark: str, side: int = 128, grey=(94, 94, 94)) -> bytes:
+    """A 16 px grey glyph in the middle of a wide white field: a picture that is almost all background."""
+    from PIL import ImageDraw
+    img = Image.new("RGB", (side, side), (255, 255, 255))
+    d = ImageDraw.Draw(img)
+    o = side // 2 - 8
+    if mark == "battery":
+        d.rectangle((o, o + 4, o + 13, o + 11), outline=grey, width=2)
+        d.rectangle((o + 14, o + 6, o + 15, o + 9), fill=grey)
+    elif mark == "keyboard":
+        d.rectangle((o, o + 3, o + 15, o + 12), outline=grey, width=1)
+        for x in range(o + 2, o + 14, 3):
+            d.point([(x, o + 6), (x, o + 9)], fill=grey)
+    elif mark == "eject":
+        d.polygon([(o + 8, o + 2), (o + 14, o + 9), (o + 2, o + 9)], fill=grey)
+        d.rectangle((o + 2, o + 11, o + 14, o + 13), fill=grey)
+    elif mark == "mist":
+        for y in (o + 3, o + 7, o + 11):
+            d.line((o + 1, y, o + 14, y), fill=grey, width=2)
+    buf = io.BytesIO()
+    img.save(buf, "PNG")
+    return buf.getvalue()
+
+
+def test_mostly_background_pictures_are_compared_by_their_content():
+    # tried: four different small grey glyphs on the same white field (their hashes of the whole canvas were
+    # nearly equal), each with a resized and a JPEG copy: three groups' worth of copies, never two glyphs together
+    from curator.dedup.matching import information
+    rng = random.Random(0)
+    fps = {}
+    for mark in ("battery", "keyboard", "eject", "mist"):
+        data = glyph_on_field(mark)
+        fps[mark] = fingerprint_bytes(data)
+        img = Image.open(io.BytesIO(data)).convert("RGBA")
+        for recipe in ("resize", "jpeg"):
+            fps[f"{mark}-{recipe}"] = fingerprint_bytes(transform(img, recipe, rng)[0])
+    groups = find_duplicate_groups(fps)
+    for g in groups:
+        assert len({m.split("-")[0] for m in g.members}) == 1, g.members
+    found = {m for g in groups for m in g.members}
+    assert {"battery", "battery-jpeg", "eject", "eject-jpeg", "mist", "mist-jpeg"} <= found
+    # the information measure: a blank field has none, a glyph some, a detailed sticker more
+    from curator.dedup.matching import _as_thumbs
+    blank = np.full((1, 3, 32, 32), 255.0, np.float32)
+    sticker_thumb = _as_thumbs([fp_of("cat/noto__cat.png").thumb])[:, :, ::2, ::2]
+    assert information(blank)[0] == 0 < information(sticker_thumb)[0]
+
+
+def test_a_copy_with_an_added_border_is_grouped_with_its_original():
+    # tried: plain margins of 2-6 % (white, black, grey, a colour), alone and with JPEG or a resize
+    rng = random.Random(3)
+    img = Image.open(DEMO / "bird/twemoji__bird.png").convert("RGBA")
+    fps = {"original": fingerprint_bytes((DEMO / "bird/twemoji__bird.png").read_bytes())}
+    for k, recipe in enumerate(["border", "border", "border+jpeg", "resize+border", "border+resize+jpeg"]):
+        fps[f"copy{k}"] = fingerprint_bytes(transform(img, recipe, rng)[0])
+    fps["other"] = fp_of("bird/noto__bird.png")
+    groups = find_duplicate_groups(fps)
+    assert [sorted(g.members) for g in groups] == [sorted(k for k in fps if k != "other")]
