@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 
 from core.db import transactional
 from core.history import record
-from core.models import ACTIVE, REJECTED, STAGED, Batch, BatchItem, Decision, Image, ImageClass, utcnow
+from core.models import ACTIVE, DUPLICATE, REJECTED, STAGED, Batch, BatchItem, Decision, Image, ImageClass, utcnow
 from curator.dedup import service as dedup_service
 from curator.dedup.matching import check_new, match_order
 from curator.imports.service import ClassCache, import_candidates
@@ -377,30 +377,53 @@ def commit(session: Session, batch: Batch, raw_mapping: dict[str, str] | None = 
                          "nothing was committed")
     classes = ClassCache(session)
     target = {}
-    for item in items:
-        if item.accepted:
-            name = mapping.get(item.source_class, default_target(item.source_class))
-            target[item.id] = classes.get(name) if name else None
+    for item in items:  # declined files keep their class too: set aside, never "(unlabelled)"
+        name = mapping.get(item.source_class, default_target(item.source_class))
+        target[item.id] = classes.get(name) if name else None
     session.flush()  # new classes get their ids
+    accepted_images = {i.image_id for i in items if i.accepted}
     changes = []
     for item in items:
+        keeper = _copy_of(item)
         if item.accepted:
             cls = target[item.id]
             changes.append((item.image, {"status": ACTIVE, "class_id": cls.id if cls else None,
                                          "status_reason": ""}))
+        elif keeper is not None and (keeper.status == ACTIVE or keeper.id in accepted_images):
+            # a declined copy is what it is: a duplicate of the image kept, in that image's class
+            changes.append((item.image, {"status": DUPLICATE, "duplicate_of_id": keeper.id,
+                                         "class_id": _class_after(keeper, items, target),
+                                         "status_reason": f"{item.reason}; not accepted in merge #{batch.id}"}))
         else:
-            changes.append((item.image, {"status": REJECTED,
+            cls = target[item.id]
+            changes.append((item.image, {"status": REJECTED, "class_id": cls.id if cls else None,
                                          "status_reason": f"not accepted in merge #{batch.id}"}))
     decision = record(session, "merge", changes + [(batch, {"state": "committed"})], actor=actor,
                       batch_id=batch.id)
     accepted = sum(1 for i in items if i.accepted)
     batch.committed = utcnow()
     batch.added = accepted
-    batch.duplicates = sum(1 for i in batch.items if i.outcome in ("duplicate", "near-duplicate")
-                           and not (i.accepted and i.image_id))
+    # the report's "exact duplicates skipped": same bytes (no staged image) or same pixels, not taken in
+    batch.duplicates = sum(1 for i in batch.items if i.outcome == "duplicate" and not (i.accepted and i.image_id))
     batch.rejected = len(batch.items) - batch.added - batch.duplicates
     _set_note(batch, mapping=mapping)
     return decision
+
+
+def _copy_of(item: BatchItem) -> Image | None:
+    """The image a staged duplicate or near duplicate copies (an existing image or another file of the merge)."""
+    if item.outcome in ("duplicate", "near-duplicate") and item.existing is not None:
+        return item.existing
+    return None
+
+
+def _class_after(image: Image, items: list[BatchItem], target: dict) -> int | None:
+    """The class `image` has once the merge is committed (a staged image gets its mapped class)."""
+    if image.status != STAGED:
+        return image.class_id
+    item = next((i for i in items if i.image_id == image.id), None)
+    cls = target.get(item.id) if item is not None else None
+    return cls.id if cls else None
 
 
 @transactional

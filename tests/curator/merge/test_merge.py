@@ -121,8 +121,10 @@ def test_merge_flow_mapping_accept_commit_gallery_and_undo(client, app, staged):
         assert batch.state == "committed" and batch.added == 3
         got = {i.filename: (i.image.status, i.image.class_name) for i in batch.items if i.image}
         decisions = list(db.session.scalars(select(Decision)))
-    assert got == {"kitty/noto__cat-face.png": ("active", "cat"), "kitty/openmoji__cat.png": ("rejected", ""),
+    # the declined file is set aside in its class (never an "(unlabelled)" rejected image)
+    assert got == {"kitty/noto__cat-face.png": ("active", "cat"), "kitty/openmoji__cat.png": ("rejected", "cat"),
                    "kitty/resized.png": ("active", "cat"), "pups/twemoji__dog.png": ("active", "puppies")}
+    assert (batch.added, batch.duplicates, batch.rejected) == (3, 1, 2)  # the byte copy; the declined cat, broken
     assert [d.kind for d in decisions] == ["merge"]  # one decision for the whole merge
     assert client.get("/gallery/cat").get_data(as_text=True).count('class="tile active"') == 4
     assert client.get("/gallery/puppies").get_data(as_text=True).count('class="tile active"') == 1
@@ -299,8 +301,15 @@ def test_merge_command_commits_the_new_images_only(runner, app, tmp_path, datase
         batch = db.session.get(Batch, data["batch"])
         got = {i.filename: (i.image.status, i.image.class_name) for i in batch.items if i.image}
         classes = sorted(db.session.scalars(select(ImageClass.name)))
+    # the near duplicate it did not take in is marked a duplicate of the cat it copies, in that cat's class
     assert got == {"kitty/noto__cat-face.png": ("active", "kitty"), "kitty/openmoji__cat.png": ("active", "kitty"),
-                   "pups/twemoji__dog.png": ("active", "pups"), "kitty/resized.png": ("rejected", "")}
+                   "pups/twemoji__dog.png": ("active", "pups"), "kitty/resized.png": ("duplicate", "cat")}
+    with app.app_context():
+        resized = next(i.image for i in db.session.get(Batch, data["batch"]).items if i.filename == "kitty/resized.png")
+        original = db.session.scalar(select(Image).where(Image.original_filename == EXISTING[0]))
+        assert resized.duplicate_of_id == original.id
+        report = db.session.get(Batch, data["batch"])
+        assert (report.added, report.duplicates) == (3, 1)  # one exact copy; the near duplicate is not "exact"
     assert classes == ["cat", "dog", "kitty", "pups"]
     human = runner.invoke(cli, ["merge", str(src)])
     assert human.exit_code == 0 and "Committed: 0 image(s) added" in human.output
