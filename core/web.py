@@ -2,7 +2,7 @@
 rendering, ids from the URL, and the template helpers every page uses."""
 from __future__ import annotations
 
-from flask import Flask, abort, render_template
+from flask import Flask, abort
 from flask_htmx import HTMX
 from flask_wtf.csrf import CSRFProtect
 
@@ -15,13 +15,9 @@ MAX_ID = 2**63 - 1  # the database's integer range: a larger id in a URL names n
 
 
 def is_htmx() -> bool:
-    """True for requests htmx sends (the HX-Request header): answer them with the region they swap."""
-    return bool(htmx)
-
-
-def render_region(page: str, partial: str, **context) -> str:
-    """The htmx partial for an htmx request, else the full page that includes it (every page works without JS)."""
-    return render_template(partial if is_htmx() else page, **context)
+    """True when htmx asks for a region (answer with the partial that region swaps). A boosted link or form (the
+    hx-boost on <body>) sends HX-Request too, but it replaces the whole body: it gets the whole page."""
+    return bool(htmx) and not htmx.boosted
 
 
 def get_or_404(session, model, ident):

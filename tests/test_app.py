@@ -53,3 +53,12 @@ def test_instance_option_chooses_the_folder(tmp_path):
     subprocess.run([sys.executable, "manage.py", "demo", "--instance", str(target), "--json"], cwd=ROOT,
                    capture_output=True, check=True)
     assert (target / "menagerie.sqlite3").exists() and (target / "images").is_dir()
+
+
+def test_htmx_regions_get_partials_and_boosted_navigation_gets_whole_pages(client):
+    """Tried: the runs table as an htmx region, then the same URL as a boosted navigation (hx-boost sends
+    HX-Request too, but replaces the whole body)."""
+    region = client.get("/train/?part=table", headers={"HX-Request": "true"}).get_data(as_text=True)
+    assert "<nav" not in region
+    boosted = client.get("/train/?part=table", headers={"HX-Request": "true", "HX-Boosted": "true"})
+    assert '<nav class="top">' in boosted.get_data(as_text=True)

@@ -50,3 +50,21 @@ def test_gallery_scrolls_in_more_pages(page, app, dataset):
         page.mouse.wheel(0, 5000)
         page.wait_for_timeout(150)
     expect(page.locator(".tile")).to_have_count(10)
+
+
+def test_a_boosted_form_with_bad_values_shows_what_was_wrong(page):
+    """Tried: the snapshot form sent (boosted by htmx) on an instance with no images. The server answers 400 with
+    the page and its message; htmx must show that page, not drop it."""
+    page.goto("/train/snapshots")
+    page.click("form[action$='/train/snapshots'] button[type=submit]")
+    expect(page.locator("main")).to_contain_text("a snapshot needs at least two classes")
+    expect(page.locator("nav.top")).to_be_visible()
+
+
+def test_a_boosted_link_to_a_page_that_has_partials_gets_the_whole_page(page):
+    """Tried: following the nav link to Train (its runs table is also an htmx partial) after a full load."""
+    page.goto("/")
+    page.click("nav.top >> text=Train")
+    expect(page).to_have_url(re.compile(r"/train/$"))
+    expect(page.locator("nav.top")).to_be_visible()
+    expect(page.locator("footer")).to_be_attached()
