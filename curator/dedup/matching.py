@@ -56,7 +56,9 @@ __all__ = [
 # negative pair (Fluent flat vs Fluent 3-D black cat, a copy of each) scores 0.825-0.838 and the
 # 5th-percentile true pair 0.894-0.896, so 0.86 sits about midway: pairwise P 1.000 / R 0.985-0.991,
 # grouped R 0.996-1.000, no mixed group (see the bench output for the curve and the margins).
-DEFAULT_HASH_THRESHOLD = 16  # loose stage 1: propose a pair if pHash OR dHash is within this many bits
+DEFAULT_HASH_THRESHOLD = 16  # loose stage 1: propose a pair if pHash is within this many bits, or dHash within
+DHASH_TIGHTER = 4  # ... 4 fewer: dHash's 9x8 gradients of icons collide far more (at 20k icons it proposed 2.5x
+# as many pairs as pHash; within 12 bits it still finds all but 0.7 % of the confirmed duplicates it found at 16)
 DEFAULT_CONFIRM_THRESHOLD = 0.70  # stage 2: confirm score needed (see confirm_scores)
 MAX_CROP = 0.06  # largest relative crop/shift per side the confirm stage undoes
 _CROP_STEPS = 13  # per-side offsets tried: -MAX_CROP .. +MAX_CROP in 1 % steps
@@ -177,19 +179,20 @@ def _both_sides_t(stack: np.ndarray, a: np.ndarray) -> np.ndarray:
     return twice.reshape(*lead, a.shape[0], a.shape[0])
 
 
-def _best_axis_warp(src_prof: np.ndarray, dst_prof: np.ndarray) -> np.ndarray:
-    """Index into _MATS of the crop that best maps each source profile (N, S) onto its target.
+def _best_axis_warp(src_prof: np.ndarray, dst_prof: np.ndarray, geometry: "_Geometry | None" = None) -> np.ndarray:
+    """Index into the warps of the crop that best maps each source profile (N, S) onto its target.
 
     Best = highest normalised correlation; the target is normalised once and the warped
     profiles' means come from one small GEMM, so the (N, K, S) candidates are read twice only.
     """
-    k, size, _ = _MATS.shape
+    g = geometry or _FULL
+    k, size, _ = g.mats.shape
     src_prof = src_prof - src_prof.mean(axis=1, keepdims=True)  # rows of each warp sum to 1: NCC unchanged,
-    warped = (src_prof @ _MATS_FLAT_T).reshape(-1, k, size)  # and float32 sums of squares stay accurate
+    warped = (src_prof @ g.flat_t).reshape(-1, k, size)  # and float32 sums of squares stay accurate
     d = dst_prof - dst_prof.mean(axis=1, keepdims=True)
     d /= np.maximum(np.sqrt((d * d).sum(axis=1, keepdims=True)), 1e-6)
     num = np.einsum("nks,ns->nk", warped, d)
-    mean = src_prof @ _MATS_MEAN_T  # (N, K)
+    mean = src_prof @ g.mean_t  # (N, K)
     var = np.einsum("nks,nks->nk", warped, warped) - size * mean * mean
     return np.argmax(num / np.sqrt(np.maximum(var, 1e-6)), axis=1)
 
@@ -198,7 +201,22 @@ _MATS_FLAT_T = np.ascontiguousarray(_MATS.reshape(-1, _SIDE).T)  # (S, K*S)
 _MATS_MEAN_T = np.ascontiguousarray(_MATS.mean(axis=1).T)  # (S, K): mean of each warped profile
 
 
-def _colour_residual(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+class _Geometry:
+    """The crop warps and the residual's cell grid for comparing at one side (px)."""
+
+    def __init__(self, side: int, cells: int):
+        self.mats = _interp_matrices(side)[0]
+        self.flat_t = np.ascontiguousarray(self.mats.reshape(-1, side).T)
+        self.mean_t = np.ascontiguousarray(self.mats.mean(axis=1).T)
+        self.cells = _cell_matrix(side, cells)
+
+
+_FULL = _Geometry(_SIDE, _RESIDUAL_CELLS)
+_COARSE = _Geometry(_SIDE // 2, _RESIDUAL_CELLS // 2)  # the first look: 16 px, 8x8 cells (about 6x cheaper)
+_COARSE_MARGIN = 0.1  # a pair whose first look scores this far below the threshold is not looked at again
+
+
+def _colour_residual(x: np.ndarray, y: np.ndarray, cells_matrix: np.ndarray | None = None) -> np.ndarray:
     """RMS grey levels by which ``y`` differs from ``x`` (both (N, C, S, S)) once brightness changes are allowed for.
 
     Brightness model: one gain for all three channels (so a recoloured drawing, e.g. a red bird
@@ -226,7 +244,7 @@ def _colour_residual(x: np.ndarray, y: np.ndarray) -> np.ndarray:
         better = bright & (err_alt < err)
         r = np.where(better, r_alt, r)
         err = np.where(better, err_alt, err)
-    cells = _both_sides_t(r, _CELLS)  # (N, C, cells, cells) cell means of the residual
+    cells = _both_sides_t(r, _CELLS if cells_matrix is None else cells_matrix)  # (N, C, cells, cells) cell means
     return np.sqrt((cells * cells).mean(axis=(1, 2, 3)))
 
 
@@ -249,17 +267,19 @@ def _worst_structure(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return np.partition(cs, k - 1, axis=1)[:, :k].mean(axis=1)
 
 
-def _aligned_colour_score(src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _aligned_colour_score(src: np.ndarray, dst: np.ndarray, geometry: "_Geometry | None" = None
+                          ) -> tuple[np.ndarray, np.ndarray]:
     """(colour score, ``src`` warped into the frame of ``dst``) for (N, C, S, S) thumbnails.
 
     The per-axis crop/shift is found on 1-D intensity profiles; the colour score is
     ``1 - colour residual / _RESIDUAL_SCALE``.
     """
     gs, gd = src.mean(axis=1), dst.mean(axis=1)  # (N, S, S) grey
-    kx = _best_axis_warp(gs.mean(axis=1), gd.mean(axis=1))  # column profiles
-    ky = _best_axis_warp(gs.mean(axis=2), gd.mean(axis=2))  # row profiles
-    warped = _MATS[ky][:, None] @ src @ _MATS[kx].transpose(0, 2, 1)[:, None]
-    return 1.0 - _colour_residual(warped, dst) / _RESIDUAL_SCALE, warped
+    g = geometry or _FULL
+    kx = _best_axis_warp(gs.mean(axis=1), gd.mean(axis=1), g)  # column profiles
+    ky = _best_axis_warp(gs.mean(axis=2), gd.mean(axis=2), g)  # row profiles
+    warped = g.mats[ky][:, None] @ src @ g.mats[kx].transpose(0, 2, 1)[:, None]
+    return 1.0 - _colour_residual(warped, dst, g.cells) / _RESIDUAL_SCALE, warped
 
 
 _LEVELS = (6, 8, 12, 16, 24)  # effective resolutions (px) a pair can be compared at, below _SIDE
@@ -331,18 +351,20 @@ def information(thumbs: np.ndarray) -> np.ndarray:
     return np.abs(np.diff(grey, axis=1)).mean(axis=(1, 2)) + np.abs(np.diff(grey, axis=2)).mean(axis=(1, 2))
 
 
-def confirm_scores(thumbs_a, thumbs_b, chunk: int = 256) -> np.ndarray:
+def confirm_scores(thumbs_a, thumbs_b, chunk: int = 256, threshold: float | None = None) -> np.ndarray:
     """Similarity in [-1, 1] of each pair of confirm thumbnails (1 = same picture).
 
     ``1 - colour residual / 64 - 0.1 * (1 - worst local structure)`` of the aligned pair (see
     ``_colour_residual`` and ``_worst_structure``), less up to 0.2 when the plainer picture has little detail
-    (``information``), compared at 32 px and at the detail of the smaller picture (``_reduced_pairs``). Both directions are tried (either picture may
-    be the cropped one) and the better is kept. The structure term can only lower the score, so
-    it is skipped for pairs whose colour score is below ``_REFINE_FLOOR`` both ways (most hash
-    candidates): their score is the colour score, still far below any useful threshold.
+    (``information``), compared at 32 px and at the detail of the smaller picture (``_reduced_pairs``).
+    Both directions are tried (either picture may be the cropped one) and the better is kept. The structure term
+    can only lower the score, so it is skipped for pairs whose colour score is below ``_REFINE_FLOOR`` both ways.
     Nearly flat thumbnails (no structure to align) score by their mean colour difference.
-    Works in chunks, so memory stays small however many pairs are scored (256 pairs keep the
-    working arrays in cache: about 1.5x faster than 1024 on the bench).
+
+    With a ``threshold`` (the search's), every pair first gets a coarse look at 16 px (colour only, about six times
+    cheaper); one that scores more than ``_COARSE_MARGIN`` below the threshold keeps that coarse score (it cannot be
+    confirmed), and only the others are compared in full: the work goes where the answer is not obvious.
+    Works in chunks, so memory stays small however many pairs are scored.
     """
     if not isinstance(thumbs_a, np.ndarray):
         thumbs_a = list(thumbs_a)
@@ -355,22 +377,35 @@ def confirm_scores(thumbs_a, thumbs_b, chunk: int = 256) -> np.ndarray:
     for lo in range(0, n, chunk):
         sa, sb = _content_sizes(thumbs_a[lo : lo + chunk]), _content_sizes(thumbs_b[lo : lo + chunk])
         x, y = _reduced_pairs(_as_thumbs(thumbs_a[lo : lo + chunk]), _as_thumbs(thumbs_b[lo : lo + chunk]), sa, sb)
-        detailed = np.minimum(sa, sb) >= 2 * _SIDE  # both large enough to compare shading and highlights
-        s_xy, x_in_y = _aligned_colour_score(x, y)
-        s_yx, y_in_x = _aligned_colour_score(y, x)
-        refine = np.maximum(s_xy, s_yx) >= _REFINE_FLOOR
-        if refine.any():
-            weight = np.where(detailed[refine], _STRUCTURE_WEIGHT_DETAILED, _STRUCTURE_WEIGHT)
-            s_xy[refine] -= weight * (1.0 - _worst_structure(x_in_y[refine], y[refine]))
-            s_yx[refine] -= weight * (1.0 - _worst_structure(y_in_x[refine], x[refine]))
-        score = np.maximum(s_xy, s_yx) - _INFO_PENALTY * np.clip(1.0 - np.minimum(information(x), information(y))
-                                                                   / _INFO_FULL, 0.0, 1.0)
+        penalty = _INFO_PENALTY * np.clip(1.0 - np.minimum(information(x), information(y)) / _INFO_FULL, 0.0, 1.0)
+        score = np.empty(len(x))
+        full = np.arange(len(x))
+        if threshold is not None:
+            x16, y16 = (t.reshape(len(t), 3, _SIDE // 2, 2, _SIDE // 2, 2).mean(axis=(3, 5)) for t in (x, y))
+            score[:] = np.maximum(_aligned_colour_score(x16, y16, _COARSE)[0],
+                                  _aligned_colour_score(y16, x16, _COARSE)[0]) - penalty
+            full = np.flatnonzero(score >= threshold - _COARSE_MARGIN)
+        if full.size:
+            score[full] = _full_scores(x[full], y[full], np.minimum(sa, sb)[full] >= 2 * _SIDE) - penalty[full]
         flat = (x.std(axis=(1, 2, 3)) < 2.0) | (y.std(axis=(1, 2, 3)) < 2.0)
         if flat.any():
             diff = np.abs(x[flat].mean(axis=(2, 3)) - y[flat].mean(axis=(2, 3))).max(axis=-1)
             score[flat] = 1.0 - diff / 255.0 * 4.0  # flat pictures: same only if the colours agree closely
         out[lo : lo + chunk] = np.clip(score, -1.0, 1.0)
     return out
+
+
+def _full_scores(x: np.ndarray, y: np.ndarray, detailed: np.ndarray) -> np.ndarray:
+    """The aligned colour score less the structure term, the better direction (before the information penalty);
+    ``detailed``: both pictures large enough (64 px or more) for shading and highlights to count more."""
+    s_xy, x_in_y = _aligned_colour_score(x, y)
+    s_yx, y_in_x = _aligned_colour_score(y, x)
+    refine = np.maximum(s_xy, s_yx) >= _REFINE_FLOOR
+    if refine.any():
+        weight = np.where(detailed[refine], _STRUCTURE_WEIGHT_DETAILED, _STRUCTURE_WEIGHT)
+        s_xy[refine] -= weight * (1.0 - _worst_structure(x_in_y[refine], y[refine]))
+        s_yx[refine] -= weight * (1.0 - _worst_structure(y_in_x[refine], x[refine]))
+    return np.maximum(s_xy, s_yx)
 
 
 # --------------------------------------------------------------------------- fingerprint access
@@ -390,10 +425,11 @@ def _hash_array(fps: Sequence, attr: str) -> np.ndarray:
 
 
 def candidate_pairs(phash, dhash, hash_threshold: int):
-    """Positions (i, j) with i < j whose pHash OR dHash is within ``hash_threshold`` (sub-quadratic)."""
+    """Positions (i, j) with i < j whose pHash is within ``hash_threshold`` or whose dHash is within
+    ``hash_threshold - DHASH_TIGHTER`` (sub-quadratic)."""
     p, d = as_uint64(phash), as_uint64(dhash)
     pi, pj, _ = all_pairs_within(p, hash_threshold)
-    di, dj, _ = all_pairs_within(d, hash_threshold)
+    di, dj, _ = all_pairs_within(d, max(0, hash_threshold - DHASH_TIGHTER))
     pairs = np.unique(np.concatenate([np.stack([pi, pj], 1), np.stack([di, dj], 1)]).reshape(-1, 2), axis=0)
     return pairs[:, 0], pairs[:, 1]
 
@@ -518,8 +554,9 @@ def find_duplicate_groups(fingerprints, *, hash_threshold: int = DEFAULT_HASH_TH
 
 
 _SIGNATURE_CELLS = 8  # the cheap first look: 8x8 cell means of each colour channel
-_SIGNATURE_FLOOR = 0.5  # correlation of two signatures below which a pair cannot be confirmed (on the bench no
-# confirmed pair, true or false, scored below 0.5; about 60 % of the hash candidates do)
+_SIGNATURE_FLOOR = 0.5  # correlation of two signatures below which a pair within 8 bits is not confirmed
+_SIGNATURE_FLOOR_FAR = 0.65  # ... and beyond 8 bits (the bench's confirmed duplicates lie above these; most of the
+# hash candidates of a large set of icons lie below)
 
 
 def signatures(thumbs) -> np.ndarray:
@@ -535,10 +572,12 @@ def signatures(thumbs) -> np.ndarray:
     return np.where(norm > 1.0, cells / np.maximum(norm, 1e-6), 0.0).astype(np.float32)
 
 
-def _worth_confirming(sig_a: np.ndarray, sig_b: np.ndarray) -> np.ndarray:
-    """Pairs whose signatures correlate enough to be confirmed, and pairs with a flat picture (no signature)."""
+def _worth_confirming(sig_a: np.ndarray, sig_b: np.ndarray, distance: np.ndarray) -> np.ndarray:
+    """Pairs whose signatures correlate enough to be confirmed at their hash distance, and pairs with a flat picture
+    (no signature)."""
     flat = ~sig_a.any(axis=1) | ~sig_b.any(axis=1)
-    return flat | (np.einsum("ij,ij->i", sig_a, sig_b) >= _SIGNATURE_FLOOR)
+    floor = np.where(distance <= 8, _SIGNATURE_FLOOR, _SIGNATURE_FLOOR_FAR)
+    return flat | (np.einsum("ij,ij->i", sig_a, sig_b) >= floor)
 
 
 def _confirm(ids_a, ids_b, fps_a, fps_b, ia, ib, ph_a, dh_a, ph_b, dh_b, confirm_threshold, confirm) -> list[Match]:
@@ -550,9 +589,10 @@ def _confirm(ids_a, ids_b, fps_a, fps_b, ia, ib, ph_a, dh_a, ph_b, dh_b, confirm
         ua, ra = np.unique(ia, return_inverse=True)  # each picture's signature once
         ub, rb = np.unique(ib, return_inverse=True)
         sig_a, sig_b = signatures([fps_a[i].thumb for i in ua]), signatures([fps_b[j].thumb for j in ub])
-        worth = np.flatnonzero(_worth_confirming(sig_a[ra], sig_b[rb]))
+        worth = np.flatnonzero(_worth_confirming(sig_a[ra], sig_b[rb], np.minimum(pd, dd)))
         scores = np.full(ia.size, -1.0)
-        scores[worth] = confirm_scores([fps_a[i].thumb for i in ia[worth]], [fps_b[j].thumb for j in ib[worth]])
+        scores[worth] = confirm_scores([fps_a[i].thumb for i in ia[worth]], [fps_b[j].thumb for j in ib[worth]],
+                                       threshold=confirm_threshold)
         ok = scores >= confirm_threshold
     else:
         scores = np.ones(ia.size)
