@@ -1,76 +1,125 @@
-"""Calibrate the near-duplicate threshold on the user's own data from "same"/"different" labels.
+"""Calibrate the duplicate search on the user's own data from "same"/"different" labels.
 
-The user is shown pairs at increasing hash distances (``pairs_for_calibration``) and marks each;
-``calibrate`` turns the labels into precision/recall per distance and a recommended threshold.
-Precision at distance d is over labelled pairs with distance <= d; recall is the share of all pairs
-labelled "same" that lie within d. Pure: no Flask, no database.
+The user is shown pairs at increasing hash distances (``pairs_for_calibration``) and marks each. What is calibrated
+is the search as it runs: a pair is grouped when its hash distance is within the threshold *and* the confirm stage
+accepts it (``Label.confirmed``), so a threshold is judged by the labelled pairs it would really group. ``calibrate``
+gives, per distance, precision and recall of that rule with 95 % Wilson intervals (30 labels cannot show 99 %), and
+recommends a threshold only when the labels can support one:
+
+- at least ``MIN_EACH`` pairs marked "same" and as many marked "different" (before that it says how many more);
+- the hash stage only proposes pairs (the confirm stage decides), so the threshold recommended is the smallest that
+  finds every labelled duplicate the confirm stage accepts, and never below the default (a tighter threshold saves
+  little time and loses duplicates that were not labelled);
+- if labelled *different* pictures would be grouped within it, no threshold helps: it says so and recommends none.
+
+Pure: no Flask, no database.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
-__all__ = ["DistanceStats", "Calibration", "calibrate", "pairs_for_calibration"]
+__all__ = ["Label", "DistanceStats", "Calibration", "calibrate", "pairs_for_calibration", "wilson", "MIN_EACH"]
 
 TARGET_PRECISION = 0.99
+MIN_EACH = 15  # labels of each verdict needed before anything is recommended
+_Z = 1.96  # 95 %
+
+
+@dataclass(frozen=True)
+class Label:
+    distance: int  # the stage-1 distance: the smaller of the pHash and dHash distances
+    same: bool  # the user's verdict
+    confirmed: bool = True  # whether the confirm stage accepts the pair (exact and same-pixels pairs always)
 
 
 @dataclass(frozen=True)
 class DistanceStats:
     distance: int
-    same: int  # labelled pairs at exactly this distance marked "same"
+    same: int  # pairs labelled at exactly this distance marked "same"
     different: int
-    precision: float  # of the rule "duplicate if distance <= this"
-    recall: float
-    f1: float
+    found: int  # labelled duplicates the search finds with this threshold (within it and confirmed)
+    wrong: int  # labelled different pairs it would group
+    precision: float  # found / (found + wrong), 1.0 when it groups nothing
+    precision_low: float  # 95 % Wilson interval
+    recall: float  # found / all pairs marked "same"
+    recall_low: float
+    recall_high: float
 
 
 @dataclass(frozen=True)
 class Calibration:
     rows: list[DistanceStats]
-    best_f1_threshold: int | None
-    precise_threshold: int | None  # largest distance whose precision >= target_precision
-    recommended: int | None  # precise_threshold if any, else best_f1_threshold
-    target_precision: float
+    recommended: int | None
+    reason: str  # why this recommendation, or why none
     labelled: int
+    same: int
+    different: int
+    default: int
+    target_precision: float
 
 
-def calibrate(labels: Iterable[tuple[int, bool]], target_precision: float = TARGET_PRECISION,
-              max_distance: int | None = None) -> Calibration:
-    """Precision/recall per distance from ``[(distance, same), ...]`` and a recommended threshold.
+def wilson(k: int, n: int, z: float = _Z) -> tuple[float, float]:
+    """95 % Wilson score interval of a proportion k/n ((0, 1) when n is 0)."""
+    if n == 0:
+        return 0.0, 1.0
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
 
-    Raises ValueError on a negative distance; an empty list gives no recommendation (None).
-    """
-    pairs = [(int(d), bool(s)) for d, s in labels]
-    for d, _ in pairs:
-        if d < 0:
-            raise ValueError(f"distance must be >= 0, got {d}")
-    if not pairs:
-        return Calibration([], None, None, None, target_precision, 0)
-    top = max(d for d, _ in pairs) if max_distance is None else max_distance
-    same_at = [0] * (top + 1)
-    diff_at = [0] * (top + 1)
-    for d, s in pairs:
-        if d <= top:
-            (same_at if s else diff_at)[d] += 1
-    total_same = sum(1 for _, s in pairs if s)
-    rows, tp, fp = [], 0, 0
-    best_f1, best_d, precise = -1.0, None, None
+
+def calibrate(labels: Iterable, default: int, max_distance: int | None = None,
+              target_precision: float = TARGET_PRECISION, min_each: int = MIN_EACH) -> Calibration:
+    """Precision/recall per distance from labels (``Label`` or ``(distance, same[, confirmed])``) and a threshold.
+
+    Raises ValueError on a negative distance."""
+    pairs = [lab if isinstance(lab, Label) else Label(*lab) for lab in labels]
+    for lab in pairs:
+        if lab.distance < 0:
+            raise ValueError(f"distance must be >= 0, got {lab.distance}")
+    n_same = sum(1 for lab in pairs if lab.same)
+    n_diff = len(pairs) - n_same
+    top = max([default] + [lab.distance for lab in pairs]) if max_distance is None else max_distance
+    rows = []
     for d in range(top + 1):
-        tp += same_at[d]
-        fp += diff_at[d]
-        precision = tp / (tp + fp) if tp + fp else 1.0
-        recall = tp / total_same if total_same else 0.0
-        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-        rows.append(DistanceStats(d, same_at[d], diff_at[d], precision, recall, f1))
-        if tp + fp and f1 > best_f1:
-            best_f1, best_d = f1, d
-        if tp and precision >= target_precision:
-            precise = d
-    if total_same == 0:
-        best_d = None
-    recommended = precise if precise is not None else best_d
-    return Calibration(rows, best_d, precise, recommended, target_precision, len(pairs))
+        grouped = [lab for lab in pairs if lab.distance <= d and lab.confirmed]
+        found = sum(1 for lab in grouped if lab.same)
+        wrong = len(grouped) - found
+        precision = found / (found + wrong) if found + wrong else 1.0
+        p_low = wilson(found, found + wrong)[0] if found + wrong else 0.0
+        r_low, r_high = wilson(found, n_same)
+        rows.append(DistanceStats(d, sum(1 for lab in pairs if lab.distance == d and lab.same),
+                                  sum(1 for lab in pairs if lab.distance == d and not lab.same), found, wrong,
+                                  precision, p_low, found / n_same if n_same else 0.0, r_low, r_high))
+    result = dict(rows=rows, labelled=len(pairs), same=n_same, different=n_diff, default=default,
+                  target_precision=target_precision)
+    if n_same < min_each or n_diff < min_each:
+        more = [f"{min_each - n} more marked {'same' if v else 'different'}"
+                for n, v in ((n_same, True), (n_diff, False)) if n < min_each]
+        return Calibration(recommended=None, reason=f"Too few labels to recommend anything: label {' and '.join(more)} "
+                                                    f"(at least {min_each} of each).", **result)
+    best = rows[-1].found
+    needed = next(r.distance for r in rows if r.found == best)
+    chosen = max(needed, default)
+    row = rows[min(chosen, top)]
+    if row.wrong:
+        first = next(r.distance for r in rows if r.wrong)
+        return Calibration(recommended=None, reason=(
+            f"No threshold fits your labels: {row.wrong} pair(s) you marked different would be grouped within "
+            f"{chosen} bits (the first at {first}), because the confirm stage accepts them. Resolve such groups by "
+            "choosing the keeper yourself, and check that those pairs really are different pictures."), **result)
+    if needed <= default:
+        why = (f"The default finds every duplicate you labelled that the search can find ({best} of {n_same}) and "
+               f"groups none of your {n_diff} different pairs.")
+    else:
+        why = (f"The smallest threshold that finds every duplicate you labelled that the search can find "
+               f"({best} of {n_same}; the default {default} finds {rows[min(default, top)].found}), grouping none "
+               f"of your {n_diff} different pairs.")
+    if best < n_same:
+        why += f" {n_same - best} labelled duplicate(s) fail the confirm stage at any threshold."
+    return Calibration(recommended=chosen, reason=why, **result)
 
 
 def pairs_for_calibration(pairs: Sequence, per_bucket: int = 5, max_distance: int = 24, bucket_width: int = 2,

@@ -11,7 +11,7 @@ from core.cli import emit, json_option
 @click.command("dedup")
 @click.option("--threshold", "threshold", default=None, metavar="BITS",
               help="Hash distance (pHash or dHash, 0–32 bits) at which pairs are proposed before the thumbnail "
-                   "check confirms them (default 16).")
+                   "check confirms them (default 16); calibrate it on the Calibrate page.")
 @click.option("--apply", "apply", is_flag=True, help="Resolve every group with its suggested keeper "
                                                       "(copies become 'duplicate'; each group undoable).")
 @json_option("the groups (and resolutions)")
@@ -20,7 +20,8 @@ def dedup_command(threshold: str | None, apply: bool, as_json: bool) -> None:
     """List duplicate groups among the active images with the suggested keeper (highest resolution, then best
     rating, then oldest); --apply resolves them all."""
     from core.db import db
-    from curator.dedup.service import DedupError, find_groups, group_summary, parse_threshold, resolve_all_suggested
+    from curator.dedup.service import (DedupError, find_groups, group_summary, parse_threshold,
+                                       resolve_all_suggested, why_text)
     from curator.imports.storage import ImageStore
     try:
         bits = parse_threshold(threshold)
@@ -37,6 +38,8 @@ def dedup_command(threshold: str | None, apply: bool, as_json: bool) -> None:
             rating = f" rating {m.rating:.2f} (#{m.rank})" if m.rating is not None else ""
             lines.append(f"  {mark} #{img.id} {img.width}x{img.height} {img.file_size} B "
                          f"{img.class_name or '(unlabelled)'}{rating} {img.original_filename}")
+            if m.why is not None:
+                lines.append(f"       why: {why_text(m.why)}")
     if apply and groups:
         decisions = resolve_all_suggested(db.session, groups)
         result["applied"] = True

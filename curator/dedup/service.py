@@ -56,6 +56,10 @@ class Member:
     def id(self) -> int:
         return self.image.id
 
+    @property
+    def why_text(self) -> str:
+        return why_text(self.why)
+
 
 @dataclass
 class DupGroup:
@@ -442,11 +446,57 @@ def label_pair(session: Session, a, b, same: bool):
 
 
 def calibration_result(session: Session):
-    """Precision/recall per distance and the recommended threshold from the stored labels."""
+    """Precision/recall per distance of the two-stage search on the stored labels, and the recommended threshold
+    (curator.dedup.calibration). Each labelled pair is run through the confirm stage at the default setting."""
     from core.models import CalibrationLabel
-    from curator.dedup.calibration import calibrate
-    labels = session.execute(select(CalibrationLabel.distance, CalibrationLabel.same)).all()
-    return calibrate([(d, s) for d, s in labels])
+    from curator.dedup.calibration import Label, calibrate
+    labels = session.execute(select(CalibrationLabel.image_a_id, CalibrationLabel.image_b_id,
+                                    CalibrationLabel.distance, CalibrationLabel.same)).all()
+    confirmed = _confirmed(session, [(a, b) for a, b, _, _ in labels])
+    return calibrate([Label(d, s, ok) for (_, _, d, s), ok in zip(labels, confirmed)],
+                     default=dedup.DEFAULT_HASH_THRESHOLD, max_distance=CALIBRATION_MAX_DISTANCE)
+
+
+def _confirmed(session: Session, pairs: list[tuple[int, int]]) -> list[bool]:
+    """Whether the confirm stage accepts each pair (the same bytes or pixels always; a lost image never)."""
+    if not pairs:
+        return []
+    ids = sorted({i for p in pairs for i in p})
+    fps: dict[int, Fingerprint] = {}
+    for lo in range(0, len(ids), CHUNK):
+        for i, sha, px, ph, dh in session.execute(select(Image.id, Image.sha256, Image.pixel_hash, Image.phash,
+                                                         Image.dhash).where(Image.id.in_(ids[lo:lo + CHUNK]))):
+            fps[i] = Fingerprint(sha, px, ph, dh)
+    load_thumbs(session, fps, list(fps))
+    usable = [k for k, (a, b) in enumerate(pairs) if a in fps and b in fps and fps[a].thumb and fps[b].thumb]
+    out = [False] * len(pairs)
+    scores = dedup.confirm_scores([fps[pairs[k][0]].thumb for k in usable], [fps[pairs[k][1]].thumb for k in usable])
+    for k, score in zip(usable, scores):
+        a, b = fps[pairs[k][0]], fps[pairs[k][1]]
+        same = a.sha256 == b.sha256 or (a.pixel_hash and a.pixel_hash == b.pixel_hash)
+        out[k] = bool(same or score >= dedup.DEFAULT_CONFIRM_THRESHOLD)
+    return out
+
+
+def recent_labels(session: Session, limit: int = 5) -> list:
+    """The latest calibration labels (for undo on the page)."""
+    from core.models import CalibrationLabel
+    return list(session.scalars(select(CalibrationLabel).order_by(CalibrationLabel.id.desc()).limit(limit)))
+
+
+@transactional
+def unlabel(session: Session, a, b) -> None:
+    """Remove the user's verdict on a pair (undo a label); DedupError if there is none."""
+    from core.models import CalibrationLabel
+    try:
+        a, b = sorted((int(a), int(b)))
+    except (TypeError, ValueError):
+        raise DedupError("image ids must be whole numbers") from None
+    label = session.scalar(select(CalibrationLabel).where(CalibrationLabel.image_a_id == a,
+                                                          CalibrationLabel.image_b_id == b))
+    if label is None:
+        raise DedupError(f"no label on the pair #{a} and #{b}: nothing was changed")
+    session.delete(label)
 
 
 # --- same pixels in another encoding ----------------------------------------------------------------------------

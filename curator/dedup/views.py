@@ -62,9 +62,16 @@ def dedup_resolve():
         return _back(threshold)
     keeper_img = db.session.get(Image, decision.image_id)
     copies = len(decision.after.get("image", {}))
-    if is_htmx():
-        return render_template("dedup/_resolved.html", decision=decision, keeper=keeper_img,
-                               copies=copies, key="-".join(sorted(members, key=int)))
+    if is_htmx():  # the group's note, and (out of band) the page's count and its recent resolutions, kept true
+        try:
+            bits = ds.parse_threshold(threshold)
+        except ds.DedupError:
+            bits = DEFAULT_HASH_THRESHOLD
+        total = len(ds.find_groups(db.session, ImageStore(current_app.instance_path), hash_threshold=bits,
+                                   with_ratings=False))
+        return render_template("dedup/_resolved.html", decision=decision, keeper=keeper_img, copies=copies,
+                               key="-".join(sorted(members, key=int)), total=total, threshold=bits,
+                               recent=ds.recent_resolutions(db.session), oob=True)
     flash(f"Kept #{keeper_img.id}; {copies} cop{'y' if copies == 1 else 'ies'} marked duplicate (decision "
           f"#{decision.id}, undo below).", "ok")
     return _back(threshold)
@@ -105,10 +112,23 @@ def dedup_decision(decision_id: int):
 
 @bp.get("/duplicates/calibrate")
 def calibrate_page():
+    ds.refresh_fingerprints(db.session, ImageStore(current_app.instance_path))
     pair, done, offered = ds.next_calibration_pair(db.session)
     images = (db.session.get(Image, pair[0]), db.session.get(Image, pair[1])) if pair else None
     return render_template("dedup/calibrate.html", pair=pair, images=images, done=done, offered=offered,
-                           result=ds.calibration_result(db.session), default_threshold=DEFAULT_HASH_THRESHOLD)
+                           result=ds.calibration_result(db.session), default_threshold=DEFAULT_HASH_THRESHOLD,
+                           recent=ds.recent_labels(db.session))
+
+
+@bp.post("/duplicates/calibrate/undo")
+def calibrate_undo():
+    """Take back one label (the page lists the latest ones, each with an undo button)."""
+    try:
+        ds.unlabel(db.session, request.form.get("a"), request.form.get("b"))
+        flash("Label removed: that pair will be offered again.", "ok")
+    except ds.DedupError as exc:
+        flash(str(exc), "error")
+    return redirect(url_for("dedup.calibrate_page"))
 
 
 @bp.post("/duplicates/calibrate")

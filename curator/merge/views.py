@@ -115,8 +115,9 @@ def merge_accept(batch_id: int):
             if not items:
                 raise merging.MergeError("choose at least one item")
             chosen = merging.set_accepted(db.session, batch, items, accepted)
-            if is_htmx() and len(chosen) == 1:
-                return render_template("merge/_item.html", item=chosen[0], batch=batch)
+            if is_htmx() and len(chosen) == 1:  # the row, and (out of band) the counts that depend on it
+                return render_template("merge/_item.html", item=chosen[0], batch=batch,
+                                       p=merging.preview(db.session, batch), oob=True)
             message = f"{'Accepted' if accepted else 'Declined'} {len(chosen)} item(s)."
         flash(message, "ok")
     except merging.MergeError as exc:

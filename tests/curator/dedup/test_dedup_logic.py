@@ -211,19 +211,35 @@ def test_suggest_keeper_resolution_then_rating_then_age():
 
 
 def test_calibration_maths_by_hand():
-    # tried: 0,1 same; 2 same+different; 3 different; 5 same. Precision/recall computed by hand
-    labels = [(0, True), (1, True), (2, True), (2, False), (3, False), (5, True)]
-    cal = calibrate(labels)
+    # tried: labels at distances 0..20 through the two stages (a pair counts as grouped only if confirmed too)
+    from curator.dedup.calibration import Label, wilson
+    labels = [Label(0, True), Label(2, True), Label(5, True, confirmed=False), Label(3, False, confirmed=False),
+              Label(9, False, True)]
+    cal = calibrate(labels, default=4, min_each=1)
     by_d = {r.distance: r for r in cal.rows}
-    assert (by_d[1].precision, by_d[1].recall) == (1.0, 0.5)
-    assert by_d[2].precision == pytest.approx(3 / 4) and by_d[2].recall == pytest.approx(3 / 4)
-    assert by_d[5].precision == pytest.approx(4 / 6) and by_d[5].recall == 1.0
-    assert cal.precise_threshold == 1 and cal.recommended == 1
-    assert cal.best_f1_threshold == 5  # F1 0.8 at 5 beats 0.75 at 2 and 0.667 at 1
-    assert calibrate([]).recommended is None
-    assert calibrate([(3, False)]).recommended is None
+    assert (by_d[2].found, by_d[2].wrong, by_d[2].recall) == (2, 0, 2 / 3)
+    assert by_d[9].wrong == 1 and by_d[9].precision == pytest.approx(2 / 3)
+    assert by_d[5].found == 2  # the unconfirmed duplicate is never found: recall stops at 2/3
+    assert cal.recommended == 4 and "default" in cal.reason  # never below the default
+    low, high = wilson(2, 3)
+    assert by_d[2].recall_low == pytest.approx(low) and low < 2 / 3 < high
+    assert wilson(30, 30)[0] < 0.9  # 30 of 30 cannot show 99 %: the interval says so
+    # a labelled different pair that the confirm stage accepts within the threshold: no recommendation
+    assert calibrate(labels + [Label(1, False, True)], default=4, min_each=1).recommended is None
+    # duplicates found only beyond the default raise the threshold to them
+    assert calibrate([Label(12, True), Label(20, False, False)], default=4, min_each=1).recommended == 12
     with pytest.raises(ValueError):
-        calibrate([(-1, True)])
+        calibrate([(-1, True)], default=4)
+
+
+def test_calibration_refuses_to_recommend_from_few_labels():
+    # tried: 30 labels, all of one kind, then 10 of each (the issue: "0 bits best" from 30 labels)
+    from curator.dedup.calibration import MIN_EACH, Label
+    few = calibrate([Label(0, True)] * 30, default=16)
+    assert few.recommended is None and f"{MIN_EACH} more marked different" in few.reason
+    some = calibrate([Label(d, True) for d in range(10)] + [Label(20, False)] * 10, default=16)
+    assert some.recommended is None and "5 more marked same" in some.reason
+    assert calibrate([], default=16).recommended is None
 
 
 def test_pairs_for_calibration_spreads_over_distances():

@@ -108,6 +108,9 @@ def test_review_page_shows_the_group_side_by_side(client, copies):
     assert "128×128" in page and "96×96" in page and "120×120" in page  # resolution of each member
     assert re.search(r"\d+(\.\d)? (Bytes|kB)", page)  # file size
     assert "distance" in page and "class cat" in page
+    # why each copy is in the group: its direct match with the keeper
+    assert page.count('class="why"') == 5 and "the suggested keeper" in page
+    assert re.search(r"looks the same: similarity 0\.\d\d after aligning \(needs 0\.70\), hash distance \d+ bits", page)
     assert f'value="{copies[ORIGINAL]}" checked' in page
 
 
@@ -145,6 +148,10 @@ def test_htmx_resolve_swaps_the_group_for_its_resolved_note(client, app, copies)
     body = response.get_data(as_text=True)
     assert response.status_code == 200 and "<html" not in body
     assert "Undo this resolution" in body and 'class="dup-group resolved"' in body
+    # the page's heading count and its recent resolutions come along, swapped in by id (they went stale before)
+    assert '<small class="muted" id="dup-total" hx-swap-oob="true">0 groups among the active images</small>' in body
+    recent = re.search(r'<table id="recent" hx-swap-oob="true">(.*?)</table>', body, re.S)
+    assert recent and f">#{members[0]}</a>" in recent.group(1) and "None yet" not in recent.group(1)
     # an error keeps the group and goes to the message list
     again = client.post("/duplicates/resolve", data={"member": members, "keeper": members[0]},
                         headers={"HX-Request": "true"})
@@ -210,8 +217,9 @@ def test_dedup_command_human_output(runner, copies):
     assert f"keep #{copies[ORIGINAL]} 128x128" in result.output and "--apply" in result.output
 
 
-def test_calibration_labels_and_recommendation(client, app, copies):
-    """Tried: label the offered pairs (same if both are copies of the cat face), then read the table."""
+def test_calibration_labels_refuses_from_few_and_undoes_a_label(client, app, copies):
+    """Tried: label every offered pair (same if both are copies of the cat face): too few labels for a
+    recommendation, and the page says how many more; then undo the latest label: that pair is offered again."""
     group = {copies[ORIGINAL]} | {v for k, v in copies.items() if "copy-" in k}
     for _ in range(40):
         page = client.get("/duplicates/calibrate").get_data(as_text=True)
@@ -222,14 +230,38 @@ def test_calibration_labels_and_recommendation(client, app, copies):
         verdict = "same" if {a, b} <= group else "different"
         client.post("/duplicates/calibrate", data={"a": a, "b": b, "verdict": verdict})
     page = client.get("/duplicates/calibrate").get_data(as_text=True)
-    assert 'id="calib-done"' in page and 'id="calib-table"' in page
+    assert 'id="calib-done"' in page and 'id="calib-table"' in page and "No recommendation" in page
+    assert "Too few labels to recommend anything" in page and "more marked different" in page
     with app.app_context():
-        labels = list(db.session.scalars(select(CalibrationLabel)))
+        labels = list(db.session.scalars(select(CalibrationLabel).order_by(CalibrationLabel.id)))
         result = ds.calibration_result(db.session)
-    assert labels and any(lab.same for lab in labels)
-    assert result.recommended is not None and f"<strong>{result.recommended} bits</strong>" in page
-    # every "same" pair lies within the recommended threshold
-    assert all(lab.distance <= result.recommended for lab in labels if lab.same)
+    assert result.recommended is None and result.same == sum(lab.same for lab in labels) > 0
+    # the copies are found by the two stages at the default threshold (each pair confirmed too)
+    assert result.rows[16].found == result.same
+    last = labels[-1]
+    page = client.post("/duplicates/calibrate/undo", data={"a": last.image_a_id, "b": last.image_b_id},
+                       follow_redirects=True).get_data(as_text=True)
+    assert "Label removed" in page
+    assert f'name="a" value="{last.image_a_id}"><input type="hidden" name="b" value="{last.image_b_id}"' in page
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(CalibrationLabel)) == len(labels) - 1
+    page = client.post("/duplicates/calibrate/undo", data={"a": last.image_a_id, "b": "x"},
+                       follow_redirects=True).get_data(as_text=True)
+    assert "whole numbers" in page
+
+
+def test_calibration_page_with_no_active_image_left(client, runner, app, dataset):
+    """Tried: the only batch set aside, so no active image is left (an empty list of hashes once reached as_uint64
+    as float64 and the page answered 500)."""
+    dataset({"cat": 3}, imported="cli")
+    with app.app_context():
+        batch_id = db.session.scalar(select(func.max(Image.batch_id)))
+    assert client.post(f"/batch/{batch_id}/undo").status_code in (200, 302)
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(Image).where(Image.status == "active")) == 0
+    response = client.get("/duplicates/calibrate")
+    assert response.status_code == 200 and "Not enough active images" in response.get_data(as_text=True)
+    assert client.get("/duplicates/").status_code == 200
 
 
 @pytest.mark.parametrize("form, message", [
@@ -313,3 +345,32 @@ def test_pixel_hashes_from_before_xxh3_are_cleared_and_same_pixels_still_found(r
         (group,) = ds.find_groups(db.session, ImageStore(instance_path))
         new_hash = db.session.scalar(select(Image.pixel_hash).where(Image.format == "WEBP"))
     assert group.kind == "same-pixels" and len(group.ids) == 2 and len(new_hash) == 32
+
+
+def test_fingerprints_from_before_trimming_are_recomputed_when_a_search_needs_them(app, runner, dataset, demo_images):
+    """Tried: an index from before fingerprint version 2 (a bare 12,288-byte thumbnail and hashes of the whole canvas)
+    holding a sticker and a copy with a black border that those hashes never proposed: the search recomputes both
+    from the stored files and groups them; a search without the store (ranking's) still reads the old ones."""
+    from curator.imports.hashing import FINGERPRINT_BYTES, THUMB_BYTES, to_signed64
+    from curator.imports.storage import ImageStore
+    src = dataset(["cat/noto__cat.png"], kind="demo")
+    img = PILImage.open(demo_images / "cat/noto__cat.png").convert("RGBA")
+    framed = PILImage.new("RGBA", (img.width + 16, img.height + 16), (0, 0, 0, 255))
+    framed.paste(img, (8, 8))
+    framed.save(src / "cat" / "framed.png")
+    assert runner.invoke(cli, ["import", str(src)]).exit_code == 0
+    with app.app_context():
+        images = list(db.session.scalars(select(Image)))
+        fresh = {i.id: (i.phash, i.dhash, i.fingerprint) for i in images}
+        for k, image in enumerate(images):  # as version 1 left them: 64 bits apart, and no content size
+            image.phash = image.dhash = to_signed64((1 << 64) - 1 if k else 0)
+            image.fingerprint = image.fingerprint[:THUMB_BYTES]
+        db.session.commit()
+        cat = images[0].class_id
+        assert ds.class_groups(db.session, cat) == []  # old fingerprints are still readable
+        groups = ds.find_groups(db.session, ImageStore(app.instance_path))
+        assert [sorted(g.ids) for g in groups] == [sorted(fresh)]
+        for image in db.session.scalars(select(Image)):
+            assert len(image.fingerprint) == FINGERPRINT_BYTES
+            assert (image.phash, image.dhash, image.fingerprint) == fresh[image.id]
+        assert ds.refresh_fingerprints(db.session, ImageStore(app.instance_path)) == 0  # done once
