@@ -1,96 +1,180 @@
-"""Does active pair selection find the top-k faster than random pairs? And is choosing fast enough?
+"""How many answers does it take to find a class's top-k? Pairs vs best-of-4, active vs random, two noise models.
 
-A simulated user holds a hidden true order of N images (default 512). Asked about a pair, the user
-says "can't tell" (a tie) with probability --tie-rate when the two true ranks are within
---tie-band places, and otherwise answers correctly except for --error-rate of answers (default 10%),
-which name the worse image (a flipped answer, not a coin flip). Both strategies — active
-(curator.ranking.pairing.choose_pair) and uniformly random distinct pairs — meet the same users (same
-seeds) in the same run. After 1x, 2x and 4x N*log2(N) comparisons we report Kendall's tau between
-the rating order and the true order, and top-K precision (share of the rated top-K that is truly
-top-K), mean +- sd over seeds. Then choose_pair is timed on a class of 5,000 images, with an
-np.argsort of the same 5,000 ratings timed alongside as a same-run baseline (the machine is shared).
+A simulated ranker holds a hidden true order of N images and answers screens: a pair ("which is better?") or a
+screen of four ("which is best?"; `order4`: put all four in order). Two noise models, each calibrated so that a
+*pair* answer is wrong --error-rate of the time (default 10 %):
 
-    python bench/ranking_sim.py                 # full run (a few minutes)
-    python bench/ranking_sim.py --seeds 1 --n 256   # quick look
+- flip: the true best is picked, except that with probability e the pick is one of the other images on the screen,
+  uniformly (for a pair: exactly e of the answers are wrong, whatever the two images). An order is picked the same
+  way one place at a time. This is the issue's model.
+- gumbel (Thurstone-style): each image shown gets utility -beta * true_rank + Gumbel noise and the ranker picks the
+  highest (orders by utility). beta is set so that over uniformly random pairs of the class a pair answer is wrong
+  e of the time; close pairs are near coin flips, far ones never wrong. Best-of-4 meets the same per-image noise, so
+  it gets no free accuracy; and this is exactly the Plackett–Luce model, so it flatters the model in another way.
+
+Strategies: active (curator.ranking.pairing.choose_set, ratings recomputed after every answer, exactly the code
+the web uses) and random (uniformly random distinct images). A click is one screen answered; images looked at =
+clicks x images per screen. At 0.5x, 1x and 2x N*log2(N) clicks: top-K precision (share of the rated top-K that is
+truly top-K), mean, min and max over seeds. Clicks to settle: the first click at which all K top places have
+P(in top-K) > 0.95 (the web's "class done"), and the precision at that moment.
+
+    python bench/ranking_sim.py                                  # n=133, k=16, seeds 0-7, everything
+    python bench/ranking_sim.py --n 300 500 --seeds 100-103      # other sizes, other seeds
+    python bench/ranking_sim.py --modes best4 --strategies active --noise flip --seeds 0-3   # a quick look
+    python bench/ranking_sim.py --timing                         # only: time choosing a screen at 5,000 images
 """
 from __future__ import annotations
 
-import argparse
-import math
-import sys
-import time
+import os
 
-import numpy as np
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # noqa: E402  (before numpy loads its threads)
 
-from curator.ranking.pairing import choose_pair
-from curator.ranking.rating import RatingConfig, RatingState, prob_in_top_k, settled_progress
+import argparse  # noqa: E402
+import itertools  # noqa: E402
+import math  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from multiprocessing import get_context  # noqa: E402
 
+import numpy as np  # noqa: E402
 
-def kendall_tau(x: np.ndarray, y: np.ndarray) -> float:
-    """Kendall's tau-b of two score vectors (O(n^2) in numpy; fine for a few thousand items)."""
-    dx = np.sign(x[:, None] - x[None, :])
-    dy = np.sign(y[:, None] - y[None, :])
-    iu = np.triu_indices(len(x), 1)
-    dx, dy = dx[iu], dy[iu]
-    denom = math.sqrt(float(np.sum(dx != 0)) * float(np.sum(dy != 0)))
-    return float(np.sum(dx * dy)) / denom if denom else 0.0
+from curator.ranking.pairing import choose_set  # noqa: E402
+from curator.ranking.rating import Choice, RatingConfig, RatingState, top_k_membership  # noqa: E402
 
-
-class SimulatedUser:
-    """Hidden true order; ties between near neighbours; a share of answers flipped."""
-
-    def __init__(self, n, rng, error_rate, tie_band, tie_rate):
-        self.true_rank = rng.permutation(n)  # true_rank[i] == 0: the best image
-        self.rng, self.error_rate, self.tie_band, self.tie_rate = rng, error_rate, tie_band, tie_rate
-
-    def answer(self, a: int, b: int) -> str:
-        ra, rb = self.true_rank[a], self.true_rank[b]
-        if abs(ra - rb) <= self.tie_band and self.rng.random() < self.tie_rate:
-            return "tie"
-        correct = "left" if ra < rb else "right"
-        if self.rng.random() < self.error_rate:
-            return "right" if correct == "left" else "left"
-        return correct
+SETTLED = 0.95
+MODES = {"pairs": (2, False), "best4": (4, False), "order4": (4, True)}
 
 
-def run_one(strategy, n, k, budgets, seed, args):
-    user = SimulatedUser(n, np.random.default_rng(seed), args.error_rate, args.tie_band, args.tie_rate)
-    chooser_rng = np.random.default_rng(10_000 + seed)
-    state = RatingState(range(n), RatingConfig(refine=True))
+def parse_seeds(text: str) -> list[int]:
+    seeds = []
+    for part in text.split(","):
+        lo, _, hi = part.partition("-")
+        seeds.extend(range(int(lo), int(hi or lo) + 1))
+    return seeds
+
+
+class Ranker:
+    """A hidden true order (true_rank[i] == 0: the best image) and one of the noise models above."""
+
+    def __init__(self, n: int, seed: int, noise: str, error_rate: float):
+        self.rng = np.random.default_rng(seed)
+        self.true_rank = self.rng.permutation(n)
+        self.noise, self.error_rate = noise, error_rate
+        if noise == "gumbel":
+            gaps = np.abs(np.subtract.outer(np.arange(n), np.arange(n)))[np.triu_indices(n, 1)]
+            lo, hi = 1e-6, 50.0
+            for _ in range(100):  # mean over random pairs of P(wrong) = sigmoid(-beta * gap) = error_rate
+                beta = 0.5 * (lo + hi)
+                lo, hi = (beta, hi) if np.mean(0.5 - 0.5 * np.tanh(0.5 * beta * gaps)) > error_rate else (lo, beta)
+            self.beta = beta
+        elif noise != "flip":
+            raise ValueError(f"unknown noise model {noise!r}")
+
+    def answer(self, shown: tuple, full_order: bool) -> tuple:
+        """The picks, best first: one image, or (full_order) all but the last."""
+        shown = list(shown)
+        if self.noise == "gumbel":
+            utility = -self.beta * self.true_rank[shown] + self.rng.gumbel(size=len(shown))
+            ranked = [shown[i] for i in np.argsort(-utility)]
+            return tuple(ranked[: len(shown) - 1] if full_order else ranked[:1])
+        picks, rest = [], sorted(shown, key=lambda i: self.true_rank[i])
+        while len(rest) > 1 and (full_order or not picks):
+            pick = rest[0]
+            if self.rng.random() < self.error_rate:
+                pick = rest[1 + int(self.rng.integers(len(rest) - 1))]
+            picks.append(pick)
+            rest.remove(pick)
+        return tuple(picks)
+
+
+def precision(mu: np.ndarray, true_rank: np.ndarray, k: int) -> float:
+    top = np.argsort(-mu, kind="stable")[:k]
+    return float(np.mean(true_rank[top] < k))
+
+
+def run_one(task):
+    """One simulated ranker over the whole budget: precision at each budget, and when the top-k settled."""
+    n, k, noise, mode, strategy, seed, budgets, args = task
+    size, full_order = MODES[mode]
+    config = RatingConfig(lapse=args.lapse) if args.lapse is not None else RatingConfig()
+    ranker = Ranker(n, seed, noise, args.error_rate)
+    chooser = np.random.default_rng(10_000 + seed)
+    state = RatingState(range(n), config)
     history: dict[frozenset, int] = {}
-    truth = -user.true_rank.astype(np.float64)
-    true_top = set(np.flatnonzero(user.true_rank < k).tolist())
-    out = {}
-    ratings = state.ratings()
-    for t in range(1, max(budgets) + 1):
+    out = {"precision": {}, "settled_at": None, "precision_at_settle": None, "seconds": 0.0}
+    t0 = time.perf_counter()
+    for click in range(1, max(budgets) + 1):
         if strategy == "active":
-            if (t - 1) % args.refresh == 0:
-                ratings = state.ratings()
-            a, b = choose_pair(ratings, k, history=history, rng=chooser_rng)
+            shown = choose_set(state.ratings(), k, size, history=history, rng=chooser, lapse=config.lapse,
+                               **({"explore": args.explore} if args.explore is not None else {}))
         else:
-            a, b = (int(v) for v in chooser_rng.choice(n, size=2, replace=False))
-        state.apply((a, b, user.answer(a, b)))
-        key = frozenset((a, b))
-        history[key] = history.get(key, 0) + 1
-        if t in budgets:
-            final = state.ratings()
-            mu = np.array([final[i].mu for i in range(n)])
-            top = set(np.argsort(-mu, kind="stable")[:k].tolist())
-            probs = prob_in_top_k(final, k, samples=1000, seed=0)
-            settled = [i for i, p in probs.items() if p > 0.95]
-            out[t] = dict(tau=kendall_tau(mu, truth), precision=len(top & true_top) / k,
-                          settled=settled_progress(final, k, probabilities=probs).settled_in,
-                          settled_correct=(sum(i in true_top for i in settled) / len(settled)
-                                           if settled else float("nan")),
-                          repeats=sum(c - 1 for c in history.values()))
-    return out
+            shown = tuple(int(v) for v in chooser.choice(n, size=size, replace=False))
+        state.apply(Choice(shown, ranker.answer(shown, full_order)))
+        for pair in itertools.combinations(shown, 2):
+            key = frozenset(pair)
+            history[key] = history.get(key, 0) + 1
+        if click in budgets or (out["settled_at"] is None and strategy == "active"):
+            mu, sigma, _ = state.arrays()
+            if click in budgets:
+                out["precision"][click] = precision(mu, ranker.true_rank, k)
+            if out["settled_at"] is None and np.sum(top_k_membership(mu, sigma, k, state.covariance()) > SETTLED) >= k:
+                out["settled_at"] = click
+                out["precision_at_settle"] = precision(mu, ranker.true_rank, k)
+    out["seconds"] = time.perf_counter() - t0
+    return (n, noise, mode, strategy, seed), out
 
 
-def time_choose_pair(n_images, k, calls, seed):
+def simulate(args) -> None:
+    tasks = []
+    for n in args.n:
+        unit = n * math.log2(n)
+        budgets = sorted({int(round(m * unit)) for m in args.multiples})
+        for noise, mode, strategy, seed in itertools.product(args.noise, args.modes, args.strategies, args.seeds):
+            tasks.append((n, args.k, noise, mode, strategy, seed, budgets, args))
+    tasks.sort(key=lambda t: -t[0] * (4 if t[4] == "active" else 1))  # longest first
+    results = {}
+    t0 = time.perf_counter()
+    with get_context("fork").Pool(args.jobs) as pool:
+        for key, out in pool.imap_unordered(run_one, tasks):
+            results[key] = out
+            print(f"#   done {key} in {out['seconds']:.0f} s", file=sys.stderr)
+    print(f"# {len(tasks)} simulations in {time.perf_counter() - t0:.0f} s on {args.jobs} processes")
+    print(f"# k={args.k}; a pair answer is wrong {args.error_rate:.0%} of the time (noise models in the docstring); "
+          f"seeds {args.seeds[0]}..{args.seeds[-1]} ({len(args.seeds)}); clicks = screens answered")
+    for n in args.n:
+        unit = n * math.log2(n)
+        for noise in args.noise:
+            print(f"\n## n={n}, noise={noise}")
+            print(f"{'mode':>7} {'strategy':>8} {'clicks':>15} {'images seen':>11}  top-{args.k} precision "
+                  f"mean [min, max]   per seed")
+            for mode, strategy in itertools.product(args.modes, args.strategies):
+                size = MODES[mode][0]
+                for multiple in args.multiples:
+                    clicks = int(round(multiple * unit))
+                    values = np.array([results[(n, noise, mode, strategy, s)]["precision"][clicks]
+                                       for s in args.seeds])
+                    print(f"{mode:>7} {strategy:>8} {f'{multiple:g}x = {clicks}':>15} {clicks * size:>11}  "
+                          f"{values.mean():.3f} [{values.min():.3f}, {values.max():.3f}]   "
+                          + " ".join(f"{v:.2f}" for v in values))
+                if strategy == "active":
+                    runs = [results[(n, noise, mode, strategy, s)] for s in args.seeds]
+                    settled = [r["settled_at"] for r in runs if r["settled_at"] is not None]
+                    at = [r["precision_at_settle"] for r in runs if r["settled_at"] is not None]
+                    limit = int(round(max(args.multiples) * unit))
+                    if settled:
+                        print(f"{mode:>7} {strategy:>8} settled after {int(np.median(settled))} clicks (median; "
+                              f"{min(settled)}-{max(settled)}, {len(settled)}/{len(runs)} seeds within {limit}), "
+                              f"{int(np.median(settled)) * size} images seen; precision then {np.mean(at):.3f} "
+                              f"[{min(at):.3f}, {max(at):.3f}]")
+                    else:
+                        print(f"{mode:>7} {strategy:>8} not settled within {limit} clicks on any seed")
+
+
+def time_choose(n_images: int, k: int, calls: int, seed: int) -> None:
+    """Choosing the next pair and the next screen of four at n_images, after 2 n log2 n answers."""
     rng = np.random.default_rng(seed)
     n_answers = int(2 * n_images * math.log2(n_images))
-    # A realistic mid-ranking state: true scores, answers concentrated near neighbours.
-    state = RatingState(range(n_images), RatingConfig(refine=True))
+    state = RatingState(range(n_images))
     scores = rng.normal(0, 2, n_images)
     history: dict[frozenset, int] = {}
     a = rng.integers(0, n_images, n_answers)
@@ -105,67 +189,42 @@ def time_choose_pair(n_images, k, calls, seed):
     t0 = time.perf_counter()
     ratings = state.ratings()
     refine_s = time.perf_counter() - t0
-    mu = np.array([r.mu for r in ratings.values()])
     groups = [set(rng.choice(n_images, size=3, replace=False).tolist()) for _ in range(50)]
-    choose, base = [], []
-    for i in range(calls):
-        t0 = time.perf_counter()
-        choose_pair(ratings, k, history=history, rng=rng, groups=groups)
-        choose.append(time.perf_counter() - t0)
-        t0 = time.perf_counter()
-        np.argsort(mu + i)
-        base.append(time.perf_counter() - t0)
-    return np.array(choose) * 1e3, np.array(base) * 1e3, n_answers, replay_s, refine_s
+    for size in (2, 4):
+        took = []
+        for _ in range(calls):
+            t0 = time.perf_counter()
+            choose_set(ratings, k, size, history=history, rng=rng, groups=groups)
+            took.append(time.perf_counter() - t0)
+        took = np.array(took) * 1e3
+        print(f"# choose_set(size={size}) at {n_images} images ({n_answers} answers in history, 50 near-duplicate "
+              f"groups): median {np.median(took):.2f} ms, p95 {np.percentile(took, 95):.2f} ms")
+    print(f"# recompute at {n_images} images: replay of {n_answers} answers {replay_s * 1e3:.0f} ms, "
+          f"MAP refinement {refine_s * 1e3:.0f} ms")
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--n", type=int, default=512)
-    parser.add_argument("--k", type=int, default=64)
-    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--n", type=int, nargs="+", default=[133])
+    parser.add_argument("--k", type=int, default=16)
+    parser.add_argument("--seeds", type=parse_seeds, default=parse_seeds("0-7"), help="e.g. 0-7 or 100-103,200")
+    parser.add_argument("--noise", nargs="+", default=["flip", "gumbel"], choices=["flip", "gumbel"])
+    parser.add_argument("--modes", nargs="+", default=["pairs", "best4"], choices=list(MODES))
+    parser.add_argument("--strategies", nargs="+", default=["active", "random"], choices=["active", "random"])
+    parser.add_argument("--multiples", type=float, nargs="+", default=[0.5, 1.0, 2.0],
+                        help="budgets in units of n log2 n clicks")
     parser.add_argument("--error-rate", type=float, default=0.10)
-    parser.add_argument("--tie-band", type=int, default=2)
-    parser.add_argument("--tie-rate", type=float, default=0.3)
-    parser.add_argument("--refresh", type=int, default=1,
-                        help="active: recompute ratings every R answers (1 = after every answer)")
+    parser.add_argument("--lapse", type=float, help="override RatingConfig.lapse (tuning)")
+    parser.add_argument("--explore", type=float, help="override choose_set's explore share (tuning)")
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--timing", action="store_true", help="only time choosing a screen")
     parser.add_argument("--timing-n", type=int, default=5000)
-    parser.add_argument("--timing-calls", type=int, default=300)
-    parser.add_argument("--skip-sim", action="store_true")
+    parser.add_argument("--timing-calls", type=int, default=200)
     args = parser.parse_args(argv)
-
-    n, k = args.n, args.k
-    unit = n * math.log2(n)
-    multiples = (1, 2, 4)
-    budgets = [int(round(m * unit)) for m in multiples]
-    if not args.skip_sim:
-        print(f"# N={n} images, top-{k}; user: {args.error_rate:.0%} flipped answers, tie with p="
-              f"{args.tie_rate} when true ranks are within {args.tie_band}; {args.seeds} seeds; "
-              f"active ratings refreshed every {args.refresh} answer(s)")
-        rows = {}
-        for strategy in ("active", "random"):
-            t0 = time.perf_counter()
-            runs = [run_one(strategy, n, k, budgets, seed, args) for seed in range(args.seeds)]
-            rows[strategy] = runs
-            print(f"#   {strategy}: {time.perf_counter() - t0:.0f} s", file=sys.stderr)
-        print(f"{'budget':>14} {'strategy':>8} {'kendall tau':>15} {'top-%d prec.' % k:>15} "
-              f"{'settled (P>.95)':>16} {'of them right':>14} {'repeats':>8}")
-        for m, budget in zip(multiples, budgets):
-            for strategy in ("active", "random"):
-                vals = {key: np.array([r[budget][key] for r in rows[strategy]], dtype=float)
-                        for key in ("tau", "precision", "settled", "settled_correct", "repeats")}
-                print(f"{m}x nlog2n={budget:>5} {strategy:>8} "
-                      f"{vals['tau'].mean():>8.3f} ± {vals['tau'].std():.3f} "
-                      f"{vals['precision'].mean():>8.3f} ± {vals['precision'].std():.3f} "
-                      f"{vals['settled'].mean():>9.1f}/{k:<4} "
-                      f"{np.nanmean(vals['settled_correct']):>14.3f} {vals['repeats'].mean():>8.0f}")
-
-    choose, base, n_answers, replay_s, refine_s = time_choose_pair(args.timing_n, args.k, args.timing_calls, 0)
-    print(f"# choose_pair at {args.timing_n} images ({n_answers} answers in history, 50 near-duplicate "
-          f"groups): median {np.median(choose):.2f} ms, p95 {np.percentile(choose, 95):.2f} ms "
-          f"(target <= 20 ms); baseline np.argsort({args.timing_n}) median {np.median(base):.3f} ms "
-          f"-> ratio {np.median(choose) / np.median(base):.0f}x")
-    print(f"# recompute at {args.timing_n} images: replay of {n_answers} answers {replay_s * 1e3:.0f} ms, "
-          f"MAP refinement {refine_s * 1e3:.0f} ms")
+    if args.timing:
+        time_choose(args.timing_n, 64, args.timing_calls, 0)
+    else:
+        simulate(args)
 
 
 if __name__ == "__main__":

@@ -137,13 +137,17 @@ class Decision(db.Model):
 
 
 class Comparison(db.Model):
-    """One raw pairwise answer; ratings are recomputed from these."""
+    """One raw answer on one screen; ratings are recomputed from these. A pair answer names left and right and its
+    outcome; an answer on a screen of several images ("pick the best") keeps the first two shown in left/right,
+    the rest in `others` (screen order), and the picks, best first, in `picks`."""
     __tablename__ = "comparison"
     id: Mapped[int] = mapped_column(primary_key=True)
     class_id: Mapped[int] = mapped_column(ForeignKey("image_class.id"), index=True)
     left_id: Mapped[int] = mapped_column(ForeignKey("image.id"))
     right_id: Mapped[int] = mapped_column(ForeignKey("image.id"))
-    outcome: Mapped[str] = mapped_column(String(8))  # left | right | tie | neither
+    outcome: Mapped[str] = mapped_column(String(8))  # left | right | tie | neither | best | order
+    others: Mapped[Optional[list[int]]] = mapped_column(JSON)  # image ids shown after left and right
+    picks: Mapped[Optional[list[int]]] = mapped_column(JSON)  # best | order: the picked image ids, best first
     actor: Mapped[str] = mapped_column(String(64), default="")
     created: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     undone: Mapped[bool] = mapped_column(Boolean, default=False)

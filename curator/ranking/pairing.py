@@ -1,27 +1,40 @@
-"""Active choice of the next pair to compare, aimed at deciding which images are in the top-k.
+"""Active choice of what to show next — a pair, or a screen of several images to pick the best of — aimed at
+deciding which images are in the top-k.
 
-Why: people rank a few hundred images per class; every answer should move the top-k decision.
-So the first image is drawn in proportion to how *undecided* its membership is (and how uncertain
-its rating), the second from a short candidate list — its neighbours in the current order, the
-images around the top-k boundary, a few random ones, and its near-duplicates — scored by how
-uncertain the outcome is and how much it would teach. Every earlier asking of a pair divides its
-score by four, and the candidate list is widened before a pair is repeated, so a pair comes back
-only when the fresh alternatives would be foregone conclusions. A share ``explore`` of the
-choices starts from a little-compared image instead, so nothing is written off on too little
-evidence.
+What a screen is worth: every image's membership of the top-k is uncertain (P(in top-k) = Phi((mu - t) / sigma)
+with the shared threshold t of `rating.top_k_threshold`). For each image on a screen, the answer says whether it
+was picked; the screen's score is the sum over its images of the mutual information between "it is picked" and
+"it is above t", with the ratings' own uncertainty and the modelled lapses (`RatingConfig.lapse`) integrated out.
+So the best opponent for an undecided image is a well-known image near the threshold (the answer then says on
+which side it falls), and an image whose place is settled (P near 0 or 1) adds nothing: it is no longer asked
+about, though it may still serve as a reference.
 
-Cost: O(n) numpy work plus O(candidates) Python; never the n^2 pairs. Pure logic, numpy only.
+Where the candidates come from: a short pool — the images whose membership is most uncertain (weighted by their
+rating's spread), those around the top-k boundary, and a few at random. Pairs are scored over every pair in the
+pool; a larger screen grows from its best pair one image at a time. Every earlier showing of two images together
+divides a screen's score by four, and the pool is widened before a pair is shown again.
+
+Why `explore`: the score is myopic. One wrong answer (a tenth of them, say) can push a top image so far down that
+no single answer seems worth asking about it again, and at a few answers per image that is the most common way to
+lose a top image. So a share of the screens is built around a little-compared image instead (a second opinion
+before it is written off). Near duplicates meet head to head: an image on the screen whose near-duplicate group
+holds a member it has not met yet is shown with that member.
+
+Cost: O(n) numpy work plus O(pool^2) vectorised scoring; never the n^2 pairs. Pure logic, numpy only.
 """
 from __future__ import annotations
 
+import itertools
 import math
 from typing import Collection, Hashable, Iterable, Mapping
 
 import numpy as np
 
-from curator.ranking.rating import Rating, _rating_arrays, membership_probabilities
+from curator.ranking.rating import Rating, RatingConfig, _rating_arrays, normal_cdf, top_k_threshold
 
 _PI_OVER_8 = math.pi / 8.0
+_SQRT_2PI = math.sqrt(2.0 * math.pi)
+DEFAULT_LAPSE = RatingConfig().lapse
 
 
 def _count_lookup(history):
@@ -47,33 +60,81 @@ def _as_generator(rng) -> np.random.Generator:
     raise TypeError(f"rng must be a numpy Generator or an int seed, got {type(rng).__name__}")
 
 
-def choose_pair(ratings: Mapping[Hashable, Rating], k: int, *,
-                history: Mapping[frozenset, int] | Collection[frozenset] | None = None,
-                rng: np.random.Generator | int | None = None,
-                groups: Iterable[Collection[Hashable]] | None = None,
-                explore: float = 0.1, window: int = 12, n_random: int = 8,
-                repeat_penalty: float = 0.25) -> tuple[Hashable, Hashable]:
-    """The next pair (left_id, right_id) to show, sides in random order.
+def _binary_entropy(p: np.ndarray) -> np.ndarray:
+    p = np.clip(p, 1e-12, 1.0 - 1e-12)
+    return -(p * np.log(p) + (1.0 - p) * np.log1p(-p))
+
+
+def screen_information(mu: np.ndarray, var: np.ndarray, t: float, lapse: float = DEFAULT_LAPSE) -> np.ndarray:
+    """What each screen's answer tells about top-k membership, in nats: for screens given as rows of ratings
+    ``mu``, ``var`` (shape (screens, images per screen)), the sum over their images of the mutual information
+    between "the image is picked as the best" and "the image is above the threshold t".
+
+    Model: an image is picked with the Plackett–Luce probability against the others taken as one opponent of
+    strength log(sum exp(mu_j)) and the spread of their weighted mean, with the probit approximation for the
+    uncertainty; then a lapse share `lapse` of picks is uniform. Its rating is split at t into the two truncated
+    normals (above, below), each giving the chance of a pick.
+    """
+    mu = np.asarray(mu, dtype=np.float64)
+    var = np.asarray(var, dtype=np.float64)
+    m = mu.shape[1]
+    # For image i, the others j != i as one opponent: log-sum-exp of their ratings, and the spread of their mean
+    # weighted by exp(mu_j - opponent) (computed per (i, j) so that no sum is taken apart again).
+    others = np.where(np.eye(m, dtype=bool), -np.inf, mu[:, None, :])  # (screens, i, j)
+    top = others.max(axis=2, keepdims=True)
+    weights = np.exp(others - top)
+    total = weights.sum(axis=2, keepdims=True)
+    opponent = (np.log(total) + top)[:, :, 0]
+    opponent_var = np.sum((weights / total) ** 2 * var[:, None, :], axis=2)
+    sd = np.sqrt(var)
+    alpha = (t - mu) / sd
+    above = 1.0 - normal_cdf(alpha)
+    density = np.exp(-0.5 * alpha * alpha) / _SQRT_2PI
+    ratio_above = density / np.maximum(above, 1e-12)
+    ratio_below = density / np.maximum(1.0 - above, 1e-12)
+    pick = []
+    for mean, spread in ((mu + sd * ratio_above, var * (1.0 + alpha * ratio_above - ratio_above ** 2)),
+                         (mu - sd * ratio_below, var * (1.0 - alpha * ratio_below - ratio_below ** 2))):
+        z = (mean - opponent) / np.sqrt(1.0 + _PI_OVER_8 * (np.maximum(spread, 0.0) + opponent_var))
+        pick.append((1.0 - lapse) / (1.0 + np.exp(-z)) + lapse / m)
+    pick_above, pick_below = pick
+    picked = above * pick_above + (1.0 - above) * pick_below
+    info = (_binary_entropy(picked) - above * _binary_entropy(pick_above)
+            - (1.0 - above) * _binary_entropy(pick_below))
+    return info.sum(axis=1)
+
+
+def choose_set(ratings: Mapping[Hashable, Rating], k: int, size: int = 4, *,
+               history: Mapping[frozenset, int] | Collection[frozenset] | None = None,
+               rng: np.random.Generator | int | None = None,
+               groups: Iterable[Collection[Hashable]] | None = None,
+               explore: float = 0.2, lapse: float = DEFAULT_LAPSE, pool: int = 24, n_random: int = 8,
+               repeat_penalty: float = 0.25) -> tuple:
+    """The next screen: `size` different image ids (fewer if the class has fewer), in random order.
 
     ratings: {image_id: Rating} of one class (from ``compute_ratings`` / ``RatingState.ratings``).
     k: size of the top-k to decide (clipped to 1..n-1).
-    history: how often each unordered pair was asked, {frozenset({a, b}): count}, or a set of
+    history: how often each unordered pair was shown together, {frozenset({a, b}): count}, or a set of
         frozenset pairs; used to avoid repeats.
-    rng: numpy Generator or int seed (same inputs + same seed -> same pair).
-    groups: near-duplicate groups; when the first image has a group member it has not met yet,
-        that member is its opponent (near-duplicates compete head to head).
-    explore: share of choices that start from a little-compared image instead of the most
-        undecided one.
-    window: places on each side of the first image's rank taken as candidates (widened 4x when
-        the best of them is a repeat); n_random: random candidates added each time.
-    repeat_penalty: a pair's score is multiplied by this for each time it was already asked.
+    rng: numpy Generator or int seed (same inputs + same seed -> same screen).
+    groups: near-duplicate groups; an image on the screen with a group member it has not met yet is shown with
+        that member (near duplicates compete head to head).
+    explore: share of screens built around a little-compared image.
+    lapse: the ratings' lapse share (``RatingConfig.lapse``), for the chance of each answer.
+    pool: how many of the most uncertain images are candidates (plus the boundary and `n_random` random ones);
+        widened four times when the best screen would repeat a pair.
+    repeat_penalty: a screen's score is multiplied by this for each time one of its pairs was already shown.
     """
     if not 0.0 <= explore <= 1.0:
         raise ValueError(f"explore must be within [0, 1], got {explore}")
     if not 0.0 < repeat_penalty <= 1.0:
         raise ValueError(f"repeat_penalty must be within (0, 1], got {repeat_penalty}")
-    if window < 1 or n_random < 0:
-        raise ValueError(f"need window >= 1 and n_random >= 0, got {window} and {n_random}")
+    if pool < 2 or n_random < 0:
+        raise ValueError(f"need pool >= 2 and n_random >= 0, got {pool} and {n_random}")
+    if not 0.0 <= lapse < 1.0:
+        raise ValueError(f"lapse must be within [0, 1), got {lapse}")
+    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 2:
+        raise ValueError(f"a screen shows at least two images, got size={size!r}")
     ids, mu, sigma, n_cmp = _rating_arrays(ratings)
     n = len(ids)
     if n < 2:
@@ -82,74 +143,84 @@ def choose_pair(ratings: Mapping[Hashable, Rating], k: int, *,
         raise TypeError(f"k must be an integer, got {k!r}")
     rng = _as_generator(rng)
     count = _count_lookup(history)
+    size = min(int(size), n)
     k_eff = int(min(max(k, 1), n - 1))
-
-    p_in = membership_probabilities(mu, sigma, k_eff)
-    undecided = p_in * (1.0 - p_in)
+    sigma = np.maximum(sigma, 1e-9)
+    var = sigma * sigma
+    t = top_k_threshold(mu, sigma, k_eff)
+    weight = _binary_entropy(normal_cdf((mu - t) / sigma)) * sigma
     order = np.argsort(-mu, kind="stable")
-    rank = np.empty(n, dtype=np.intp)
-    rank[order] = np.arange(n)
+    by_weight = np.argsort(-weight, kind="stable")
 
-    exploring = rng.random() < explore
-    if exploring:
-        weight = 1.0 / (1.0 + n_cmp) ** 2
-    else:
-        weight = (undecided * sigma) ** 2
-    total = float(weight.sum())
-    a = int(rng.choice(n, p=weight / total)) if total > 0 and math.isfinite(total) else int(rng.integers(n))
-    # Exploring: place the image in the whole order (relevance to the boundary is ignored).
-    relevance = np.ones(n) if exploring else undecided + 1e-3
+    anchor = None
+    if rng.random() < explore:
+        fresh = 1.0 / (1.0 + n_cmp) ** 2
+        anchor = int(rng.choice(n, p=fresh / fresh.sum()))
 
-    group_mates = _unmet_group_mates(ids, a, groups, count)
-    if group_mates is not None:
-        b, _ = _best_opponent(a, group_mates, mu, sigma, relevance, ids, count, rng, 1.0)
-    else:
-        # Every asking of a pair divides its value by 1/repeat_penalty, so an unasked pair wins
-        # unless it is far less informative (a fresh but foregone pairing loses to repeating a
-        # close one). If the best is still a repeat, look further along the order first.
-        for width in (window, 4 * window):
-            candidates = _candidates(a, rank[a], order, k_eff, width, n_random, rng)
-            b, repeats = _best_opponent(a, candidates, mu, sigma, relevance, ids, count, rng,
-                                        repeat_penalty)
-            if repeats == 0:
+    def candidates(width: int) -> np.ndarray:
+        half = max(1, width // 4)
+        parts = [by_weight[:width], order[max(0, k_eff - half): k_eff + half], rng.integers(0, n, size=n_random)]
+        if anchor is not None:
+            parts.append(np.array([anchor]))
+        return np.unique(np.concatenate(parts))
+
+    def repeats(screen: list[int], extra: int) -> int:
+        return sum(count(ids[extra], ids[j]) for j in screen)
+
+    for width in (pool, 4 * pool):
+        members = candidates(width)
+        if anchor is None:
+            pairs = np.array(list(itertools.combinations(members.tolist(), 2)), dtype=np.intp)
+        else:
+            pairs = np.array([(anchor, j) for j in members.tolist() if j != anchor], dtype=np.intp)
+        asked = np.array([count(ids[a], ids[b]) for a, b in pairs.tolist()], dtype=np.int64)
+        score = screen_information(mu[pairs], var[pairs], t, lapse) * repeat_penalty ** asked
+        score = score * (1.0 + 1e-6 * rng.random(len(score)))  # seeded tie-break
+        best = int(np.argmax(score))
+        if asked[best] == 0 or len(members) == n:
+            break
+    screen = [int(i) for i in pairs[best]]
+    screen = _with_group_mates(screen, ids, groups, count, size)
+
+    while len(screen) < size:  # grow the screen one image at a time, widening the pool before repeating a pair
+        for width in (pool, 4 * pool, n):
+            rest = np.array([j for j in candidates(width).tolist() if j not in screen], dtype=np.intp)
+            if not len(rest):
+                continue
+            rows = np.column_stack([np.tile(screen, (len(rest), 1)), rest])
+            asked = np.array([repeats(screen, j) for j in rest.tolist()], dtype=np.int64)
+            score = screen_information(mu[rows], var[rows], t, lapse) * repeat_penalty ** asked
+            score = score * (1.0 + 1e-6 * rng.random(len(score)))
+            best = int(np.argmax(score))
+            if asked[best] == 0:
                 break
-    left, right = (a, b) if rng.random() < 0.5 else (b, a)
-    return ids[left], ids[right]
+        screen.append(int(rest[best]))
+    return tuple(ids[i] for i in rng.permutation(screen).tolist())
 
 
-def _candidates(a, rank_a, order, k, width, n_random, rng) -> np.ndarray:
-    n = order.shape[0]
-    near = order[max(0, rank_a - width): rank_a + width + 1]
-    boundary = order[max(0, k - width // 2): k + width // 2 + 1]
-    random = rng.integers(0, n, size=n_random)
-    candidates = np.unique(np.concatenate([near, boundary, random]))
-    return candidates[candidates != a]
+def choose_pair(ratings: Mapping[Hashable, Rating], k: int, **options) -> tuple[Hashable, Hashable]:
+    """The next pair (left_id, right_id), sides in random order: ``choose_set`` with two images."""
+    left, right = choose_set(ratings, k, 2, **options)
+    return left, right
 
 
-def _unmet_group_mates(ids, a, groups, count):
+def _with_group_mates(screen: list[int], ids, groups, count, size: int) -> list[int]:
+    """If an image on the screen has near-duplicate group members it has not met, show it with them instead."""
     if not groups:
-        return None
-    a_id = ids[a]
-    for group in groups:
-        if a_id in group:
-            index = {image_id: i for i, image_id in enumerate(ids)} if len(group) > 1 else {}
-            mates = [index[m] for m in group if m != a_id and m in index and count(a_id, m) == 0]
-            return np.array(mates, dtype=np.intp) if mates else None
-    return None
+        return screen
+    index = None
+    for image in screen:
+        image_id = ids[image]
+        for group in groups:
+            if image_id not in group:
+                continue
+            if index is None:
+                index = {image_id: i for i, image_id in enumerate(ids)}
+            mates = [index[m] for m in group if m != image_id and m in index and count(image_id, m) == 0]
+            if mates:
+                return [image] + sorted(mates)[: size - 1]
+            break
+    return screen
 
 
-def _best_opponent(a, candidates, mu, sigma, relevance, ids, count, rng, repeat_penalty):
-    """Most informative opponent: outcome uncertainty x what the answer teaches (summed variance)
-    x relevance to the top-k x repeat_penalty ** (times asked). Returns (index, times asked)."""
-    var_sum = sigma[a] ** 2 + sigma[candidates] ** 2
-    q = 1.0 / (1.0 + np.exp(-(mu[a] - mu[candidates]) / np.sqrt(1.0 + _PI_OVER_8 * var_sum)))
-    score = q * (1.0 - q) * var_sum * (relevance[a] + relevance[candidates])
-    score = score * (1.0 + 1e-6 * rng.random(candidates.shape[0]))  # seeded tie-break
-    a_id = ids[a]
-    asked = np.array([count(a_id, ids[j]) for j in candidates.tolist()], dtype=np.int64)
-    score = score * repeat_penalty ** asked
-    best = int(np.argmax(score))
-    return int(candidates[best]), int(asked[best])
-
-
-__all__ = ["choose_pair"]
+__all__ = ["screen_information", "choose_set", "choose_pair"]

@@ -16,6 +16,7 @@ belongs") waits in triage. Every user change to images goes through `decisions.r
 """
 from __future__ import annotations
 
+import itertools
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -30,10 +31,13 @@ from core.history import UndoError, image_changes, record, undo
 from core.models import ACTIVE, REJECTED, Comparison, Decision, Image, ImageClass, utcnow
 from curator.dedup import service as dedup_service
 from curator.imports.service import ClassCache
-from curator.ranking.pairing import choose_pair
-from curator.ranking.rating import OUTCOMES, Progress, Rating, RatingState, membership_probabilities, replay
+from curator.ranking.pairing import choose_set
+from curator.ranking.rating import OUTCOMES, Choice, Progress, Rating, RatingState, replay, top_k_membership
 
 SETTLED = 0.95  # P(in top-k) above this (or below 1 - this) counts as decided
+COVARIANCE_MAX = 1000  # images in a class up to which P(in top-k) uses the ratings' joint covariance
+SCREEN_SIZES = (2, 3, 4)  # images on one screen: a pair, or "pick the best" of up to four
+CHOICE_OUTCOMES = ("best", "order")  # an answer on a screen of several: the best only, or all of them in order
 DEFAULT_K_CAP = 64  # a class without its own k ranks for min(64, half its images)
 MAX_K = 1_000_000
 NEITHER_KIND = "neither"  # Decision.kind of the flags a "neither belongs" answer sets
@@ -89,14 +93,30 @@ def set_top_k(session: Session, image_class: ImageClass, raw) -> int:
 # Reads here use Core on the session's connection (no ORM row loading): at thousands of rows per request that is
 # several times cheaper, and these run on every answer.
 
-def load_comparisons(session: Session, class_id: int, *, after_id: int = 0,
-                     include_undone: bool = False) -> list[tuple[int, int, int, str]]:
-    """The class's answers as (id, left_id, right_id, outcome), in stored order."""
-    q = (select(Comparison.id, Comparison.left_id, Comparison.right_id, Comparison.outcome)
-         .where(Comparison.class_id == class_id, Comparison.id > after_id).order_by(Comparison.id))
+_ROW = (Comparison.id, Comparison.left_id, Comparison.right_id, Comparison.outcome, Comparison.others,
+        Comparison.picks)
+
+
+class Row(tuple):
+    """One stored answer as the maths reads it: (id, answer, shown), where answer is a pair answer
+    (left, right, outcome) or a `rating.Choice(shown, picks)`, and shown the images on its screen."""
+    __slots__ = ()
+
+    @classmethod
+    def read(cls, row) -> "Row":
+        id_, left, right, outcome, others, picks = row
+        if outcome in CHOICE_OUTCOMES:
+            shown = (left, right, *(others or ()))
+            return tuple.__new__(cls, (id_, Choice(shown, tuple(picks or ())), shown))
+        return tuple.__new__(cls, (id_, (left, right, outcome), (left, right)))
+
+
+def load_comparisons(session: Session, class_id: int, *, after_id: int = 0, include_undone: bool = False) -> list[Row]:
+    """The class's answers as `Row`s (id, answer, shown), in stored order."""
+    q = select(*_ROW).where(Comparison.class_id == class_id, Comparison.id > after_id).order_by(Comparison.id)
     if not include_undone:
         q = q.where(Comparison.undone.is_(False))
-    return [tuple(row) for row in session.connection().execute(q)]
+    return [Row.read(row) for row in session.connection().execute(q)]
 
 
 def active_images(session: Session, class_id: int) -> list[tuple[int, bool]]:
@@ -131,18 +151,16 @@ def recompute(session: Session, class_id: int) -> RatingState:
     """Ratings from scratch, no cache: the definition the cached path must match."""
     comparisons = load_comparisons(session, class_id)
     universe = {i for i, _ in active_images(session, class_id)}
-    universe.update(c[1] for c in comparisons)
-    universe.update(c[2] for c in comparisons)
-    return replay(sorted(universe), [c[1:] for c in comparisons])
+    universe.update(i for c in comparisons for i in c[2])
+    return replay(sorted(universe), [c[1] for c in comparisons])
 
 
-def _rows_of(session: Session, class_id: int, key: "LiveKey", after_id: int = 0) -> list[tuple[int, int, int, str]]:
+def _rows_of(session: Session, class_id: int, key: "LiveKey", after_id: int = 0) -> list[Row]:
     """Exactly the live comparisons `key` names (after `after_id`), even if answers arrive meanwhile: rows are
     bounded by the key's last id and its undone set, so a cached state always holds what its key says."""
-    q = (select(Comparison.id, Comparison.left_id, Comparison.right_id, Comparison.outcome)
-         .where(Comparison.class_id == class_id, Comparison.id > after_id, Comparison.id <= key.max_id)
+    q = (select(*_ROW).where(Comparison.class_id == class_id, Comparison.id > after_id, Comparison.id <= key.max_id)
          .order_by(Comparison.id))
-    return [tuple(row) for row in session.connection().execute(q) if row[0] not in key.undone]
+    return [Row.read(row) for row in session.connection().execute(q) if row[0] not in key.undone]
 
 
 # --- the ratings cache -----------------------------------------------------------------------------------------
@@ -156,7 +174,7 @@ class ClassRatings:
     mu: np.ndarray
     sigma: np.ndarray
     n: np.ndarray
-    history: dict  # {pair_key(a, b): times asked}, every live answer ("neither" too)
+    history: dict  # {pair_key(a, b): times shown together}, every live answer ("neither" too)
     compared: frozenset  # images in at least one live answer
 
     @property
@@ -187,11 +205,12 @@ def pair_key(a: int, b: int) -> int:
     return (a << 32) | b if a < b else (b << 32) | a
 
 
-def _history(comparisons: Iterable[tuple[int, int, int, str]], base: dict | None = None) -> dict:
+def _history(comparisons: Iterable[Row], base: dict | None = None) -> dict:
     counts = dict(base) if base else {}
-    for _id, left, right, _outcome in comparisons:
-        key = pair_key(left, right)
-        counts[key] = counts.get(key, 0) + 1
+    for _id, _answer, shown in comparisons:
+        for a, b in itertools.combinations(shown, 2):
+            key = pair_key(a, b)
+            counts[key] = counts.get(key, 0) + 1
     return counts
 
 
@@ -222,9 +241,9 @@ def class_ratings(session: Session, class_id: int, active: Iterable[int] | None 
                 comparisons = _rows_of(session, class_id, key)
                 if len(comparisons) != key.count:
                     continue  # the key changed under us (an answer committed out of id order): read it again
-                compared = frozenset(i for c in comparisons for i in c[1:3])
+                compared = frozenset(i for c in comparisons for i in c[2])
                 universe = frozenset(active) | compared
-                state = replay(sorted(universe), [c[1:] for c in comparisons])
+                state = replay(sorted(universe), [c[1] for c in comparisons])
                 result = _finish(key, universe, state, _history(comparisons), compared)
                 stats["replays"] += 1
             entries.insert(0, result)
@@ -247,12 +266,12 @@ def _incremental(session, class_id, key: LiveKey, active: set, entries) -> Class
         new = _rows_of(session, class_id, key, after_id=old.max_id)
         if old.count + len(new) != key.count:
             continue
-        touched = frozenset(i for c in new for i in c[1:3])
+        touched = frozenset(i for c in new for i in c[2])
         if not (touched <= entry.universe and _universe_ok(entry, active)):
             continue  # a new image joined (or an uncompared one left): replay with the new universe
         state = entry.state.copy()
         for c in new:
-            state.apply(c[1:])
+            state.apply(c[1])
         return _finish(key, entry.universe, state, _history(new, entry.history), entry.compared | touched)
     return None
 
@@ -294,14 +313,20 @@ class ClassView:
 
 
 def class_view(session: Session, image_class: ImageClass) -> ClassView:
-    """P(in top-k) is the analytic mean-field estimate (`rating.membership_probabilities`): O(n), so the counter
-    can be shown after every answer even at thousands of images, and leaderboard, counter and selection agree."""
+    """P(in top-k) is `rating.top_k_membership`: each image's margin over the top-k boundary with the ratings'
+    joint covariance (cached with the ratings, one O(n^3) inverse per new answer; up to COVARIANCE_MAX images), or
+    beyond that the O(n) mean-field estimate. Leaderboard, counter, "class done" and selection all read it."""
     active = active_images(session, image_class.id)
     cr = class_ratings(session, image_class.id, (i for i, _ in active))
     competing = np.array([i for i, f in active if not f], dtype=np.int64)
     k = effective_k(image_class, len(competing))
     idx = np.array([cr.index[i] for i in competing.tolist()], dtype=np.intp)
-    p = membership_probabilities(cr.mu[idx], cr.sigma[idx], k) if len(idx) else np.zeros(0)
+    if not len(idx):
+        return ClassView(image_class, cr, active, competing, k, np.zeros(0))
+    covariance = cr.state.covariance(COVARIANCE_MAX)
+    if covariance is not None:
+        covariance = covariance[np.ix_(idx, idx)]
+    p = top_k_membership(cr.mu[idx], cr.sigma[idx], k, covariance)
     return ClassView(image_class, cr, active, competing, k, p)
 
 
@@ -383,25 +408,29 @@ def answers_by(session: Session, class_id: int, actor: str) -> int:
         Comparison.class_id == class_id, Comparison.actor == actor, Comparison.undone.is_(False))) or 0
 
 
-# --- choosing pairs --------------------------------------------------------------------------------------------
+# --- choosing what to show ------------------------------------------------------------------------------------
 
 class _PendingCounts(Mapping):
-    """The stored pair counts plus pairs already on screen but not answered yet, without copying the counts, as
-    `choose_pair` reads them: {frozenset({a, b}): count}."""
+    """The stored pair counts plus the pairs of screens already shown but not answered yet, without copying the
+    counts, as `choose_set` reads them: {frozenset({a, b}): count}."""
 
-    def __init__(self, base: dict, pending: Sequence[tuple[int, int]]):
+    def __init__(self, base: dict, pending: Iterable[Sequence[int]]):
         self.base = base
         self.extra: dict = {}
-        for a, b in pending:
-            key = pair_key(a, b)
-            self.extra[key] = self.extra.get(key, 0) + 1
+        for screen in pending:
+            for a, b in itertools.combinations(screen, 2):
+                key = pair_key(a, b)
+                self.extra[key] = self.extra.get(key, 0) + 1
+
+    def get(self, pair, default=0):
+        if len(pair) != 2:
+            return default
+        a, b = pair
+        key = pair_key(a, b)
+        return self.base.get(key, 0) + self.extra.get(key, 0) or default
 
     def __getitem__(self, pair):
-        a, b = tuple(pair) if len(pair) == 2 else (None, None)
-        if a is None:
-            raise KeyError(pair)
-        key = pair_key(a, b)
-        count = self.base.get(key, 0) + self.extra.get(key, 0)
+        count = self.get(pair)
         if not count:
             raise KeyError(pair)
         return count
@@ -421,28 +450,41 @@ def duplicate_groups(session: Session, class_id: int) -> list[set[int]] | None:
     return [set(g.members) for g in dedup_service.class_groups(session, class_id)] or None
 
 
-def next_pairs(session: Session, image_class: ImageClass, *, count: int = 2,
-               first: tuple[int, int] | None = None, pending: Sequence[tuple[int, int]] = (),
-               rng: np.random.Generator | int | None = None, view: ClassView | None = None) -> list[tuple[int, int]]:
-    """`count` pairs to show in turn: the current one (`first` if it is still valid) and the ones to prefetch.
+def screen_size(view: ClassView, wanted: int) -> int:
+    """Images per screen: `wanted` (2 for pairs, 4 for "pick the best"), fewer when fewer images compete."""
+    return max(2, min(wanted, len(view.competing)))
 
-    Pairs on screen (`pending`) and the ones chosen before count as asked, so a pair is not shown twice in a row.
-    Returns [] when fewer than two images compete.
+
+def next_screens(session: Session, image_class: ImageClass, *, size: int = 2, count: int = 2,
+                 first: Sequence[int] | None = None, pending: Iterable[Sequence[int]] = (),
+                 rng: np.random.Generator | int | None = None, view: ClassView | None = None) -> list[tuple[int, ...]]:
+    """`count` screens of `size` images (or as many as compete) to show in turn: the current one (`first` if it is
+    still valid) and the ones to prefetch.
+
+    Screens on show (`pending`) and the ones chosen before count as asked, so a pair of images is not shown
+    together twice in a row. Returns [] when fewer than two images compete.
     """
     view = view or class_view(session, image_class)
     ratings = view.competing_ratings
     if len(ratings) < 2:
         return []
+    size = screen_size(view, size)
     rng = np.random.default_rng(rng)
     groups = duplicate_groups(session, image_class.id)
-    pairs: list[tuple[int, int]] = []
-    if first is not None and first[0] != first[1] and first[0] in ratings and first[1] in ratings:
-        pairs.append((int(first[0]), int(first[1])))
-    while len(pairs) < count:
-        history = _PendingCounts(view.ratings.history, list(pending) + pairs)
-        left, right = choose_pair(ratings, view.k, history=history, rng=rng, groups=groups)
-        pairs.append((int(left), int(right)))
-    return pairs
+    screens: list[tuple[int, ...]] = []
+    if first is not None and len(first) == size and len(set(first)) == size and all(i in ratings for i in first):
+        screens.append(tuple(int(i) for i in first))
+    pending = list(pending)
+    while len(screens) < count:
+        history = _PendingCounts(view.ratings.history, pending + screens)
+        screen = choose_set(ratings, view.k, size, history=history, rng=rng, groups=groups)
+        screens.append(tuple(int(i) for i in screen))
+    return screens
+
+
+def next_pairs(session: Session, image_class: ImageClass, **options) -> list[tuple[int, int]]:
+    """`next_screens` of two images."""
+    return next_screens(session, image_class, size=2, **options)
 
 
 # --- answers ---------------------------------------------------------------------------------------------------
@@ -496,6 +538,68 @@ def record_answer(session: Session, image_class: ImageClass, left_id, right_id, 
             decision = record(session, NEITHER_KIND, changes, actor=actor, image_id=left.id)
             decision.created = now  # the link back from the comparison (see undo_last_answer)
     return Answer(comparison, stored=True)
+
+
+def parse_ids(raw, what: str) -> list[int]:
+    """Image numbers typed or posted: a list of strings, or one string separated by commas or spaces."""
+    parts = raw if isinstance(raw, (list, tuple)) else [raw]
+    text = [p for part in parts if part is not None for p in str(part).replace(",", " ").split()]
+    try:
+        return [int(p) for p in text]
+    except ValueError:
+        raise RankingError(f"the {what} must be image numbers, got {' '.join(text)!r}") from None
+
+
+@transactional
+def record_choice(session: Session, image_class: ImageClass, shown_raw, picks_raw, actor: str) -> Answer:
+    """Store one answer on a screen of several images: `shown_raw` the images on it (2 to 4, in screen order),
+    `picks_raw` the best one, or all of them best first (the last may be left out: it is implied).
+
+    Validates everything first (RankingError, nothing written). Repeating the actor's latest answer verbatim
+    (a double click, a resent form) stores nothing new.
+    """
+    shown = parse_ids(shown_raw, "images shown")
+    picks = parse_ids(picks_raw, "picked images")
+    if not SCREEN_SIZES[0] <= len(shown) <= SCREEN_SIZES[-1]:
+        raise RankingError(f"a screen shows {SCREEN_SIZES[0]} to {SCREEN_SIZES[-1]} images, got {len(shown)}")
+    if len(set(shown)) != len(shown):
+        raise RankingError("an image was shown twice on one screen")
+    images = [_image_in_class(session, i, image_class, "each shown") for i in shown]
+    if not picks:
+        raise RankingError("pick the best image (1 to 4)")
+    if len(set(picks)) != len(picks):
+        raise RankingError("an image was picked twice")
+    strangers = [i for i in picks if i not in shown]
+    if strangers:
+        raise RankingError(f"image #{strangers[0]} was not on the screen")
+    if 1 < len(picks) < len(shown) - 1:
+        raise RankingError(f"put all {len(shown)} images in order, or pick only the best")
+    outcome = "best" if len(picks) == 1 and len(shown) > 2 else "order"
+    if outcome == "order" and len(picks) == len(shown) - 1:
+        picks.append(next(i for i in shown if i not in picks))
+    last = last_answer(session, image_class.id, actor)
+    if last is not None and last.outcome == outcome and last.picks == picks \
+            and [last.left_id, last.right_id, *(last.others or ())] == shown:
+        return Answer(last, stored=False)
+    comparison = Comparison(class_id=image_class.id, left_id=images[0].id, right_id=images[1].id, outcome=outcome,
+                            others=shown[2:], picks=picks, actor=actor, created=utcnow())
+    session.add(comparison)
+    return Answer(comparison, stored=True)
+
+
+def shown_on(comparison: Comparison) -> list[int]:
+    """The images a stored answer's screen showed, in screen order."""
+    return [comparison.left_id, comparison.right_id, *(comparison.others or ())]
+
+
+def describe(comparison: Comparison) -> str:
+    """An answer in words, for messages: "#3 vs #5 (left)", "#4 best of #4, #9, #2, #7"."""
+    if comparison.outcome in CHOICE_OUTCOMES:
+        shown = ", ".join(f"#{i}" for i in shown_on(comparison))
+        if comparison.outcome == "best":
+            return f"#{comparison.picks[0]} best of {shown}"
+        return f"{' > '.join(f'#{i}' for i in comparison.picks)} (of {shown})"
+    return f"#{comparison.left_id} vs #{comparison.right_id} ({comparison.outcome})"
 
 
 def last_answer(session: Session, class_id: int, actor: str) -> Comparison | None:
@@ -644,8 +748,9 @@ def triage(session: Session, image_class: ImageClass, image_id, action: str, cla
     return decision
 
 
-__all__ = ["RankingError", "get_class", "default_k", "effective_k", "parse_k", "set_top_k", "load_comparisons",
+__all__ = ["RankingError", "get_class", "default_k", "effective_k", "parse_k", "set_top_k", "Row", "load_comparisons",
            "active_images", "LiveKey", "live_key", "recompute", "ClassRatings", "class_ratings", "clear_cache",
-           "Standing", "Standings", "standings", "answers_by", "duplicate_groups", "next_pairs", "Answer",
-           "record_answer", "last_answer", "Undone", "undo_last_answer", "SELECT_MODES", "parse_threshold",
-           "select_images", "last_selection", "TriageView", "triage_queue", "triage"]
+           "Standing", "Standings", "standings", "answers_by", "duplicate_groups", "screen_size", "next_screens",
+           "next_pairs", "Answer", "record_answer", "parse_ids", "record_choice", "shown_on", "describe",
+           "last_answer", "Undone", "undo_last_answer", "SELECT_MODES", "parse_threshold", "select_images",
+           "last_selection", "TriageView", "triage_queue", "triage"]

@@ -1,9 +1,12 @@
-"""Ranking pages under /rank/: compare two images, triage one at a time, leaderboard and selection per class.
+"""Ranking pages under /rank/: compare two images, pick the best of four, triage one at a time, leaderboard and
+selection per class.
 
 The compare page is keyboard first (←/→ choose, ↓ tie, ↑ neither belongs, Backspace undoes) and swaps
-`_rank_pair.html` by htmx; each answer's response already holds the next pair (whose images the page preloaded)
-and preloads the images of the pair after it, so answering never waits on an image. Without JavaScript the same
-forms post and redirect. Who answers is a name typed once and kept in the session ("anonymous" until then).
+`_pair.html` by htmx; the best-of-4 page (keys 1–4, optionally putting all four in order) swaps `_screen.html` the
+same way. Each answer's response already holds the next screen (whose images the page preloaded) and preloads the
+images of the one after it, so answering never waits on an image. Without JavaScript the same forms post and
+redirect. When every top-k place of the class is settled, both pages say so instead of asking more (with a way to
+keep going). Who answers is a name typed once and kept in the session ("anonymous" until then).
 """
 from __future__ import annotations
 
@@ -45,6 +48,21 @@ def _pair_arg(source, left: str, right: str) -> tuple[int, int] | None:
     return (a, b) if a is not None and b is not None else None
 
 
+def _screen_arg(source, key: str) -> tuple[int, ...] | None:
+    """A screen's image ids from a form or query ("3,8,12,5" or repeated fields); None if absent or malformed
+    (it only says which screen to show, so a bad value just means a freshly chosen one)."""
+    try:
+        ids = rs.parse_ids(source.getlist(key), key)
+    except rs.RankingError:
+        return None
+    return tuple(ids) or None
+
+
+def _more(source) -> bool:
+    """Keep asking after the class is done (the person chose to keep going)."""
+    return source.get("more") == "1"
+
+
 # --- who is ranking --------------------------------------------------------------------------------------------
 
 @bp.post("/rank/name")
@@ -74,25 +92,46 @@ def rank_index():
 
 # --- compare ---------------------------------------------------------------------------------------------------
 
-def _render_pair(image_class, *, first=None, pending=(), then=None, status: int = 200, message: str = "",
-                 message_kind: str = "info"):
-    """The compare region (or the whole page without htmx): the pair to answer (`first` if still valid), the
-    pair after it (`then` if given and valid, else chosen) with its images preloaded, and the counter."""
+PAIRS, BEST = "pairs", "best"  # the two compare pages
+SCREEN = {PAIRS: 2, BEST: 4}  # images per screen
+
+
+def _render(image_class, kind: str, *, first=None, then=None, more: bool = False, order: bool = False,
+            status: int = 200, message: str = "", message_kind: str = "info"):
+    """The compare region of a page (`kind`: pairs or best-of-4), or the whole page without htmx: the screen to
+    answer (`first` if still valid), the screen after it (`then` if given and valid, else chosen) with its images
+    preloaded, and the counters; or, once every top-k place is settled and the person has not chosen to keep going
+    (`more`), the class-done panel instead."""
     view = rs.class_view(db.session, image_class)
-    pairs = rs.next_pairs(db.session, image_class, first=first, pending=pending, view=view)
-    if then and len(pairs) > 1 and then[0] != then[1] and set(then) != set(pairs[0]) \
-            and {then[0], then[1]} <= set(view.competing_ratings):
-        pairs[1] = then
     table = rs.standings(db.session, image_class, view=view, limit=0)
-    pair = pairs[0] if pairs else None
-    upcoming = pairs[1] if len(pairs) > 1 else None
-    wanted = set(pair or ()) | set(upcoming or ())
+    done = table.progress.done and not more
+    screens = [] if done else rs.next_screens(db.session, image_class, size=SCREEN[kind], first=first, view=view)
+    if then and len(screens) > 1 and len(then) == len(screens[0]) and len(set(then)) == len(then) \
+            and set(then) != set(screens[0]) and set(then) <= set(view.competing_ratings):
+        screens[1] = tuple(then)
+    screen = screens[0] if screens else None
+    upcoming = screens[1] if len(screens) > 1 else None
+    wanted = set(screen or ()) | set(upcoming or ())
     images = {i.id: i for i in db.session.scalars(select(Image).where(Image.id.in_(wanted)))} if wanted else {}
     mine = rs.answers_by(db.session, image_class.id, actor())
-    context = dict(cls=image_class, table=table, pair=pair, upcoming=upcoming, images=images, mine=mine,
-                   can_undo=mine > 0, message=message, message_kind=message_kind, actor=actor())
-    template = "ranking/_pair.html" if is_htmx() else "ranking/compare.html"
-    return render_template(template, **context), status
+    context = dict(cls=image_class, kind=kind, table=table, done=done, more=more, order=order, upcoming=upcoming,
+                   images=images, mine=mine, can_undo=mine > 0, message=message, message_kind=message_kind,
+                   settled=rs.SETTLED, actor=actor())
+    if kind == PAIRS:
+        template = "ranking/_pair.html" if is_htmx() else "ranking/compare.html"
+        return render_template(template, pair=screen, **context), status
+    template = "ranking/_screen.html" if is_htmx() else "ranking/best.html"
+    return render_template(template, screen=screen, **context), status
+
+
+def _compare_url(image_class, kind: str, screen=None, more: bool = False, order: bool = False) -> str:
+    """Where a plain (no-JavaScript) form goes after an answer: the page showing `screen` next."""
+    more = 1 if more else None
+    if kind == PAIRS:
+        left, right = screen if screen else (None, None)
+        return url_for("ranking.rank_compare", name=image_class.name, left=left, right=right, more=more)
+    shown = ",".join(map(str, screen)) if screen else None
+    return url_for("ranking.rank_best", name=image_class.name, shown=shown, more=more, order=1 if order else None)
 
 
 @bp.get("/rank/<name>/")
@@ -100,13 +139,16 @@ def rank_compare(name: str):
     """Show a pair (the one in ?left=&right= when it is still valid, as after a plain-form answer) and
     preload the next."""
     image_class = get_class(name)
-    return _render_pair(image_class, first=_pair_arg(request.args, "left", "right"))
+    return _render(image_class, PAIRS, first=_pair_arg(request.args, "left", "right"), more=_more(request.args))
 
 
-def _compare_url(image_class, pair):
-    if pair:
-        return url_for("ranking.rank_compare", name=image_class.name, left=pair[0], right=pair[1])
-    return url_for("ranking.rank_compare", name=image_class.name)
+@bp.get("/rank/<name>/best")
+def rank_best(name: str):
+    """Show four images to pick the best of (the screen in ?shown= when it is still valid) and preload the next;
+    ?order=1 asks for all four in order."""
+    image_class = get_class(name)
+    return _render(image_class, BEST, first=_screen_arg(request.args, "shown"), more=_more(request.args),
+                   order=request.args.get("order") == "1")
 
 
 @bp.post("/rank/<name>/answer")
@@ -115,41 +157,102 @@ def rank_answer(name: str):
     form = request.form
     shown = _pair_arg(form, "left", "right")
     upcoming = _pair_arg(form, "next_left", "next_right")
+    more = _more(form)
     try:
         result = rs.record_answer(db.session, image_class, form.get("left"), form.get("right"),
                                   form.get("outcome", ""), actor())
     except rs.RankingError as exc:
-        message = f"Answer not stored: {exc}."
-        if is_htmx():  # htmx swaps only 2xx responses: show the message and a fresh pair in place
-            return _render_pair(image_class, message=message, message_kind="error")
-        return _render_pair(image_class, first=shown, status=400, message=message, message_kind="error")
+        return _refused(image_class, PAIRS, exc, shown, more)
     answered = (result.comparison.left_id, result.comparison.right_id)
+    return _answered(image_class, PAIRS, result, answered, upcoming, more)
+
+
+def _refused(image_class, kind: str, exc: Exception, shown, more: bool, order: bool = False):
+    """An answer that was not stored: the reason, over a fresh screen (htmx swaps only 2xx responses) or, as a
+    plain form, the same screen again with status 400."""
+    message = f"Answer not stored: {exc}."
+    if is_htmx():
+        return _render(image_class, kind, more=more, order=order, message=message, message_kind="error")
+    return _render(image_class, kind, first=shown, more=more, order=order, status=400, message=message,
+                   message_kind="error")
+
+
+def _answered(image_class, kind: str, result, answered, upcoming, more: bool, order: bool = False):
+    """After a stored answer: the prefetched screen next (a plain form is redirected to it)."""
     first = upcoming if upcoming and set(upcoming) != set(answered) else None
     if not is_htmx():
-        return redirect(_compare_url(image_class, first))
+        return redirect(_compare_url(image_class, kind, first, more, order))
     message = "" if result.stored else "That answer was already stored (sent twice?); kept once."
-    return _render_pair(image_class, first=first, message=message)
+    return _render(image_class, kind, first=first, more=more, order=order, message=message)
+
+
+@bp.post("/rank/<name>/pick")
+def rank_pick(name: str):
+    """One answer on a best-of-4 screen: `shown` (the images, in screen order) and `pick` (the best), or, in
+    order mode, `order` (ids best first, as the keys fill it in) or a `place_<id>` per image (the plain form)."""
+    image_class = get_class(name)
+    form = request.form
+    shown = _screen_arg(form, "shown")
+    more, order = _more(form), form.get("mode") == "order"
+    try:
+        result = rs.record_choice(db.session, image_class, form.getlist("shown"), _picks(form, shown), actor())
+    except rs.RankingError as exc:
+        return _refused(image_class, BEST, exc, shown, more, order)
+    return _answered(image_class, BEST, result, rs.shown_on(result.comparison), _screen_arg(form, "next"), more,
+                     order)
+
+
+def _picks(form, shown) -> list[str]:
+    """The picks a form names, best first: `pick`, else `order`, else the places chosen per image (blank places
+    are left out: the last one may be implied)."""
+    if form.get("pick"):
+        return form.getlist("pick")
+    if form.get("order"):
+        return form.getlist("order")
+    places = {}
+    for image_id in shown or ():
+        raw = form.get(f"place_{image_id}", "").strip()
+        if not raw:
+            continue
+        try:
+            place = int(raw)
+        except ValueError:
+            raise rs.RankingError(f"the place of #{image_id} must be a number from 1 to {len(shown)}, "
+                                  f"got {raw!r}") from None
+        if not 1 <= place <= len(shown) or place in places:
+            raise rs.RankingError(f"give each image its own place from 1 to {len(shown)}")
+        places[place] = image_id
+    return [str(places[p]) for p in sorted(places)]
 
 
 @bp.post("/rank/<name>/undo")
 def rank_undo(name: str):
-    """Undo this person's latest answer in the class and show that pair again (the pair on screen comes next)."""
+    """Undo this person's latest answer in the class and show that screen again when it is of the page's kind
+    (the screen on show comes next)."""
     image_class = get_class(name)
+    form = request.form
+    kind = BEST if form.get("view") == BEST else PAIRS
+    more, order = _more(form), form.get("mode") == "order"
+    on_screen = _screen_arg(form, "shown") if kind == BEST else _pair_arg(form, "left", "right")
     result = rs.undo_last_answer(db.session, image_class, actor())
-    on_screen = _pair_arg(request.form, "left", "right")
+    again = None
     if result is None:
-        message, kind, pairs = "Nothing to undo: you have no answers in this class.", "info", None
+        message, message_kind = "Nothing to undo: you have no answers in this class.", "info"
     else:
         c = result.comparison
-        message = f"Undid your answer on #{c.left_id} vs #{c.right_id} ({c.outcome}). {result.note}".strip()
-        kind = "error" if result.note else "ok"
-        pairs = [(c.left_id, c.right_id)]
+        message = f"Undid your answer: {rs.describe(c)}. {result.note}".strip()
+        message_kind = "error" if result.note else "ok"
+        shown = tuple(rs.shown_on(c))
+        if (kind == PAIRS) == (c.outcome not in rs.CHOICE_OUTCOMES):
+            again = shown
     if not is_htmx():
-        flash(message, kind)
-        return redirect(_compare_url(image_class, pairs[0] if pairs else on_screen))
-    if pairs:  # the undone pair to answer again, then the pair that was on screen
-        return _render_pair(image_class, first=pairs[0], then=on_screen, message=message, message_kind=kind)
-    return _render_pair(image_class, first=on_screen, message=message, message_kind=kind)
+        flash(message, message_kind)
+        return redirect(_compare_url(image_class, kind, again or on_screen, more, order))
+    if again:  # the undone screen to answer again, then the one that was on show
+        return _render(image_class, kind, first=again, then=on_screen, more=more, order=order, message=message,
+                       message_kind=message_kind)
+    return _render(image_class, kind, first=on_screen, more=more, order=order, message=message,
+                   message_kind=message_kind)
 
 
 # --- leaderboard and selection ---------------------------------------------------------------------------------

@@ -1,9 +1,10 @@
-"""The rating maths and pair choice of the ranking feature (curator.ranking.rating, curator.ranking.pairing).
+"""The rating maths and screen choice of the ranking feature (curator.ranking.rating, curator.ranking.pairing).
 
 Pure logic, no database: each test says what it tries and what must hold.
 """
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -11,32 +12,45 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from curator.ranking.pairing import choose_pair
+from curator.ranking.pairing import choose_pair, choose_set, screen_information
 from curator.ranking.rating import (
+    Choice,
     Comparison,
+    Progress,
     Rating,
     RatingConfig,
     RatingState,
     compute_ratings,
+    membership_probabilities,
     normal_cdf,
     pair_counts,
     prob_in_top_k,
     replay,
     settled_progress,
+    top_k_threshold,
     update,
 )
 
 MIRROR = {"left": "right", "right": "left", "tie": "tie", "neither": "neither"}
 BOTH = [RatingConfig(refine=False), RatingConfig(refine=True)]
 CONFIG_IDS = ["online", "refined"]
+PLAIN = [RatingConfig(lapse=0.0, refine=False), RatingConfig(lapse=0.0, refine=True)]  # no lapses
 
 
-def comparison_lists(max_images=6, max_len=25, outcomes=("left", "right", "tie", "neither")):
-    """Random comparison sequences over images 0..n-1 (never an image against itself)."""
+def comparison_lists(max_images=6, max_len=25, outcomes=("left", "right", "tie", "neither"), choices=False):
+    """Random comparison sequences over images 0..n-1 (never an image against itself); with `choices`, picks
+    on screens of two to four images too."""
     def build(n):
         pair = st.tuples(st.integers(0, n - 1), st.integers(0, n - 2), st.sampled_from(outcomes)).map(
             lambda t: (t[0], t[1] if t[1] < t[0] else t[1] + 1, t[2]))
-        return st.tuples(st.just(n), st.lists(pair, max_size=max_len))
+        answer = pair
+        if choices:
+            screen = st.permutations(list(range(n))).flatmap(
+                lambda order: st.integers(2, min(4, n)).flatmap(
+                    lambda size: st.integers(1, size).map(
+                        lambda picks: Choice(tuple(order[:size]), tuple(sorted(order[:size])[:picks])))))
+            answer = st.one_of(pair, screen)
+        return st.tuples(st.just(n), st.lists(answer, max_size=max_len))
     return st.integers(2, max_images).flatmap(build)
 
 
@@ -110,16 +124,17 @@ def test_neither_belongs_is_not_a_comparison():
 
 
 def test_refinement_reaches_the_exact_posterior_mode():
-    # Tried: 40 random answers among 6 images, then a dense Newton solve of the same MAP problem.
-    # The refined means must match it, and beat the online means on the objective.
+    # Tried: 40 random answers among 6 images (no lapses: plain Bradley-Terry), then a dense Newton
+    # solve of the same MAP problem. The refined means must match it, and beat the online means on
+    # the objective.
     rng = np.random.default_rng(3)
     comps = []
     for _ in range(40):
         a, b = rng.choice(6, 2, replace=False)
         comps.append((int(a), int(b), ["left", "right", "tie"][int(rng.integers(3))]))
-    config = RatingConfig(prior_sigma=1.5)
+    config = RatingConfig(prior_sigma=1.5, lapse=0.0)
     refined = compute_ratings(range(6), comps, config)
-    online = compute_ratings(range(6), comps, RatingConfig(prior_sigma=1.5, refine=False))
+    online = compute_ratings(range(6), comps, RatingConfig(prior_sigma=1.5, lapse=0.0, refine=False))
     L = np.array([c[0] for c in comps]); R = np.array([c[1] for c in comps])
     Y = np.array([{"left": 1.0, "right": 0.0, "tie": 0.5}[c[2]] for c in comps])
 
@@ -160,14 +175,151 @@ def test_refined_ratings_recover_a_known_order():
     assert 0.5 < np.mean(np.abs(mu - truth) < sigma) < 0.9
 
 
+# --- several images per screen: Plackett-Luce, lapses -------------------------------------------
+
+def _pl_objective(theta, answers, prior_sigma, lapse):
+    """The negative log posterior written out plainly (no shared code with rating.py): each answer is the chain
+    of its picks, P(pick i from S) = (1 - lapse) exp(theta_i) / sum_S exp(theta_j) + lapse / |S|; a pair answer
+    is a pick of one of two (a tie: half of each)."""
+    total = 0.5 * float(theta @ theta) / prior_sigma ** 2
+    for answer in answers:
+        if isinstance(answer, Choice):
+            remaining, picks = list(answer.shown), list(answer.order)[: len(answer.shown) - 1]
+            chain = []
+            for pick in picks:
+                chain.append((list(remaining), {pick: 1.0}))
+                remaining.remove(pick)
+        else:
+            a, b, outcome = answer
+            chain = [([a, b], {"left": {a: 1.0}, "right": {b: 1.0}, "tie": {a: 0.5, b: 0.5}}[outcome])]
+        for shown, weights in chain:
+            z = np.exp(theta[shown] - theta[shown].max())
+            p = z / z.sum()
+            for image, w in weights.items():
+                total -= w * math.log((1 - lapse) * p[shown.index(image)] + lapse / len(shown))
+    return total
+
+
+def _random_answers(rng, n, count, sizes=(2, 3, 4)):
+    answers = []
+    for _ in range(count):
+        size = int(rng.choice(sizes))
+        shown = tuple(int(i) for i in rng.choice(n, size, replace=False))
+        if size == 2 and rng.random() < 0.5:
+            answers.append((shown[0], shown[1], str(rng.choice(["left", "right", "tie"]))))
+        else:
+            order = tuple(int(i) for i in rng.permutation(shown))
+            answers.append(Choice(shown, order[:1] if rng.random() < 0.6 else order))
+    return answers
+
+
+@pytest.mark.parametrize("config", PLAIN, ids=CONFIG_IDS)
+def test_a_pick_between_two_is_exactly_a_pair_answer(config):
+    # Tried: "pick the best of two" against the same answer given as a pair, for a win and for every
+    # position, through both stages. Plackett-Luce on two images is Bradley-Terry: equal to the bit.
+    history = [(0, 2, "left"), (3, 1, "tie")]
+    for left, right, winner in [(0, 1, 0), (0, 1, 1), (2, 3, 3)]:
+        as_pair = history + [(left, right, "left" if winner == left else "right")]
+        as_pick = history + [Choice((left, right), (winner,))]
+        assert compute_ratings(range(4), as_pick, config) == compute_ratings(range(4), as_pair, config)
+
+
+@pytest.mark.parametrize("config", BOTH, ids=CONFIG_IDS)
+def test_best_of_four_raises_the_pick_and_lowers_the_rest_alike(config):
+    # Tried: one "best of four" among fresh images. The pick must rise by as much as the three others
+    # fall together, the three must stay equal, an onlooker must not move, and all four count one answer.
+    r = compute_ratings(range(5), [Choice((0, 1, 2, 3), (2,))], config)
+    assert r[2].mu > 0 > r[0].mu
+    assert r[0].mu == pytest.approx(r[1].mu, abs=1e-12) and r[1].mu == pytest.approx(r[3].mu, abs=1e-12)
+    assert r[2].mu == pytest.approx(-3 * r[0].mu, abs=1e-9)
+    assert r[4] == Rating(0.0, config.prior_sigma, 0)
+    assert [r[i].n for i in range(5)] == [1, 1, 1, 1, 0]
+    assert max(r[i].sigma for i in range(4)) < config.prior_sigma
+
+
+def test_best_of_four_teaches_more_than_one_pair_and_less_than_its_three_wins():
+    # Tried: the winner of a best-of-4 against the same image winning one pair, and winning three separate
+    # pairs. One pick among four says more than one pair answer, but is one answer, not three independent ones.
+    pick = compute_ratings(range(4), [Choice((0, 1, 2, 3), (0,))])[0]
+    one = compute_ratings(range(4), [(0, 1, "left")])[0]
+    three = compute_ratings(range(4), [(0, 1, "left"), (0, 2, "left"), (0, 3, "left")])[0]
+    assert one.mu < pick.mu < three.mu
+    assert three.sigma < pick.sigma < one.sigma
+
+
+@pytest.mark.parametrize("config", PLAIN + [RatingConfig(lapse=0.2)], ids=["online", "refined", "lapse"])
+def test_an_order_is_the_chain_of_its_picks(config):
+    # Tried: four images put in order, with and without the implied last place, and the same order as
+    # three picks on shrinking screens. All three must give the same ratings.
+    full = compute_ratings(range(5), [Choice((0, 1, 2, 3), (2, 0, 3, 1))], config)
+    implied = compute_ratings(range(5), [Choice((0, 1, 2, 3), (2, 0, 3))], config)
+    chain = compute_ratings(range(5), [Choice((0, 1, 2, 3), (2,)), Choice((0, 1, 3), (0,)), Choice((3, 1), (3,))],
+                            config)
+    assert full == implied
+    for i in range(5):
+        assert full[i].mu == pytest.approx(chain[i].mu, abs=1e-9)
+    assert full[2].mu > full[0].mu > full[3].mu > full[1].mu
+    assert full[0].n == 1 and chain[0].n == 2  # one answer, not three
+
+
+@pytest.mark.parametrize("lapse", [0.0, 0.2])
+def test_refinement_reaches_the_plackett_luce_posterior_mode(lapse):
+    # Tried: 60 random answers (pairs, ties, picks of 3 or 4, full orders) among 7 images, with and without
+    # lapses. The refined means must be a stationary point of the posterior written out independently
+    # (central differences), and no worse on it than the online means.
+    rng = np.random.default_rng(4)
+    answers = _random_answers(rng, 7, 60)
+    config = RatingConfig(prior_sigma=1.5, lapse=lapse)
+    refined = compute_ratings(range(7), answers, config)
+    online = compute_ratings(range(7), answers, RatingConfig(prior_sigma=1.5, lapse=lapse, refine=False))
+    theta = np.array([refined[i].mu for i in range(7)])
+    grad = [(_pl_objective(theta + e, answers, 1.5, lapse) - _pl_objective(theta - e, answers, 1.5, lapse)) / 2e-6
+            for e in np.eye(7) * 1e-6]
+    np.testing.assert_allclose(grad, 0.0, atol=1e-4)
+    assert _pl_objective(theta, answers, 1.5, lapse) <= _pl_objective(
+        np.array([online[i].mu for i in range(7)]), answers, 1.5, lapse)
+
+
+def test_a_lapse_keeps_one_slip_from_sinking_a_strong_image():
+    # Tried: an image that won eight answers, then loses once to an image that lost eight. With lapses
+    # modelled, that one loss moves it less, and it stays far above the other.
+    history = [(0, j, "left") for j in range(2, 10)] + [(j, 1, "left") for j in range(2, 10)]
+    drop = {}
+    for lapse in (0.0, 0.2):
+        config = RatingConfig(lapse=lapse)
+        before = compute_ratings(range(10), history, config)
+        after = compute_ratings(range(10), history + [(1, 0, "left")], config)
+        drop[lapse] = before[0].mu - after[0].mu
+        assert after[0].mu > after[1].mu + 2
+    assert 0 < drop[0.2] < 0.5 * drop[0.0]
+
+
+@pytest.mark.parametrize("bad, message", [
+    (Choice((0,), (0,)), "at least two"),
+    (Choice((0, 1, 1), (0,)), "shown twice"),
+    (Choice((0, 1, 2), ()), "name the best"),
+    (Choice((0, 1, 2), (3,)), "among those shown"),
+    (Choice((0, 1, 2), (0, 0)), "distinct"),
+    (Choice(5, (5,)), "a choice is"),
+])
+def test_bad_choices_are_refused_and_change_nothing(bad, message):
+    # Tried: malformed screens and picks. Each must raise a clear error and leave the state as it was.
+    state = replay(range(4), [Choice((0, 1, 2), (1,))])
+    before = state.ratings()
+    with pytest.raises(ValueError, match=message):
+        state.apply(bad)
+    assert state.ratings() == before and state.comparisons_counted == 1
+
+
 # --- ratings are derived data -------------------------------------------------------------------
 
 @pytest.mark.parametrize("config", BOTH, ids=CONFIG_IDS)
 @settings(max_examples=40, deadline=None)
-@given(data=comparison_lists(max_images=7, max_len=30))
+@given(data=comparison_lists(max_images=7, max_len=30, choices=True))
 def test_recompute_equals_incremental_exactly(config, data):
-    # Tried: random answer sequences applied one at a time (in place, and through the pure
-    # `update`), checked after every answer against a recompute from scratch. Equal to the bit.
+    # Tried: random answer sequences (pairs, and picks or orders on screens of two to four) applied one at
+    # a time (in place, and through the pure `update`), checked after every answer against a recompute from
+    # scratch. Equal to the bit.
     n, comparisons = data
     state, pure = RatingState(range(n), config), RatingState(range(n), config)
     for i, comparison in enumerate(comparisons):
@@ -296,9 +448,9 @@ def test_choose_pair_returns_two_different_known_images(n, k, seed, explore):
 
 def test_choose_pair_does_not_repeat_while_unasked_pairs_remain():
     # Tried: 150 choices on 100 images with k=5 and no exploration, so the few images near the
-    # boundary are picked again and again and, without random candidates, exhaust their first
-    # list of 12 neighbours each side; each answer is recorded in the history. No pair may be
-    # asked twice: the widened list still holds unasked opponents close to the boundary.
+    # boundary are picked again and again and, without random candidates, exhaust the first pool;
+    # each answer is recorded in the history. No pair may be asked twice: the widened pool still
+    # holds unasked opponents close to the boundary.
     ratings = _ratings(np.linspace(4, -4, 100), np.full(100, 0.6))
     history: dict[frozenset, int] = {}
     rng = np.random.default_rng(0)
@@ -309,7 +461,7 @@ def test_choose_pair_does_not_repeat_while_unasked_pairs_remain():
         assert key not in history
         history[key] = 1
         firsts.extend((a, b))
-    assert max(firsts.count(i) for i in ratings) > 20  # the boundary images really were re-picked
+    assert max(firsts.count(i) for i in ratings) > 10  # the boundary images really were re-picked
     # A plain set of asked pairs is accepted too; tuples are refused with a clear message.
     assert frozenset(choose_pair(ratings, 5, history=set(history), rng=1)) not in history
     with pytest.raises(TypeError, match="frozenset"):
@@ -346,17 +498,20 @@ def test_choose_pair_puts_near_duplicates_head_to_head():
 
 
 def test_choose_pair_is_deterministic_for_a_seed():
-    # Tried: the same inputs and seed twice (same pair sequence), and different seeds (pairs vary).
+    # Tried: the same inputs and seed twice (same sequence of pairs and of screens), and different seeds
+    # (the explored share varies).
     rng = np.random.default_rng(5)
     ratings = _ratings(rng.normal(0, 2, 200), rng.uniform(0.2, 2, 200))
-    seq = lambda seed: [choose_pair(ratings, 20, rng=g) for g in [np.random.default_rng(seed)] for _ in range(10)]
-    assert seq(1) == seq(1)
-    assert len({choose_pair(ratings, 20, rng=s) for s in range(20)}) > 5
+    for size in (2, 4):
+        seq = lambda seed: [choose_set(ratings, 20, size, rng=g) for g in [np.random.default_rng(seed)]
+                            for _ in range(10)]
+        assert seq(1) == seq(1)
+    assert len({frozenset(choose_pair(ratings, 20, rng=s)) for s in range(40)}) > 3
 
 
 def test_choose_pair_refuses_bad_input():
-    # Tried: too few images, a bad exploration rate, a non-integer k, a bad rng,
-    # ratings that are not Rating triples, a bad window and a bad repeat penalty.
+    # Tried: too few images, a bad exploration rate, a non-integer k, a bad rng, ratings that are
+    # not Rating triples, a bad pool, lapse, screen size and repeat penalty.
     with pytest.raises(ValueError, match="two images"):
         choose_pair(_ratings([0.0], [1.0]), 1, rng=0)
     ratings = _ratings([0.0, 1.0, 2.0], [1.0] * 3)
@@ -368,10 +523,101 @@ def test_choose_pair_refuses_bad_input():
         choose_pair(ratings, 1, rng="seed")
     with pytest.raises(ValueError, match="Rating"):
         choose_pair({1: (0.0, 1.0), 2: (1.0, 1.0)}, 1, rng=0)
-    with pytest.raises(ValueError, match="window"):
-        choose_pair(ratings, 1, rng=0, window=0)
+    with pytest.raises(ValueError, match="pool"):
+        choose_pair(ratings, 1, rng=0, pool=1)
+    with pytest.raises(ValueError, match="lapse"):
+        choose_pair(ratings, 1, rng=0, lapse=1.0)
+    with pytest.raises(ValueError, match="at least two"):
+        choose_set(ratings, 1, 1, rng=0)
     with pytest.raises(ValueError, match="repeat_penalty"):
         choose_pair(ratings, 1, rng=0, repeat_penalty=0)
+
+
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(2, 30), k=st.integers(0, 40), size=st.integers(2, 6), seed=st.integers(0, 2 ** 32 - 1))
+def test_choose_set_returns_distinct_known_images(n, k, size, seed):
+    # Tried: many class sizes, k, screen sizes (more than the class holds too) and seeds.
+    rng = np.random.default_rng(seed)
+    ratings = _ratings(rng.normal(0, 2, n), rng.uniform(0.1, 2, n))
+    screen = choose_set(ratings, k, size, rng=rng)
+    assert len(screen) == min(size, n) == len(set(screen)) and set(screen) <= set(ratings)
+
+
+def test_screen_information_prefers_undecided_images_and_a_reference_at_the_threshold():
+    # Tried: the value of a pair's answer for top-k membership (threshold t = 0). Two settled images
+    # (far above and far below) are worth almost nothing; an undecided image is worth more against a
+    # well-known image right at the threshold than against one far below or far above it; with more
+    # lapses modelled, an answer is worth less. A screen of four is worth more than its best pair.
+    def info(rows, lapse=0.1):
+        mu, sd = np.array([[m for m, _ in r] for r in rows]), np.array([[s for _, s in r] for r in rows])
+        return screen_information(mu, sd ** 2, 0.0, lapse)
+    settled, at_t, below, above = info([[(8, 0.5), (-8, 0.5)], [(0.3, 1), (0, 0.2)], [(0.3, 1), (-4, 0.2)],
+                                        [(0.3, 1), (4, 0.2)]])
+    assert settled < 0.01 and below < at_t and above < at_t and settled < at_t / 10
+    assert info([[(0.3, 1), (0, 0.2)]], lapse=0.3)[0] < at_t
+    screen = [(0.3, 1), (0, 0.2), (-0.3, 1), (0.1, 0.5)]
+    assert info([screen])[0] > max(info([[a, b]])[0] for a, b in itertools.combinations(screen, 2))
+
+
+def test_settled_images_are_no_longer_asked_about():
+    # Tried: 100 images, k=10: the top 8 and the bottom 70 settled (tiny sigma, far from the boundary), 22
+    # undecided around it. Without exploration, every screen of four must hold at least three undecided
+    # images, and every pair at least one.
+    mu = np.concatenate([np.linspace(20, 14, 8), np.linspace(1, -1, 22), np.linspace(-14, -20, 70)])
+    sigma = np.concatenate([np.full(8, 0.3), np.full(22, 1.0), np.full(70, 0.3)])
+    ratings = _ratings(mu, sigma)
+    p = membership_probabilities(mu, sigma, 10)
+    undecided = {i for i in range(100) if 0.05 < p[i] < 0.95}
+    assert len(undecided) >= 10
+    rng = np.random.default_rng(2)
+    for _ in range(30):
+        assert len(set(choose_set(ratings, 10, 4, rng=rng, explore=0.0)) & undecided) >= 3
+        assert set(choose_pair(ratings, 10, rng=rng, explore=0.0)) & undecided
+
+
+def test_exploring_gives_little_compared_images_a_second_look():
+    # Tried: 50 images; 45 compared ten times each, 5 compared once and rated low (settled out by the
+    # numbers). With explore=1 most screens are built around a little-compared image; with explore=0
+    # they are hardly ever shown.
+    mu = np.concatenate([np.linspace(3, -3, 45), np.full(5, -4.0)])
+    ratings = {i: Rating(float(m), 0.6 if i < 45 else 1.2, 10 if i < 45 else 1) for i, m in enumerate(mu)}
+    rng = np.random.default_rng(0)
+    fresh = set(range(45, 50))
+    assert sum(bool(set(choose_set(ratings, 8, 4, rng=rng, explore=1.0)) & fresh) for _ in range(20)) >= 12
+    assert sum(bool(set(choose_set(ratings, 8, 4, rng=rng, explore=0.0, n_random=0)) & fresh)
+               for _ in range(20)) <= 2
+
+
+def test_screens_of_four_avoid_pairs_already_shown_together():
+    # Tried: 60 screens of four on 40 images, each screen's six pairs recorded. No pair of images may be
+    # shown together twice while the pool still offers fresh company.
+    ratings = _ratings(np.linspace(3, -3, 40), np.full(40, 0.8))
+    history: dict[frozenset, int] = {}
+    rng = np.random.default_rng(1)
+    repeats = 0
+    for _ in range(60):
+        screen = choose_set(ratings, 6, 4, history=history, rng=rng)
+        for pair in itertools.combinations(screen, 2):
+            repeats += frozenset(pair) in history
+            history[frozenset(pair)] = history.get(frozenset(pair), 0) + 1
+    assert repeats <= 6  # of 360 pairs shown
+
+
+def test_progress_is_done_when_every_top_place_is_settled():
+    # Tried: the "class done" rule on clear and unclear standings, and its edges.
+    assert settled_progress(_ratings([9, 6, 3, 0, -3], [0.1] * 5), 2).done
+    assert not settled_progress(_ratings([9, 6, 3, 0, -3], [3.0] * 5), 2).done
+    assert not Progress(3, 4, 50, 60).done and Progress(4, 4, 60, 60).done and not Progress(0, 0, 0, 0).done
+    assert not Progress(3, 3, 3, 3).done  # every image is in the top 3: no membership to decide
+
+
+def test_top_k_threshold_splits_the_membership_mass():
+    # Tried: the shared threshold of membership_probabilities: the memberships it gives sum to k.
+    rng = np.random.default_rng(9)
+    mu, sigma = rng.normal(0, 2, 80), rng.uniform(0.2, 2, 80)
+    t = top_k_threshold(mu, sigma, 12)
+    assert normal_cdf((mu - t) / sigma).sum() == pytest.approx(12, abs=1e-5)
+    np.testing.assert_allclose(membership_probabilities(mu, sigma, 12), normal_cdf((mu - t) / sigma))
 
 
 def test_active_ranking_finds_a_small_top_k():
@@ -401,6 +647,7 @@ def test_active_ranking_finds_a_small_top_k():
 
 
 def test_pair_counts_counts_unordered_pairs():
-    # Tried: the same pair asked in both orders, and a "neither" answer (asked, so it counts).
-    counts = pair_counts([(1, 2, "left"), (2, 1, "tie"), (1, 3, "neither")])
-    assert counts == {frozenset((1, 2)): 2, frozenset((1, 3)): 1}
+    # Tried: the same pair asked in both orders, a "neither" answer (asked, so it counts), and a screen of
+    # three (three pairs shown together).
+    counts = pair_counts([(1, 2, "left"), (2, 1, "tie"), (1, 3, "neither"), Choice((4, 2, 1), (4,))])
+    assert counts == {frozenset((1, 2)): 3, frozenset((1, 3)): 1, frozenset((2, 4)): 1, frozenset((1, 4)): 1}
