@@ -1,5 +1,6 @@
 """A person resolves duplicate groups with the keyboard only: j to the next group, a digit to keep another image,
-Enter to accept; a to accept the suggestion of the remaining group; then undoes one resolution."""
+Enter to accept; a to accept the suggestion of the remaining group; then undoes one resolution. After every htmx swap
+the heading's group count and "Recent resolutions" must say what is true (they stayed stale until a reload)."""
 from __future__ import annotations
 
 from PIL import Image as PILImage
@@ -45,13 +46,23 @@ def test_resolve_groups_with_the_keyboard(page, app, runner, dataset, demo_image
     expect(dog.locator("input[name=keeper]").nth(1 - small)).to_be_checked()  # suggested: the 128 px original
     page.keyboard.press(str(small + 1))  # keep the small copy instead, by its number
     expect(dog.locator("input[name=keeper]").nth(small)).to_be_checked()
+    expect(page.locator("#dup-total")).to_have_text("2 groups among the active images")
+    expect(page.locator("#recent")).to_contain_text("None yet")
+    expect(dog.locator(".why").nth(1 - small)).to_contain_text("the suggested keeper")
+    expect(dog.locator(".why").nth(small)).to_contain_text("looks the same: similarity")
     page.keyboard.press("Enter")
     expect(page.locator(".dup-group.resolved")).to_have_count(1)
     expect(page.locator(".dup-group.resolved")).to_contain_text(f"Kept #{ids['dog/emojione__dog-small.png']}")
+    expect(page.locator("#dup-total")).to_have_text("1 group among the active images")
+    expect(page.locator("#recent tr")).to_have_count(2)  # its header and the new resolution
+    expect(page.locator("#recent")).to_contain_text(f"#{ids['dog/emojione__dog-small.png']}")
 
     expect(page.locator(".dup-group:not(.resolved)")).to_have_count(1)
     page.keyboard.press("a")  # the cat group, with its suggested keeper (the 128 px original)
     expect(page.locator(".dup-group.resolved")).to_have_count(2)
+    expect(page.locator("#dup-total")).to_have_text("0 groups among the active images")
+    expect(page.locator("#recent tr")).to_have_count(3)
+    expect(page.locator("h1")).to_have_count(1)
     with app.app_context():
         got = {i.original_filename: (i.status, i.duplicate_of_id) for i in db.session.scalars(select(Image))}
     assert got["dog/emojione__dog.png"] == ("duplicate", ids["dog/emojione__dog-small.png"])
