@@ -25,6 +25,7 @@ The defaults below were chosen on bench/dedup_quality.py (see its output for the
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Hashable, Iterable, Mapping, Sequence
@@ -706,8 +707,11 @@ def _get(member, key, default=None):
 
 
 def keeper_sort_key(member):
-    """Sort key: highest resolution first, then best rating (missing = worst), then oldest."""
-    w, h = _get(member, "width") or 0, _get(member, "height") or 0
+    """Sort key: highest resolution first (of the content, ``content_width``/``content_height`` where given: an added
+    border adds none; sizes within 10 % of each other count as equal, as re-encodings trim a pixel apart), then best
+    rating (missing = worst), then oldest."""
+    w = _get(member, "content_width") or _get(member, "width") or 0
+    h = _get(member, "content_height") or _get(member, "height") or 0
     rating = _get(member, "rating")
     created = _get(member, "created")
     if isinstance(created, datetime):
@@ -716,7 +720,8 @@ def keeper_sort_key(member):
         created_key = float("inf")
     else:
         created_key = float(created)
-    return (-(int(w) * int(h)), 0 if rating is not None else 1, -(rating or 0.0), created_key)
+    size = math.floor(math.log(w * h) / math.log(1.1)) if w and h else 0
+    return (-size, 0 if rating is not None else 1, -(rating or 0.0), created_key)
 
 
 def suggest_keeper(members: Sequence):

@@ -303,9 +303,13 @@ def why_text(match) -> str:
 
 
 def suggest_keeper(members: list[Member]) -> int:
-    """Highest resolution, then best rating, then oldest (then lowest id): the curator.dedup.matching rule."""
+    """Highest resolution of the content, then best rating, then oldest (then lowest id): the curator.dedup.matching
+    rule."""
+    from curator.imports.hashing import content_size
     rows = sorted(({"id": m.id, "width": m.image.width, "height": m.image.height, "rating": m.rating,
-                    "created": m.image.created} for m in members), key=lambda r: r["id"])
+                    "created": m.image.created,
+                    **dict(zip(("content_width", "content_height"), content_size(m.image.fingerprint) or ())),
+                    } for m in members), key=lambda r: r["id"])
     return dedup.suggest_keeper(rows)["id"]
 
 

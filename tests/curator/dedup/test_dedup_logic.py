@@ -208,6 +208,13 @@ def test_suggest_keeper_resolution_then_rating_then_age():
     assert suggest_keeper([e, d])["id"] == 6
     with pytest.raises(ValueError):
         suggest_keeper([])
+    # the content counts, not the canvas: a copy with an added border is no larger, a re-encoding that trims a pixel
+    # more or less is the same size, an enlargement is larger
+    original = {"id": 8, "width": 128, "height": 128, "content_width": 120, "content_height": 120, "created": old}
+    framed = {"id": 9, "width": 140, "height": 140, "content_width": 121, "content_height": 121, "created": new}
+    assert suggest_keeper([framed, original])["id"] == 8
+    big = {"id": 10, "width": 256, "height": 256, "content_width": 240, "content_height": 240, "created": new}
+    assert suggest_keeper([framed, original, big])["id"] == 10
 
 
 def test_calibration_maths_by_hand():
