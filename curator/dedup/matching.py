@@ -205,15 +205,15 @@ _MATS_MEAN_T = np.ascontiguousarray(_MATS.mean(axis=1).T)  # (S, K): mean of eac
 class _Geometry:
     """The crop warps and the residual's cell grid for comparing at one side (px)."""
 
-    def __init__(self, side: int, cells: int):
-        self.mats = _interp_matrices(side)[0]
+    def __init__(self, side: int, cells: int, steps: int = _CROP_STEPS):
+        self.mats = _interp_matrices(side, steps=steps)[0]
         self.flat_t = np.ascontiguousarray(self.mats.reshape(-1, side).T)
         self.mean_t = np.ascontiguousarray(self.mats.mean(axis=1).T)
         self.cells = _cell_matrix(side, cells)
 
 
 _FULL = _Geometry(_SIDE, _RESIDUAL_CELLS)
-_COARSE = _Geometry(_SIDE // 2, _RESIDUAL_CELLS // 2)  # the first look: 16 px, 8x8 cells (about 6x cheaper)
+_COARSE = _Geometry(_SIDE // 2, _RESIDUAL_CELLS // 2, 7)  # the first look: 16 px, 8x8 cells, crops in 2 % steps
 _COARSE_MARGIN = 0.1  # a pair whose first look scores this far below the threshold is not looked at again
 
 
@@ -541,7 +541,8 @@ def find_duplicate_groups(fingerprints, *, hash_threshold: int = DEFAULT_HASH_TH
         same.union(i, j)
     fresh = np.array([same.find(int(i)) != same.find(int(j)) for i, j in zip(ci, cj)], dtype=bool)
     ci, cj = ci[fresh], cj[fresh]
-    matches += _confirm(ids, ids, fps, fps, ci, cj, phash, dhash, phash, dhash, confirm_threshold, confirm)
+    matches += _confirm(ids, ids, fps, fps, ci, cj, phash, dhash, phash, dhash, confirm_threshold, confirm,
+                        nearest=NEAREST)
     position = {i: k for k, i in enumerate(ids)}
 
     def verify(pairs):
@@ -555,6 +556,7 @@ def find_duplicate_groups(fingerprints, *, hash_threshold: int = DEFAULT_HASH_TH
 
 
 _SIGNATURE_CELLS = 8  # the cheap first look: 8x8 cell means of each colour channel
+NEAREST = 6  # each picture's closest hash candidates (by signature correlation) that are compared
 _SIGNATURE_FLOOR = 0.5  # correlation of two signatures below which a pair within 8 bits is not confirmed
 _SIGNATURE_FLOOR_FAR = 0.65  # ... and beyond 8 bits (the bench's confirmed duplicates lie above these; most of the
 # hash candidates of a large set of icons lie below)
@@ -581,7 +583,24 @@ def _worth_confirming(sig_a: np.ndarray, sig_b: np.ndarray, distance: np.ndarray
     return flat | (np.einsum("ij,ij->i", sig_a, sig_b) >= floor)
 
 
-def _confirm(ids_a, ids_b, fps_a, fps_b, ia, ib, ph_a, dh_a, ph_b, dh_b, confirm_threshold, confirm) -> list[Match]:
+def _nearest(ia: np.ndarray, ib: np.ndarray, closeness: np.ndarray, k: int) -> np.ndarray:
+    """Positions of the pairs that are among the ``k`` closest of either of their pictures (``ia`` and ``ib`` index
+    two sets of pictures; in a self-join a picture has a budget on each side)."""
+    n = closeness.size
+    ends = np.concatenate([ia, ib + (int(ia.max()) + 1)])
+    pair = np.concatenate([np.arange(n), np.arange(n)])
+    order = np.lexsort((-np.concatenate([closeness, closeness]), ends))
+    ends, pair = ends[order], pair[order]
+    first = np.r_[0, np.flatnonzero(np.diff(ends)) + 1]
+    rank = np.arange(ends.size) - np.repeat(first, np.diff(np.r_[first, ends.size]))
+    return np.unique(pair[rank < k])
+
+
+def _confirm(ids_a, ids_b, fps_a, fps_b, ia, ib, ph_a, dh_a, ph_b, dh_b, confirm_threshold, confirm,
+             nearest: int | None = None) -> list[Match]:
+    """Near matches among the candidate pairs (ia[k], ib[k]). With ``nearest``, only each picture's ``nearest``
+    candidates by signature correlation are compared: a group needs links that join it, not every pair of it
+    (the grouping checks the pairs it still needs itself)."""
     if ia.size == 0:
         return []
     pd = hamming(ph_a[ia], ph_b[ib])
@@ -591,6 +610,9 @@ def _confirm(ids_a, ids_b, fps_a, fps_b, ia, ib, ph_a, dh_a, ph_b, dh_b, confirm
         ub, rb = np.unique(ib, return_inverse=True)
         sig_a, sig_b = signatures([fps_a[i].thumb for i in ua]), signatures([fps_b[j].thumb for j in ub])
         worth = np.flatnonzero(_worth_confirming(sig_a[ra], sig_b[rb], np.minimum(pd, dd)))
+        if nearest is not None and worth.size:
+            corr = np.einsum("ij,ij->i", sig_a[ra[worth]], sig_b[rb[worth]])
+            worth = worth[_nearest(ia[worth], ib[worth], corr, nearest)]
         scores = np.full(ia.size, -1.0)
         scores[worth] = confirm_scores([fps_a[i].thumb for i in ia[worth]], [fps_b[j].thumb for j in ib[worth]],
                                        threshold=confirm_threshold)
