@@ -20,8 +20,14 @@ def dedup_command(threshold: str | None, apply: bool, as_json: bool) -> None:
     """List duplicate groups among the active images with the suggested keeper (highest resolution, then best
     rating, then oldest); --apply resolves them all."""
     from core.db import db
-    from curator.dedup.service import (DedupError, find_groups, group_summary, parse_threshold,
-                                       resolve_all_suggested, why_text)
+    from curator.dedup.service import (
+        DedupError,
+        find_groups,
+        group_summary,
+        parse_threshold,
+        resolve_all_suggested,
+        why_text,
+    )
     from curator.imports.storage import ImageStore
     try:
         bits = parse_threshold(threshold)

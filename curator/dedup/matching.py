@@ -3,25 +3,33 @@
 Two stages, because one perceptual hash cannot separate "the same picture, resized/cropped/
 recompressed" from "another picture of the same subject in the same style":
 
-1. **Propose**: pairs whose pHash *or* dHash differ by at most ``hash_threshold`` bits (a loose
-   threshold, found with the banded ``HammingIndex``, sub-quadratic).
-2. **Confirm**: compare the 64x64 aligned thumbnails (``ImageFingerprint.thumb``, from ``curator.imports.hashing``).
+1. **Propose**: pairs whose pHash is within ``hash_threshold`` bits or whose dHash is within 4 fewer (loose, found
+   with the banded ``HammingIndex``, sub-quadratic). The hashes describe the picture's content: plain margins are
+   trimmed first (curator.imports.hashing.content_box), so an added border or a wide empty field changes nothing.
+2. **Confirm**: compare the aligned thumbnails (``ImageFingerprint.thumb``), at 32 px and at the detail of the
+   smaller picture of the pair (half of it between different sizes, for renditions hand-tuned at each size).
    Crops and shifts of a few percent are undone by searching, per axis, the (left, right) offsets that best
    align the 1-D intensity profiles, in both directions. The aligned pair then gets one score from
    two terms: a *colour residual* after allowing a brightness change (one gain shared by the three
-   channels, applied to the picture and optionally to its white background; measured on 4x4 cell
+   channels, applied to the picture and optionally to its white background; measured on 2x2 cell
    means), which rejects recolourings (a red bird and the same bird in black) and shading changes;
    and the *worst local structure*, the mean of the worst 2 % of the SSIM contrast-structure map,
    which rejects two renderings of one outline (Fluent flat vs Fluent 3-D: hard edges and flat
-   fills vs highlights and soft shading) even where their colours agree.
-   ``score = 1 - residual / 64 - 0.1 * (1 - worst structure) >= confirm_threshold``.
+   fills vs highlights and soft shading) even where their colours agree. A picture with little detail
+   (``information``: a plain glyph, a line) is asked for more evidence.
+   ``score = 1 - residual / 64 - w * (1 - worst structure) - info penalty >= confirm_threshold``.
+   The work goes where it is needed: a cheap 8x8 signature correlation skips hopeless candidates, each picture's
+   closest few candidates are compared, and a 16 px first look settles the clear cases.
+3. **Group**: two groups join only when every pair across them matches directly (``groups_from_matches``), so
+   pictures that are mostly background cannot chain unrelated pictures together.
 
 Exact copies (same sha256) and the same pixels in another encoding (same pixel hash) are grouped
 too, without the confirm stage. Inputs are "fingerprint-like" objects: anything with ``sha256``,
 ``pixel_hash``, ``phash``, ``dhash`` (signed or unsigned 64-bit ints) and ``thumb`` (bytes), e.g.
 ``curator.imports.hashing.ImageFingerprint`` or a database row. No Flask, no SQLAlchemy.
 
-The defaults below were chosen on bench/dedup_quality.py (see its output for the curve).
+The defaults below were chosen on the tuning part of bench/dedup_set.py (bench/dedup_quality.py); its untouched
+part was scored once, at the end.
 """
 from __future__ import annotations
 
@@ -52,11 +60,8 @@ __all__ = [
     "keeper_sort_key",
 ]
 
-# Chosen on bench/dedup_quality.py (298 demo emoji x 6 transformed copies, 2.17M pairs, hard negatives),
-# checked on seeds 0, 1 and 2: stage 1 at 16 bits proposes all but one true pair; the highest-scoring
-# negative pair (Fluent flat vs Fluent 3-D black cat, a copy of each) scores 0.825-0.838 and the
-# 5th-percentile true pair 0.894-0.896, so 0.86 sits about midway: pairwise P 1.000 / R 0.985-0.991,
-# grouped R 0.996-1.000, no mixed group (see the bench output for the curve and the margins).
+# Chosen on the tuning part of the benchmark (bench/dedup_set.py: icons, line art, pixel art, emoji, renders and
+# photos with copies, renditions and look-alikes): see bench/dedup_quality.py for the figures per kind.
 DEFAULT_HASH_THRESHOLD = 16  # loose stage 1: propose a pair if pHash is within this many bits, or dHash within
 DHASH_TIGHTER = 4  # ... 4 fewer: dHash's 9x8 gradients of icons collide far more (at 20k icons it proposed 2.5x
 # as many pairs as pHash; within 12 bits it still finds all but 0.7 % of the confirmed duplicates it found at 16)
@@ -109,14 +114,14 @@ class Group:
 # --------------------------------------------------------------------------- confirm stage
 
 
-def _interp_matrices(n: int = _SIDE, max_crop: float = MAX_CROP, steps: int = _CROP_STEPS):
+def _interp_matrices(n: int, max_crop: float = MAX_CROP, steps: int = _CROP_STEPS):
     """Linear-interpolation matrices mapping one thumbnail into the frame of another.
 
     (left, right) are the fractions the other picture lost (positive) or gained (negative, sampled
     at the clamped edge) on each side; crops of both copies in different places need both signs.
     """
     fracs = np.linspace(-max_crop, max_crop, steps)
-    mats, params = [], []
+    mats = []
     for left in fracs:
         for right in fracs:
             pos = (left + (np.arange(n) + 0.5) / n * (1.0 - left - right)) * n - 0.5
@@ -128,8 +133,7 @@ def _interp_matrices(n: int = _SIDE, max_crop: float = MAX_CROP, steps: int = _C
             m[np.arange(n), lo] += 1 - w
             m[np.arange(n), hi] += w
             mats.append(m)
-            params.append((left, right))
-    return np.stack(mats).astype(np.float32), params
+    return np.stack(mats).astype(np.float32)
 
 
 def _blur_matrix(n: int = _SIDE, sigma: float = _STRUCTURE_SIGMA) -> np.ndarray:
@@ -139,7 +143,6 @@ def _blur_matrix(n: int = _SIDE, sigma: float = _STRUCTURE_SIGMA) -> np.ndarray:
     return (g / g.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
-_MATS, _PARAMS = _interp_matrices()
 _BLUR = _blur_matrix()
 
 
@@ -156,7 +159,7 @@ def _as_thumbs(thumbs) -> np.ndarray:
     return np.ascontiguousarray(arr.reshape(-1, THUMB_SIDE, THUMB_SIDE, 3).transpose(0, 3, 1, 2))
 
 
-def _cell_matrix(n: int = _SIDE, cells: int = _RESIDUAL_CELLS) -> np.ndarray:
+def _cell_matrix(n: int, cells: int) -> np.ndarray:
     """(cells, n) averaging matrix: ``P @ img @ P.T`` is the grid of cell means of an n x n image."""
     p = np.zeros((cells, n), dtype=np.float32)
     q = n // cells
@@ -165,7 +168,6 @@ def _cell_matrix(n: int = _SIDE, cells: int = _RESIDUAL_CELLS) -> np.ndarray:
     return p
 
 
-_CELLS = _cell_matrix()
 
 
 def _both_sides_t(stack: np.ndarray, a: np.ndarray) -> np.ndarray:
@@ -198,21 +200,18 @@ def _best_axis_warp(src_prof: np.ndarray, dst_prof: np.ndarray, geometry: "_Geom
     return np.argmax(num / np.sqrt(np.maximum(var, 1e-6)), axis=1)
 
 
-_MATS_FLAT_T = np.ascontiguousarray(_MATS.reshape(-1, _SIDE).T)  # (S, K*S)
-_MATS_MEAN_T = np.ascontiguousarray(_MATS.mean(axis=1).T)  # (S, K): mean of each warped profile
-
-
 class _Geometry:
     """The crop warps and the residual's cell grid for comparing at one side (px)."""
 
     def __init__(self, side: int, cells: int, steps: int = _CROP_STEPS):
-        self.mats = _interp_matrices(side, steps=steps)[0]
+        self.mats = _interp_matrices(side, steps=steps)
         self.flat_t = np.ascontiguousarray(self.mats.reshape(-1, side).T)
         self.mean_t = np.ascontiguousarray(self.mats.mean(axis=1).T)
         self.cells = _cell_matrix(side, cells)
 
 
 _FULL = _Geometry(_SIDE, _RESIDUAL_CELLS)
+_MATS = _FULL.mats  # (K, S, S): the crops the full comparison tries
 _COARSE = _Geometry(_SIDE // 2, _RESIDUAL_CELLS // 2, 7)  # the first look: 16 px, 8x8 cells, crops in 2 % steps
 _COARSE_MARGIN = 0.1  # a pair whose first look scores this far below the threshold is not looked at again
 
@@ -245,7 +244,7 @@ def _colour_residual(x: np.ndarray, y: np.ndarray, cells_matrix: np.ndarray | No
         better = bright & (err_alt < err)
         r = np.where(better, r_alt, r)
         err = np.where(better, err_alt, err)
-    cells = _both_sides_t(r, _CELLS if cells_matrix is None else cells_matrix)  # (N, C, cells, cells) cell means
+    cells = _both_sides_t(r, _FULL.cells if cells_matrix is None else cells_matrix)  # (N, C, cells, cells) means
     return np.sqrt((cells * cells).mean(axis=(1, 2, 3)))
 
 

@@ -6,13 +6,13 @@ import pytest
 from PIL import Image
 
 from curator.imports.hashing import (
-    FINGERPRINT_BYTES,
-    content_box,
-    content_size,
     BACKGROUND,
+    FINGERPRINT_BYTES,
     THUMB_SIDE,
     FingerprintError,
     composite_for_hashing,
+    content_box,
+    content_size,
     fingerprint_bytes,
     fingerprint_many,
     perceptual_hashes,
