@@ -28,10 +28,11 @@ Choices, with reasons:
   its ``pixel_hash`` is None; ``pixel_hash_of_bytes`` computes it on demand (the duplicate search
   does, for near-duplicate candidates of equal size: only those can be the same pixels).
 - **Content, not canvas** (fingerprint version 2). A plain margin (an added border, or the empty field around a
-  small glyph) is trimmed before hashing (``content_box``): up to two layers of a uniform colour are removed from the
-  outside of the picture over the background, so a copy with a white, black or coloured border of a few percent and
+  small glyph) is trimmed before hashing (``content_box``): a uniform colour, then the white field inside it, are
+  removed from the outside of the picture over the background, so a copy with a white, black or coloured border of a few percent and
   the picture without it give the same hashes and thumbnail, and a small glyph on a wide field is compared by its
-  glyph, not by its mostly identical background. The stored fingerprint is the thumbnail followed by the content's
+  glyph, not by its mostly identical background (a content that is small in the reduced work image is cut from the
+  full-resolution picture, so it keeps its detail). The stored fingerprint is the thumbnail followed by the content's
   size in the file's pixels (``FINGERPRINT_BYTES``; the confirm stage matches renditions of different detail at the
   smaller one's resolution). Version-1 fingerprints (the bare 12,288-byte thumbnail, untrimmed hashes) are recognised
   by their length and recomputed from the stored file when a search needs them (curator.dedup.service).
@@ -76,7 +77,6 @@ __all__ = [
     "content_box",
     "content_size",
     "FINGERPRINT_BYTES",
-    "FINGERPRINT_VERSION",
     "fingerprint_image",
     "fingerprint_bytes",
     "fingerprint_file",
@@ -88,8 +88,9 @@ BACKGROUND = (255, 255, 255)
 HASH_WORK_SIDE = 64  # decoded images are box-reduced until their shorter side is just above this
 THUMB_SIDE = 64  # confirm-stage thumbnail: THUMB_SIDE x THUMB_SIDE RGB, uint8, row-major (12 KiB)
 THUMB_BYTES = THUMB_SIDE * THUMB_SIDE * 3
-FINGERPRINT_VERSION = 2  # 1: the bare thumbnail of the whole canvas; 2: of the trimmed content, + its size
-FINGERPRINT_BYTES = THUMB_BYTES + 4  # the thumbnail, then the content's width and height (uint16, little-endian)
+# fingerprint version 2 (of the trimmed content): the thumbnail, then the content's width and height (uint16, little-
+# endian); version 1 was the bare thumbnail of the whole canvas (THUMB_BYTES)
+FINGERPRINT_BYTES = THUMB_BYTES + 4
 MARGIN_TOLERANCE = 40  # grey levels (any channel) within which a pixel is still the margin's colour (JPEG-proof)
 MARGIN_UNIFORM = 0.9  # share of a side's outer line that must be the margin's colour; two sides make a margin
 MARGIN_LAYERS = 3  # e.g. an added black border, a line blending it (resampling), the picture's own white field
