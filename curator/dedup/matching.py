@@ -523,10 +523,12 @@ def _exact_matches(ids, fps, phash, dhash) -> tuple[list[Match], set]:
 
 def find_duplicate_groups(fingerprints, *, hash_threshold: int = DEFAULT_HASH_THRESHOLD,
                           confirm_threshold: float = DEFAULT_CONFIRM_THRESHOLD,
-                          confirm: bool = True) -> list[Group]:
+                          confirm: bool = True, all_matches: list | None = None) -> list[Group]:
     """All duplicate groups among ``fingerprints`` (mapping id -> fp, or a sequence: ids are positions).
 
-    ``confirm=False`` skips the thumbnail stage (pure hash threshold, for calibration/benchmarks).
+    ``confirm=False`` skips the thumbnail stage (pure hash threshold, for calibration/benchmarks). ``all_matches``,
+    a list, receives every match found, also those no group kept (a pair whose third picture did not match both):
+    once a picture leaves (resolved as a copy), the others regroup from them (``groups_from_matches``).
     """
     ids, fps = _items(fingerprints)
     if len(fps) < 2:
@@ -547,10 +549,14 @@ def find_duplicate_groups(fingerprints, *, hash_threshold: int = DEFAULT_HASH_TH
     def verify(pairs):
         ia = np.array([position[a] for a, _ in pairs], dtype=np.int64)
         ib = np.array([position[b] for _, b in pairs], dtype=np.int64)
-        found = {(m.a, m.b): m for m in _confirm(ids, ids, fps, fps, ia, ib, phash, dhash, phash, dhash,
-                                                  confirm_threshold, confirm)}
-        return [found.get(p) for p in pairs]
+        found = _confirm(ids, ids, fps, fps, ia, ib, phash, dhash, phash, dhash, confirm_threshold, confirm)
+        if all_matches is not None:
+            all_matches.extend(found)
+        by_pair = {(m.a, m.b): m for m in found}
+        return [by_pair.get(p) for p in pairs]
 
+    if all_matches is not None:
+        all_matches.extend(matches)
     return groups_from_matches(matches, verify)
 
 

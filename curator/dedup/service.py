@@ -220,9 +220,9 @@ def _matches(session: Session, store: ImageStore | None, fps: dict[int, Fingerpr
         return cached[1]  # (equal-pixel matches chain through one image: if it left, search again)
     involved = _involved(fps, hash_threshold)
     load_thumbs(session, fps, involved)
-    groups = dedup.find_duplicate_groups({i: fps[i] for i in involved}, hash_threshold=hash_threshold,
-                                         confirm_threshold=confirm_threshold)
-    matches = [m for g in groups for m in g.matches]
+    matches: list = []  # every match found, so that regrouping after a resolution can use those no group kept
+    dedup.find_duplicate_groups({i: fps[i] for i in involved}, hash_threshold=hash_threshold,
+                                confirm_threshold=confirm_threshold, all_matches=matches)
     if store is not None:
         matches = upgrade_same_pixels(session, store, matches)
     with _MATCHES_LOCK:

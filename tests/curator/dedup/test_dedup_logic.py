@@ -265,6 +265,8 @@ def test_grouping_never_joins_two_pictures_that_do_not_match_directly():
     ab, bc = Match("a", "b", "near", 3, 3, 0.9), Match("b", "c", "near", 4, 4, 0.8)
     groups = groups_from_matches([ab, bc])
     assert [g.members for g in groups] == [["a", "b"]]  # the stronger link wins, c is not chained in
+    # once a is resolved away (a copy of b), b and c regroup from the matches found, those no group kept included
+    assert [g.members for g in groups_from_matches([bc])] == [["b", "c"]]
     asked = []
 
     def verify(pairs):
