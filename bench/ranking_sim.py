@@ -28,7 +28,6 @@ from __future__ import annotations
 import os
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # noqa: E402  (before numpy loads its threads)
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # no BLAS threads fighting over a shared 2-core machine
 
 import argparse  # noqa: E402
 import itertools  # noqa: E402
@@ -107,7 +106,7 @@ def run_one(task):
     for click in range(1, max(budgets) + 1):
         if strategy == "active":
             shown = choose_set(state.ratings(), k, size, history=history, rng=chooser, lapse=config.lapse,
-                               covariance=state.covariance(), settled=SETTLED, **args.choose)
+                               **({"explore": args.explore} if args.explore is not None else {}))
         else:
             shown = tuple(int(v) for v in chooser.choice(n, size=size, replace=False))
         state.apply(Choice(shown, ranker.answer(shown, full_order)))
@@ -216,8 +215,7 @@ def main(argv=None):
                         help="budgets in units of n log2 n clicks")
     parser.add_argument("--error-rate", type=float, default=0.10)
     parser.add_argument("--lapse", type=float, help="override RatingConfig.lapse (tuning)")
-    parser.add_argument("--choose", type=lambda text: {k: float(v) for k, v in (i.split("=") for i in text.split(","))},
-                        default={}, help="override choose_set's options (tuning), e.g. explore=0.1,repeat_penalty=0.5")
+    parser.add_argument("--explore", type=float, help="override choose_set's explore share (tuning)")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--timing", action="store_true", help="only time choosing a screen")
     parser.add_argument("--timing-n", type=int, default=5000)

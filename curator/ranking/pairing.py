@@ -30,7 +30,7 @@ from typing import Collection, Hashable, Iterable, Mapping
 
 import numpy as np
 
-from curator.ranking.rating import Rating, RatingConfig, _rating_arrays, normal_cdf, top_k_membership, top_k_threshold
+from curator.ranking.rating import Rating, RatingConfig, _rating_arrays, normal_cdf, top_k_threshold
 
 _PI_OVER_8 = math.pi / 8.0
 _SQRT_2PI = math.sqrt(2.0 * math.pi)
@@ -67,53 +67,48 @@ def _binary_entropy(p: np.ndarray) -> np.ndarray:
 
 def screen_information(mu: np.ndarray, var: np.ndarray, t: float, lapse: float = DEFAULT_LAPSE) -> np.ndarray:
     """What each screen's answer tells about top-k membership, in nats: for screens given as rows of ratings
-    ``mu``, ``var`` (shape (screens, images per screen)), the mutual information between the pick (which image is
-    named the best) and the images' memberships (each image above the threshold t or not).
+    ``mu``, ``var`` (shape (screens, images per screen)), the sum over their images of the mutual information
+    between "the image is picked as the best" and "the image is above the threshold t".
 
-    Model: memberships independent, P(above) = Phi((mu - t) / sigma); given them, each rating is the normal
-    truncated at t on its side, and the pick is Plackett–Luce over those means (uncertainty folded in with the
-    probit approximation), a lapse share `lapse` of picks uniform. Summed over the 2^m membership patterns of a
-    screen of m. So two undecided images shown with two weaker, settled ones make a telling screen (the pick says
-    which of the two is better), while four undecided ones mostly tell about the best of them.
+    Model: an image is picked with the Plackett–Luce probability against the others taken as one opponent of
+    strength log(sum exp(mu_j)) and the spread of their weighted mean, with the probit approximation for the
+    uncertainty; then a lapse share `lapse` of picks is uniform. Its rating is split at t into the two truncated
+    normals (above, below), each giving the chance of a pick.
     """
     mu = np.asarray(mu, dtype=np.float64)
     var = np.asarray(var, dtype=np.float64)
     m = mu.shape[1]
+    # For image i, the others j != i as one opponent: log-sum-exp of their ratings, and the spread of their mean
+    # weighted by exp(mu_j - opponent) (computed per (i, j) so that no sum is taken apart again).
+    others = np.where(np.eye(m, dtype=bool), -np.inf, mu[:, None, :])  # (screens, i, j)
+    top = others.max(axis=2, keepdims=True)
+    weights = np.exp(others - top)
+    total = weights.sum(axis=2, keepdims=True)
+    opponent = (np.log(total) + top)[:, :, 0]
+    opponent_var = np.sum((weights / total) ** 2 * var[:, None, :], axis=2)
     sd = np.sqrt(var)
     alpha = (t - mu) / sd
     above = 1.0 - normal_cdf(alpha)
     density = np.exp(-0.5 * alpha * alpha) / _SQRT_2PI
     ratio_above = density / np.maximum(above, 1e-12)
     ratio_below = density / np.maximum(1.0 - above, 1e-12)
-    sides = (  # (mean, variance, probability) of each rating below and above t
-        (mu - sd * ratio_below, np.maximum(var * (1.0 - alpha * ratio_below - ratio_below ** 2), 0.0), 1.0 - above),
-        (mu + sd * ratio_above, np.maximum(var * (1.0 + alpha * ratio_above - ratio_above ** 2), 0.0), above))
-    mixture = np.zeros_like(mu)
-    conditional_entropy = np.zeros(mu.shape[0])
-    for pattern in itertools.product((0, 1), repeat=m):
-        mean = np.column_stack([sides[side][0][:, j] for j, side in enumerate(pattern)])
-        spread = np.column_stack([sides[side][1][:, j] for j, side in enumerate(pattern)])
-        weight = np.prod(np.column_stack([sides[side][2][:, j] for j, side in enumerate(pattern)]), axis=1)
-        z = mean / np.sqrt(1.0 + _PI_OVER_8 * 2.0 * spread.mean(axis=1, keepdims=True))
-        e = np.exp(z - z.max(axis=1, keepdims=True))
-        pick = (1.0 - lapse) * e / e.sum(axis=1, keepdims=True) + lapse / m
-        mixture += weight[:, None] * pick
-        conditional_entropy += weight * _entropy(pick)
-    return np.maximum(_entropy(mixture) - conditional_entropy, 0.0)
-
-
-def _entropy(p: np.ndarray) -> np.ndarray:
-    """Entropy in nats of each row of a (rows, outcomes) array of probabilities."""
-    return -np.sum(p * np.log(np.maximum(p, 1e-300)), axis=1)
+    pick = []
+    for mean, spread in ((mu + sd * ratio_above, var * (1.0 + alpha * ratio_above - ratio_above ** 2)),
+                         (mu - sd * ratio_below, var * (1.0 - alpha * ratio_below - ratio_below ** 2))):
+        z = (mean - opponent) / np.sqrt(1.0 + _PI_OVER_8 * (np.maximum(spread, 0.0) + opponent_var))
+        pick.append((1.0 - lapse) / (1.0 + np.exp(-z)) + lapse / m)
+    pick_above, pick_below = pick
+    picked = above * pick_above + (1.0 - above) * pick_below
+    info = (_binary_entropy(picked) - above * _binary_entropy(pick_above)
+            - (1.0 - above) * _binary_entropy(pick_below))
+    return info.sum(axis=1)
 
 
 def choose_set(ratings: Mapping[Hashable, Rating], k: int, size: int = 4, *,
                history: Mapping[frozenset, int] | Collection[frozenset] | None = None,
                rng: np.random.Generator | int | None = None,
                groups: Iterable[Collection[Hashable]] | None = None,
-               covariance: np.ndarray | None = None, settled: float = 0.95, on_show: Iterable[Collection] = (),
-               explore: float = 0.2,
-               fresh_below: int = 3, lapse: float = DEFAULT_LAPSE, pool: int = 24, n_random: int = 8,
+               explore: float = 0.2, lapse: float = DEFAULT_LAPSE, pool: int = 24, n_random: int = 8,
                repeat_penalty: float = 0.25) -> tuple:
     """The next screen: `size` different image ids (fewer if the class has fewer), in random order.
 
@@ -124,13 +119,7 @@ def choose_set(ratings: Mapping[Hashable, Rating], k: int, size: int = 4, *,
     rng: numpy Generator or int seed (same inputs + same seed -> same screen).
     groups: near-duplicate groups; an image on the screen with a group member it has not met yet is shown with
         that member (near duplicates compete head to head).
-    covariance: the ratings' joint covariance (``RatingState.covariance``, in `ratings` order), if known. Then
-        a share of the screens equal to the share of top places already settled (P(in top-k) > `settled`, as
-        ``rating.top_k_membership`` counts them) starts from the duel that decides the most: the least settled
-        image inside the top-k against the outsider most likely to beat it, however often they met (but not
-        while both are on a screen already on show, `on_show`: screens of ids).
-    explore: share of screens built around a little-compared image, one shown fewer than `fresh_below` times
-        (none once every image has been shown that often).
+    explore: share of screens built around a little-compared image.
     lapse: the ratings' lapse share (``RatingConfig.lapse``), for the chance of each answer.
     pool: how many of the most uncertain images are candidates (plus the boundary and `n_random` random ones);
         widened four times when the best screen would repeat a pair.
@@ -164,10 +153,9 @@ def choose_set(ratings: Mapping[Hashable, Rating], k: int, size: int = 4, *,
     by_weight = np.argsort(-weight, kind="stable")
 
     anchor = None
-    fresh = np.flatnonzero(n_cmp < fresh_below)
-    if len(fresh) and rng.random() < explore:
-        weight_fresh = 1.0 / (1.0 + n_cmp[fresh]) ** 2
-        anchor = int(fresh[rng.choice(len(fresh), p=weight_fresh / weight_fresh.sum())])
+    if rng.random() < explore:
+        fresh = 1.0 / (1.0 + n_cmp) ** 2
+        anchor = int(rng.choice(n, p=fresh / fresh.sum()))
 
     def candidates(width: int) -> np.ndarray:
         half = max(1, width // 4)
@@ -179,14 +167,7 @@ def choose_set(ratings: Mapping[Hashable, Rating], k: int, size: int = 4, *,
     def repeats(screen: list[int], extra: int) -> int:
         return sum(count(ids[extra], ids[j]) for j in screen)
 
-    screen = None
-    if anchor is None and covariance is not None:
-        screen = _duel(mu, covariance, order, k_eff, settled, rng)
-        if screen and any(ids[screen[0]] in shown and ids[screen[1]] in shown for shown in on_show):
-            screen = None
     for width in (pool, 4 * pool):
-        if screen:
-            break
         members = candidates(width)
         if anchor is None:
             pairs = np.array(list(itertools.combinations(members.tolist(), 2)), dtype=np.intp)
@@ -197,9 +178,8 @@ def choose_set(ratings: Mapping[Hashable, Rating], k: int, size: int = 4, *,
         score = score * (1.0 + 1e-6 * rng.random(len(score)))  # seeded tie-break
         best = int(np.argmax(score))
         if asked[best] == 0 or len(members) == n:
-            screen = [int(i) for i in pairs[best]]
-    if not screen:
-        screen = [int(i) for i in pairs[best]]
+            break
+    screen = [int(i) for i in pairs[best]]
     screen = _with_group_mates(screen, ids, groups, count, size)
 
     while len(screen) < size:  # grow the screen one image at a time, widening the pool before repeating a pair
@@ -222,23 +202,6 @@ def choose_pair(ratings: Mapping[Hashable, Rating], k: int, **options) -> tuple[
     """The next pair (left_id, right_id), sides in random order: ``choose_set`` with two images."""
     left, right = choose_set(ratings, k, 2, **options)
     return left, right
-
-
-def _duel(mu, covariance, order, k, settled, rng) -> list[int] | None:
-    """The pair whose order decides the most once most of the top-k is settled: the least settled image inside the
-    top-k and the outsider most likely to beat it; asked for a share of screens equal to the share of top places
-    settled (none at the start, nearly all at the end), and never once every place is settled. None otherwise."""
-    p = top_k_membership(mu, None, k, covariance)
-    inside, outside = order[:k], order[k:]
-    if not len(outside) or rng.random() >= float(np.mean(p[inside] > settled)):
-        return None
-    weakest = int(inside[np.argmin(p[inside])])
-    if p[weakest] > settled:  # every place is settled: nothing left to duel over
-        return None
-    variance = np.diag(covariance)
-    spread = np.maximum(variance[outside] + variance[weakest] - 2.0 * covariance[outside, weakest], 1e-12)
-    rival = int(outside[np.argmax(normal_cdf((mu[outside] - mu[weakest]) / np.sqrt(spread)))])
-    return [weakest, rival]
 
 
 def _with_group_mates(screen: list[int], ids, groups, count, size: int) -> list[int]:

@@ -262,7 +262,7 @@ class RatingState:
             precision = np.eye(n) / self.config.prior_sigma ** 2
             if self._stages:
                 precision += _curvature_matrix(mu, _Stages(self._stages), self.config)
-            self._covariance = _spd_inverse(precision)
+            self._covariance = np.linalg.inv(precision)
         return self._covariance
 
     def ratings(self) -> dict[Hashable, Rating]:
@@ -307,26 +307,6 @@ def _rowsum(x: np.ndarray) -> np.ndarray:
     for row in x[1:]:
         total += row
     return total
-
-
-def _spd_inverse(a: np.ndarray) -> np.ndarray:
-    """The inverse of a symmetric positive definite matrix. Up to 256 rows by Gauss–Jordan elimination in numpy's
-    own element-wise loops (3 ms at 133 rows): LAPACK's threads, on a small shared machine, now and then stall for
-    hundreds of milliseconds on matrices this small. Larger ones go to LAPACK. No pivoting is needed: the matrix is
-    positive definite."""
-    n = a.shape[0]
-    if n > 256:
-        return np.linalg.inv(a)
-    m = a.copy()
-    for k in range(n):
-        pivot = m[k, k]
-        row = m[k] / pivot
-        column = m[:, k].copy()
-        m -= column[:, None] * row[None, :]
-        m[k] = row
-        m[:, k] = -column / pivot
-        m[k, k] = 1.0 / pivot
-    return m
 
 
 def _softmax(theta: np.ndarray, stages: _Stages):

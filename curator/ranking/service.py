@@ -291,8 +291,7 @@ class ClassView:
     active: list[tuple[int, bool]]  # (id, flagged) of active images
     competing: np.ndarray  # ids of active, unflagged images
     k: int
-    p_top: np.ndarray  # P(in top-k) of each competing image (see class_view)
-    covariance: np.ndarray | None = field(default=None, repr=False)  # of the competing images' ratings, if known
+    p_top: np.ndarray  # P(in top-k) of each competing image (analytic, see standings)
     _competing_ratings: dict | None = field(default=None, repr=False)
 
     @property
@@ -328,7 +327,7 @@ def class_view(session: Session, image_class: ImageClass) -> ClassView:
     if covariance is not None:
         covariance = covariance[np.ix_(idx, idx)]
     p = top_k_membership(cr.mu[idx], cr.sigma[idx], k, covariance)
-    return ClassView(image_class, cr, active, competing, k, p, covariance)
+    return ClassView(image_class, cr, active, competing, k, p)
 
 
 # --- standings: leaderboard, progress counter, export ----------------------------------------------------------
@@ -478,8 +477,7 @@ def next_screens(session: Session, image_class: ImageClass, *, size: int = 2, co
     pending = list(pending)
     while len(screens) < count:
         history = _PendingCounts(view.ratings.history, pending + screens)
-        screen = choose_set(ratings, view.k, size, history=history, rng=rng, groups=groups,
-                            covariance=view.covariance, settled=SETTLED, on_show=pending + screens)
+        screen = choose_set(ratings, view.k, size, history=history, rng=rng, groups=groups)
         screens.append(tuple(int(i) for i in screen))
     return screens
 
