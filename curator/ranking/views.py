@@ -111,12 +111,10 @@ def _render(image_class, kind: str, *, first=None, then=None, more: bool = False
         screens[1] = tuple(then)
     screen = screens[0] if screens else None
     upcoming = screens[1] if len(screens) > 1 else None
-    wanted = set(screen or ()) | set(upcoming or ())
-    images = {i.id: i for i in db.session.scalars(select(Image).where(Image.id.in_(wanted)))} if wanted else {}
     mine = rs.answers_by(db.session, image_class.id, actor())
     context = dict(cls=image_class, kind=kind, table=table, done=done, more=more, order=order, upcoming=upcoming,
-                   images=images, mine=mine, can_undo=mine > 0, message=message, message_kind=message_kind,
-                   settled=rs.SETTLED, actor=actor())
+                   mine=mine, can_undo=mine > 0, message=message, message_kind=message_kind, settled=rs.SETTLED,
+                   actor=actor())
     if kind == PAIRS:
         template = "ranking/_pair.html" if is_htmx() else "ranking/compare.html"
         return render_template(template, pair=screen, **context), status
