@@ -94,15 +94,15 @@ def test_putting_four_in_order_by_keys_or_by_places(client, app, cats):
     html = client.post("/rank/cat/pick", data={**shown, "mode": "order", "order": f"{c},{a},{d}"},
                        headers=HX).get_data(as_text=True)
     assert 'name="mode" value="order"' in html  # still ordering
+    with app.app_context():
+        ratings = rs.recompute(db.session, rs.get_class(db.session, "cat").id).ratings()
+    assert ratings[c].mu > ratings[a].mu > ratings[d].mu > ratings[b].mu
     shown = screen_of(html)
     e, f, g, h = ids(shown["shown"])
     response = client.post("/rank/cat/pick", data={**shown, "mode": "order", f"place_{e}": "2", f"place_{f}": "3",
                                                    f"place_{g}": "1", f"place_{h}": ""})
     assert response.status_code == 302 and "order=1" in response.location
     assert [(s[1], s[2]) for s in stored(app)] == [("order", [c, a, d, b]), ("order", [g, e, f, h])]
-    with app.app_context():
-        ratings = rs.recompute(db.session, rs.get_class(db.session, "cat").id).ratings()
-    assert ratings[c].mu > ratings[a].mu > ratings[d].mu > ratings[b].mu
 
 
 def test_undo_takes_back_a_pick_as_one_answer_and_shows_its_screen_again(client, app, cats):
@@ -239,7 +239,7 @@ def test_a_settled_class_says_so_instead_of_asking_more(client, app, cats):
     keeping going shows screens again, and answers given then keep going (the choice travels with the form)."""
     progress = _settle(app, 2, 150)
     assert progress.done, progress
-    for url in ("/rank/cat/best",):
+    for url in ("/rank/cat/", "/rank/cat/best"):
         html = text(client.get(url))
         assert 'id="class-done"' in html and "Top 2 settled with 95 % confidence" in html
         assert 'id="answer-form"' not in html and 'id="pick-form"' not in html
@@ -247,12 +247,13 @@ def test_a_settled_class_says_so_instead_of_asking_more(client, app, cats):
     html = client.get("/rank/cat/best?more=1").get_data(as_text=True)
     assert 'id="pick-form"' in html and 'name="more" value="1"' in html
     shown = screen_of(html)
-    html = client.post("/rank/cat/pick", data={**shown, "pick": ids(shown["shown"])[0], "more": "1"},
+    html = client.post("/rank/cat/pick", data={**shown, "pick": min(ids(shown["shown"])), "more": "1"},
                        headers=HX).get_data(as_text=True)
     assert 'id="pick-form"' in html and 'id="class-done"' not in html
-    html = client.post("/rank/cat/pick", data={**screen_of(html), "pick": ids(screen_of(html)["shown"])[0]},
+    html = client.post("/rank/cat/pick", data={**screen_of(html), "pick": min(ids(screen_of(html)["shown"]))},
                        headers=HX).get_data(as_text=True)
     assert 'id="class-done"' in html  # without `more`, a settled class says so again
+    assert "✓ done" in text(client.get("/rank/"))
 
 
 def test_a_small_class_gets_smaller_screens(client, app, dataset):
