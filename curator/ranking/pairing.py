@@ -2,25 +2,30 @@
 deciding which images are in the top-k.
 
 What a screen is worth: every image's membership of the top-k is uncertain (P(in top-k) = Phi((mu - t) / sigma)
-with the shared threshold t of `rating.top_k_threshold`). For each image on a screen, the answer says whether it
-was picked; the screen's score is the sum over its images of the mutual information between "it is picked" and
-"it is above t", with the ratings' own uncertainty and the modelled lapses (`RatingConfig.lapse`) integrated out.
-So the best opponent for an undecided image is a well-known image near the threshold (the answer then says on
-which side it falls), and an image whose place is settled (P near 0 or 1) adds nothing: it is no longer asked
-about, though it may still serve as a reference.
+with the shared threshold t of `rating.top_k_threshold`). A screen's score is the mutual information between its
+answer (which image is picked) and the memberships of its images, with the ratings' own uncertainty and the
+modelled lapses (`RatingConfig.lapse`) folded in (`screen_information`). So the best company for two undecided
+images is weaker, settled ones (the pick then says which of the two is better), and an image whose place is
+settled (P near 0 or 1) is no longer asked about, though it may still serve as a reference.
 
 Where the candidates come from: a short pool — the images whose membership is most uncertain (weighted by their
-rating's spread), those around the top-k boundary, and a few at random. Pairs are scored over every pair in the
-pool; a larger screen grows from its best pair one image at a time. Every earlier showing of two images together
+rating's spread), those around the top-k boundary, and a few at random. The first two images are the best pair in
+the pool; a larger screen grows from them one image at a time. Every earlier showing of two images together
 divides a screen's score by four, and the pool is widened before a pair is shown again.
 
-Why `explore`: the score is myopic. One wrong answer (a tenth of them, say) can push a top image so far down that
-no single answer seems worth asking about it again, and at a few answers per image that is the most common way to
-lose a top image. So a share of the screens is built around a little-compared image instead (a second opinion
-before it is written off). Near duplicates meet head to head: an image on the screen whose near-duplicate group
-holds a member it has not met yet is shown with that member.
+Two departures from that score, because it is myopic and blind to how well two images are told apart when they
+met directly (their ratings are correlated; the marginal sigmas do not show it):
+- the duel: once top places settle, that share of screens starts from the pair that decides the most, the least
+  settled image inside the top-k against the outsider most likely to beat it (from the joint covariance), repeats
+  allowed — so the last boundary gets settled instead of circled;
+- explore: one wrong answer can push a top image so far down that no single answer seems worth asking about it
+  again, and at a few answers per image that is the most common way to lose one. So a share of screens is built
+  around an image shown fewer than three times (a second opinion before it is written off).
+Near duplicates meet head to head: an image on the screen whose near-duplicate group holds a member it has not
+met yet is shown with that member.
 
-Cost: O(n) numpy work plus O(pool^2) vectorised scoring; never the n^2 pairs. Pure logic, numpy only.
+Cost: O(n) numpy work plus O(pool^2) vectorised scoring (and O(n) with the covariance); never the n^2 pairs. Pure
+logic, numpy only.
 """
 from __future__ import annotations
 
@@ -30,7 +35,7 @@ from typing import Collection, Hashable, Iterable, Mapping
 
 import numpy as np
 
-from curator.ranking.rating import Rating, RatingConfig, _rating_arrays, normal_cdf, top_k_threshold
+from curator.ranking.rating import Rating, RatingConfig, _rating_arrays, normal_cdf, top_k_membership, top_k_threshold
 
 _PI_OVER_8 = math.pi / 8.0
 _SQRT_2PI = math.sqrt(2.0 * math.pi)
@@ -67,49 +72,53 @@ def _binary_entropy(p: np.ndarray) -> np.ndarray:
 
 def screen_information(mu: np.ndarray, var: np.ndarray, t: float, lapse: float = DEFAULT_LAPSE) -> np.ndarray:
     """What each screen's answer tells about top-k membership, in nats: for screens given as rows of ratings
-    ``mu``, ``var`` (shape (screens, images per screen)), the sum over their images of the mutual information
-    between "the image is picked as the best" and "the image is above the threshold t".
+    ``mu``, ``var`` (shape (screens, images per screen)), the mutual information between the pick (which image is
+    named the best) and the images' memberships (each image above the threshold t or not).
 
-    Model: an image is picked with the Plackett–Luce probability against the others taken as one opponent of
-    strength log(sum exp(mu_j)) and the spread of their weighted mean, with the probit approximation for the
-    uncertainty; then a lapse share `lapse` of picks is uniform. Its rating is split at t into the two truncated
-    normals (above, below), each giving the chance of a pick.
+    Model: memberships independent, P(above) = Phi((mu - t) / sigma); given them, each rating is the normal
+    truncated at t on its side, and the pick is Plackett–Luce over those means (uncertainty folded in with the
+    probit approximation), a lapse share `lapse` of picks uniform. Summed over the 2^m membership patterns of a
+    screen of m. So two undecided images shown with two weaker, settled ones make a telling screen (the pick says
+    which of the two is better), while four undecided ones mostly tell about the best of them.
     """
     mu = np.asarray(mu, dtype=np.float64)
     var = np.asarray(var, dtype=np.float64)
-    m = mu.shape[1]
-    # For image i, the others j != i as one opponent: log-sum-exp of their ratings, and the spread of their mean
-    # weighted by exp(mu_j - opponent) (computed per (i, j) so that no sum is taken apart again).
-    others = np.where(np.eye(m, dtype=bool), -np.inf, mu[:, None, :])  # (screens, i, j)
-    top = others.max(axis=2, keepdims=True)
-    weights = np.exp(others - top)
-    total = weights.sum(axis=2, keepdims=True)
-    opponent = (np.log(total) + top)[:, :, 0]
-    opponent_var = np.sum((weights / total) ** 2 * var[:, None, :], axis=2)
+    screens, m = mu.shape
     sd = np.sqrt(var)
     alpha = (t - mu) / sd
     above = 1.0 - normal_cdf(alpha)
     density = np.exp(-0.5 * alpha * alpha) / _SQRT_2PI
     ratio_above = density / np.maximum(above, 1e-12)
     ratio_below = density / np.maximum(1.0 - above, 1e-12)
-    pick = []
-    for mean, spread in ((mu + sd * ratio_above, var * (1.0 + alpha * ratio_above - ratio_above ** 2)),
-                         (mu - sd * ratio_below, var * (1.0 - alpha * ratio_below - ratio_below ** 2))):
-        z = (mean - opponent) / np.sqrt(1.0 + _PI_OVER_8 * (np.maximum(spread, 0.0) + opponent_var))
-        pick.append((1.0 - lapse) / (1.0 + np.exp(-z)) + lapse / m)
-    pick_above, pick_below = pick
-    picked = above * pick_above + (1.0 - above) * pick_below
-    info = (_binary_entropy(picked) - above * _binary_entropy(pick_above)
-            - (1.0 - above) * _binary_entropy(pick_below))
-    return info.sum(axis=1)
+    # Each rating below and above t: (side, screen, image) arrays of its mean, variance and probability.
+    mean = np.stack([mu - sd * ratio_below, mu + sd * ratio_above])
+    spread = np.maximum(np.stack([var * (1.0 - alpha * ratio_below - ratio_below ** 2),
+                                  var * (1.0 + alpha * ratio_above - ratio_above ** 2)]), 0.0)
+    chance = np.stack([1.0 - above, above])
+    # Every membership pattern at once: (pattern, screen, image).
+    patterns = np.array(list(itertools.product((0, 1), repeat=m)), dtype=np.intp)[:, None, :]
+    cells = (patterns, np.arange(screens)[None, :, None], np.arange(m)[None, None, :])
+    weight = np.prod(chance[cells], axis=2)
+    z = mean[cells] / np.sqrt(1.0 + _PI_OVER_8 * 2.0 * spread[cells].mean(axis=2, keepdims=True))
+    e = np.exp(z - z.max(axis=2, keepdims=True))
+    pick = (1.0 - lapse) * e / e.sum(axis=2, keepdims=True) + lapse / m
+    mixture = np.sum(weight[:, :, None] * pick, axis=0)
+    conditional_entropy = np.sum(weight * _entropy(pick), axis=0)
+    return np.maximum(_entropy(mixture) - conditional_entropy, 0.0)
+
+
+def _entropy(p: np.ndarray) -> np.ndarray:
+    """Entropy in nats over the last axis of an array of probabilities."""
+    return -np.sum(p * np.log(np.maximum(p, 1e-300)), axis=-1)
 
 
 def choose_set(ratings: Mapping[Hashable, Rating], k: int, size: int = 4, *,
                history: Mapping[frozenset, int] | Collection[frozenset] | None = None,
                rng: np.random.Generator | int | None = None,
                groups: Iterable[Collection[Hashable]] | None = None,
-               explore: float = 0.2, lapse: float = DEFAULT_LAPSE, pool: int = 24, n_random: int = 8,
-               repeat_penalty: float = 0.25) -> tuple:
+               covariance: np.ndarray | None = None, settled: float = 0.95, on_show: Iterable[Collection] = (),
+               explore: float = 0.2, fresh_below: int = 3, lapse: float = DEFAULT_LAPSE, pool: int = 24,
+               n_random: int = 8, repeat_penalty: float = 0.25) -> tuple:
     """The next screen: `size` different image ids (fewer if the class has fewer), in random order.
 
     ratings: {image_id: Rating} of one class (from ``compute_ratings`` / ``RatingState.ratings``).
@@ -119,7 +128,13 @@ def choose_set(ratings: Mapping[Hashable, Rating], k: int, size: int = 4, *,
     rng: numpy Generator or int seed (same inputs + same seed -> same screen).
     groups: near-duplicate groups; an image on the screen with a group member it has not met yet is shown with
         that member (near duplicates compete head to head).
-    explore: share of screens built around a little-compared image.
+    covariance: the ratings' joint covariance (``RatingState.covariance``, in `ratings` order), if known. Then
+        a share of the screens equal to the share of top places already settled (P(in top-k) > `settled`, as
+        ``rating.top_k_membership`` counts them) starts from the duel that decides the most: the least settled
+        image inside the top-k against the outsider most likely to beat it, however often they met (but not
+        while both are on a screen already on show, `on_show`: screens of ids).
+    explore: share of screens built around a little-compared image, one shown fewer than `fresh_below` times
+        (none once every image has been shown that often).
     lapse: the ratings' lapse share (``RatingConfig.lapse``), for the chance of each answer.
     pool: how many of the most uncertain images are candidates (plus the boundary and `n_random` random ones);
         widened four times when the best screen would repeat a pair.
@@ -153,9 +168,10 @@ def choose_set(ratings: Mapping[Hashable, Rating], k: int, size: int = 4, *,
     by_weight = np.argsort(-weight, kind="stable")
 
     anchor = None
-    if rng.random() < explore:
-        fresh = 1.0 / (1.0 + n_cmp) ** 2
-        anchor = int(rng.choice(n, p=fresh / fresh.sum()))
+    fresh = np.flatnonzero(n_cmp < fresh_below)
+    if len(fresh) and rng.random() < explore:
+        weight_fresh = 1.0 / (1.0 + n_cmp[fresh]) ** 2
+        anchor = int(fresh[rng.choice(len(fresh), p=weight_fresh / weight_fresh.sum())])
 
     def candidates(width: int) -> np.ndarray:
         half = max(1, width // 4)
@@ -167,20 +183,28 @@ def choose_set(ratings: Mapping[Hashable, Rating], k: int, size: int = 4, *,
     def repeats(screen: list[int], extra: int) -> int:
         return sum(count(ids[extra], ids[j]) for j in screen)
 
-    for width in (pool, 4 * pool):
-        members = candidates(width)
-        if anchor is None:
-            pairs = np.array(list(itertools.combinations(members.tolist(), 2)), dtype=np.intp)
-        else:
-            pairs = np.array([(anchor, j) for j in members.tolist() if j != anchor], dtype=np.intp)
-        asked = np.array([count(ids[a], ids[b]) for a, b in pairs.tolist()], dtype=np.int64)
-        score = screen_information(mu[pairs], var[pairs], t, lapse) * repeat_penalty ** asked
-        score = score * (1.0 + 1e-6 * rng.random(len(score)))  # seeded tie-break
-        best = int(np.argmax(score))
-        if asked[best] == 0 or len(members) == n:
-            break
-    screen = [int(i) for i in pairs[best]]
-    screen = _with_group_mates(screen, ids, groups, count, size)
+    def best_pair() -> list[int]:
+        """The most telling pair of the pool (with the explored image, if any), widening the pool once before
+        repeating a pair."""
+        for width in (pool, 4 * pool):
+            members = candidates(width)
+            if anchor is None:
+                pairs = np.array(list(itertools.combinations(members.tolist(), 2)), dtype=np.intp)
+            else:
+                pairs = np.array([(anchor, j) for j in members.tolist() if j != anchor], dtype=np.intp)
+            asked = np.array([count(ids[a], ids[b]) for a, b in pairs.tolist()], dtype=np.int64)
+            score = screen_information(mu[pairs], var[pairs], t, lapse) * repeat_penalty ** asked
+            best = int(np.argmax(score * (1.0 + 1e-6 * rng.random(len(score)))))  # seeded tie-break
+            if asked[best] == 0 or len(members) == n:
+                break
+        return [int(i) for i in pairs[best]]
+
+    screen = None
+    if anchor is None and covariance is not None:
+        screen = _duel(mu, covariance, order, k_eff, settled, rng)
+        if screen and any(ids[screen[0]] in shown and ids[screen[1]] in shown for shown in on_show):
+            screen = None
+    screen = _with_group_mates(screen or best_pair(), ids, groups, count, size)
 
     while len(screen) < size:  # grow the screen one image at a time, widening the pool before repeating a pair
         for width in (pool, 4 * pool, n):
@@ -202,6 +226,23 @@ def choose_pair(ratings: Mapping[Hashable, Rating], k: int, **options) -> tuple[
     """The next pair (left_id, right_id), sides in random order: ``choose_set`` with two images."""
     left, right = choose_set(ratings, k, 2, **options)
     return left, right
+
+
+def _duel(mu, covariance, order, k, settled, rng) -> list[int] | None:
+    """The pair whose order decides the most once most of the top-k is settled: the least settled image inside the
+    top-k and the outsider most likely to beat it; asked for a share of screens equal to the share of top places
+    settled (none at the start, nearly all at the end), and never once every place is settled. None otherwise."""
+    p = top_k_membership(mu, None, k, covariance)
+    inside, outside = order[:k], order[k:]
+    if not len(outside) or rng.random() >= float(np.mean(p[inside] > settled)):
+        return None
+    weakest = int(inside[np.argmin(p[inside])])
+    if p[weakest] > settled:  # every place is settled: nothing left to duel over
+        return None
+    variance = np.diag(covariance)
+    spread = np.maximum(variance[outside] + variance[weakest] - 2.0 * covariance[outside, weakest], 1e-12)
+    rival = int(outside[np.argmax(normal_cdf((mu[outside] - mu[weakest]) / np.sqrt(spread)))])
+    return [weakest, rival]
 
 
 def _with_group_mates(screen: list[int], ids, groups, count, size: int) -> list[int]:

@@ -1,9 +1,10 @@
-"""Database glue for ranking: stored comparisons in, ratings, next pairs and selections out.
+"""Database glue for ranking: stored answers in, ratings, next screens and selections out.
 
 Why it exists: `rating.py` and `pairing.py` are pure maths over ids; the pages and the command line need them over
 the index. Ratings are *derived*: for one class they are always `replay(universe, live comparisons)` where
 
-- the live comparisons are the class's `Comparison` rows not undone, in stored (id) order, and
+- the live comparisons are the class's `Comparison` rows not undone, in stored (id) order (a pair answer, or a
+  pick / an order on a screen of up to four images, one row each), and
 - the universe is every image in those comparisons plus the class's active images, sorted by id.
 
 `recompute()` does exactly that from scratch. `class_ratings()` gives the same numbers from a small in-memory cache
@@ -11,8 +12,8 @@ keyed by the live set (class, last live comparison id, how many, which were undo
 answers in incrementally (the maths guarantees incremental == replay). Every request checks the key against the
 database, so several workers and people ranking at once never see stale ratings for long — at worst they replay.
 
-Only active, unflagged images of a class are shown in pairs and compete for its top-k; a flagged image ("neither
-belongs") waits in triage. Every user change to images goes through `decisions.record` so it can be undone.
+Only active, unflagged images of a class are shown and compete for its top-k; a flagged image ("neither belongs")
+waits in triage. Every user change to images goes through `decisions.record` so it can be undone.
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ import itertools
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Iterable, Iterator, Mapping, Sequence
+from typing import Iterable, Iterator, Mapping, NamedTuple, Sequence
 
 import numpy as np
 from sqlalchemy import String, case, cast, func, select
@@ -32,9 +33,18 @@ from core.models import ACTIVE, REJECTED, Comparison, Decision, Image, ImageClas
 from curator.dedup import service as dedup_service
 from curator.imports.service import ClassCache
 from curator.ranking.pairing import choose_set
-from curator.ranking.rating import OUTCOMES, Choice, Progress, Rating, RatingState, replay, top_k_membership
+from curator.ranking.rating import (
+    OUTCOMES,
+    Choice,
+    Progress,
+    Rating,
+    RatingState,
+    replay,
+    settled_threshold,
+    top_k_membership,
+)
 
-SETTLED = 0.95  # P(in top-k) above this (or below 1 - this) counts as decided
+CONFIDENCE = 0.95  # a class is done when its whole top-k is right with this probability (rating.settled_threshold)
 COVARIANCE_MAX = 1000  # images in a class up to which P(in top-k) uses the ratings' joint covariance
 SCREEN_SIZES = (2, 3, 4)  # images on one screen: a pair, or "pick the best" of up to four
 CHOICE_OUTCOMES = ("best", "order")  # an answer on a screen of several: the best only, or all of them in order
@@ -97,26 +107,28 @@ _ROW = (Comparison.id, Comparison.left_id, Comparison.right_id, Comparison.outco
         Comparison.picks)
 
 
-class Row(tuple):
-    """One stored answer as the maths reads it: (id, answer, shown), where answer is a pair answer
-    (left, right, outcome) or a `rating.Choice(shown, picks)`, and shown the images on its screen."""
-    __slots__ = ()
+class Row(NamedTuple):
+    """One stored answer as the maths reads it: the answer is a pair answer (left, right, outcome) or a
+    `rating.Choice(shown, picks)`; shown, the images on its screen."""
+    id: int
+    answer: tuple
+    shown: tuple
 
-    @classmethod
-    def read(cls, row) -> "Row":
-        id_, left, right, outcome, others, picks = row
-        if outcome in CHOICE_OUTCOMES:
-            shown = (left, right, *(others or ()))
-            return tuple.__new__(cls, (id_, Choice(shown, tuple(picks or ())), shown))
-        return tuple.__new__(cls, (id_, (left, right, outcome), (left, right)))
+
+def _row(values) -> Row:
+    id_, left, right, outcome, others, picks = values
+    if outcome in CHOICE_OUTCOMES:
+        shown = (left, right, *(others or ()))
+        return Row(id_, Choice(shown, tuple(picks or ())), shown)
+    return Row(id_, (left, right, outcome), (left, right))
 
 
 def load_comparisons(session: Session, class_id: int, *, after_id: int = 0, include_undone: bool = False) -> list[Row]:
-    """The class's answers as `Row`s (id, answer, shown), in stored order."""
+    """The class's answers, in stored order."""
     q = select(*_ROW).where(Comparison.class_id == class_id, Comparison.id > after_id).order_by(Comparison.id)
     if not include_undone:
         q = q.where(Comparison.undone.is_(False))
-    return [Row.read(row) for row in session.connection().execute(q)]
+    return [_row(values) for values in session.connection().execute(q)]
 
 
 def active_images(session: Session, class_id: int) -> list[tuple[int, bool]]:
@@ -151,8 +163,8 @@ def recompute(session: Session, class_id: int) -> RatingState:
     """Ratings from scratch, no cache: the definition the cached path must match."""
     comparisons = load_comparisons(session, class_id)
     universe = {i for i, _ in active_images(session, class_id)}
-    universe.update(i for c in comparisons for i in c[2])
-    return replay(sorted(universe), [c[1] for c in comparisons])
+    universe.update(i for c in comparisons for i in c.shown)
+    return replay(sorted(universe), [c.answer for c in comparisons])
 
 
 def _rows_of(session: Session, class_id: int, key: "LiveKey", after_id: int = 0) -> list[Row]:
@@ -160,7 +172,7 @@ def _rows_of(session: Session, class_id: int, key: "LiveKey", after_id: int = 0)
     bounded by the key's last id and its undone set, so a cached state always holds what its key says."""
     q = (select(*_ROW).where(Comparison.class_id == class_id, Comparison.id > after_id, Comparison.id <= key.max_id)
          .order_by(Comparison.id))
-    return [Row.read(row) for row in session.connection().execute(q) if row[0] not in key.undone]
+    return [_row(values) for values in session.connection().execute(q) if values[0] not in key.undone]
 
 
 # --- the ratings cache -----------------------------------------------------------------------------------------
@@ -207,8 +219,8 @@ def pair_key(a: int, b: int) -> int:
 
 def _history(comparisons: Iterable[Row], base: dict | None = None) -> dict:
     counts = dict(base) if base else {}
-    for _id, _answer, shown in comparisons:
-        for a, b in itertools.combinations(shown, 2):
+    for c in comparisons:
+        for a, b in itertools.combinations(c.shown, 2):
             key = pair_key(a, b)
             counts[key] = counts.get(key, 0) + 1
     return counts
@@ -241,9 +253,9 @@ def class_ratings(session: Session, class_id: int, active: Iterable[int] | None 
                 comparisons = _rows_of(session, class_id, key)
                 if len(comparisons) != key.count:
                     continue  # the key changed under us (an answer committed out of id order): read it again
-                compared = frozenset(i for c in comparisons for i in c[2])
+                compared = frozenset(i for c in comparisons for i in c.shown)
                 universe = frozenset(active) | compared
-                state = replay(sorted(universe), [c[1] for c in comparisons])
+                state = replay(sorted(universe), [c.answer for c in comparisons])
                 result = _finish(key, universe, state, _history(comparisons), compared)
                 stats["replays"] += 1
             entries.insert(0, result)
@@ -266,12 +278,12 @@ def _incremental(session, class_id, key: LiveKey, active: set, entries) -> Class
         new = _rows_of(session, class_id, key, after_id=old.max_id)
         if old.count + len(new) != key.count:
             continue
-        touched = frozenset(i for c in new for i in c[2])
+        touched = frozenset(i for c in new for i in c.shown)
         if not (touched <= entry.universe and _universe_ok(entry, active)):
             continue  # a new image joined (or an uncompared one left): replay with the new universe
         state = entry.state.copy()
         for c in new:
-            state.apply(c[1])
+            state.apply(c.answer)
         return _finish(key, entry.universe, state, _history(new, entry.history), entry.compared | touched)
     return None
 
@@ -291,7 +303,8 @@ class ClassView:
     active: list[tuple[int, bool]]  # (id, flagged) of active images
     competing: np.ndarray  # ids of active, unflagged images
     k: int
-    p_top: np.ndarray  # P(in top-k) of each competing image (analytic, see standings)
+    p_top: np.ndarray  # P(in top-k) of each competing image (see class_view)
+    covariance: np.ndarray | None = field(default=None, repr=False)  # of the competing images' ratings, if known
     _competing_ratings: dict | None = field(default=None, repr=False)
 
     @property
@@ -305,10 +318,15 @@ class ClassView:
         return self._competing_ratings
 
     @property
+    def threshold(self) -> float:
+        """P(in top-k) above which a top place is settled: all k settled means the top-k is right with CONFIDENCE."""
+        return settled_threshold(self.k, CONFIDENCE)
+
+    @property
     def progress(self) -> Progress:
-        """How many of the k top places are settled (P > SETTLED), as rating.settled_progress counts them."""
-        settled_in = int(np.sum(self.p_top > SETTLED))
-        settled = settled_in + int(np.sum(self.p_top < 1.0 - SETTLED))
+        """How many of the k top places are settled (P > `threshold`), as rating.settled_progress counts them."""
+        settled_in = int(np.sum(self.p_top > self.threshold))
+        settled = settled_in + int(np.sum(self.p_top < 1.0 - self.threshold))
         return Progress(min(settled_in, self.k), self.k, settled, len(self.competing))
 
 
@@ -327,7 +345,7 @@ def class_view(session: Session, image_class: ImageClass) -> ClassView:
     if covariance is not None:
         covariance = covariance[np.ix_(idx, idx)]
     p = top_k_membership(cr.mu[idx], cr.sigma[idx], k, covariance)
-    return ClassView(image_class, cr, active, competing, k, p)
+    return ClassView(image_class, cr, active, competing, k, p, covariance)
 
 
 # --- standings: leaderboard, progress counter, export ----------------------------------------------------------
@@ -450,11 +468,6 @@ def duplicate_groups(session: Session, class_id: int) -> list[set[int]] | None:
     return [set(g.members) for g in dedup_service.class_groups(session, class_id)] or None
 
 
-def screen_size(view: ClassView, wanted: int) -> int:
-    """Images per screen: `wanted` (2 for pairs, 4 for "pick the best"), fewer when fewer images compete."""
-    return max(2, min(wanted, len(view.competing)))
-
-
 def next_screens(session: Session, image_class: ImageClass, *, size: int = 2, count: int = 2,
                  first: Sequence[int] | None = None, pending: Iterable[Sequence[int]] = (),
                  rng: np.random.Generator | int | None = None, view: ClassView | None = None) -> list[tuple[int, ...]]:
@@ -468,7 +481,7 @@ def next_screens(session: Session, image_class: ImageClass, *, size: int = 2, co
     ratings = view.competing_ratings
     if len(ratings) < 2:
         return []
-    size = screen_size(view, size)
+    size = max(2, min(size, len(ratings)))
     rng = np.random.default_rng(rng)
     groups = duplicate_groups(session, image_class.id)
     screens: list[tuple[int, ...]] = []
@@ -477,7 +490,8 @@ def next_screens(session: Session, image_class: ImageClass, *, size: int = 2, co
     pending = list(pending)
     while len(screens) < count:
         history = _PendingCounts(view.ratings.history, pending + screens)
-        screen = choose_set(ratings, view.k, size, history=history, rng=rng, groups=groups)
+        screen = choose_set(ratings, view.k, size, history=history, rng=rng, groups=groups,
+                            covariance=view.covariance, settled=view.threshold, on_show=pending + screens)
         screens.append(tuple(int(i) for i in screen))
     return screens
 
@@ -578,8 +592,7 @@ def record_choice(session: Session, image_class: ImageClass, shown_raw, picks_ra
     if outcome == "order" and len(picks) == len(shown) - 1:
         picks.append(next(i for i in shown if i not in picks))
     last = last_answer(session, image_class.id, actor)
-    if last is not None and last.outcome == outcome and last.picks == picks \
-            and [last.left_id, last.right_id, *(last.others or ())] == shown:
+    if last is not None and (last.outcome, last.picks, shown_on(last)) == (outcome, picks, shown):
         return Answer(last, stored=False)
     comparison = Comparison(class_id=image_class.id, left_id=images[0].id, right_id=images[1].id, outcome=outcome,
                             others=shown[2:], picks=picks, actor=actor, created=utcnow())
@@ -661,7 +674,7 @@ def select_images(session: Session, image_class: ImageClass, mode: str, threshol
                   actor: str = "") -> tuple[Decision | None, int]:
     """Mark the class's selection for snapshots as one undoable decision.
 
-    settled: the images whose P(in top-k) > SETTLED; threshold: competing images rated at least `threshold`;
+    settled: the images whose top place is settled (P(in top-k) > ClassView.threshold); threshold: competing images rated at least `threshold`;
     clear: none. Every other image of the class loses its mark. Returns (decision or None if nothing changed,
     number selected).
     """
@@ -670,7 +683,7 @@ def select_images(session: Session, image_class: ImageClass, mode: str, threshol
     value = parse_threshold(threshold) if mode == "threshold" else None
     table = standings(session, image_class)
     if mode == "settled":
-        chosen = {r.image_id for r in table.rows if r.p_top is not None and r.p_top > SETTLED}
+        chosen = {r.image_id for r in table.rows if r.p_top is not None and r.p_top > table.view.threshold}
     elif mode == "threshold":
         chosen = {r.image_id for r in table.rows if not r.flagged and r.mu >= value}
     else:
@@ -750,7 +763,7 @@ def triage(session: Session, image_class: ImageClass, image_id, action: str, cla
 
 __all__ = ["RankingError", "get_class", "default_k", "effective_k", "parse_k", "set_top_k", "Row", "load_comparisons",
            "active_images", "LiveKey", "live_key", "recompute", "ClassRatings", "class_ratings", "clear_cache",
-           "Standing", "Standings", "standings", "answers_by", "duplicate_groups", "screen_size", "next_screens",
+           "Standing", "Standings", "standings", "answers_by", "duplicate_groups", "next_screens",
            "next_pairs", "Answer", "record_answer", "parse_ids", "record_choice", "shown_on", "describe",
            "last_answer", "Undone", "undo_last_answer", "SELECT_MODES", "parse_threshold", "select_images",
            "last_selection", "TriageView", "triage_queue", "triage"]

@@ -113,8 +113,8 @@ def _render(image_class, kind: str, *, first=None, then=None, more: bool = False
     upcoming = screens[1] if len(screens) > 1 else None
     mine = rs.answers_by(db.session, image_class.id, actor())
     context = dict(cls=image_class, kind=kind, table=table, done=done, more=more, order=order, upcoming=upcoming,
-                   mine=mine, can_undo=mine > 0, message=message, message_kind=message_kind, settled=rs.SETTLED,
-                   actor=actor())
+                   mine=mine, can_undo=mine > 0, message=message, message_kind=message_kind,
+                   confidence=rs.CONFIDENCE, actor=actor())
     if kind == PAIRS:
         template = "ranking/_pair.html" if is_htmx() else "ranking/compare.html"
         return render_template(template, pair=screen, **context), status
@@ -263,7 +263,7 @@ def rank_leaderboard(name: str):
     rows = table.rows
     images = {i.id: i for i in db.session.scalars(select(Image).where(Image.id.in_([r.image_id for r in rows])))}
     return render_template("ranking/leaderboard.html", cls=image_class, table=table, rows=rows,
-                           images=images, show_all=show_all, settled=rs.SETTLED,
+                           images=images, show_all=show_all, confidence=rs.CONFIDENCE,
                            undo_selection=rs.last_selection(db.session, image_class), actor=actor())
 
 

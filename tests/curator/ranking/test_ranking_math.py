@@ -27,6 +27,8 @@ from curator.ranking.rating import (
     prob_in_top_k,
     replay,
     settled_progress,
+    settled_threshold,
+    top_k_membership,
     top_k_threshold,
     update,
 )
@@ -499,9 +501,9 @@ def test_choose_pair_puts_near_duplicates_head_to_head():
 
 def test_choose_pair_is_deterministic_for_a_seed():
     # Tried: the same inputs and seed twice (same sequence of pairs and of screens), and different seeds
-    # (the explored share varies).
+    # (the explored share varies: every image has been shown only once).
     rng = np.random.default_rng(5)
-    ratings = _ratings(rng.normal(0, 2, 200), rng.uniform(0.2, 2, 200))
+    ratings = {i: r._replace(n=1) for i, r in _ratings(rng.normal(0, 2, 200), rng.uniform(0.2, 2, 200)).items()}
     for size in (2, 4):
         seq = lambda seed: [choose_set(ratings, 20, size, rng=g) for g in [np.random.default_rng(seed)]
                             for _ in range(10)]
@@ -577,20 +579,80 @@ def test_settled_images_are_no_longer_asked_about():
 
 def test_exploring_gives_little_compared_images_a_second_look():
     # Tried: 50 images; 45 compared ten times each, 5 compared once and rated low (settled out by the
-    # numbers). With explore=1 most screens are built around a little-compared image; with explore=0
-    # they are hardly ever shown.
+    # numbers). With explore=1 every screen is built around one of the five (shown fewer than three
+    # times); with explore=0 they are hardly ever shown; once all have been shown three times, nothing
+    # is explored even with explore=1.
     mu = np.concatenate([np.linspace(3, -3, 45), np.full(5, -4.0)])
     ratings = {i: Rating(float(m), 0.6 if i < 45 else 1.2, 10 if i < 45 else 1) for i, m in enumerate(mu)}
     rng = np.random.default_rng(0)
     fresh = set(range(45, 50))
-    assert sum(bool(set(choose_set(ratings, 8, 4, rng=rng, explore=1.0)) & fresh) for _ in range(20)) >= 12
+    assert all(set(choose_set(ratings, 8, 4, rng=rng, explore=1.0)) & fresh for _ in range(20))
     assert sum(bool(set(choose_set(ratings, 8, 4, rng=rng, explore=0.0, n_random=0)) & fresh)
+               for _ in range(20)) <= 2
+    seen = {i: r._replace(n=3) if i >= 45 else r for i, r in ratings.items()}
+    assert sum(bool(set(choose_set(seen, 8, 4, rng=rng, explore=1.0, n_random=0)) & fresh)
                for _ in range(20)) <= 2
 
 
+def test_once_most_places_are_settled_the_boundary_duel_comes_first():
+    # Tried: 30 images, k=5, with a joint covariance: four places settled far above, the fifth image and the
+    # sixth close and correlated (they met often), the rest far below. Most screens then hold exactly that duel
+    # (however often it was asked); never while both are on a screen on show; and not at all once the fifth
+    # image is settled too.
+    mu = np.concatenate([np.linspace(12, 9, 4), [2.0, 1.6], np.linspace(-6, -12, 24)])
+    covariance = np.diag(np.full(30, 0.09))
+    covariance[4, 4] = covariance[5, 5] = 0.5
+    covariance[4, 5] = covariance[5, 4] = 0.45
+    ratings = _ratings(mu, np.sqrt(np.diag(covariance)))
+    asked = {frozenset((4, 5)): 40}
+    rng = np.random.default_rng(3)
+    duels = sum({4, 5} <= set(choose_set(ratings, 5, 4, history=asked, rng=rng, covariance=covariance, explore=0))
+                for _ in range(40))
+    assert duels >= 24  # four of five places settled: four duels in five
+    assert not any({4, 5} <= set(choose_pair(ratings, 5, rng=rng, covariance=covariance, explore=0,
+                                             on_show=[(5, 4)], history=asked)) for _ in range(20))
+    covariance[4, 5] = covariance[5, 4] = 0.499  # now they are told apart (P > 0.95)
+    assert top_k_membership(mu, None, 5, covariance)[4] > 0.95
+    assert not any({4, 5} <= set(choose_set(ratings, 5, 4, history=asked, rng=rng, covariance=covariance,
+                                             explore=0)) for _ in range(20))
+
+
+def test_top_k_membership_tells_neighbours_apart_by_their_covariance():
+    # Tried: two neighbours at the boundary (k=1 of 3) with the same marginal uncertainty, uncorrelated and then
+    # strongly correlated (they met often). Only the correlated pair is told apart; without a covariance the
+    # mean-field estimate is used; the memberships of a clear third image stay near 0.
+    mu = np.array([1.0, 0.6, -5.0])
+    sigma = np.array([0.5, 0.5, 0.3])
+    apart = top_k_membership(mu, sigma, 1, np.diag(sigma ** 2))
+    together = np.diag(sigma ** 2)
+    together[0, 1] = together[1, 0] = 0.245
+    close = top_k_membership(mu, sigma, 1, together)
+    assert apart[0] < 0.8 < 0.95 < close[0] and close[1] < 0.05 and close[2] < 1e-6
+    np.testing.assert_allclose(top_k_membership(mu, sigma, 1), membership_probabilities(mu, sigma, 1))
+
+
+def test_the_covariance_is_the_inverse_curvature_of_the_posterior():
+    # Tried: random answers among 6 images. The covariance must be symmetric positive definite, its diagonal
+    # close to the refined marginal variances, and without lapses equal to the inverse of the posterior's
+    # Hessian at the mode (central differences of the objective written out independently).
+    rng = np.random.default_rng(8)
+    answers = _random_answers(rng, 6, 40)
+    state = replay(range(6), answers, RatingConfig(prior_sigma=1.5, lapse=0.0))
+    covariance = state.covariance()
+    np.testing.assert_allclose(covariance, covariance.T, atol=1e-12)
+    assert np.all(np.linalg.eigvalsh(covariance) > 0)
+    theta = np.array([state.ratings()[i].mu for i in range(6)])
+    h = 1e-4
+    hessian = np.array([[(_pl_objective(theta + h * (a + b), answers, 1.5, 0) - _pl_objective(theta + h * (a - b), answers, 1.5, 0)
+                          - _pl_objective(theta - h * (a - b), answers, 1.5, 0) + _pl_objective(theta - h * (a + b), answers, 1.5, 0))
+                         / (4 * h * h) for b in np.eye(6)] for a in np.eye(6)])
+    np.testing.assert_allclose(covariance, np.linalg.inv(hessian), rtol=1e-3, atol=1e-5)
+    assert replay(range(6), answers, RatingConfig(refine=False)).covariance() is None
+
+
 def test_screens_of_four_avoid_pairs_already_shown_together():
-    # Tried: 60 screens of four on 40 images, each screen's six pairs recorded. No pair of images may be
-    # shown together twice while the pool still offers fresh company.
+    # Tried: 60 screens of four on 40 images (k=6), each screen's six pairs recorded. A pair of images comes
+    # back only when fresh company would tell next to nothing: a few of the 360 pairs shown.
     ratings = _ratings(np.linspace(3, -3, 40), np.full(40, 0.8))
     history: dict[frozenset, int] = {}
     rng = np.random.default_rng(1)
@@ -600,7 +662,7 @@ def test_screens_of_four_avoid_pairs_already_shown_together():
         for pair in itertools.combinations(screen, 2):
             repeats += frozenset(pair) in history
             history[frozenset(pair)] = history.get(frozenset(pair), 0) + 1
-    assert repeats <= 6  # of 360 pairs shown
+    assert repeats <= 12
 
 
 def test_progress_is_done_when_every_top_place_is_settled():
@@ -609,6 +671,17 @@ def test_progress_is_done_when_every_top_place_is_settled():
     assert not settled_progress(_ratings([9, 6, 3, 0, -3], [3.0] * 5), 2).done
     assert not Progress(3, 4, 50, 60).done and Progress(4, 4, 60, 60).done and not Progress(0, 0, 0, 0).done
     assert not Progress(3, 3, 3, 3).done  # every image is in the top 3: no membership to decide
+
+
+def test_settled_threshold_makes_the_whole_top_k_right_with_the_confidence():
+    # Tried: the per-place threshold for k = 1, 16 and 64, and a bad confidence. All k places each wrong with
+    # less than (1 - confidence) / k means the whole top-k is wrong with less than 1 - confidence.
+    assert settled_threshold(1) == pytest.approx(0.95)
+    assert settled_threshold(16) == pytest.approx(1 - 0.05 / 16)
+    assert 16 * (1 - settled_threshold(16, 0.9)) == pytest.approx(0.1)
+    assert settled_threshold(64) > settled_threshold(16) > settled_threshold(1)
+    with pytest.raises(ValueError, match="confidence"):
+        settled_threshold(4, 1.0)
 
 
 def test_top_k_threshold_splits_the_membership_mass():

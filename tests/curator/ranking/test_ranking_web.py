@@ -387,7 +387,7 @@ def test_select_settled_top_k_and_undo(client, app, cats):
     _beat(app, cats, rounds=8)
     with app.app_context():
         table = rs.standings(db.session, rs.get_class(db.session, "cat"))
-        settled = {r.image_id for r in table.rows if r.p_top and r.p_top > rs.SETTLED}
+        settled = {r.image_id for r in table.rows if r.p_top and r.p_top > table.view.threshold}
     assert settled == set(cats[:2]), "decisive answers settle the top 2"
     page = client.post("/rank/cat/select", data={"mode": "settled"}, follow_redirects=True).get_data(as_text=True)
     assert "2 images of cat selected" in page and page.count("✓") == 2
