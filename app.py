@@ -55,7 +55,9 @@ def default_config(instance: Path) -> dict:
         "MAX_PIXELS": 40_000_000,
         "IMPORT_ROOTS": roots,  # folders the web form may import from (the CLI may import from anywhere)
         "PAGE_SIZE": 60,
-        "WTF_CSRF_TIME_LIMIT": None,
+        "WTF_CSRF_TIME_LIMIT": 12 * 3600,  # a form left open over a working day still posts; a leaked token dies
+        "SESSION_COOKIE_SAMESITE": "Lax",  # other sites' forms and frames do not carry the session
+        "SESSION_COOKIE_HTTPONLY": True,
         "HTMX_URL": HTMX_URL,
         "HTMX_SRI": HTMX_SRI,
         "DEMO_DIR": DEMO_DIR,

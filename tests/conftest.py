@@ -27,8 +27,19 @@ def app_config() -> dict:
 
 
 @pytest.fixture
-def app(instance_path: Path, app_config: dict):
+def database_url(tmp_path: Path) -> str | None:
+    """The index this test uses: None for the instance's own SQLite file; with MENAGERIE_TEST_POSTGRES set (a
+    server URL, as .ci/run sets it), a fresh PostgreSQL database for this test, dropped afterwards."""
+    from tests.databases import fresh_database
+    with fresh_database(tmp_path) as url:
+        yield url
+
+
+@pytest.fixture
+def app(instance_path: Path, app_config: dict, database_url: str | None):
     config = {"TESTING": True, "WTF_CSRF_ENABLED": False, **app_config}
+    if database_url:
+        config.setdefault("SQLALCHEMY_DATABASE_URI", database_url)
     app = create_app(config, instance_path=instance_path)
     yield app
     from core.db import db
