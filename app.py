@@ -1,6 +1,7 @@
 """The Menagerie web suite: `create_app()` builds it for `manage.py`, the tests and gunicorn ('app:create_app()')."""
 from __future__ import annotations
 
+import datetime as dt
 import os
 import secrets
 from pathlib import Path
@@ -8,7 +9,7 @@ from pathlib import Path
 from flask import Flask, render_template, request
 from flask_wtf.csrf import CSRFError
 
-from core import web
+from core import auth, web
 from core.db import db
 from core.migrate import upgrade
 
@@ -58,6 +59,9 @@ def default_config(instance: Path) -> dict:
         "WTF_CSRF_TIME_LIMIT": 12 * 3600,  # a form left open over a working day still posts; a leaked token dies
         "SESSION_COOKIE_SAMESITE": "Lax",  # other sites' forms and frames do not carry the session
         "SESSION_COOKIE_HTTPONLY": True,
+        "PERMANENT_SESSION_LIFETIME": dt.timedelta(days=14),  # a login lasts two weeks
+        # Logins required (core/auth.py) unless MENAGERIE_AUTH=off; `manage.py serve` on loopback turns them off.
+        "AUTH_REQUIRED": auth.required_from_env(),
         "HTMX_URL": HTMX_URL,
         "HTMX_SRI": HTMX_SRI,
         "DEMO_DIR": DEMO_DIR,
@@ -65,6 +69,8 @@ def default_config(instance: Path) -> dict:
 
 
 def create_app(test_config: dict | None = None, instance_path: str | os.PathLike | None = None) -> Flask:
+    """The app; raises core.auth.NoAccountError when it requires logins (AUTH_REQUIRED, the default) and there is
+    no account, so gunicorn refuses to start rather than serve an app nobody can log in to."""
     instance = resolve_instance(instance_path)
     instance.mkdir(parents=True, exist_ok=True)
     app = Flask(__name__, instance_path=str(instance))
@@ -75,8 +81,10 @@ def create_app(test_config: dict | None = None, instance_path: str | os.PathLike
 
     db.init_app(app)
     web.init_app(app)
+    auth.init_app(app)
     with app.app_context():
         upgrade(db.engine, instance / ".migrate.lock")
+    auth.check_can_serve(app)
     for views in _feature_views():
         app.register_blueprint(views.bp)
     _connect_features()
@@ -94,6 +102,7 @@ def _connect_features() -> None:
 
 def _feature_views() -> list:
     """Each feature's blueprint, in the order the navigation shows them."""
+    from accounts import views as accounts
     from curator.dedup import views as dedup
     from curator.gallery import views as gallery
     from curator.imports import views as imports
@@ -101,7 +110,7 @@ def _feature_views() -> list:
     from curator.ranking import views as ranking
     from curator.snapshots import views as snapshots
     from trainer import views as trainer
-    return [gallery, imports, ranking, dedup, merge, snapshots, trainer]
+    return [gallery, imports, ranking, dedup, merge, snapshots, trainer, accounts]
 
 
 def _register_handlers(app: Flask) -> None:

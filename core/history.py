@@ -3,6 +3,9 @@
 A decision records, per row it touched, the fields before and after. Undo puts the `before` values back, but only
 while the rows still hold the `after` values — otherwise a later change would be silently lost, so it refuses and
 says which. An undo is itself a decision, so it can be undone too.
+
+Each decision names who made it (`actor`): the caller may say, otherwise it is whoever the current web request is
+from (core.auth: the logged-in account, or a login-free browser's own guest name); from the command line, "".
 """
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from core.auth import current_actor
 from core.models import Batch, Decision, Image
 
 TRACKED: dict[str, tuple[type, tuple[str, ...]]] = {
@@ -41,7 +45,8 @@ def record(session: Session, kind: str, changes: list[tuple[Any, dict[str, Any]]
         after.setdefault(table, {})[key] = dict(values)
         for field, value in values.items():
             setattr(row, field, value)
-    decision = Decision(kind=kind, before=before, after=after, actor=actor, image_id=image_id, batch_id=batch_id)
+    decision = Decision(kind=kind, before=before, after=after, actor=actor or current_actor(), image_id=image_id,
+                        batch_id=batch_id)
     session.add(decision)
     return decision
 

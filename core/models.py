@@ -36,6 +36,10 @@ ACTIVE, REJECTED, DUPLICATE, STAGED = "active", "rejected", "duplicate", "staged
 IMAGE_STATUSES = (ACTIVE, REJECTED, DUPLICATE, STAGED)
 UNLABELLED = "_unlabelled"  # the pages' name for images without a class (no class name starts with "_")
 
+# Account roles, least first: each may do everything the ones before it may (core/auth.py says what needs which).
+VIEWER, RANKER, CURATOR, ADMIN = "viewer", "ranker", "curator", "admin"
+ROLES = (VIEWER, RANKER, CURATOR, ADMIN)
+
 
 class ImageClass(db.Model):
     __tablename__ = "image_class"
@@ -192,3 +196,25 @@ class Run(db.Model):
     launched: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
     pid: Mapped[Optional[int]] = mapped_column(Integer)
     note: Mapped[str] = mapped_column(Text, default="")
+
+
+class Account(db.Model):
+    """A person who logs in. Never deleted (their name stays on the answers and decisions it made): disabled.
+    The table is "account", not "user", which PostgreSQL reserves."""
+    __tablename__ = "account"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(32), unique=True)  # what Comparison.actor and Decision.actor hold
+    password_hash: Mapped[str] = mapped_column(String(255))  # argon2id, in its own encoded form (salt and cost)
+    role: Mapped[str] = mapped_column(String(16), default=VIEWER)
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    created: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class LoginFailure(db.Model):
+    """One refused login, by account name and client address: the rate limit counts recent rows, so it holds
+    across gunicorn workers and restarts."""
+    __tablename__ = "login_failure"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), index=True)  # as typed (normalised), account or not
+    address: Mapped[str] = mapped_column(String(64), index=True)
+    created: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, index=True)

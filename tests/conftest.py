@@ -7,6 +7,9 @@ import signal
 from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before any test imports torch
+# The suite runs login-free unless a test asks for logins (AUTH_REQUIRED=True in app_config, or MENAGERIE_AUTH=on in
+# a server's environment): apps made here, by create_app in a test, or by a server a test starts need no account.
+os.environ.setdefault("MENAGERIE_AUTH", "off")
 
 import pytest  # noqa: E402
 from sqlalchemy import select  # noqa: E402
@@ -37,7 +40,7 @@ def database_url(tmp_path: Path) -> str | None:
 
 @pytest.fixture
 def app(instance_path: Path, app_config: dict, database_url: str | None):
-    config = {"TESTING": True, "WTF_CSRF_ENABLED": False, **app_config}
+    config = {"TESTING": True, "WTF_CSRF_ENABLED": False, "AUTH_REQUIRED": False, **app_config}
     if database_url:
         config.setdefault("SQLALCHEMY_DATABASE_URI", database_url)
     app = create_app(config, instance_path=instance_path)
@@ -55,6 +58,36 @@ def client(app):
 @pytest.fixture
 def runner(app):
     return app.test_cli_runner()
+
+
+PASSWORD = "correct horse battery"  # every test account's password
+
+
+@pytest.fixture
+def account(app):
+    """account(name, role="viewer", password=PASSWORD) -> name: a real account in this test's index, made through
+    the accounts service (argon2 hash and all)."""
+    from accounts import service
+    from core.db import db
+
+    def make(name: str, role: str = "viewer", password: str = PASSWORD) -> str:
+        with app.app_context():
+            return service.create(db.session, name, password, role).name
+
+    return make
+
+
+@pytest.fixture
+def login(app, account):
+    """login(client, role, name=None) -> name: make an account with `role` (named after it unless given) and log
+    `client` in through the login form, as a browser would."""
+    def log_in(client, role: str, name: str | None = None) -> str:
+        name = account(name or role, role)
+        response = client.post("/login", data={"name": name, "password": PASSWORD, "next": "/"})
+        assert response.status_code == 302, response.get_data(as_text=True)
+        return name
+
+    return log_in
 
 
 @pytest.fixture

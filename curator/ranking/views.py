@@ -6,13 +6,15 @@ The compare page is keyboard first (←/→ choose, ↓ tie, ↑ neither belongs
 same way. Each answer's response already holds the next screen (whose images the page preloaded) and preloads the
 images of the one after it, so answering never waits on an image. Without JavaScript the same forms post and
 redirect. When every top-k place of the class is settled, both pages say so instead of asking more (with a way to
-keep going). Who answers is a name typed once and kept in the session ("anonymous" until then).
+keep going). Answers are stored under the logged-in account (core.auth), or, where no login is needed, under the
+browser session's own guest name; undo takes back only that person's answers.
 """
 from __future__ import annotations
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, session, url_for
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from sqlalchemy import select
 
+from core.auth import current_actor
 from core.db import db
 from core.models import Decision, Image
 from core.web import is_htmx
@@ -23,13 +25,12 @@ from curator.ranking import service as rs
 bp = Blueprint("ranking", __name__, template_folder="templates")
 
 
-ANONYMOUS = "anonymous"
-NAME_MAX = 64
 LEADERBOARD_ROWS = 200
 
 
 def actor() -> str:
-    return session.get("rank_name") or ANONYMOUS
+    """Who is answering (core.auth.current_actor: the account, or this browser's guest name)."""
+    return current_actor()
 
 
 def get_class(name: str):
@@ -61,20 +62,6 @@ def _screen_arg(source, key: str) -> tuple[int, ...] | None:
 def _more(source) -> bool:
     """Keep asking after the class is done (the person chose to keep going)."""
     return source.get("more") == "1"
-
-
-# --- who is ranking --------------------------------------------------------------------------------------------
-
-@bp.post("/rank/name")
-def rank_set_name():
-    name = " ".join(request.form.get("name", "").split())
-    back = request.form.get("next") or url_for("ranking.rank_index")
-    if not name or len(name) > NAME_MAX or not name.isprintable():
-        flash(f"Type a name of 1–{NAME_MAX} printable characters; answers are stored under it.", "error")
-    else:
-        session["rank_name"] = name
-        flash(f"Ranking as {name}.", "ok")
-    return redirect(back)
 
 
 # --- overview --------------------------------------------------------------------------------------------------

@@ -63,7 +63,9 @@ def test_best_of_four_page_answers_swap_in_the_prefetched_screen(client, app, ca
         pick = ids(shown["shown"])[n % 4]
         html = client.post("/rank/cat/pick", data={**shown, "pick": str(pick)}, headers=HX).get_data(as_text=True)
         assert "<html" not in html and 'id="rank-area"' in html
-        answered.append((ids(shown["shown"]), "best", [pick], "anonymous", False))
+        with client.session_transaction() as session:  # this browser's own name (no login needed here)
+            me = session["guest"]
+        answered.append((ids(shown["shown"]), "best", [pick], me, False))
         assert screen_of(html)["shown"] == shown["next"]
         shown = screen_of(html)
         assert counter(html, "answer-count") == n == counter(html, "my-count") == len(stored(app))
@@ -289,7 +291,7 @@ def test_an_index_at_0003_with_answers_upgrades(instance_path):
     engine.dispose()
     app = create_app({"TESTING": True}, instance_path=instance_path)
     with sqlite3.connect(instance_path / "menagerie.sqlite3") as conn:
-        assert conn.execute("select version_num from alembic_version").fetchone()[0] == "0004"
+        assert conn.execute("select version_num from alembic_version").fetchone()[0] >= "0004"
         assert conn.execute("select left_id, right_id, outcome, actor, others, picks from comparison").fetchall() == [
             (1, 2, "left", "ann", None, None)]
     with app.app_context():
