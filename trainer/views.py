@@ -13,7 +13,7 @@ from werkzeug.utils import safe_join
 from core.db import db
 from core.forms import FormErrors
 from core.models import Run, Snapshot
-from core.web import get_or_404, is_htmx
+from core.web import get_or_404, ident_ok, is_htmx
 from curator.imports.storage import ImageStore
 from curator.imports.validation import Limits
 from curator.snapshots.service import SnapshotError, create_snapshot, list_snapshots, manifest_path, read_manifest
@@ -66,8 +66,9 @@ def run_schedule() -> list[str]:
 
 
 def get_view(run_id: str) -> RunView:
-    row = db.session.get(Run, run_id)
-    view = view_run(instance(), run_id, row) if _safe_id(run_id) else None
+    if not _safe_id(run_id):
+        abort(404)
+    view = view_run(instance(), run_id, db.session.get(Run, run_id))
     return view or abort(404)
 
 
@@ -76,7 +77,9 @@ def get_row(run_id: str) -> Run:
 
 
 def _safe_id(text: str) -> bool:
-    return bool(text) and "/" not in text and "\\" not in text and not text.startswith(".")
+    """A run or generation id that can name a folder: no separator, NUL or other control character, not hidden,
+    not over a file name's length (anything else is a 404 before the file system sees it)."""
+    return ident_ok(text)
 
 
 def parse_run_form(form) -> tuple[dict, FormErrors]:

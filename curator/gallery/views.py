@@ -13,7 +13,7 @@ from flask import Blueprint, abort, current_app, flash, redirect, render_templat
 from core.db import db
 from core.history import UndoError
 from core.models import ACTIVE, IMAGE_STATUSES, UNLABELLED, Decision, Image
-from core.web import get_or_404, is_htmx
+from core.web import get_or_404, is_htmx, safe_next
 from curator.gallery import service
 from curator.imports.service import class_names, recent_batches
 from curator.imports.storage import MIME_TYPES, THUMB_SIZE, ImageStore
@@ -98,7 +98,7 @@ def image_thumb(image_id: int):
 # --- changes to one image --------------------------------------------------------------------------------------
 
 def _back_to(image: Image):
-    return redirect(request.form.get("next") or url_for("gallery.image_page", image_id=image.id))
+    return redirect(safe_next(request.form.get("next"), url_for("gallery.image_page", image_id=image.id)))
 
 
 @bp.post("/image/<int:image_id>/relabel")
@@ -131,7 +131,7 @@ def undo_decision(decision_id: int):
         flash(service.undo_decision(db.session, decision), "ok")
     except UndoError as exc:
         flash(str(exc), "error")
-    return redirect(request.form.get("next") or url_for("gallery.decision_log"))
+    return redirect(safe_next(request.form.get("next"), url_for("gallery.decision_log")))
 
 
 @bp.get("/decisions")
