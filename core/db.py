@@ -51,3 +51,11 @@ def transactional(write: Callable[..., T]) -> Callable[..., T]:
             raise
         return result
     return in_one_transaction
+
+
+def standalone_session(url: str) -> Session:
+    """A session on the index outside any Flask app: for a job's process (core.jobs), which has no app. Same
+    connection settings as the app's (the SQLite pragmas above apply to every engine); the caller closes it, and
+    `session.get_bind().dispose()` ends its connections."""
+    from sqlalchemy import create_engine
+    return Session(create_engine(url))

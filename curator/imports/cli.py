@@ -1,6 +1,8 @@
-"""`manage.py import` and `manage.py demo`: files, folders and zips into the dataset as one batch, with a report."""
+"""`manage.py import`, `manage.py demo` and `manage.py sweep`: files, folders and zips into the dataset as one batch,
+with a report; and the clean-up of what killed imports and uploads left."""
 from __future__ import annotations
 
+import signal
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
@@ -9,6 +11,24 @@ from flask import current_app
 from flask.cli import with_appcontext
 
 from core.cli import emit, json_option, progress_factory
+
+
+def stop_on_sigterm() -> None:
+    """SIGTERM ends the command like Ctrl-C: it unwinds, the worker processes are stopped and the batch is marked
+    interrupted now (SIGKILL cannot be caught: the workers die with it by PR_SET_PDEATHSIG, and the next run marks
+    the batch)."""
+    def stop(_signum, _frame):
+        raise SystemExit(143)
+    signal.signal(signal.SIGTERM, stop)
+
+
+def report_interrupted(session) -> list:
+    """Say on stderr which earlier imports or merges were interrupted (killed) before they finished."""
+    from curator.imports.service import find_interrupted, interrupted_sentence
+    batches = find_interrupted(session)
+    for batch in batches:
+        click.echo(interrupted_sentence(batch), err=True)
+    return batches
 
 
 def batch_result(batch) -> dict:
@@ -55,20 +75,47 @@ def demo_command(as_json: bool) -> None:
 def import_command(paths: tuple[Path, ...], class_name: str | None, as_json: bool) -> None:
     """Import image files, folders (one subfolder per class) and zip archives as one batch."""
     from core.db import db
-    from curator.imports.service import import_paths
+    from curator.imports.service import ImportBusy, import_paths
     from curator.imports.sources import SourceError
     from curator.imports.storage import ImageStore
     from curator.imports.storing import CLI_WORKERS, WORKER_DIED
     from curator.imports.validation import Limits
+    stop_on_sigterm()
+    report_interrupted(db.session)
     try:
         batch = import_paths(db.session, ImageStore(current_app.instance_path), list(paths), class_name=class_name,
                              limits=Limits.from_config(current_app.config), workers=CLI_WORKERS,
                              progress_factory=progress_factory("import"))
-    except (SourceError, ValueError) as exc:
+    except (SourceError, ValueError, ImportBusy) as exc:
         raise click.ClickException(str(exc)) from None
     except BrokenProcessPool:
         raise click.ClickException(WORKER_DIED) from None
     emit(batch_result(batch), as_json, batch_sentence(batch))
 
 
-commands = [import_command, demo_command]
+@click.command("sweep")
+@click.option("--dry-run", is_flag=True, help="Only list what would be removed.")
+@click.option("--min-age", "min_age", default=60.0, show_default=True, type=click.FloatRange(min=0),
+              help="Minutes: files and spool folders younger than this are kept (an import may be writing them).")
+@json_option("what was removed and kept")
+@with_appcontext
+def sweep_command(dry_run: bool, min_age: float, as_json: bool) -> None:
+    """Remove what killed imports and uploads left: spool folders no job uses and stored files (and thumbnails) no
+    row of the index names. Kept: every file the index references (whatever its image's status), anything younger
+    than --min-age, and all stored files while an import or job is running. Also marks imports whose process died
+    as interrupted."""
+    from core.db import db
+    from curator.imports.service import sweep
+    result = sweep(db.session, current_app.instance_path, min_age_s=min_age * 60, dry_run=dry_run)
+    verb = "Would remove" if dry_run else "Removed"
+    lines = [i["sentence"] for i in result["interrupted"]]
+    lines.append(f"{verb} {len(result['files'])} unreferenced stored file(s) and {len(result['spools'])} abandoned "
+                 f"spool folder(s): {result['bytes'] / 2**20:.1f} MiB. Kept: the {result['referenced_files']} "
+                 f"file(s) the index references, and anything younger than {min_age:g} minute(s).")
+    if result["kept_because_running"]:
+        lines.append("Unreferenced stored files were kept: an import is running (batches "
+                     f"{result['running_batches']}, jobs {result['unfinished_jobs']}); sweep again when it is done.")
+    emit(result, as_json, "\n".join(lines))
+
+
+commands = [import_command, demo_command, sweep_command]

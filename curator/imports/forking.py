@@ -7,8 +7,12 @@ raises BrokenProcessPool in the caller instead of leaving it waiting forever for
 """
 from __future__ import annotations
 
+import ctypes
 import gc
 import multiprocessing
+import os
+import signal
+import sys
 import threading
 from collections import deque
 from concurrent.futures import ProcessPoolExecutor
@@ -23,6 +27,26 @@ def forking_is_safe() -> bool:
     """A forked child inherits only the forking thread, so a lock another thread held at that moment stays locked in
     it forever: fork only from a single-threaded process (the command line; never the threaded web server)."""
     return "fork" in multiprocessing.get_all_start_methods() and threading.active_count() == 1
+
+
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """Run first in each worker: the kernel sends it SIGKILL when its parent dies, even by SIGKILL (Linux's
+    PR_SET_PDEATHSIG); a parent already gone by then (the race before prctl) means exit at once. Without this a
+    killed import left its workers running for good, holding its stdout. Elsewhere the workers end when the pool's
+    pipe to them closes, as before. SIGTERM gets its default action back (the parent may have made it an exception,
+    which would leave a worker the pool terminates half alive)."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent_pid:
+        os._exit(1)
 
 
 def _run_task(fn: Callable[[T], R], items: list[T]) -> list[R]:
@@ -40,7 +64,8 @@ def map_in_forks(fn: Callable[[T], R], items: Iterable[T], workers: int, task_si
     freeze = gc.get_freeze_count() == 0  # (a caller's own freeze is left as it was)
     if freeze:
         gc.freeze()  # the workers' garbage collections then leave the inherited objects (and their pages) untouched
-    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"),
+                               initializer=die_with_parent, initargs=(os.getpid(),))
     try:
         pending: deque = deque()  # (future, bytes it carries)
         queued_bytes = 0

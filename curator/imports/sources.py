@@ -37,6 +37,20 @@ def is_within(path: Path, roots: list[Path]) -> bool:
     return any(real == Path(os.path.realpath(r)) or Path(os.path.realpath(r)) in real.parents for r in roots)
 
 
+NAME_MAX = 255  # bytes in one path component (Linux, macOS and Windows file systems)
+
+
+def check_path_name(path: Path) -> None:
+    """Refuse a path no file system can hold (a NUL, a component over NAME_MAX bytes) with the reason."""
+    text = str(path)
+    if "\0" in text:
+        raise SourceError("the path contains a NUL character: no file or folder can be named so")
+    for part in Path(text).parts:
+        if len(os.fsencode(part)) > NAME_MAX:
+            raise SourceError(f"a part of the path is {len(os.fsencode(part))} bytes long; file and folder names "
+                              f"have at most {NAME_MAX}: {part[:40]}…")
+
+
 def check_allowed(path: Path, roots: list[Path] | None) -> None:
     """Refuse paths outside the allowed import roots (symlinks are resolved first). None means no restriction."""
     if roots is not None and not is_within(path, roots):
@@ -176,10 +190,15 @@ def iter_paths(paths: list[Path], default_class: str | None, limits: Limits,
                roots: list[Path] | None = None) -> Iterator[Candidate]:
     """Every candidate under the given files, folders and zip archives. Raises SourceError for a bad path."""
     for path in paths:
+        check_path_name(path)
         check_allowed(path, roots)
-        if not path.exists():
+        try:
+            exists, is_dir = path.exists(), path.is_dir()
+        except OSError as exc:  # e.g. a name the file system cannot hold: said, never a crash
+            raise SourceError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+        if not exists:
             raise SourceError(f"{path}: no such file or folder")
-        if path.is_dir():
+        if is_dir:
             yield from iter_folder(path, default_class, limits)
         elif path.suffix.lower() == ".zip":
             yield from iter_zip(path, default_class, limits)

@@ -20,8 +20,8 @@ from curator.imports.validation import Limits, Rejected, validate_image_bytes
 CLASS_NAME = re.compile(r"^[a-z0-9][a-z0-9 _-]{0,63}$")
 FORK_FROM = 32  # smaller batches are stored in this process
 CLI_WORKERS = 2  # worker processes the command line stores files on: both cores
-WORKER_DIED = ("a worker process storing the files died (killed, or out of memory); nothing was imported: run it "
-               "again")
+WORKER_DIED = ("a worker process storing the files died (killed, or out of memory); nothing joined the dataset: "
+               "run it again")
 TASK_SIZE = 16  # files per task sent to a worker process
 
 

@@ -1,22 +1,33 @@
 """Import pages: upload files or zips, import a folder on the server, the batch list and each batch's report (with
-undo of the whole batch)."""
+undo of the whole batch), and the progress page of any job (core.jobs).
+
+Requests stay short: an import of more than IMPORT_INLINE_MAX files (or uploads over INLINE_UPLOAD_BYTES) runs as a
+job in its own process and the page polls its progress; a small one is done in the request, as before, so a few
+files need no waiting page. Uploads are streamed to a spool folder on disk, never held in memory.
+"""
 from __future__ import annotations
 
-import tempfile
+import shutil
 from pathlib import Path
 
-from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
+from werkzeug.routing import BuildError
 
+from core import jobs
 from core.db import db
+from core.files import new_dated_folder
 from core.models import Batch
-from core.web import get_or_404
+from core.web import get_or_404, is_htmx
 from curator.imports import service
-from curator.imports.sources import SourceError
+from curator.imports.sources import SourceError, iter_paths
 from curator.imports.storage import ImageStore
 from curator.imports.storing import normalise_class_name
 from curator.imports.validation import Limits
 
 bp = Blueprint("imports", __name__, template_folder="templates")
+
+IMPORT_INLINE_MAX = 200  # files an import may take in the request itself (config IMPORT_INLINE_MAX overrides)
+INLINE_UPLOAD_BYTES = 32 << 20  # uploads larger than this in all are imported by a job
 
 
 def _store() -> ImageStore:
@@ -28,9 +39,33 @@ def _chosen_class() -> str | None:
     return normalise_class_name(name) if name else None
 
 
-def _back_to_form(message: str):
+def _refused(message: str):
+    """The import form again, with the reason, as a 400: nothing was imported."""
     flash(message, "error")
-    return redirect(url_for("imports.import_form"))
+    return render_template("imports/import.html", classes=service.class_names(db.session),
+                           roots=current_app.config["IMPORT_ROOTS"]), 400
+
+
+def inline_max() -> int:
+    return int(current_app.config.get("IMPORT_INLINE_MAX", IMPORT_INLINE_MAX))
+
+
+def spool_folder() -> Path:
+    """A new folder for one request's uploads under instance/spool (`manage.py sweep` removes abandoned ones)."""
+    return new_dated_folder(Path(current_app.instance_path) / "spool")
+
+
+def start_job(kind: str, target: str, args: dict, next_page: dict) -> str:
+    """Start a job on this app's index (its URL goes to the job's process) and return its id."""
+    return jobs.start(current_app.instance_path, kind, target, args,
+                      database_url=current_app.config["SQLALCHEMY_DATABASE_URI"], next_page=next_page)
+
+
+def to_job(job_id: str):
+    return redirect(url_for("imports.job_page", job_id=job_id))
+
+
+BATCH_PAGE = {"endpoint": "imports.batch_report", "from_result": {"batch_id": "batch"}}
 
 
 @bp.get("/import")
@@ -43,35 +78,85 @@ def import_form():
 def import_upload():
     files = [f for f in request.files.getlist("files") if f.filename]
     if not files:
-        return _back_to_form("Choose at least one image or zip archive to upload.")
+        return _refused("Choose at least one image or zip archive to upload.")
     try:
         class_name = _chosen_class()
     except ValueError as exc:
-        return _back_to_form(str(exc))
+        return _refused(str(exc))
     limits = Limits.from_config(current_app.config)
-    with tempfile.TemporaryDirectory(dir=current_app.instance_path, prefix=".upload-") as spool:
+    spool = spool_folder()
+    try:
+        spooled = service.spool_uploads(files, spool, limits)
+        candidates = service.spooled_candidates(spooled, class_name, limits)
+    except SourceError as exc:
+        shutil.rmtree(spool, ignore_errors=True)
+        return _refused(str(exc))
+    names = ", ".join(f.filename for f in files[:3]) + (" …" if len(files) > 3 else "")
+    size = sum(Path(e["path"]).stat().st_size for e in spooled)
+    if len(candidates) <= inline_max() and size <= INLINE_UPLOAD_BYTES:
         try:
-            candidates = service.upload_candidates(files, class_name, limits, Path(spool))
-        except SourceError as exc:
-            return _back_to_form(str(exc))
-        names = ", ".join(f.filename for f in files[:3]) + (" …" if len(files) > 3 else "")
-        batch = service.import_candidates(db.session, _store(), candidates, kind="upload", source=f"upload: {names}",
-                                          limits=limits)
-    return redirect(url_for("imports.batch_report", batch_id=batch.id))
+            batch = service.import_candidates(db.session, _store(), candidates, kind="upload",
+                                              source=f"upload: {names}", limits=limits)
+        finally:
+            shutil.rmtree(spool, ignore_errors=True)
+        return redirect(url_for("imports.batch_report", batch_id=batch.id))
+    job_id = start_job("import", "curator.imports.service:run_import_job",
+                       {"kind": "upload", "source": f"upload: {names}", "limits": service.limits_dict(limits),
+                        "class_name": class_name, "spooled": spooled, "spool": str(spool)}, BATCH_PAGE)
+    return to_job(job_id)
 
 
 @bp.post("/import/folder")
 def import_folder():
     raw = request.form.get("path", "").strip()
     if not raw:
-        return _back_to_form("Enter a folder or zip path on the server.")
+        return _refused("Enter a folder or zip path on the server.")
+    limits = Limits.from_config(current_app.config)
+    roots = [Path(r) for r in current_app.config["IMPORT_ROOTS"]]
     try:
-        batch = service.import_paths(db.session, _store(), [Path(raw)], class_name=_chosen_class(),
-                                     limits=Limits.from_config(current_app.config),
-                                     roots=[Path(r) for r in current_app.config["IMPORT_ROOTS"]])
+        class_name = _chosen_class()
+        candidates = list(iter_paths([Path(raw)], class_name, limits, roots))  # a listing: quick even for 20,000
     except (SourceError, ValueError) as exc:
-        return _back_to_form(str(exc))
-    return redirect(url_for("imports.batch_report", batch_id=batch.id))
+        return _refused(str(exc))
+    if len(candidates) <= inline_max():
+        batch = service.import_candidates(db.session, _store(), candidates, kind="import", source=raw, limits=limits)
+        return redirect(url_for("imports.batch_report", batch_id=batch.id))
+    job_id = start_job("import", "curator.imports.service:run_import_job",
+                       {"kind": "import", "source": raw, "limits": service.limits_dict(limits),
+                        "class_name": class_name, "paths": [raw], "roots": [str(r) for r in roots]}, BATCH_PAGE)
+    return to_job(job_id)
+
+
+# --- jobs ----------------------------------------------------------------------------------------------------
+
+def next_url(job: jobs.JobView) -> str | None:
+    """Where a finished job's page leads: the page its starter named, with ids from its result."""
+    target = job.next_page
+    if not target.get("endpoint"):
+        return None
+    values = dict(target.get("values") or {})
+    try:
+        values.update({param: job.result[key] for param, key in (target.get("from_result") or {}).items()})
+        return url_for(target["endpoint"], **values)
+    except (KeyError, BuildError):
+        return None
+
+
+@bp.get("/jobs/<job_id>")
+def job_page(job_id: str):
+    """A job's progress: the whole page, or (htmx, polled every second) its progress region; once the job is done,
+    on to its result page."""
+    job = jobs.read(current_app.instance_path, job_id)
+    if job is None:
+        abort(404)
+    url = next_url(job) if job.state == "done" else None
+    if url and is_htmx():
+        return "", 200, {"HX-Redirect": url}
+    if url:
+        return redirect(url)
+    if is_htmx():
+        return render_template("jobs/_progress.html", job=job)
+    return render_template("jobs/job.html", job=job)
 
 
 @bp.get("/batches")

@@ -198,9 +198,12 @@ def test_missing_path_and_bad_class_name_are_clear_errors(runner, tmp_path):
     assert result.exit_code != 0 and "invalid class name" in result.output
 
 
-def test_interrupted_import_leaves_index_unchanged(app, dataset, instance_path, monkeypatch):
+def test_interrupted_import_leaves_the_dataset_unchanged_and_a_rerun_takes_its_images_in(app, dataset,
+                                                                                          instance_path, monkeypatch):
     """Tried: the process fails half way through a batch (an error while indexing the fifth file, after two chunks
-    of rows were already inserted)."""
+    of rows were already committed), then the same folder is imported again. The dataset gains nothing from the
+    failed run (its rows are held back as staged, the batch says interrupted); the re-run adds all five, not
+    "exact duplicates" of images nobody can see."""
     from curator.imports import service as ingest
     from curator.imports.service import import_paths
     from curator.imports.storage import ImageStore
@@ -216,12 +219,20 @@ def test_interrupted_import_leaves_index_unchanged(app, dataset, instance_path, 
 
     monkeypatch.setattr(ingest._Indexer, "item_for", failing)
     monkeypatch.setattr(ingest, "CHUNK", 2)
+    monkeypatch.setattr(ingest, "COMMIT_EVERY", 2)
     with app.app_context():
         with pytest.raises(RuntimeError):
             import_paths(db.session, ImageStore(instance_path), [src])
-        assert db.session.scalar(select(func.count(Image.id))) == 0
-        assert db.session.scalar(select(func.count(Batch.id))) == 0
-        assert db.session.scalar(select(func.count(ImageClass.id))) == 0
+        assert db.session.scalar(select(func.count(Image.id)).where(Image.status == "active")) == 0
+        assert db.session.scalar(select(func.count(Image.id)).where(Image.status == "staged")) == 4
+        failed = db.session.scalars(select(Batch)).one()
+        assert failed.state == "interrupted"
+        monkeypatch.setattr(ingest._Indexer, "item_for", real)
+        batch = import_paths(db.session, ImageStore(instance_path), [src])
+        assert (batch.state, batch.added, batch.duplicates) == ("committed", 5, 0)
+        assert db.session.scalar(select(func.count(Image.id)).where(Image.status == "active")) == 5
+        assert db.session.scalar(select(func.count(Image.id)).where(Image.batch_id == batch.id)) == 5
+        assert sum("interrupted batch" in i.reason for i in batch.items) == 4
     assert calls["n"] == 5
 
 
@@ -424,14 +435,15 @@ try:
 except click.ClickException as exc:
     print(exc.message.split(";")[0])
 db = sqlite3.connect(out / "instance" / "menagerie.sqlite3")
-print(db.execute("select count(*) from image").fetchone()[0], db.execute("select count(*) from batch").fetchone()[0])
+print(db.execute("select count(*) from image where status = 'active'").fetchone()[0],
+      *db.execute("select state from batch").fetchone())
 """
 
 
 def test_a_killed_worker_fails_the_import_instead_of_hanging(dataset, tmp_path):
     """Tried: a worker process dies while storing the 20th of 40 files, in the storing stage alone and in
-    `manage.py import`: an error instead of waiting forever for the lost task; the command says what happened and the
-    index holds no image and no batch."""
+    `manage.py import`: an error instead of waiting forever for the lost task; the command says what happened, the
+    dataset gained no image and the batch says it was interrupted."""
     import subprocess
     import sys
 
@@ -441,4 +453,4 @@ def test_a_killed_worker_fails_the_import_instead_of_hanging(dataset, tmp_path):
                             cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == ["broken", "a worker process storing the files died (killed, or out of "
-                                          "memory)", "0 0"]
+                                          "memory)", "0 interrupted"]
