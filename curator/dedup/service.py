@@ -8,10 +8,13 @@ each group can be undone on its own. Nothing is deleted.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import io
+import json
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, Hashable, Iterable, Mapping
 
 from PIL import Image as PILImage
@@ -19,6 +22,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from core.db import transactional
+from core.files import write_atomic
 from core.history import record
 from core.models import ACTIVE, DUPLICATE, Decision, Image
 from curator.dedup import matching as dedup
@@ -166,8 +170,7 @@ def recompute_old_fingerprints(session: Session, store: ImageStore) -> int:
             session.execute(update(Image).where(Image.id == image_id)
                             .values(phash=fp.phash, dhash=fp.dhash, fingerprint=fp.thumb))
             done += 1
-    with _MATCHES_LOCK:
-        _MATCHES.clear()  # matches found with the old fingerprints
+    _forget_kept(store)  # matches found with the old fingerprints
     return done
 
 
@@ -213,11 +216,9 @@ def _matches(session: Session, store: ImageStore | None, fps: dict[int, Fingerpr
              confirm_threshold: float, scope: object = "all") -> list:
     active = frozenset(fps)
     slot = (str(session.get_bind().url), scope, store is not None, hash_threshold, confirm_threshold)
-    with _MATCHES_LOCK:
-        cached = _MATCHES.get(slot)
-    if cached is not None and active <= cached[0] and not any(
-            m.kind != "near" and not (m.a in active and m.b in active) for m in cached[1]):
-        return cached[1]  # (equal-pixel matches chain through one image: if it left, search again)
+    cached = _cached(slot, store, active)
+    if cached is not None:
+        return cached
     involved = _involved(fps, hash_threshold)
     load_thumbs(session, fps, involved)
     matches: list = []  # every match found, so that regrouping after a resolution can use those no group kept
@@ -225,12 +226,102 @@ def _matches(session: Session, store: ImageStore | None, fps: dict[int, Fingerpr
                                 confirm_threshold=confirm_threshold, all_matches=matches)
     if store is not None:
         matches = upgrade_same_pixels(session, store, matches)
+    _keep(slot, store, active, matches)
+    return matches
+
+
+def _usable(entry: tuple[frozenset, list] | None, active: frozenset) -> bool:
+    """Kept matches answer for `active` while it is a subset of the images they were found among (resolutions and
+    undos only shrink or restore it; a new image needs a new search)."""
+    if entry is None or not active <= entry[0]:
+        return False
+    # (equal-pixel matches chain through one image: if it left, search again)
+    return not any(m.kind != "near" and not (m.a in active and m.b in active) for m in entry[1])
+
+
+# The kept matches also live on disk (instance/cache/dedup), so every server worker, a restarted server and the
+# job that searched (its own process) share one search: reopening /duplicates/ is instant.
+CACHE_FOLDER = ("cache", "dedup")
+
+
+def _cache_file(slot: tuple, store: ImageStore) -> Path:
+    key = hashlib.sha256(json.dumps([str(x) for x in slot]).encode()).hexdigest()[:24]
+    return store.root.joinpath(*CACHE_FOLDER, f"{key}.json")
+
+
+def _cached(slot: tuple, store: ImageStore | None, active: frozenset) -> list | None:
     with _MATCHES_LOCK:
-        _MATCHES[slot] = (active, matches)
+        entry = _MATCHES.get(slot)
+    if _usable(entry, active):
+        return entry[1]
+    if store is None:
+        return None
+    try:
+        data = json.loads(_cache_file(slot, store).read_text())
+        entry = (frozenset(data["active"]), [dedup.Match(**m) for m in data["matches"]])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if not _usable(entry, active):
+        return None
+    _remember(slot, entry)
+    return entry[1]
+
+
+def _remember(slot: tuple, entry: tuple[frozenset, list]) -> None:
+    with _MATCHES_LOCK:
+        _MATCHES[slot] = entry
         _MATCHES.move_to_end(slot)
         while len(_MATCHES) > _MATCHES_KEPT:
             _MATCHES.popitem(last=False)
-    return matches
+
+
+def _keep(slot: tuple, store: ImageStore | None, active: frozenset, matches: list) -> None:
+    _remember(slot, (active, matches))
+    if store is None:
+        return
+    path = _cache_file(slot, store)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {"active": sorted(active), "matches": [dataclasses.asdict(m) for m in matches]}
+    write_atomic(path, json.dumps(payload, default=_plain), durable=False)
+
+
+def _plain(value):
+    """numpy scalars (distances, scores) as Python numbers for JSON."""
+    return value.item() if hasattr(value, "item") else str(value)
+
+
+def _forget_kept(store: ImageStore | None) -> None:
+    with _MATCHES_LOCK:
+        _MATCHES.clear()
+    if store is not None:
+        for path in store.root.joinpath(*CACHE_FOLDER).glob("*.json"):
+            path.unlink(missing_ok=True)
+
+
+def search_is_kept(session: Session, store: ImageStore, hash_threshold: int,
+                   confirm_threshold: float = dedup.DEFAULT_CONFIRM_THRESHOLD) -> tuple[bool, int]:
+    """(whether find_groups would answer from kept matches, how many active images there are): the page decides
+    from it whether to search in the request or start a job."""
+    fps = load_hashes(session, ACTIVE)
+    slot = (str(session.get_bind().url), "all", True, hash_threshold, confirm_threshold)
+    return _cached(slot, store, frozenset(fps)) is not None, len(fps)
+
+
+def run_search_job(job) -> dict:
+    """The duplicate search in its own process (core.jobs target): its matches are kept on disk for the pages."""
+    from core.db import standalone_session
+    session = standalone_session(job.database_url)
+    try:
+        job.progress(0, None, "updating old fingerprints")
+        store = ImageStore(job.instance)
+        refresh_fingerprints(session, store)
+        fps = load_hashes(session, ACTIVE)
+        job.progress(0, None, f"comparing {len(fps)} images")
+        matches = _matches(session, store, fps, int(job.args["threshold"]), dedup.DEFAULT_CONFIRM_THRESHOLD)
+        return {"images": len(fps), "matches": len(matches)}
+    finally:
+        session.close()
+        session.get_bind().dispose()
 
 
 # Where ratings come from. Ranking depends on this service (near duplicates meet head to head), so this service

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 
+from core import jobs
 from core.db import db
 from core.models import Decision, Image
 from core.web import is_htmx
 from curator.dedup import service as ds
 from curator.dedup.matching import DEFAULT_HASH_THRESHOLD
 from curator.imports.storage import ImageStore
+from curator.imports.views import start_job, to_job
 
 bp = Blueprint("dedup", __name__, template_folder="templates")
 
@@ -29,11 +31,25 @@ def _threshold(source) -> tuple[int, str | None]:
         return DEFAULT_HASH_THRESHOLD, str(exc)
 
 
+SEARCH_INLINE_MAX = 1000  # active images the search may take in the request (config DEDUP_INLINE_MAX overrides)
+
+
 @bp.get("/duplicates/")
 def dedup_index():
+    """The review. A search that is not kept yet over more than SEARCH_INLINE_MAX images runs as a job (a second
+    visitor joins it) and this page follows it; once done, the kept search answers every visit at once."""
     threshold, error = _threshold(request.args)
     if error:
         flash(f"{error}; showing the default ({DEFAULT_HASH_THRESHOLD} bits).", "error")
+    store = ImageStore(current_app.instance_path)
+    kept, count = ds.search_is_kept(db.session, store, threshold)
+    if not kept and count > int(current_app.config.get("DEDUP_INLINE_MAX", SEARCH_INLINE_MAX)) and not error:
+        args = {"threshold": threshold}
+        running = jobs.find_unfinished(current_app.instance_path, "duplicate search", args)
+        job_id = running.id if running else start_job(
+            "duplicate search", "curator.dedup.service:run_search_job", args,
+            {"endpoint": "dedup.dedup_index", "values": {"threshold": threshold}})
+        return to_job(job_id)
     groups = ds.find_groups(db.session, ImageStore(current_app.instance_path), hash_threshold=threshold)
     return render_template("dedup/index.html", groups=groups[:MAX_GROUPS_SHOWN], total=len(groups),
                            threshold=threshold, default_threshold=DEFAULT_HASH_THRESHOLD,

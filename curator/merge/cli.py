@@ -47,14 +47,30 @@ def merge_command(paths: tuple[Path, ...], dry_run: bool, as_json: bool) -> None
     its batch page.
     """
     from core.db import db
+    from curator.imports.cli import report_interrupted, stop_on_sigterm
+    from curator.imports.service import ImportBusy
     from curator.imports.sources import SourceError
     from curator.imports.storage import ImageStore
     from curator.imports.storing import CLI_WORKERS, WORKER_DIED
     from curator.imports.validation import Limits
-    from curator.merge.service import MergeError, bad_folder_names, commit, merge_candidates, stage
+    from curator.merge.service import bad_folder_names, ensure_analysed, merge_candidates, stage, unfinished_merges
     from curator.merge.service import dry_run as plan_merge
     cfg = current_app.config
     limits = Limits.from_config(cfg)
+    source = ", ".join(str(p) for p in paths)
+    store = ImageStore(current_app.instance_path)
+    if not dry_run:
+        stop_on_sigterm()
+        report_interrupted(db.session)
+        found = unfinished_merges(db.session, source)
+        refused = [u.reason for u in found if not u.resume]
+        if refused:
+            raise click.ClickException("; ".join(refused) + ". Nothing was done.")
+        if found:  # killed between staging and commit: finish that merge instead of staging the files again
+            batch = found[0].batch
+            click.echo(f"Resuming: {found[0].reason}.", err=True)
+            ensure_analysed(db.session, store, batch)
+            return _commit_and_report(batch, as_json, resumed=True)
     try:
         candidates = merge_candidates(list(paths), limits)
     except (SourceError, ValueError) as exc:
@@ -63,32 +79,38 @@ def merge_command(paths: tuple[Path, ...], dry_run: bool, as_json: bool) -> None
     if bad and not dry_run:
         raise click.ClickException("folder names that cannot be class names (rename them, or merge from the web "
                                    "page to map them): " + "; ".join(bad.values()) + ". Nothing was stored.")
-    source = ", ".join(str(p) for p in paths)
     bar = progress_bar(len(candidates), "merge")
     try:
         if dry_run:
-            items = plan_merge(db.session, ImageStore(current_app.instance_path), candidates, limits,
-                               progress=bar.update)
+            items = plan_merge(db.session, store, candidates, limits, progress=bar.update)
             bar.close()
             result = {"batch": None, "dry_run": True, "committed": False, "counts": _counts(items),
                       "items": [_item_row(i) for i in items]}
             emit(result, as_json, "\n".join(["Dry run: nothing was stored."] + _preview_lines(items)))
             return
-        batch = stage(db.session, ImageStore(current_app.instance_path), candidates, source=source, limits=limits,
-                      workers=CLI_WORKERS, progress=bar.update)
+        batch = stage(db.session, store, candidates, source=source, limits=limits, workers=CLI_WORKERS,
+                      progress=bar.update, origin="cli")
     except BrokenProcessPool:
         raise click.ClickException(WORKER_DIED) from None
+    except ImportBusy as exc:
+        raise click.ClickException(str(exc)) from None
     finally:
         bar.close()
+    _commit_and_report(batch, as_json)
+
+
+def _commit_and_report(batch, as_json: bool, resumed: bool = False) -> None:
+    from core.db import db
+    from curator.merge.service import MergeError, commit
     preview_lines = _preview_lines(batch.items)
     counts = _counts(batch.items)
     try:
         decision = commit(db.session, batch)
     except MergeError as exc:
         raise click.ClickException(f"{exc} (merge #{batch.id} stays staged: see /merge/{batch.id})") from None
-    result = {"batch": batch.id, "dry_run": False, "committed": True, "decision": decision.id, "counts": counts,
-              "added": batch.added, "items": [_item_row(i) for i in batch.items]}
-    emit(result, as_json, "\n".join([f"Merge #{batch.id}:"] + preview_lines +
+    result = {"batch": batch.id, "dry_run": False, "committed": True, "resumed": resumed, "decision": decision.id,
+              "counts": counts, "added": batch.added, "items": [_item_row(i) for i in batch.items]}
+    emit(result, as_json, "\n".join([f"Merge #{batch.id}{' (resumed)' if resumed else ''}:"] + preview_lines +
                                      [f"Committed: {batch.added} image(s) added. Undo it as a whole on the batch "
                                       f"page (/batch/{batch.id})."]))
 

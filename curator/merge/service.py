@@ -27,8 +27,8 @@ from core.history import record
 from core.models import ACTIVE, DUPLICATE, REJECTED, STAGED, Batch, BatchItem, Decision, Image, ImageClass, utcnow
 from curator.dedup import service as dedup_service
 from curator.dedup.matching import check_new, match_order
-from curator.imports.service import ClassCache, import_candidates
-from curator.imports.sources import Candidate, SourceError, check_allowed, iter_paths, read_limited
+from curator.imports.service import ClassCache, import_candidates, writer_alive
+from curator.imports.sources import Candidate, SourceError, check_allowed, check_path_name, iter_paths, read_limited
 from curator.imports.storage import ImageStore
 from curator.imports.storing import fingerprint_valid, normalise_class_name
 from curator.imports.validation import Limits, Rejected
@@ -105,6 +105,7 @@ def merge_candidates(paths: list[Path], limits: Limits = Limits(), roots: list[P
     """Candidates from folders (one subfolder per class), zips, files and other instances. Raises SourceError."""
     out: list[Candidate] = []
     for path in paths:
+        check_path_name(path)
         check_allowed(path, roots)
         folder = instance_folder(path)
         if folder is not None:
@@ -177,13 +178,45 @@ def classify(session: Session, store: ImageStore, new: dict, names: dict | None 
 # --- staging -------------------------------------------------------------------------------------------------
 
 def stage(session: Session, store: ImageStore, candidates: list[Candidate], *, source: str,
-          limits: Limits = Limits(), workers: int = 1, progress: Callable[[int], None] | None = None) -> Batch:
+          limits: Limits = Limits(), workers: int = 1, progress: Callable[[int], None] | None = None,
+          origin: str = "web") -> Batch:
     """Store the files and create the staged batch, then sort its items for the preview. Returns the batch.
-    `workers` as for curator.imports.service.import_candidates (the command line passes 2)."""
+    `workers` as for curator.imports.service.import_candidates (the command line passes 2). `origin` ("cli",
+    "web", "job") is noted on the batch with the process: a command-line merge killed after staging is resumed by
+    its next run (`unfinished_merges`)."""
     batch = import_candidates(session, store, candidates, kind=MERGE, source=source, limits=limits, staged=True,
-                              workers=workers, progress=progress)
+                              workers=workers, progress=progress, origin=origin)
     analyse(session, store, batch)
     return batch
+
+
+@dataclass
+class Unfinished:
+    """A staged merge of the same source found before a new command-line merge: `resume` it, or refuse."""
+    batch: Batch
+    resume: bool
+    reason: str
+
+
+def unfinished_merges(session: Session, source: str) -> list[Unfinished]:
+    """Staged merges of exactly this source. One a command-line run staged and whose process is gone was
+    interrupted between staging and commit: the next run resumes it (commits it) instead of staging the same files
+    again, which would find them all exact duplicates of its staged images and add nothing. One staged from the
+    web waits for a person's review, and one whose process still runs is busy: a new run must not take either."""
+    out = []
+    for batch in session.scalars(select(Batch).where(Batch.kind == MERGE, Batch.state == "staged",
+                                                     Batch.source == source).order_by(Batch.id)):
+        origin = _note(batch).get("origin")
+        if origin == "cli" and not writer_alive(batch):
+            out.append(Unfinished(batch, True, f"merge #{batch.id} of the same files was staged by an earlier run "
+                                               "that stopped before committing it: it is committed now"))
+        elif origin == "cli":
+            out.append(Unfinished(batch, False, f"merge #{batch.id} of the same files is being run by another "
+                                                f"process (pid {_note(batch).get('pid')}): wait for it to end"))
+        else:
+            out.append(Unfinished(batch, False, f"merge #{batch.id} of the same files is staged and waits for "
+                                                f"review on /merge/{batch.id}: commit or discard it there first"))
+    return out
 
 
 def _note(batch: Batch) -> dict:
@@ -500,3 +533,57 @@ def dry_run(session: Session, store: ImageStore, candidates: list[Candidate], li
         plan[n].outcome, plan[n].reason, plan[n].distance = v.outcome, v.reason, v.distance
         plan[n].existing_id = v.existing_id
     return plan
+
+
+# --- as jobs (core.jobs) ---------------------------------------------------------------------------------------
+
+def run_stage_job(job) -> dict:
+    """Stage a merge in its own process (core.jobs target). `job.args`: source, limits, and paths (+ roots) or
+    spooled uploads (under `spool`, removed at the end)."""
+    import shutil
+
+    from core.db import standalone_session
+    from core.jobs import JobError
+    from curator.imports.service import ImportBusy, spooled_candidates
+    from curator.imports.storing import CLI_WORKERS
+    args = job.args
+    limits = Limits(**args["limits"])
+    session = standalone_session(job.database_url)
+    try:
+        job.progress(0, None, "listing the files")
+        if args.get("spooled") is not None:
+            candidates = spooled_candidates(args["spooled"], None, limits)
+        else:
+            roots = [Path(r) for r in args["roots"]] if args.get("roots") is not None else None
+            candidates = merge_candidates([Path(p) for p in args["paths"]], limits, roots)
+        job.progress(0, len(candidates), f"storing {len(candidates)} file(s)")
+        batch = import_candidates(session, ImageStore(job.instance), candidates, kind=MERGE, source=args["source"],
+                                  limits=limits, staged=True, workers=CLI_WORKERS, origin="job",
+                                  progress=lambda n: job.progress(add=n))
+        job.progress(message="comparing with the dataset")
+        analyse(session, ImageStore(job.instance), batch)
+        return {"batch": batch.id}
+    except (SourceError, ValueError, ImportBusy) as exc:
+        raise JobError(str(exc)) from None
+    finally:
+        session.close()
+        session.get_bind().dispose()
+        if args.get("spool"):
+            shutil.rmtree(args["spool"], ignore_errors=True)
+
+
+def run_commit_job(job) -> dict:
+    """Commit a staged merge in its own process (core.jobs target): one transaction, as in the request."""
+    from core.db import standalone_session
+    from core.jobs import JobError
+    session = standalone_session(job.database_url)
+    try:
+        job.progress(0, None, "committing")
+        batch = get_merge(session, int(job.args["batch"]))
+        decision = commit(session, batch, job.args.get("mapping") or {}, actor=job.args.get("actor") or "")
+        return {"batch": batch.id, "added": batch.added, "decision": decision.id}
+    except MergeError as exc:
+        raise JobError(str(exc)) from None
+    finally:
+        session.close()
+        session.get_bind().dispose()

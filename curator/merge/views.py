@@ -3,17 +3,19 @@ classes, accept items, commit it (one transaction) or discard it. A committed me
 """
 from __future__ import annotations
 
-import tempfile
+import shutil
 from pathlib import Path
 
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 
+from core import jobs
 from core.db import db
 from core.web import is_htmx
-from curator.imports.service import class_names, upload_candidates
+from curator.imports.service import class_names, limits_dict, spool_uploads, spooled_candidates
 from curator.imports.sources import SourceError
 from curator.imports.storage import ImageStore
 from curator.imports.validation import Limits
+from curator.imports.views import INLINE_UPLOAD_BYTES, inline_max, spool_folder, start_job, to_job
 from curator.merge import service as merging
 
 bp = Blueprint("merge", __name__, template_folder="templates")
@@ -43,36 +45,58 @@ def merge_index():
     return render_template("merge/index.html", roots=_roots(), staged=merging.staged_merges(db.session))
 
 
+def _refused(message: str):
+    """The merge page again with the reason, as a 400: nothing was staged."""
+    flash(message, "error")
+    return render_template("merge/index.html", roots=_roots(), staged=merging.staged_merges(db.session)), 400
+
+
+PREVIEW_PAGE = {"endpoint": "merge.merge_preview", "from_result": {"batch_id": "batch"}}
+COMMIT_INLINE_MAX = 1000  # items a commit may take in the request (config MERGE_COMMIT_INLINE_MAX overrides)
+
+
 @bp.post("/merge/stage")
 def merge_stage_path():
     raw = request.form.get("path", "").strip()
     if not raw:
-        flash("Enter a folder, zip or Menagerie instance path on the server.", "error")
-        return redirect(url_for("merge.merge_index"))
+        return _refused("Enter a folder, zip or Menagerie instance path on the server.")
     try:
         candidates = merging.merge_candidates([Path(raw)], _limits(), _roots())
-        batch = merging.stage(db.session, _store(), candidates, source=raw, limits=_limits())
     except (SourceError, ValueError) as exc:
-        flash(f"{exc}. Nothing was staged.", "error")
-        return redirect(url_for("merge.merge_index"))
-    return redirect(url_for("merge.merge_preview", batch_id=batch.id))
+        return _refused(f"{exc}. Nothing was staged.")
+    if len(candidates) <= inline_max():
+        batch = merging.stage(db.session, _store(), candidates, source=raw, limits=_limits())
+        return redirect(url_for("merge.merge_preview", batch_id=batch.id))
+    job_id = start_job("merge", "curator.merge.service:run_stage_job",
+                       {"source": raw, "limits": limits_dict(_limits()), "paths": [raw],
+                        "roots": [str(r) for r in _roots()]}, PREVIEW_PAGE)
+    return to_job(job_id)
 
 
 @bp.post("/merge/upload")
 def merge_stage_upload():
     files = [f for f in request.files.getlist("files") if f.filename]
     if not files:
-        flash("Choose at least one image or zip archive to upload.", "error")
-        return redirect(url_for("merge.merge_index"))
-    with tempfile.TemporaryDirectory(dir=current_app.instance_path, prefix=".upload-") as spool:
+        return _refused("Choose at least one image or zip archive to upload.")
+    spool = spool_folder()
+    try:
+        spooled = spool_uploads(files, spool, _limits())
+        candidates = spooled_candidates(spooled, None, _limits())
+    except (SourceError, ValueError) as exc:
+        shutil.rmtree(spool, ignore_errors=True)
+        return _refused(f"{exc}. Nothing was staged.")
+    names = ", ".join(f.filename for f in files[:3]) + (" …" if len(files) > 3 else "")
+    size = sum(Path(e["path"]).stat().st_size for e in spooled)
+    if len(candidates) <= inline_max() and size <= INLINE_UPLOAD_BYTES:
         try:
-            candidates = upload_candidates(files, None, _limits(), Path(spool))
-            names = ", ".join(f.filename for f in files[:3]) + (" …" if len(files) > 3 else "")
             batch = merging.stage(db.session, _store(), candidates, source=f"upload: {names}", limits=_limits())
-        except (SourceError, ValueError) as exc:
-            flash(f"{exc}. Nothing was staged.", "error")
-            return redirect(url_for("merge.merge_index"))
-    return redirect(url_for("merge.merge_preview", batch_id=batch.id))
+        finally:
+            shutil.rmtree(spool, ignore_errors=True)
+        return redirect(url_for("merge.merge_preview", batch_id=batch.id))
+    job_id = start_job("merge", "curator.merge.service:run_stage_job",
+                       {"source": f"upload: {names}", "limits": limits_dict(_limits()), "spooled": spooled,
+                        "spool": str(spool)}, PREVIEW_PAGE)
+    return to_job(job_id)
 
 
 @bp.get("/merge/<int:batch_id>")
@@ -138,9 +162,25 @@ def merge_mapping(batch_id: int):
 
 @bp.post("/merge/<int:batch_id>/commit")
 def merge_commit(batch_id: int):
+    """Commit in the request when the merge is small; a large one is committed by a job (one transaction there),
+    and a second click while it runs joins that job."""
     batch = _get(batch_id)
+    mapping = _mapping_from_form()
+    limit = int(current_app.config.get("MERGE_COMMIT_INLINE_MAX", COMMIT_INLINE_MAX))
+    if batch.state == "staged" and len(batch.items) > limit:
+        try:
+            merging.parse_mapping(mapping)
+        except merging.MergeError as exc:
+            flash(str(exc), "error")
+            return redirect(url_for("merge.merge_preview", batch_id=batch.id))
+        args = {"batch": batch.id, "mapping": mapping}
+        running = jobs.find_unfinished(current_app.instance_path, "merge-commit", args)
+        job_id = running.id if running else start_job(
+            "merge-commit", "curator.merge.service:run_commit_job", args,
+            {"endpoint": "imports.batch_report", "from_result": {"batch_id": "batch"}})
+        return to_job(job_id)
     try:
-        merging.commit(db.session, batch, _mapping_from_form())
+        merging.commit(db.session, batch, mapping)
     except merging.MergeError as exc:
         flash(str(exc), "error")
         return redirect(url_for("merge.merge_preview", batch_id=batch.id))
