@@ -34,13 +34,22 @@ def first_answer(server: subprocess.Popen, url: str, seconds: float) -> tuple[in
             time.sleep(0.2)
 
 
+def server_env(instance, database_url: str | None) -> dict:
+    """The environment a server process gets: this test's instance, and its PostgreSQL database when the suite runs
+    on one (tests/databases.py)."""
+    env = {**os.environ, "MENAGERIE_INSTANCE": str(instance)}
+    if database_url:
+        env["MENAGERIE_DATABASE_URL"] = database_url
+    return env
+
+
 def stop(server: subprocess.Popen) -> None:
     server.terminate()
     server.wait(timeout=10)
 
 
-def test_gunicorn_serves_pages(tmp_path):
-    env = {**os.environ, "MENAGERIE_INSTANCE": str(tmp_path / "instance")}
+def test_gunicorn_serves_pages(tmp_path, database_url):
+    env = server_env(tmp_path / "instance", database_url)
     subprocess.run([sys.executable, "manage.py", "demo"], cwd=ROOT, env=env, check=True, capture_output=True)
     port = free_port()
     server = subprocess.Popen([sys.executable, "-m", "gunicorn", "-w", "2", "-b", f"127.0.0.1:{port}",
@@ -56,12 +65,12 @@ def test_gunicorn_serves_pages(tmp_path):
         stop(server)
 
 
-def test_serve_command_answers_with_the_demo_loaded(tmp_path):
+def test_serve_command_answers_with_the_demo_loaded(tmp_path, database_url):
     """The README's first command: `python manage.py serve --demo` imports the demo set and serves it."""
     port = free_port()
     server = subprocess.Popen([sys.executable, "manage.py", "--instance", str(tmp_path / "instance"), "serve",
                                "--demo", "--port", str(port)], cwd=ROOT, stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT)
+                              stderr=subprocess.STDOUT, env=server_env(tmp_path / "instance", database_url))
     try:
         status, page = first_answer(server, f"http://127.0.0.1:{port}/", 60)
         assert status == 200 and "turtle" in page and "rabbit" in page

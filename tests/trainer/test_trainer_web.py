@@ -190,7 +190,9 @@ def test_one_run_at_a_time_a_killed_run_shows_failed_and_the_queue_moves_on(clie
     wait_until(client, second, lambda s, h: s in ("starting", "running"), "the queued run to start")
 
     from app import create_app
-    restarted = create_app({"TESTING": True, "WTF_CSRF_ENABLED": False}, instance_path=app.instance_path)
+    restarted = create_app({"TESTING": True, "WTF_CSRF_ENABLED": False, "AUTH_REQUIRED": False,
+                            "SQLALCHEMY_DATABASE_URI": app.config["SQLALCHEMY_DATABASE_URI"]},
+                           instance_path=app.instance_path)
     with app.app_context():
         pid = db.session.get(Run, second).pid
     state, _ = live(restarted.test_client(), second)
