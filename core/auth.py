@@ -26,7 +26,7 @@ from core.db import db
 from core.models import ADMIN, CURATOR, RANKER, ROLES, VIEWER, Account
 
 READ_METHODS = {"GET", "HEAD", "OPTIONS"}
-PUBLIC = {"static", "accounts.login", "accounts.logout"}
+PUBLIC = {"static", "accounts.login", "accounts.login_post", "accounts.logout"}
 # The role a request that changes something needs, by blueprint; endpoints below override it.
 WRITE_ROLE = {"gallery": CURATOR, "imports": CURATOR, "ranking": CURATOR, "dedup": CURATOR, "merge": CURATOR,
               "snapshots": CURATOR, "trainer": ADMIN, "accounts": ADMIN}

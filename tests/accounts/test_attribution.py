@@ -1,0 +1,104 @@
+"""Every answer and decision is stored under the account that made it; ranking undo is keyed on the account; and
+without logins each browser is its own person (so concurrent rankers are never merged into one)."""
+from __future__ import annotations
+
+import re
+import threading
+
+import pytest
+from sqlalchemy import select
+
+from core.db import db
+from core.models import Comparison, Decision, Image, ImageClass
+
+HX = {"HX-Request": "true"}
+PAIR = re.compile(r'name="(left|right)" value="(\d+)"')
+
+
+@pytest.fixture
+def cats(app, dataset):
+    dataset({"cat": 5, "dog": 2}, size=16, imported="cli")
+    with app.app_context():
+        return list(db.session.scalars(select(Image.id).join(ImageClass).where(ImageClass.name == "cat")
+                                       .order_by(Image.id)))
+
+
+def pair_on(html: str) -> dict:
+    return dict(PAIR.findall(html.split('class="rank-undo"')[0]))
+
+
+def answers(app) -> list[tuple]:
+    with app.app_context():
+        return [(c.actor, c.undone) for c in db.session.scalars(select(Comparison).order_by(Comparison.id))]
+
+
+@pytest.mark.usefixtures("logins_required")
+def test_answers_and_undo_belong_to_the_account(app, cats, login):
+    """Tried: ann and bob (rankers, logged in) answer; the page names the account and has no name box; bob's undo
+    takes back his own answer, never ann's, and once he has none left it says so and leaves ann's alone. ann logged
+    in from a second browser is still ann: her undo there takes back her answer."""
+    ann, bob, ann_again = app.test_client(), app.test_client(), app.test_client()
+    login(ann, "ranker", "ann")
+    login(bob, "ranker", "bob")
+    page = ann.get("/rank/cat/").get_data(as_text=True)
+    assert "Ranking as <strong>ann</strong>" in page and 'name="name"' not in page
+    ann.post("/rank/cat/answer", data={**pair_on(page), "outcome": "left"})
+    bob.post("/rank/cat/answer", data={**pair_on(bob.get("/rank/cat/").get_data(as_text=True)), "outcome": "right"})
+    ann.post("/rank/cat/answer", data={**pair_on(ann.get("/rank/cat/").get_data(as_text=True)), "outcome": "tie"})
+    assert answers(app) == [("ann", False), ("bob", False), ("ann", False)]
+    assert "Undid your answer" in bob.post("/rank/cat/undo", headers=HX).get_data(as_text=True)
+    assert "Nothing to undo" in bob.post("/rank/cat/undo", headers=HX).get_data(as_text=True)
+    assert answers(app) == [("ann", False), ("bob", True), ("ann", False)]
+    ann_again.post("/login", data={"name": "ann", "password": "correct horse battery", "next": "/"})
+    assert "Undid your answer" in ann_again.post("/rank/cat/undo", headers=HX).get_data(as_text=True)
+    assert answers(app) == [("ann", False), ("bob", True), ("ann", True)]
+
+
+@pytest.mark.usefixtures("logins_required")
+def test_decisions_name_the_account(app, cats, login):
+    """Tried: a curator rejects and relabels through the gallery's forms, an admin undoes the relabel. Each
+    decision in the history is stored under the account that made it."""
+    cora, adam = app.test_client(), app.test_client()
+    login(cora, "curator", "cora")
+    login(adam, "admin", "adam")
+    cora.post(f"/image/{cats[0]}/status", data={"status": "rejected", "reason": "blurry"})
+    cora.post(f"/image/{cats[1]}/relabel", data={"class_name": "dog"})
+    with app.app_context():
+        relabel = db.session.scalars(select(Decision).order_by(Decision.id)).all()[-1]
+    assert adam.post(f"/decision/{relabel.id}/undo").status_code in (302, 303)
+    with app.app_context():
+        made = [(d.kind, d.actor) for d in db.session.scalars(select(Decision).order_by(Decision.id))]
+    assert [actor for _, actor in made] == ["cora", "cora", "adam"] and made[-1][0] == "undo"
+
+
+def test_without_logins_each_browser_is_its_own_ranker(app, cats):
+    """Tried: without logins (one person's loopback mode), 12 browsers answer the very same pair the same way, all
+    at once from threads. None is taken for a double click of another: 12 answers, under 12 different guest names,
+    and each browser's undo takes back only its own."""
+    clients = [app.test_client() for _ in range(12)]
+    page = clients[0].get("/rank/cat/").get_data(as_text=True)
+    pair = pair_on(page)
+    for c in clients[1:]:
+        c.get("/rank/cat/")  # each browser has been on the page (and so has its session)
+    start, errors = threading.Barrier(len(clients)), []
+
+    def send(client):
+        try:
+            start.wait()
+            assert client.post("/rank/cat/answer", data={**pair, "outcome": "left"}, headers=HX).status_code == 200
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=send, args=(c,)) for c in clients]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    stored = answers(app)
+    assert len(stored) == 12 and len({actor for actor, _ in stored}) == 12
+    assert all(actor.startswith("guest-") for actor, _ in stored)
+    clients[3].post("/rank/cat/undo", headers=HX)
+    with clients[3].session_transaction() as session:
+        mine = session["guest"]
+    assert [actor for actor, undone in answers(app) if undone] == [mine]
