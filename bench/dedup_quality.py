@@ -12,7 +12,10 @@ end in one group; *true* when they are copies of one picture (or renditions of o
 - per source: pair precision and recall of the pairs that touch that source;
 - look-alikes: same subject (emoji of another artist, the filled icon, a neighbouring tile), never true pairs.
 
-    python bench/dedup_quality.py [--part tune|untouched|all] [--show 10] [--hash BITS] [--confirm SCORE]
+    python bench/dedup_quality.py [--part tune|untouched|untouched-2|all] [--show 10] [--hash BITS] [--confirm SCORE]
+
+"untouched-2" is the second untouched part (bench/dedup_set.py build_fresh: subjects neither first part uses, and
+brand logos), built after the defaults had been chosen; "all" is the first two parts.
 """
 from __future__ import annotations
 
@@ -25,11 +28,10 @@ from collections import Counter, defaultdict
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numpy as np  # noqa: E402
+from dedup_set import load_part  # noqa: E402  (bench/dedup_set.py, beside this script)
 
 from curator.dedup import matching  # noqa: E402
 from curator.imports.hashing import fingerprint_many  # noqa: E402
-
-from dedup_set import build  # noqa: E402  (bench/dedup_set.py, beside this script)
 
 
 def prf(tp: int, fp: int, n_pos: int) -> tuple[float, float]:
@@ -108,14 +110,12 @@ def evaluate(items, fps, groups, show: int = 0, label: str = "") -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--part", choices=["tune", "untouched", "all"], default="tune")
+    ap.add_argument("--part", choices=["tune", "untouched", "untouched-2", "all"], default="tune")
     ap.add_argument("--show", type=int, default=8, help="mixed groups and missed pairs to print")
     ap.add_argument("--hash", type=int, default=matching.DEFAULT_HASH_THRESHOLD)
     ap.add_argument("--confirm", type=float, default=matching.DEFAULT_CONFIRM_THRESHOLD)
     args = ap.parse_args()
-    root, items = build()
-    if args.part != "all":
-        items = [it for it in items if it.part == args.part]
+    root, items = load_part(args.part)
     t0 = time.perf_counter()
     fps = fingerprint_many([root / it.file for it in items])
     t1 = time.perf_counter()

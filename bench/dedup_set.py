@@ -38,11 +38,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+from common import DEMO_IMAGES, ROOT  # bench/common.py, beside this script
 from PIL import Image
 
 from curator.dedup.variants import transform
-
-from common import DEMO_IMAGES, ROOT  # bench/common.py, beside this script
 
 OUT = ROOT / "bench" / "out"
 NPM = OUT / "npm"
@@ -51,7 +50,7 @@ VERSION = 4  # bump when the recipe changes: the cached set is rebuilt
 NPM_PACKAGES = ["@fluentui/svg-icons@1.1.343", "@primer/octicons@19.42.0", "@iconify-json/flat-color-icons@1.2.3",
                 "@iconify-json/vscode-icons@1.2.97", "@iconify-json/pixelarticons@1.2.9", "@iconify-json/noto@1.2.9",
                 "@iconify-json/twemoji@1.2.5", "@iconify-json/openmoji@1.2.29", "@iconify-json/fluent-emoji@1.2.7",
-                "@iconify-json/fluent-emoji-flat@1.2.6"]
+                "@iconify-json/fluent-emoji-flat@1.2.6", "@iconify-json/logos@1.2.19"]
 UNTOUCHED_SHARE = 0.3
 GREYS = [(66, 66, 66), (94, 94, 94), (128, 128, 128)]  # what icon themes paint symbolic glyphs with
 EMOJI_SETS = {"noto": 128, "twemoji": 72, "openmoji": 72, "fluent-emoji": 128, "fluent-emoji-flat": 64}
@@ -59,6 +58,11 @@ PHOTOS = ["astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field", "reti
           "camera", "coins", "horse", "clock", "cell", "text", "immunohistochemistry"]
 ICON_RECIPES = ["resize", "jpeg", "crop", "bright", "webp", "gif", "border", "border+jpeg", "resize+border",
                 "border+resize+jpeg", "crop+jpeg", "resize+jpeg", "flatten+bright", "bright+jpeg"]
+# untouched-2: scikit-image samples the first two parts do not use (chelsea's "cat" is the same photo: left out); the
+# stereo pair's two views are one subject (look-alikes)
+FRESH_PHOTOS = ["moon", "page", "logo", "colorwheel", "microaneurysms", "shepp_logan_phantom", "motorcycle_left",
+                "motorcycle_right"]
+PHOTO_SUBJECTS = {"motorcycle_left": "motorcycle", "motorcycle_right": "motorcycle"}
 PHOTO_RECIPES = ["resize", "jpeg", "crop", "bright", "border", "border+jpeg", "resize+border", "crop+resize",
                  "resize+bright+jpeg", "border+resize+jpeg"]
 
@@ -128,8 +132,9 @@ def _jpeg(img: Image.Image, quality: int = 90) -> bytes:
 
 
 class _Writer:
-    def __init__(self, root: Path, seed: int):
+    def __init__(self, root: Path, seed: int, part: str | None = None):
         self.root, self.items, self.groups, self.rng = root, [], 0, random.Random(seed)
+        self.part = part  # None: by the subject's hash (part_of)
 
     def new_group(self) -> int:
         self.groups += 1
@@ -141,7 +146,7 @@ class _Writer:
         path = self.root / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
-        self.items.append(Item(name, group, source, kind, subject, how, part_of(subject)))
+        self.items.append(Item(name, group, source, kind, subject, how, self.part or part_of(subject)))
 
     def original_with_copies(self, img: Image.Image, source: str, kind: str, subject: str, recipes: list[str],
                              copies: int, data: bytes | None = None, ext: str = "png") -> int:
@@ -154,7 +159,8 @@ class _Writer:
         return g
 
 
-def _fluent(w: _Writer, modules: Path, n_designs: int, n_glyphs: int) -> None:
+def _fluent(w: _Writer, modules: Path, n_designs: int, n_glyphs: int, start: int = 0,
+            skip: frozenset = frozenset()) -> None:
     folder = modules / "@fluentui" / "svg-icons" / "icons"
     sizes: dict[str, dict[int, dict[str, Path]]] = {}
     for p in folder.glob("*.svg"):
@@ -164,7 +170,8 @@ def _fluent(w: _Writer, modules: Path, n_designs: int, n_glyphs: int) -> None:
     names = sorted(n for n, s in sizes.items() if len([z for z in s if z in (16, 20, 24, 28, 32, 48)]) >= 3)
     rng = random.Random(1)
     rng.shuffle(names)
-    for name in names[:n_designs]:
+    names = names[:start] + [n for n in names[start:] if n not in skip]
+    for name in names[start:start + n_designs]:
         shipped = sorted(z for z in sizes[name] if z in (16, 20, 24, 28, 32, 48) and "regular" in sizes[name][z])
         grey = rng.choice(GREYS)
         g = w.new_group()
@@ -182,7 +189,8 @@ def _fluent(w: _Writer, modules: Path, n_designs: int, n_glyphs: int) -> None:
             img = _tint(_render(sizes[name][z]["filled"].read_text(), z), grey)
             w.original_with_copies(img, "fluent-system", "line", name, ["resize", "jpeg", "border"], 1)
     # near-empty pictures: a small grey glyph alone on a wide transparent or white field (tray and status icons)
-    for name in names[n_designs:n_designs + n_glyphs]:
+    first_glyph = start + n_designs if start else n_designs
+    for name in names[first_glyph:first_glyph + n_glyphs]:
         z = 16 if 16 in sizes[name] and "regular" in sizes[name][16] else min(sizes[name])
         style = "regular" if "regular" in sizes[name][z] else "filled"
         glyph = _tint(_render(sizes[name][z][style].read_text(), z), rng.choice(GREYS))
@@ -194,12 +202,12 @@ def _fluent(w: _Writer, modules: Path, n_designs: int, n_glyphs: int) -> None:
         w.original_with_copies(field, "fluent-glyph", "near-empty", name, ["resize", "jpeg", "border", "gif"], 1)
 
 
-def _octicons(w: _Writer, modules: Path, n: int) -> None:
+def _octicons(w: _Writer, modules: Path, n: int, start: int = 0, skip: frozenset = frozenset()) -> None:
     folder = modules / "@primer" / "octicons" / "build" / "svg"
     names = sorted({p.stem[:-3] for p in folder.glob("*-16.svg")} & {p.stem[:-3] for p in folder.glob("*-24.svg")})
     rng = random.Random(2)
     rng.shuffle(names)
-    for name in names[:n]:
+    for name in [m for m in names[start:] if m not in skip][:n]:
         g = w.new_group()
         for z in (16, 24):
             img = _render((folder / f"{name}-{z}.svg").read_text(), z)
@@ -211,12 +219,12 @@ def _octicons(w: _Writer, modules: Path, n: int) -> None:
 
 
 def _iconify_set(w: _Writer, modules: Path, name: str, size: int, n: int, kind: str, seed: int,
-                 pixel: bool = False) -> None:
+                 pixel: bool = False, start: int = 0, skip: frozenset = frozenset()) -> None:
     data = _iconify(modules, name)
     icons = sorted(data["icons"])
     rng = random.Random(seed)
     rng.shuffle(icons)
-    for icon in icons[:n]:
+    for icon in [i for i in icons[start:] if i not in skip][:n]:
         img = _render(_iconify_svg(data, icon), size)
         g = w.original_with_copies(img, name, kind, icon, ICON_RECIPES, rng.choice([1, 2, 3]))
         if pixel and rng.random() < 0.5:  # the same pixel art shown 4x larger (nearest neighbour)
@@ -224,23 +232,23 @@ def _iconify_set(w: _Writer, modules: Path, name: str, size: int, n: int, kind: 
                   "rendition x4 nearest")
 
 
-def _emoji(w: _Writer, modules: Path, n: int) -> None:
+def _emoji(w: _Writer, modules: Path, n: int, start: int = 0, skip: frozenset = frozenset()) -> None:
     sets = {s: _iconify(modules, s) for s in EMOJI_SETS}
     common = sorted(set.intersection(*(set(d["icons"]) for d in sets.values())))
     rng = random.Random(3)
     rng.shuffle(common)
-    for icon in common[:n]:
+    for icon in [c for c in common[start:] if c not in skip][:n]:
         for s in rng.sample(sorted(sets), 3):  # three artists draw this subject: look-alikes of each other
             img = _render(_iconify_svg(sets[s], icon), EMOJI_SETS[s])
             w.original_with_copies(img, s, "render" if s == "fluent-emoji" else "emoji", icon, ICON_RECIPES,
                                    rng.choice([1, 2, 3]))
 
 
-def _photos(w: _Writer, tiles: int) -> None:
+def _photos(w: _Writer, tiles: int, photos: list[str] = PHOTOS, seed: int = 4) -> None:
     import skimage.data
-    rng = random.Random(4)
-    for name in PHOTOS:
-        arr = getattr(skimage.data, name)()
+    rng = random.Random(seed)
+    for name in photos:
+        arr = _photo_array(skimage.data, name)
         img = Image.fromarray(arr).convert("RGB")
         h, wd = arr.shape[:2]
         cols = 2 if wd >= 400 else 1
@@ -253,8 +261,45 @@ def _photos(w: _Writer, tiles: int) -> None:
                 side = rng.choice([180, 240, 320])
                 if max(tile.size) > side:
                     tile = tile.resize((side, round(side * tile.height / tile.width)), Image.Resampling.LANCZOS)
-                w.original_with_copies(tile.convert("RGBA"), "skimage", "photo", name, PHOTO_RECIPES,
-                                       rng.choice([2, 3]), data=_jpeg(tile), ext="jpg")
+                w.original_with_copies(tile.convert("RGBA"), "skimage", "photo", PHOTO_SUBJECTS.get(name, name),
+                                       PHOTO_RECIPES, rng.choice([2, 3]), data=_jpeg(tile), ext="jpg")
+
+
+def _photo_array(data, name: str) -> np.ndarray:
+    """A scikit-image sample as an RGB or grey uint8 array (the stereo pair's two views by name; RGBA over white)."""
+    if name.startswith("motorcycle_"):
+        left, right, _ = data.stereo_motorcycle()
+        arr = left if name.endswith("left") else right
+    else:
+        arr = getattr(data, name)()
+    if arr.dtype != np.uint8:
+        arr = (np.clip(arr, 0, 1) * 255).astype(np.uint8) if arr.max() <= 1.0 else arr.astype(np.uint8)
+    if arr.ndim == 3 and arr.shape[2] == 4:
+        over = Image.new("RGBA", arr.shape[1::-1], (255, 255, 255, 255))
+        over.alpha_composite(Image.fromarray(arr, "RGBA"))
+        arr = np.asarray(over.convert("RGB"))
+    return arr
+
+
+def _logos(w: _Writer, modules: Path, families: int, seed: int, skip: frozenset = frozenset()) -> None:
+    """Brand logos (a kind not in the first two parts): two members of each family (``adobe-photoshop`` and
+    ``adobe-illustrator``, ``google-drive`` and ``google-cloud``: look-alikes of one another), wordmarks at their own
+    aspect, at 64 or 128 px on the longer side."""
+    data = _iconify(modules, "logos")
+    by_family: dict[str, list[str]] = {}
+    for icon in sorted(data["icons"]):
+        by_family.setdefault(icon.split("-")[0], []).append(icon)
+    names = sorted(f for f, members in by_family.items() if len(members) >= 2 and f not in skip)
+    rng = random.Random(seed)
+    rng.shuffle(names)
+    for family in names[:families]:
+        for icon in rng.sample(by_family[family], 2):
+            body = data["icons"][icon]
+            vw, vh = body.get("width", data.get("width", 256)), body.get("height", data.get("height", 256))
+            side = rng.choice([64, 128])
+            width, height = (side, max(8, round(side * vh / vw))) if vw >= vh else (max(8, round(side * vw / vh)), side)
+            img = _render(_iconify_svg(data, icon), width, height)
+            w.original_with_copies(img, "logos", "logo", family, ICON_RECIPES, rng.choice([1, 2, 3]))
 
 
 def _demo(w: _Writer, n: int) -> None:
@@ -294,15 +339,64 @@ def build(seed: int = 0, rebuild: bool = False) -> tuple[Path, list[Item]]:
     return SET, w.items
 
 
+FRESH = OUT / "dedup-set-2"
+FRESH_VERSION = 1  # of the untouched-2 recipe (its own folder: the first two parts' files are not touched)
+
+
+def build_fresh(seed: int = 0, rebuild: bool = False) -> tuple[Path, list[Item]]:
+    """The second untouched part, "untouched-2" (built once, then reused): subjects that neither first part uses.
+
+    Built after the defaults had been chosen, and scored once, so that a part no one had looked at remains: the next
+    designs and icons of the same shuffled lists (further Fluent System and Octicons renditions, flat, file and
+    pixel-art icons, emoji subjects), scikit-image samples not used before (moon, page, logo, colour wheel,
+    microaneurysms, Shepp-Logan phantom, the two views of the stereo motorcycle: look-alikes), and one kind the
+    first parts lack: brand logos (npm `@iconify-json/logos`, CC0), two of each family (look-alikes)."""
+    manifest = FRESH / "manifest.json"
+    if manifest.is_file() and not rebuild:
+        meta = json.loads(manifest.read_text())
+        if meta.get("version") == FRESH_VERSION and meta.get("seed") == seed:
+            return FRESH, [Item(**it) for it in meta["items"]]
+    _, first = build(seed)
+    used = frozenset(i.subject for i in first)
+    modules = ensure_npm()
+    if FRESH.exists():
+        import shutil
+        shutil.rmtree(FRESH)
+    FRESH.mkdir(parents=True)
+    w = _Writer(FRESH, seed + 1, part="untouched-2")
+    _fluent(w, modules, n_designs=40, n_glyphs=25, start=140, skip=used)
+    _octicons(w, modules, 25, start=40, skip=used)
+    _iconify_set(w, modules, "flat-color-icons", 48, 30, "icon", 11, start=60, skip=used)
+    _iconify_set(w, modules, "vscode-icons", 32, 30, "icon", 12, start=70, skip=used)
+    _iconify_set(w, modules, "pixelarticons", 24, 25, "pixel", 13, pixel=True, start=50, skip=used)
+    _emoji(w, modules, 20, start=45, skip=used)
+    _photos(w, 2, FRESH_PHOTOS, seed=14)
+    _logos(w, modules, 25, seed=15, skip=used)
+    clash = used & {i.subject for i in w.items}
+    if clash:
+        raise RuntimeError(f"untouched-2 reuses subjects of the first parts: {sorted(clash)[:5]}")
+    manifest.write_text(json.dumps({"version": FRESH_VERSION, "seed": seed, "items": [asdict(i) for i in w.items]}))
+    return FRESH, w.items
+
+
+def load_part(part: str) -> tuple[Path, list[Item]]:
+    """(folder, items) of one part: "tune", "untouched", "untouched-2" or "all" (the first two)."""
+    if part == "untouched-2":
+        return build_fresh()
+    root, items = build()
+    return root, items if part == "all" else [i for i in items if i.part == part]
+
+
 def main() -> None:
     import argparse
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rebuild", action="store_true")
     args = ap.parse_args()
     root, items = build(rebuild=args.rebuild)
-    print(f"{len(items)} images in {root}, {len({i.group for i in items})} pictures")
-    for part in ("tune", "untouched"):
-        sel = [i for i in items if i.part == part]
+    fresh_root, fresh = build_fresh(rebuild=args.rebuild)
+    print(f"{len(items)} images in {root}, {len({i.group for i in items})} pictures; {len(fresh)} in {fresh_root}")
+    for part in ("tune", "untouched", "untouched-2"):
+        sel = [i for i in items + fresh if i.part == part]
         by = {}
         for i in sel:
             by[i.source] = by.get(i.source, 0) + 1
