@@ -309,4 +309,5 @@ def run(folder: Path) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(run(Path(sys.argv[1])))
+    from core import jobs as _jobs  # the module job functions import, not this __main__ copy: one JobError class
+    sys.exit(_jobs.run(Path(sys.argv[1])))

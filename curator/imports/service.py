@@ -103,15 +103,21 @@ def writer_alive(batch: Batch) -> bool:
 
 
 def find_interrupted(session: Session) -> list[Batch]:
-    """Mark `importing` batches whose process is gone as `interrupted` (one transaction); returns every
-    interrupted batch whose staged images were not taken in since, oldest first."""
+    """Mark `importing` batches whose process is gone as `interrupted` (one transaction); returns those, and the
+    interrupted batches still holding staged images (not taken in by a later import), oldest first."""
+    found = set()
     for batch in session.scalars(select(Batch).where(Batch.state == IMPORTING)):
-        if batch.id is not None and not writer_alive(batch):
+        if not writer_alive(batch):
             batch.state = INTERRUPTED
-            staged = session.scalar(select(func.count(Image.id)).where(Image.batch_id == batch.id, Image.status == STAGED))
+            staged = session.scalar(select(func.count(Image.id)).where(Image.batch_id == batch.id,
+                                                                       Image.status == STAGED))
             batch.note = json.dumps({**batch_note(batch), "interrupted": time.time(), "indexed": staged})
+            found.add(batch.id)
     session.commit()
-    return list(session.scalars(select(Batch).where(Batch.state == INTERRUPTED).order_by(Batch.id)))
+    holding = select(Image.batch_id).where(Image.status == STAGED).distinct()
+    return list(session.scalars(select(Batch).where(Batch.state == INTERRUPTED,
+                                                    Batch.id.in_(holding) | Batch.id.in_(found))
+                                .order_by(Batch.id)))
 
 
 def interrupted_sentence(batch: Batch) -> str:
