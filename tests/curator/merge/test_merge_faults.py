@@ -1,0 +1,114 @@
+"""Merges under faults, with real processes: a `manage.py merge` killed between staging and commit, a re-run while
+the web holds a staged merge of the same files, and staging and committing as jobs from the web."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from app import ROOT
+from core.db import db
+from core.models import Batch, Image
+
+KILLED_AFTER_STAGING = r"""
+import os, signal, sys
+from curator.merge import service
+def killed(*args, **kwargs):
+    os.kill(os.getpid(), signal.SIGKILL)  # as if the process was killed the moment staging was done
+service.commit = killed
+from manage import cli
+cli.main(["merge", sys.argv[1], "--instance", sys.argv[2]])
+"""
+
+
+def run(args: list[str], database_url: str | None) -> subprocess.CompletedProcess:
+    env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE")
+    if database_url:
+        env["MENAGERIE_DATABASE_URL"] = database_url
+    return subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+
+
+def merges(app) -> list[tuple[int, str, int]]:
+    with app.app_context():
+        return [(b.id, b.state, b.added) for b in db.session.scalars(select(Batch).where(Batch.kind == "merge"))]
+
+
+def active(app) -> int:
+    with app.app_context():
+        return db.session.scalar(select(func.count(Image.id)).where(Image.status == "active"))
+
+
+def test_a_merge_killed_after_staging_is_resumed_by_the_next_run(app, dataset, instance_path, database_url):
+    """Tried: a real `manage.py merge` SIGKILLed right after staging (before its commit), then the same command
+    again. The re-run finds the staged merge of a process that is gone and commits it: 'Resuming', 4 image(s)
+    added, exit 0 (it used to stage the files again, find them all exact duplicates of the staged images and
+    print 'Committed: 0 image(s) added')."""
+    dataset({"cat": 1}, kind="demo", imported="service")
+    src = dataset({"cat": 2, "dog": 2}, size=24, seed=40)
+    killed = run(["-c", KILLED_AFTER_STAGING, str(src), str(instance_path)], database_url)
+    assert killed.returncode == -9, killed.stderr
+    assert [state for _id, state, _n in merges(app)] == ["staged"] and active(app) == 1
+    again = run([str(ROOT / "manage.py"), "--instance", str(instance_path), "merge", str(src)], database_url)
+    assert again.returncode == 0, again.stderr
+    assert "Resuming: merge #" in again.stderr and "stopped before committing" in again.stderr
+    assert "Committed: 4 image(s) added" in again.stdout
+    assert [state for _id, state, _n in merges(app)] == ["committed"] and active(app) == 5
+
+
+def test_a_merge_staged_on_the_web_is_not_taken_by_the_command_line(app, client, dataset, instance_path,
+                                                                    database_url):
+    """Tried: the same folder merged from the command line while the web holds it staged for review. The command
+    refuses with the reason and exit 1, and nothing changes; the web's merge stays staged."""
+    src = dataset({"cat": 2}, size=24, seed=50, root=instance_path / "imports" / "more")
+    response = client.post("/merge/stage", data={"path": str(src)})
+    assert response.status_code == 302
+    result = run([str(ROOT / "manage.py"), "--instance", str(instance_path), "merge", str(src)], database_url)
+    assert result.returncode == 1
+    assert "waits for review on /merge/" in result.stderr and "Nothing was done" in result.stderr
+    assert [state for _id, state, _n in merges(app)] == ["staged"] and active(app) == 0
+
+
+@pytest.fixture
+def app_config():
+    return {"IMPORT_INLINE_MAX": 2, "MERGE_COMMIT_INLINE_MAX": 0}
+
+
+def follow_job(client, response, timeout: float = 120):
+    """Poll a job page as htmx does until it sends the browser on; open that page."""
+    assert response.status_code == 302 and "/jobs/" in response.location
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        polled = client.get(response.location, headers={"HX-Request": "true"})
+        if "HX-Redirect" in polled.headers:
+            return client.get(polled.headers["HX-Redirect"])
+        assert "It failed" not in polled.get_data(as_text=True), polled.get_data(as_text=True)
+        time.sleep(0.2)
+    raise AssertionError("the job did not finish")
+
+
+def test_staging_and_committing_a_large_merge_run_as_jobs(app, client, dataset, instance_path):
+    """Tried: a web merge of 4 files with the request limits set to 2 files and 0 commit items: staging runs as a
+    job that leads to the preview, the commit runs as a job that leads to the batch report; 4 images join."""
+    src = dataset({"cat": 2, "dog": 2}, size=24, seed=60, root=instance_path / "imports" / "big")
+    preview = follow_job(client, client.post("/merge/stage", data={"path": str(src)}))
+    assert preview.status_code == 200 and "Merge #" in preview.get_data(as_text=True)
+    batch_id = merges(app)[0][0]
+    report = follow_job(client, client.post(f"/merge/{batch_id}/commit", data={}))
+    assert report.status_code == 200 and f"Batch #{batch_id}" in report.get_data(as_text=True)
+    assert merges(app) == [(batch_id, "committed", 4)] and active(app) == 4
+
+
+def test_jobs_leave_no_spool_behind(app, client, instance_path):
+    """Tried: a merge upload of 3 files as a job: the spool folder it streamed them to is gone when it is done."""
+    import io
+
+    from tests.imagefiles import picture, png_bytes
+    files = [(io.BytesIO(png_bytes(picture(24, 70 + i))), f"u{i}.png") for i in range(3)]
+    follow_job(client, client.post("/merge/upload", data={"files": files}, content_type="multipart/form-data"))
+    assert merges(app)[0][1] == "staged"
+    assert list(Path(instance_path / "spool").iterdir()) == []
