@@ -1,0 +1,89 @@
+"""The duplicate search as a job and its kept result: a large search runs outside the request, and reopening the
+review (in any worker, after a restart) answers from the kept search until new images arrive."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from core.db import db
+from core.models import Image
+from curator.dedup import service as ds
+from curator.imports.storage import ImageStore
+from tests.curator.dedup.test_dedup_web import ORIGINAL, transformed_copies
+
+
+@pytest.fixture
+def app_config():
+    return {"DEDUP_INLINE_MAX": 0}  # every search not kept yet runs as a job
+
+
+@pytest.fixture
+def copies(app, dataset, tmp_path, demo_images):
+    """The demo cat and four transformed copies of it (one group), and a dog, imported."""
+    src = dataset([ORIGINAL, "dog/emojione__dog.png"], kind="demo")
+    for name, data in transformed_copies(demo_images / ORIGINAL).items():
+        (src / "cat" / name).write_bytes(data)
+    dataset({}, root=src, imported="service")
+    return src
+
+
+def job_folders(instance_path: Path) -> list[str]:
+    root = instance_path / "jobs"
+    return sorted(p.name for p in root.iterdir()) if root.is_dir() else []
+
+
+def follow_job(client, response, timeout: float = 120):
+    assert response.status_code == 302 and "/jobs/" in response.location, response.status_code
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        polled = client.get(response.location, headers={"HX-Request": "true"})
+        if "HX-Redirect" in polled.headers:
+            return client.get(polled.headers["HX-Redirect"])
+        assert "It failed" not in polled.get_data(as_text=True), polled.get_data(as_text=True)
+        time.sleep(0.2)
+    raise AssertionError("the search job did not finish")
+
+
+def forget_in_memory() -> None:
+    """As another server worker or a restarted server sees it: nothing kept in this process's memory."""
+    with ds._MATCHES_LOCK:
+        ds._MATCHES.clear()
+
+
+def test_the_search_runs_as_a_job_and_reopening_the_review_is_instant(client, app, copies, instance_path):
+    """Tried: /duplicates/ with no kept search (and the inline limit at 0): the request starts a search job and
+    answers with its page; a second visit meanwhile joins that job. When it is done the review shows the group of
+    five; reopened in a 'fresh worker' (memory cleared), it answers from the kept search on disk, with no new job,
+    quickly, and with the same group."""
+    first = client.get("/duplicates/?threshold=16")
+    second = client.get("/duplicates/?threshold=16")
+    assert first.location == second.location and len(job_folders(instance_path)) == 1
+    page = follow_job(client, first).get_data(as_text=True)
+    assert page.count('name="member"') == 5
+    forget_in_memory()
+    started = time.time()
+    again = client.get("/duplicates/?threshold=16")
+    assert again.status_code == 200 and time.time() - started < 5
+    assert again.get_data(as_text=True).count('name="member"') == page.count('name="member"') == 5
+    assert len(job_folders(instance_path)) == 1
+
+
+def test_a_resolution_keeps_the_search_and_a_new_image_needs_a_new_one(client, app, copies, dataset, instance_path):
+    """Tried: after the search job, resolving the group (the active images shrink: the kept search still answers,
+    no job) and then importing a new picture (the kept search no longer covers the dataset: a new job)."""
+    follow_job(client, client.get("/duplicates/"))
+    store = ImageStore(instance_path)
+    with app.app_context():
+        groups = ds.find_groups(db.session, store)
+        ds.resolve(db.session, groups[0].ids, groups[0].keeper_id)
+        forget_in_memory()
+        assert ds.search_is_kept(db.session, store, 16)[0]
+    assert client.get("/duplicates/").status_code == 200 and len(job_folders(instance_path)) == 1
+    dataset({"fish": 1}, kind="demo", imported="service")
+    with app.app_context():
+        assert not ds.search_is_kept(db.session, store, 16)[0]
+        assert db.session.scalar(select(Image.id).where(Image.original_filename.like("fish%"))) is not None
+    assert "/jobs/" in client.get("/duplicates/").location
