@@ -58,6 +58,9 @@ def serve(host: str, port: int, demo: bool) -> None:
         imports_cli.import_demo(as_json=False)
     from werkzeug.serving import run_simple  # app.run() refuses to start inside a Flask CLI command
     mode = "logins required" if required else "no login needed"
+    if not required and not auth.is_loopback(host):
+        click.echo(f"Warning: {host} is not a loopback address and {auth.ENV}=off: anyone who can reach it may "
+                   "change everything. Serve on 127.0.0.1, or drop the setting to require logins.", err=True)
     click.echo(f"Menagerie on http://{host}:{port}/  ({mode}; instance: {current_app.instance_path})", err=True)
     run_simple(host, port, current_app._get_current_object(), threaded=True)
 
