@@ -173,9 +173,13 @@ def _login_needed():
 
 
 def _forbidden(account: Account, needed: str):
-    return render_template("accounts/denied.html", title="Not allowed", login_url=None,
-                           message=f"This needs the {needed} role; {account.name} is a {account.role}. "
-                                   "Nothing was changed. An admin can change your role."), 403
+    """403 with the reason: a whole page, or for an htmx region request just the message (htmx swaps our 4xx
+    answers into the region it asked for, which must not receive a whole page)."""
+    message = (f"This needs the {needed} role; {account.name} is a {account.role}. Nothing was changed. "
+               "An admin can change your role.")
+    if request.headers.get("HX-Request") and not request.headers.get("HX-Boosted"):
+        return render_template("accounts/_denied.html", message=message), 403
+    return render_template("accounts/denied.html", title="Not allowed", login_url=None, message=message), 403
 
 
 def _check():

@@ -89,6 +89,19 @@ def test_each_role_may_do_its_work_and_no_more(app, cats, login, role):
     assert [actor for _kind, actor in decisions] == ([name] if rejected else [])  # the reject, under the account
 
 
+def test_forbidden_htmx_requests_get_the_reason_not_a_page(app, cats, login):
+    """Tried: a viewer's answer sent by htmx into the ranking region: 403 with just the reason (no layout to nest
+    inside the region); the same form boosted gets the whole page."""
+    client = app.test_client()
+    login(client, "viewer", "vera")
+    data = {"left": str(cats[0]), "right": str(cats[1]), "outcome": "left"}
+    region = client.post("/rank/cat/answer", data=data, headers=HX)
+    assert region.status_code == 403 and "<html" not in region.get_data(as_text=True)
+    assert "needs the ranker role; vera is a viewer" in region.get_data(as_text=True)
+    boosted = client.post("/rank/cat/answer", data=data, headers={**HX, "HX-Boosted": "true"})
+    assert boosted.status_code == 403 and "<html" in boosted.get_data(as_text=True)
+
+
 def test_the_nav_offers_users_to_admins_only(app, cats, login):
     """Tried: the page for a curator and for an admin: only the admin's nav links the accounts page."""
     curator, admin = app.test_client(), app.test_client()
