@@ -152,6 +152,11 @@ def run_set(name: str, minutes: float, reuse: bool) -> tuple[dict, list, object]
     result = {"held_back": len(held), "trained_on": len(up.list_originals(data)) - len(held),
               "x4": up.evaluate(model, high, 4), "x8": up.evaluate(model, high, 8),
               "stickers_x4": sticker_figures(held, model)}
+    if name != "demo" and (OUT / "demo" / "upscaler" / up.MODEL_FILE).exists():
+        # The demo's upscaler on every image of this set (none of which it saw): does it carry over?
+        demo_model, _ = up.load_model(OUT / "demo" / "upscaler")
+        everything = up.load_high(up.list_originals(data), 128, "crop", "white")
+        result["x4_demo_upscaler_all_images"] = up.evaluate(demo_model, everything, 4)
     status = json.loads((folder / "status.json").read_text())
     result["training"] = {"steps": status.get("step"), "seconds": status.get("elapsed")}
     return result, held, model

@@ -80,6 +80,9 @@ class Upscaler(nn.Module):
         self.tails = nn.ModuleDict({str(s): nn.Sequential(
             nn.Conv2d(channels, channels, 3, padding=1), nn.ReLU(),
             nn.Conv2d(channels, 3 * s * s, 3, padding=1), nn.PixelShuffle(s)) for s in SCALES})
+        for tail in self.tails.values():  # start as plain bicubic: early steps can only improve on it
+            nn.init.zeros_(tail[2].weight)
+            nn.init.zeros_(tail[2].bias)
 
     def forward(self, x: torch.Tensor, scale: int) -> torch.Tensor:
         if scale not in SCALES:
@@ -225,7 +228,7 @@ def classic(low: np.ndarray, scale: int, method: str) -> np.ndarray:
 @torch.no_grad()
 def upscale_array(model: Upscaler, low: np.ndarray, scale: int) -> np.ndarray:
     """uint8 [H, W, 3] -> uint8 [H*scale, W*scale, 3]."""
-    x = torch.from_numpy(np.ascontiguousarray(low[..., :3])).permute(2, 0, 1)[None].float().div(255.0)
+    x = torch.from_numpy(np.array(low[..., :3])).permute(2, 0, 1)[None].float().div(255.0)
     dev = next(model.parameters()).device
     y = model(x.to(dev), scale).clamp(0, 1).mul(255).round().byte()
     return y[0].permute(1, 2, 0).cpu().numpy()

@@ -1,4 +1,4 @@
-"""`manage.py train` and `manage.py sample`: the command-line face of the diffusion package.
+"""`manage.py train`, `sample`, `stickers` and `upscaler train`: the command-line face of the diffusion package.
 
 Training runs in this process (a tqdm bar on stderr) into `<instance>/runs/<id>/`, the same run directory the
 web trainer reads. torch and diffusion are imported inside the commands, so `manage.py --help` and the web
@@ -185,4 +185,197 @@ def sample_command(run, classes, n, steps, sampler, guidance, seed, out, gif, wh
     emit(result, as_json, f"Wrote {len(paths)} images to {out} ({', '.join(f'{k}: {v}' for k, v in by_class.items())})")
 
 
-commands = [train_command, sample_command]
+# --- stickers -------------------------------------------------------------------------------------------------
+
+def _run_dir_arg(instance: Path, run: str) -> Path:
+    """resolve_run_dir, with a clear error for ids that cannot name a folder (NUL, control characters)."""
+    if not run or not run.isprintable() or "\x00" in run:
+        raise click.ClickException(f"{run!r} is not a run id (ids are printable, like 20261122-071500-ab12)")
+    return resolve_run_dir(instance, run)
+
+
+def _sticker_name(item: dict) -> str:
+    from diffusion.generate import safe_dir_name
+    where = f"e{item['epoch']}" if item.get("epoch") is not None else f"s{item.get('seed', 0)}"
+    return f"{safe_dir_name(item['class'])}-{where}-{item['index']}".replace(" ", "_")
+
+
+def _sample_sources(run_dir: Path, classes, n: int, seed: int, steps: int, scratch: Path) -> list[dict]:
+    """Draw n samples per class (diffusion.generate, the same seeds as `manage.py sample`)."""
+    from diffusion.checkpoint import CheckpointError
+    from diffusion.generate import generate_to_dir, safe_dir_name
+    try:
+        paths = generate_to_dir(run_dir, scratch, classes=list(classes) or None, n=n, steps=steps, seed=seed)
+    except (CheckpointError, ValueError, RuntimeError) as e:
+        raise click.ClickException(str(e)) from None
+    import json
+    try:
+        known = json.loads((run_dir / "config.json").read_text(encoding="utf-8")).get("class_names") or []
+    except (OSError, ValueError):
+        known = []
+    names = {safe_dir_name(c): c for c in known}
+    return [{"path": p, "class": names.get(p.parent.name, p.parent.name), "index": int(p.stem), "seed": seed,
+             "steps": steps, "sampler": "dpm++2m", "guidance": 3.0, "source": "sampled"} for p in paths]
+
+
+def rundir_checkpoint(run_dir: Path) -> Path:
+    from diffusion import rundir
+    best = rundir.checkpoint_path(run_dir, "best")
+    return best if best.exists() else rundir.checkpoint_path(run_dir, "last")
+
+
+def _favourite_sources(run_dir: Path) -> list[dict]:
+    from trainer import favourites
+    items = favourites.read(run_dir)
+    if not items:
+        raise click.ClickException(f"run {run_dir.name} has no favourites yet: mark some on its gallery or "
+                                   "generation pages first")
+    out = []
+    for item in items:
+        path = run_dir / item["png"]
+        if not path.is_file():
+            raise click.ClickException(f"favourite {item['png']} is missing from the run folder")
+        out.append({**item, "path": path})
+    return out
+
+
+@click.command("stickers")
+@click.argument("run")
+@click.option("--class", "classes", multiple=True, metavar="NAME", help="Class to draw (repeatable; default all).")
+@click.option("--n", "n", type=click.IntRange(1, 64), default=4, show_default=True, help="Stickers per class.")
+@click.option("--seed", type=click.IntRange(0, 2**31 - 1), default=0, show_default=True)
+@click.option("--steps", type=click.IntRange(1, 200), default=25, show_default=True, help="Solver steps.")
+@click.option("--favourites", "use_favourites", is_flag=True,
+              help="Make stickers of the run's favourites instead of drawing new samples.")
+@click.option("--scale", type=click.Choice(["4", "8"]), default="4", show_default=True, help="Enlargement.")
+@click.option("--upscaler", "upscaler_name", type=click.Choice(["learned", "lanczos"]), default="lanczos",
+              show_default=True, help="learned: the run's trained upscaler (`manage.py upscaler train RUN`).")
+@click.option("--outline", type=click.IntRange(0, 64), default=0, show_default=True,
+              help="Outline stroke width in output pixels (0 = none).")
+@click.option("--outline-colour", "outline_colour", default="white", show_default=True,
+              help="Outline colour: a name or #hex.")
+@click.option("--colours", type=click.IntRange(2, 32), default=8, show_default=True,
+              help="Flat colours in each SVG.")
+@click.option("--out", "out", type=click.Path(path_type=Path, dir_okay=False), required=True,
+              help="The pack: a .zip with stickers/*.png and *.svg, contact-sheet.png and manifest.json.")
+@json_option("the pack's summary")
+@with_appcontext
+def stickers_command(run, classes, n, seed, steps, use_favourites, scale, upscaler_name, outline, outline_colour,
+                     colours, out, as_json):
+    """Make a sticker pack (PNG + SVG per sticker, contact sheet, manifest) from new samples or the favourites."""
+    import io
+    import json
+    import shlex
+    import tempfile
+    import time
+
+    from PIL import Image
+
+    from core.files import write_with
+    from trainer import stickers
+
+    _prepare_torch()
+    scale = int(scale)
+    try:
+        stickers.parse_colour(outline_colour)
+    except stickers.StickerError as e:
+        raise click.BadParameter(str(e), param_hint="--outline-colour") from None
+    if out.suffix.lower() != ".zip":
+        raise click.BadParameter(f"{out} should end in .zip", param_hint="--out")
+    run_dir = _run_dir_arg(Path(current_app.instance_path), run)
+    upscaler = None
+    if upscaler_name == "learned":
+        from diffusion.upscale import UpscaleError, load_model, upscale_image, upscaler_dir
+        try:
+            model, _ = load_model(upscaler_dir(run_dir))
+        except UpscaleError as e:
+            raise click.ClickException(str(e)) from None
+
+        def upscaler(img, s):
+            return upscale_image(model, img, s)
+    config = {}
+    try:
+        config = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        pass
+    background = "keep" if config.get("background") == "alpha" else "auto"
+    settings = {"scale": scale, "upscaler": upscaler_name, "outline": outline, "outline_colour": outline_colour,
+                "colours": colours, "background": background}
+    with tempfile.TemporaryDirectory() as scratch:
+        sources = (_favourite_sources(run_dir) if use_favourites
+                   else _sample_sources(run_dir, classes, n, seed, steps, Path(scratch)))
+        entries, records = [], []
+        for item in sources:
+            with Image.open(item["path"]) as img:
+                img.load()
+                note = None
+                try:
+                    sticker = stickers.make_sticker(img, scale=scale, background=background, upscaler=upscaler,
+                                                    outline_width=outline, outline_colour=outline_colour)
+                except stickers.StickerError as e:  # e.g. a noisy background: keep it rather than lose the sticker
+                    note = f"background kept: {e}"
+                    sticker = stickers.make_sticker(img, scale=scale, background="none", upscaler=upscaler)
+            name = _sticker_name(item)
+            svg = stickers.trace_svg(sticker, colours=colours)
+            entries.append({"name": name, "png": stickers.png_bytes(sticker), "svg": svg,
+                            "label": f"{item['class']} #{item['index']}"})
+            record = {k: v for k, v in item.items() if k != "path"}
+            record.update(name=name, png=f"stickers/{name}.png", svg=f"stickers/{name}.svg",
+                          svg_bytes=len(svg.encode()), size=list(sticker.size), note=note)
+            if item.get("source") in ("sampled", "generated") and "seed" in item:
+                record["regenerate"] = (f"python manage.py stickers {run_dir.name} --class {shlex.quote(item['class'])} "
+                                        f"--n {item['index'] + 1} --seed {item['seed']} --steps "
+                                        f"{item.get('steps', 25)} --scale {scale} --upscaler {upscaler_name} "
+                                        f"--outline {outline} --outline-colour {shlex.quote(outline_colour)} --colours "
+                                        f"{colours} --out PACK.zip  (sticker {name})")
+            records.append(record)
+    manifest = {"run": run_dir.name, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "settings": settings, "stickers": records,
+                "checkpoint": str(rundir_checkpoint(run_dir).relative_to(run_dir))}
+    buf = io.BytesIO()
+    stickers.write_pack(buf, entries, manifest)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_with(out, lambda f: f.write(buf.getvalue()))
+    sizes = sorted(r["svg_bytes"] for r in records)
+    result = {"run": run_dir.name, "out": str(out), "stickers": len(records), "settings": settings,
+              "svg_kb_median": round(sizes[len(sizes) // 2] / 1024, 1) if sizes else None,
+              "zip_bytes": out.stat().st_size}
+    emit(result, as_json, f"Wrote {len(records)} stickers to {out} (median SVG {result['svg_kb_median']} KB)")
+
+
+@click.group("upscaler")
+def upscaler_group():
+    """The run's learned upscaler (for sharper stickers)."""
+
+
+@upscaler_group.command("train")
+@click.argument("run")
+@click.option("--minutes", type=click.FloatRange(0.05, 600), default=5.0, show_default=True,
+              help="Wall-clock budget.")
+@json_option("the result")
+@with_appcontext
+def upscaler_train_command(run, minutes, as_json):
+    """Train the run's ×4/×8 upscaler on its own images (held-back images scored against Lanczos/bicubic)."""
+    _prepare_torch()
+    from diffusion import rundir
+    from diffusion.upscale import UpscaleError, run_settings, train_upscaler, upscaler_dir
+
+    run_dir = _run_dir_arg(Path(current_app.instance_path), run)
+    folder = upscaler_dir(run_dir)
+    status = rundir.read_status(folder)
+    if rundir.is_alive(status):
+        raise click.ClickException(f"the upscaler of run {run_dir.name} is already training (pid {status.get('pid')})")
+    try:
+        settings = run_settings(run_dir)
+        status = train_upscaler(folder, minutes=minutes, log=lambda m: click.echo(m, err=True), **settings)
+    except UpscaleError as e:
+        raise click.ClickException(f"upscaler training failed: {e}") from None
+    scores = status.get("eval") or {}
+    x4 = scores.get("x4", {})
+    emit({"run": run_dir.name, "state": status.get("state"), "steps": status.get("step"), "eval": scores,
+          "model": str(folder / "model.pt")}, as_json,
+         f"Upscaler of run {run_dir.name} {status.get('state')} after {status.get('step')} steps; held-back x4 PSNR "
+         f"learned {x4.get('psnr_learned')} dB vs Lanczos {x4.get('psnr_lanczos')} dB")
+
+
+commands = [train_command, sample_command, stickers_command, upscaler_group]

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import zipfile
 from collections import deque
 from typing import Callable
@@ -291,26 +292,31 @@ def outline(rgba: np.ndarray, width: int, colour: tuple[int, int, int]) -> np.nd
     return np.dstack([out_rgb, out_a[..., 0] * 255])
 
 
-def make_sticker(img: Image.Image, *, scale: int = 4, background: str = "auto", upscaler: Upscaler | None = None,
-                 outline_width: int = 0, outline_colour: str = "white") -> Image.Image:
-    """The sticker as an RGBA image, ×scale (plus 2 × outline_width when outlined); see the module doc.
-    background: "matte" a uniform background, "keep" the image's transparency, "auto" (keep when the image has
-    transparency, matte otherwise), or "none" (opaque, just upscaled)."""
+def _check(scale: int, outline_width: int, outline_colour: str) -> tuple[int, int, int]:
     if scale not in SCALES:
         raise StickerError(f"scale {scale!r} must be one of {', '.join(map(str, SCALES))}")
-    if not isinstance(outline_width, int) or not 0 <= outline_width <= MAX_OUTLINE:
+    if not isinstance(outline_width, int) or isinstance(outline_width, bool) or not 0 <= outline_width <= MAX_OUTLINE:
         raise StickerError(f"outline width {outline_width!r} must be a whole number of pixels from 0 to "
                            f"{MAX_OUTLINE}")
-    ocolour = parse_colour(outline_colour) if outline_width else (255, 255, 255)
+    return parse_colour(outline_colour) if outline_width else (255, 255, 255)
+
+
+def prepare(img: Image.Image, background: str = "auto") -> tuple[Image.Image, np.ndarray, np.ndarray | None]:
+    """Native-size steps: (decontaminated colour to upscale, coverage, background colour or None)."""
     if min(img.size) < 2:
         raise StickerError(f"the image is too small to make a sticker ({img.width}x{img.height} px)")
     rgb, alpha, bg = _coverage(img, background)
     colour = rgb if bg is None else decontaminate(rgb, alpha, bg, trust=0.25, band=6)
-    flat = Image.fromarray(colour.round().clip(0, 255).astype(np.uint8), "RGB")
-    big = (upscaler or lanczos)(flat, scale)
-    want = (img.width * scale, img.height * scale)
+    return Image.fromarray(colour.round().clip(0, 255).astype(np.uint8), "RGB"), alpha, bg
+
+
+def finish(big: Image.Image, alpha: np.ndarray, bg: np.ndarray | None, scale: int, *, outline_width: int = 0,
+           outline_colour: str = "white") -> Image.Image:
+    """Upscaled colour + the coverage -> the sticker: level-set silhouette, clamped rim, optional outline."""
+    ocolour = _check(scale, outline_width, outline_colour)
+    want = (alpha.shape[1] * scale, alpha.shape[0] * scale)
     if big.size != want:
-        raise StickerError(f"the upscaler returned {big.width}x{big.height} px, expected {want[0]}x{want[1]}")
+        raise StickerError(f"the upscaled image is {big.width}x{big.height} px, expected {want[0]}x{want[1]}")
     big_rgb = np.asarray(big.convert("RGB"), dtype=np.float64)
     if bg is None:
         out = np.dstack([big_rgb, np.full(big_rgb.shape[:2], 255.0)])
@@ -319,6 +325,17 @@ def make_sticker(img: Image.Image, *, scale: int = 4, background: str = "auto", 
     if outline_width:
         out = outline(out, outline_width, ocolour)
     return Image.fromarray(out.round().clip(0, 255).astype(np.uint8), "RGBA")
+
+
+def make_sticker(img: Image.Image, *, scale: int = 4, background: str = "auto", upscaler: Upscaler | None = None,
+                 outline_width: int = 0, outline_colour: str = "white") -> Image.Image:
+    """The sticker as an RGBA image, ×scale (plus 2 × outline_width when outlined); see the module doc.
+    background: "matte" a uniform background, "keep" the image's transparency, "auto" (keep when the image has
+    transparency, matte otherwise), or "none" (opaque, just upscaled). `upscaler(rgb, scale)`: Lanczos by default."""
+    _check(scale, outline_width, outline_colour)
+    flat, alpha, bg = prepare(img, background)
+    big = (upscaler or lanczos)(flat, scale)
+    return finish(big, alpha, bg, scale, outline_width=outline_width, outline_colour=outline_colour)
 
 
 def upscale(img: Image.Image, scale: int) -> Image.Image:
@@ -460,13 +477,28 @@ def trace_svg(sticker: Image.Image, *, colours: int = DEFAULT_COLOURS, filter_sp
     """Vectorise an RGBA sticker: palette reduction, then vtracer (stacked flat shapes, spline curves, speckles
     under `filter_speckle`² px dropped). Transparent pixels get no shape."""
     import vtracer  # imported here: only sticker export needs it
-    flat, _ = reduce_palette(sticker, colours, seed=seed)
+    flat, palette = reduce_palette(sticker, colours, seed=seed)
     speckle = filter_speckle if filter_speckle is not None else max(2, flat.width // 48)
     pixels = [tuple(p) for p in np.asarray(flat).reshape(-1, 4).tolist()]
-    return vtracer.convert_pixels_to_svg(pixels, size=flat.size, colormode="color", hierarchical="stacked",
+    svg = vtracer.convert_pixels_to_svg(pixels, size=flat.size, colormode="color", hierarchical="stacked",
                                          mode="spline", filter_speckle=speckle, color_precision=8,
                                          layer_difference=8, corner_threshold=60, length_threshold=4.0,
                                          max_iterations=10, splice_threshold=45, path_precision=1)
+    return _snap_fills(svg, palette)
+
+
+def _snap_fills(svg: str, palette: np.ndarray) -> str:
+    """vtracer averages colours where it merges small clusters; snap every fill back to the nearest palette colour
+    so the SVG really has only the palette's flat colours."""
+    if not len(palette):
+        return svg
+    pal = palette.astype(np.int64)
+
+    def snap(match: re.Match) -> str:
+        rgb = np.array([int(match.group(1)[i:i + 2], 16) for i in (0, 2, 4)])
+        r, g, b = pal[((pal - rgb) ** 2).sum(1).argmin()]
+        return f'fill="#{r:02X}{g:02X}{b:02X}"'
+    return re.sub(r'fill="#([0-9A-Fa-f]{6})"', snap, svg)
 
 
 # --- packs --------------------------------------------------------------------------------------------------

@@ -119,3 +119,105 @@ def test_sticker_downloads_from_the_web(client, instance_path):
     assert outside.status_code == 404
     noisy = client.get(f"/train/runs/{run_id}/sticker", query_string={"file": rel, "background": "keep"})
     assert "no transparency to keep" in noisy.get_data(as_text=True)
+
+
+# --- the maths of a clean sticker ----------------------------------------------------------------------------
+
+def test_decontamination_recovers_the_foreground_colour_of_a_blend():
+    """Tried: pixels that are known blends C = aF + (1-a)B of a teal F over a white B at a = 0.3 ... 1.0. Solving
+    for alpha with F known gives a back, and unmixing (coverage trusted from 0.25) gives F within rounding."""
+    fg, bg = np.array([20.0, 140.0, 150.0]), np.array([255.0, 255.0, 255.0])
+    a = np.linspace(0.3, 1.0, 8)[None, :]
+    blend = a[..., None] * fg + (1 - a[..., None]) * bg
+    assert np.allclose(stickers.solve_alpha(blend, np.broadcast_to(fg, blend.shape), bg), a, atol=1e-6)
+    recovered = stickers.decontaminate(blend.round(), a, bg, trust=0.25)
+    assert np.abs(recovered - fg).max() < 2.5
+
+
+def test_no_halo_on_an_anti_aliased_disc():
+    """Tried: a dark-blue disc drawn anti-aliased (4x supersampled) on white, made a x4 and a x8 sticker. No pixel of
+    the silhouette is lighter or darker than both the disc and the backdrop (over black and over white), the
+    alpha ramp is about one pixel wide, and the rim pixels are blue, not pale."""
+    big = Image.new("RGB", (128, 128), "white")
+    ImageDraw.Draw(big).ellipse((14, 18, 110, 114), fill=(30, 40, 160))
+    small = big.resize((32, 32), Image.BOX)
+    for scale in (4, 8):
+        sticker = stickers.make_sticker(small, scale=scale)
+        halo, edge = stickers.halo_pixels(sticker)
+        assert edge > 100 and halo == 0, (scale, halo, edge)
+        arr = np.asarray(sticker).astype(int)
+        partial = arr[(arr[..., 3] > 10) & (arr[..., 3] < 245)]
+        assert len(partial) < 4 * 3.2 * 24 * scale  # ~ perimeter x 1-2 px, not a x8 blur
+        assert np.median(partial[:, 2]) > np.median(partial[:, 0]) + 60  # blue, not grey-white
+
+
+def test_halo_measure_sees_a_pale_fringe_and_none_in_the_sticker():
+    """Tried: the halo measure on a dark disc sticker whose half-transparent rim was painted white (the fringe a
+    matte that keeps the old background leaves) and on the sticker as made: the fringe is counted as halo, the
+    real sticker has none."""
+    big = Image.new("RGB", (128, 128), "white")
+    ImageDraw.Draw(big).ellipse((14, 18, 110, 114), fill=(40, 30, 120))
+    small = big.resize((32, 32), Image.BOX)
+    pale = np.asarray(stickers.make_sticker(small, scale=4)).astype(float)
+    pale_rim = pale.copy()
+    rim = (pale[..., 3] > 0) & (pale[..., 3] < 200)
+    pale_rim[rim, :3] = 255  # a white fringe, as a matte that keeps the background's colour leaves
+    halo, edge = stickers.halo_pixels(Image.fromarray(pale_rim.astype(np.uint8), "RGBA"))
+    assert halo > 0.3 * rim.sum()
+    assert stickers.halo_pixels(Image.fromarray(pale.astype(np.uint8), "RGBA"))[0] == 0
+
+
+def test_outline_is_drawn_under_the_sticker_in_the_chosen_colour():
+    """Tried: a x4 sticker with a 6 px black outline. The canvas grows by 6 px a side, the ring just outside the
+    disc is opaque black, the corners stay clear, and the disc's middle keeps its red."""
+    sticker = stickers.make_sticker(disc_on_white(), scale=4, outline_width=6, outline_colour="#000")
+    arr = np.asarray(sticker).astype(int)
+    assert sticker.size == (140, 140)
+    assert arr[0, 0, 3] == 0 and arr[70, 70 - 51, 3] == 255 and arr[70, 70 - 51, :3].max() < 40
+    assert abs(arr[40, 70, :3] - RED).max() < 30
+
+
+def test_palette_reduction_gives_at_most_k_flat_colours():
+    """Tried: a noisy gradient sticker reduced to 6 colours. The opaque pixels use at most 6 distinct colours,
+    alpha is only 0 or 255, and 1 colour or 99 is refused with a clear StickerError."""
+    rng = np.random.default_rng(1)
+    arr = np.zeros((64, 64, 4), np.uint8)
+    arr[..., 0] = np.linspace(0, 255, 64)[None, :]
+    arr[..., 1] = np.linspace(0, 255, 64)[:, None]
+    arr[..., 2] = rng.integers(0, 60, (64, 64))
+    arr[..., 3] = 255
+    arr[:8, :8, 3] = 0
+    flat, palette = stickers.reduce_palette(Image.fromarray(arr, "RGBA"), 6)
+    out = np.asarray(flat)
+    assert len(palette) == 6 and set(np.unique(out[..., 3])) == {0, 255}
+    assert len(np.unique(out[out[..., 3] == 255][:, :3], axis=0)) <= 6
+    for bad in (1, 99):
+        with pytest.raises(stickers.StickerError, match="colours"):
+            stickers.reduce_palette(flat, bad)
+
+
+def test_svg_of_a_demo_animal_is_small():
+    """Tried: a demo animal (a 128 px original brought to 32 px on white, as a run sees it) as a x8 sticker with an
+    outline, traced with 8 colours. The SVG stays under 30 KB and has at most 8 fill colours."""
+    from tests.conftest import DEMO_IMAGES
+    path = sorted((DEMO_IMAGES / "frog").glob("*.png"))[0]
+    with Image.open(path) as img:
+        flat = Image.new("RGB", img.size, "white")
+        flat.paste(img.convert("RGBA"), mask=img.convert("RGBA"))
+    small = flat.resize((32, 32), Image.LANCZOS)
+    svg = stickers.trace_svg(stickers.make_sticker(small, scale=8, outline_width=6), colours=8)
+    assert len(svg.encode()) < 30 * 1024
+    assert len(set(fills(svg))) <= 8
+
+
+def test_bad_sticker_options_are_clear_errors():
+    """Tried: an outline of -1 px and of 'wide', an outline colour with a NUL and 'not-a-colour', a 1x1 image.
+    Each is a StickerError saying what is wrong."""
+    for width in (-1, "wide"):
+        with pytest.raises(stickers.StickerError, match="outline width"):
+            stickers.make_sticker(disc_on_white(), outline_width=width)
+    for colour in ("whi\x00te", "not-a-colour"):
+        with pytest.raises(stickers.StickerError, match="not a colour"):
+            stickers.make_sticker(disc_on_white(), outline_width=2, outline_colour=colour)
+    with pytest.raises(stickers.StickerError, match="too small"):
+        stickers.make_sticker(Image.new("RGB", (1, 1)))
