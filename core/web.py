@@ -20,7 +20,9 @@ from core.models import UNLABELLED
 htmx = HTMX()
 csrf = CSRFProtect()
 
-MAX_ID = 2**63 - 1  # the database's integer range: a larger id in a URL names nothing
+# Ids are INTEGER columns: 64-bit on SQLite but 32-bit on PostgreSQL, so a larger id in a URL names nothing on
+# either (2**31 rows are far beyond what one index holds); the same answer (404, or 400 for a query value) on both.
+MAX_ID = 2**31 - 1
 MAX_PAGE = 1_000_000  # a page number past this is no page of any dataset this app can hold
 MAX_ARG_CHARS = 2048  # one query or path value; a longer one is refused before any view sees it
 # Query values that every view reads as numbers (page numbers, image ids, comma-separated screens of ids).
@@ -37,7 +39,7 @@ _BIDI_TABLE = str.maketrans(BIDI_CONTROLS)
 
 
 class BoundedInt(IntegerConverter):
-    """`<int:...>` limited to the database's id range: /image/99999999999999999999 is a 404, not an overflow."""
+    """`<int:...>` limited to the ids' range (MAX_ID): /image/99999999999999999999 is a 404, not an overflow."""
 
     def __init__(self, map, *args, **kwargs):
         kwargs.setdefault("max", MAX_ID)
