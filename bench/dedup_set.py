@@ -15,10 +15,14 @@ the regular and filled icon of one name, neighbouring tiles of one photo, mostly
 | Noto / Twemoji / OpenMoji / Fluent Emoji (3-D) / Fluent Emoji Flat (npm `@iconify-json/...`) | emoji, renders | Apache-2.0 / CC BY 4.0 / CC BY-SA 4.0 / MIT / MIT | 128 / 72 / 72 / 128 / 64 px; one subject from five artists: look-alikes |
 | scikit-image sample photos (`skimage.data`, PyPI `scikit-image` 0.26.0) | photos, textures | CC0 / public domain (each function's docstring) | tiles of astronaut, coffee, chelsea, rocket, hubble, retina, brick, grass, gravel, camera, coins, horse, clock, cell, text, immunohistochemistry as JPEG; neighbouring tiles: look-alikes |
 | the demo (`demo/animal-emoji`) | emoji | see its LICENSES.md | 128 px |
+| Logos (npm `@iconify-json/logos` 1.2.19; untouched-2 only) | brand logos | CC0-1.0 | 64 or 128 px on the longer side, wordmarks at their own aspect; two of one family (`adobe-photoshop`, `adobe-illustrator`): look-alikes |
 
 **Split.** Each picture's *subject* (the emoji or icon name, the photo) is hashed (sha1); about 30 % of subjects form
 the **untouched** part, kept for a final check, the rest the **tuning** part. Look-alikes share their subject, so they
-fall in the same part. Every choice below is seeded: the same packages give the same files.
+fall in the same part. Every choice below is seeded: the same packages give the same files. A second untouched part,
+**untouched-2** (``build_fresh``, in bench/out/dedup-set-2/), was added after the first had been looked at once: the
+next names of the same shuffled lists, scikit-image samples not used before and the logos, no subject of the first
+two parts (the first two parts' files are unchanged by it).
 
 Nothing is committed: the npm packages are installed into bench/out/npm (`npm install --prefix`, pinned) and the set
 is written to bench/out/dedup-set/ with a manifest.json; `build()` reuses it when its recipe has not changed.

@@ -9,7 +9,8 @@ recompressed" from "another picture of the same subject in the same style":
 2. **Confirm**: compare the aligned thumbnails (``ImageFingerprint.thumb``), at 32 px and at the detail of the
    smaller picture of the pair (half of it between different sizes, for renditions hand-tuned at each size).
    Crops and shifts of a few percent are undone by searching, per axis, the (left, right) offsets that best
-   align the 1-D intensity profiles, in both directions. The aligned pair then gets one score from
+   align the 1-D intensity profiles, in both directions; two trims that disagree (one copy kept a line more, seen
+   as content shapes that differ) are evened out first by squeezing one picture to the other's shape. The aligned pair then gets one score from
    two terms: a *colour residual* after allowing a brightness change (one gain shared by the three
    channels, applied to the picture and optionally to its white background; measured on 2x2 cell
    means), which rejects recolourings (a red bird and the same bird in black) and shading changes;
