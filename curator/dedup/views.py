@@ -100,7 +100,12 @@ def dedup_resolve_all():
     except ds.DedupError as exc:
         flash(f"{exc}: nothing was changed.", "error")
         return _back()
-    groups = ds.find_groups(db.session, ImageStore(current_app.instance_path), hash_threshold=threshold)
+    store = ImageStore(current_app.instance_path)
+    kept, count = ds.search_is_kept(db.session, store, threshold)
+    if not kept and count > int(current_app.config.get("DEDUP_INLINE_MAX", SEARCH_INLINE_MAX)):
+        flash("The dataset changed since the groups were found: here they are again; nothing was changed.", "error")
+        return _back(threshold)  # the review starts the search job; this request stays short
+    groups = ds.find_groups(db.session, store, hash_threshold=threshold)
     try:
         decisions = ds.resolve_all_suggested(db.session, groups)
     except ds.DedupError as exc:
