@@ -314,7 +314,8 @@ def stickers_command(run, classes, n, seed, steps, use_favourites, scale, upscal
                                                     outline_width=outline, outline_colour=outline_colour)
                 except stickers.StickerError as e:  # e.g. a noisy background: keep it rather than lose the sticker
                     note = f"background kept: {e}"
-                    sticker = stickers.make_sticker(img, scale=scale, background="none", upscaler=upscaler)
+                    sticker = stickers.make_sticker(img, scale=scale, background="none", upscaler=upscaler,
+                                                    outline_width=outline, outline_colour=outline_colour)
             name = _sticker_name(item)
             svg = stickers.trace_svg(sticker, colours=colours)
             entries.append({"name": name, "png": stickers.png_bytes(sticker), "svg": svg,
