@@ -154,3 +154,35 @@ def test_training_without_the_run_images_is_refused(client, instance_path):
     response = client.post(f"/stickers/runs/{RUN_ID}/upscaler/train", data={"minutes": "1"})
     assert response.status_code == 400 and "not on this machine" in response.get_data(as_text=True)
     assert upscaling.read(instance_path / "runs" / RUN_ID).state == "none"
+
+
+def test_compare_shows_lanczos_and_learned_side_by_side(client, runner, instance_path, dataset):
+    """Tried: a run whose upscaler was trained briefly (`upscaler train RUN --minutes 0.05`), then the compare page
+    of a striped disc at x4: the learned upscale runs as a process while the page polls; once ready, both stickers are served,
+    each RGBA 64x64 px, and they differ (the learned colour is not Lanczos)."""
+    from trainer.cli import upscaler_group
+    data = dataset({"cat": 3, "dog": 3}, size=64)
+    make_run(instance_path, data=data)
+    trained = runner.invoke(upscaler_group, ["train", RUN_ID, "--minutes", "0.05"])
+    assert trained.exit_code == 0, trained.output
+    rel = "samples/epoch_0001/cat/0.png"
+    striped = Image.open(instance_path / "runs" / RUN_ID / rel).convert("RGB")
+    for x in range(4, 12, 2):  # detail inside the disc, so the two upscalers have something to differ on
+        for y in range(4, 12):
+            striped.putpixel((x, y), (250, 220, 40))
+    striped.save(instance_path / "runs" / RUN_ID / rel)
+    first = client.get(f"/stickers/runs/{RUN_ID}/compare", query_string={"file": rel}).get_data(as_text=True)
+    assert "sticker-lanczos" in first and ("learned-working" in first or "sticker-learned" in first)
+    deadline = time.time() + 90
+    while time.time() < deadline and "sticker-learned" not in (
+            text := client.get(f"/stickers/runs/{RUN_ID}/compare", query_string={"file": rel}).get_data(as_text=True)):
+        assert "failed" not in text, text
+        time.sleep(0.5)
+    assert 'id="sticker-learned"' in text
+    images = {}
+    for name in ("lanczos", "learned"):
+        r = client.get(f"/stickers/runs/{RUN_ID}/sticker.png", query_string={"file": rel, "upscaler": name})
+        assert r.status_code == 200
+        images[name] = Image.open(io.BytesIO(r.data))
+        assert images[name].mode == "RGBA" and images[name].size == (64, 64)
+    assert images["lanczos"].tobytes() != images["learned"].tobytes()
