@@ -8,7 +8,8 @@ invents texture: it predicts a correction on top of bicubic from pairs the user'
 from the snapshot's originals: each original is brought to the high resolution (×4 or ×8 the training size, or
 less when the originals are smaller, e.g. 16 → 128 px for ×8 of 128 px originals) and area-downscaled by the
 factor. One image in ten (by a hash of its file name: stable, no state) is held back and never trained on; the
-evaluation and bench/stickers.py score those. ×8 is the ×4 network plus one more ×2 stage.
+evaluation and bench/stickers.py score those. ×4 and ×8 share the features and have a pixel-shuffle head each,
+trained together (L1 plus a little gradient L1, which rewards edges in the right place).
 
 The directory `RUN_DIR/upscaler/` is like a run's: config.json, status.json (state, progress, heartbeat; written
 atomically), metrics.jsonl, train.log, model.pt, split.json; SIGTERM or an `upscaler/cancel` file saves the model
