@@ -66,17 +66,17 @@ def serve(env: dict, port: int, workers: int, threads: int) -> subprocess.Popen:
                f"127.0.0.1:{port}", "--timeout", "60", "app:create_app()"]
     server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                               start_new_session=True)
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         try:
-            requests.get(f"http://127.0.0.1:{port}/rank/", timeout=10)
+            requests.get(f"http://127.0.0.1:{port}/rank/", timeout=30)
             return server
-        except requests.ConnectionError:
+        except requests.RequestException:
             if server.poll() is not None:
                 raise RuntimeError("gunicorn did not start:\n" + server.stderr.read().decode()[-3000:])
             time.sleep(0.2)
     os.killpg(server.pid, signal.SIGKILL)
-    raise RuntimeError("gunicorn did not answer within 60 s")
+    raise RuntimeError("gunicorn did not answer within 120 s")
 
 
 class Tally:

@@ -80,3 +80,26 @@ def test_every_migration_goes_down_and_up_again(instance_path, database_url):
                 newest_revision()
     finally:
         engine.dispose()
+
+
+def test_several_processes_starting_at_once_upgrade_once(tmp_path, database_url):
+    """Tried: four processes creating the app on one new index at the same moment (gunicorn workers starting), each
+    with an instance folder of its own, so only the database itself can keep them apart on PostgreSQL."""
+    import subprocess
+    import sys
+
+    from app import ROOT
+    url = database_url or f"sqlite:///{tmp_path / 'shared.sqlite3'}"
+    script = ("import sys; from app import create_app; "
+              "create_app({'AUTH_REQUIRED': False, 'SQLALCHEMY_DATABASE_URI': sys.argv[1]}, instance_path=sys.argv[2])")
+    starts = [subprocess.Popen([sys.executable, "-c", script, url, str(tmp_path / f"instance-{i}")], cwd=ROOT,
+                               stderr=subprocess.PIPE, text=True) for i in range(4)]
+    errors = [p.communicate(timeout=120)[1] for p in starts]
+    assert [p.returncode for p in starts] == [0] * 4, errors
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            assert conn.execute(text("select version_num from alembic_version")).scalars().all() == \
+                [newest_revision()]
+    finally:
+        engine.dispose()
