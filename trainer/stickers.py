@@ -395,21 +395,17 @@ def clamp_rim(rgba: np.ndarray) -> np.ndarray:
     return out
 
 
-def halo_pixels(sticker: Image.Image, *, tolerance: float = 12.0) -> tuple[int, int]:
+def halo_pixels(sticker: Image.Image, *, tolerance: float = 12.0, min_alpha: float = 0.1) -> tuple[int, int]:
     """(halo pixels, rim pixels). The rim: visible pixels within 2 px of a transparent one (with some solid
-    animal near). Composited over black and over white, a halo pixel is lighter or darker (by more than
-    `tolerance` in luma) than both the backdrop and every solid pixel of the animal near it (rim_and_reference)."""
+    animal near). A halo pixel's own colour (alpha ≥ `min_alpha`) is lighter or darker, by more than `tolerance`
+    in luma, than every solid pixel of the animal near it (rim_and_reference): on some backdrop it then shows
+    lighter or darker than both the animal's edge and the backdrop (a pale fringe does on a dark or mid one)."""
     arr = np.asarray(sticker.convert("RGBA"), dtype=np.float64)
     a = arr[..., 3] / 255.0
     lum = _luma(arr[..., :3])
     rim, ref_min, ref_max = rim_and_reference(a, lum=lum)
     rim &= np.isfinite(ref_max)
-    halo = np.zeros_like(rim)
-    for backdrop in (0.0, 255.0):
-        shown = lum * a + backdrop * (1 - a)
-        low = np.minimum(ref_min, backdrop) - tolerance
-        high = np.maximum(ref_max, backdrop) + tolerance
-        halo |= rim & ((shown < low) | (shown > high))
+    halo = rim & (a >= min_alpha) & ((lum < ref_min - tolerance) | (lum > ref_max + tolerance))
     return int(halo.sum()), int(rim.sum())
 
 

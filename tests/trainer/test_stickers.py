@@ -136,8 +136,8 @@ def test_decontamination_recovers_the_foreground_colour_of_a_blend():
 
 def test_no_halo_on_an_anti_aliased_disc():
     """Tried: a dark-blue disc drawn anti-aliased (4x supersampled) on white, made a x4 and a x8 sticker. No pixel of
-    the silhouette is lighter or darker than both the disc and the backdrop (over black and over white), the
-    alpha ramp is about one pixel wide, and the rim pixels are blue, not pale."""
+    the silhouette has a colour lighter or darker than the disc near it (halo_pixels), the alpha ramp is about
+    one pixel wide, and the rim pixels are blue, not pale."""
     big = Image.new("RGB", (128, 128), "white")
     ImageDraw.Draw(big).ellipse((14, 18, 110, 114), fill=(30, 40, 160))
     small = big.resize((32, 32), Image.BOX)
