@@ -248,8 +248,9 @@ def _favourite_sources(run_dir: Path) -> list[dict]:
 @click.option("--favourites", "use_favourites", is_flag=True,
               help="Make stickers of the run's favourites instead of drawing new samples.")
 @click.option("--scale", type=click.Choice(["4", "8"]), default="4", show_default=True, help="Enlargement.")
-@click.option("--upscaler", "upscaler_name", type=click.Choice(["learned", "lanczos"]), default="lanczos",
-              show_default=True, help="learned: the run's trained upscaler (`manage.py upscaler train RUN`).")
+@click.option("--upscaler", "upscaler_name", type=click.Choice(["auto", "learned", "lanczos"]), default="auto",
+              show_default=True, help="learned: the run's trained upscaler (`manage.py upscaler train RUN`); auto: "
+              "learned when the run has one, else Lanczos.")
 @click.option("--outline", type=click.IntRange(0, 64), default=0, show_default=True,
               help="Outline stroke width in output pixels (0 = none).")
 @click.option("--outline-colour", "outline_colour", default="white", show_default=True,
@@ -284,6 +285,8 @@ def stickers_command(run, classes, n, seed, steps, use_favourites, scale, upscal
         raise click.BadParameter(f"{out} should end in .zip", param_hint="--out")
     run_dir = _run_dir_arg(Path(current_app.instance_path), run)
     upscaler = None
+    if upscaler_name == "auto":
+        upscaler_name = "learned" if (run_dir / "upscaler" / "model.pt").exists() else "lanczos"
     if upscaler_name == "learned":
         from diffusion.upscale import UpscaleError, load_model, upscale_image, upscaler_dir
         try:

@@ -46,14 +46,17 @@ def test_pack_from_new_samples_has_pngs_svgs_sheet_and_a_manifest_to_regenerate(
 
 def test_pack_of_favourites(runner, app, instance_path, tmp_path):
     """Tried: two favourites (a sample and a generated picture) exported with `--favourites --scale 8 --json`. The
-    pack has both, with the epoch of one and the generation's seed of the other."""
+    pack has both, with the epoch of one and the generation's seed of the other; the default upscaler (auto) is
+    Lanczos, since the run has no learned one."""
     run_dir = make_run(instance_path)
     favourites.add(run_dir, "samples/epoch_0001/dog/0.png")
     favourites.add(run_dir, "generated/20260101-000100-ab12/cat/0.png")
     pack = tmp_path / "fav.zip"
     result = runner.invoke(stickers_command, [RUN_ID, "--favourites", "--scale", "8", "--out", str(pack), "--json"])
     assert result.exit_code == 0, result.output
-    records = json.loads(zipfile.ZipFile(pack).read("manifest.json"))["stickers"]
+    manifest = json.loads(zipfile.ZipFile(pack).read("manifest.json"))
+    assert manifest["settings"]["upscaler"] == "lanczos"  # auto, and the run has no trained upscaler
+    records = manifest["stickers"]
     assert [(r["class"], r.get("epoch"), r.get("seed")) for r in records] == [("dog", 1, None), ("cat", None, 7)]
 
 
