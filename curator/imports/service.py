@@ -5,7 +5,9 @@ dataset; each becomes candidates (curator.imports.sources).
 
 Writes that never starve others: the files of a chunk (COMMIT_EVERY) are decoded, hashed and stored first, outside
 any transaction, then the chunk's rows are written in one short transaction. So the index's write lock is held for
-milliseconds at a time, and answers, decisions and a second import get their turn in between. The batch is still
+one chunk at a time (0.2-1.3 s for 512 stickers with their 12 KiB fingerprints on the loaded 2-core test machine,
+where it used to be held for a whole 28.7 s import), and answers, decisions and a second import get their turn in
+between: during a 6,000-file import another writer waited 0.1 ms at the 95th percentile and 1.3 s at most. The batch is still
 one batch: its images are written `staged` (out of every page) while it is `importing`, and one last transaction
 makes them all active and the batch `committed`, so the batch joins the dataset at once and is undone as one.
 
@@ -39,7 +41,7 @@ from curator.imports.storing import Stored, normalise_class_name, stored_files
 from curator.imports.validation import Limits, Rejected
 
 CHUNK = 128  # rows indexed per database round (one duplicate look-up query, one multi-row insert each)
-COMMIT_EVERY = 512  # rows per transaction: each holds the write lock for milliseconds, never the whole import
+COMMIT_EVERY = 512  # rows per transaction: each holds the write lock for one chunk's rows, never the whole import
 IMPORTING, INTERRUPTED = "importing", "interrupted"  # batch states while it runs, and after its process died
 WRITE_TRIES = 4  # a chunk whose write meets a locked index (busy_timeout spent) or a concurrent import's row
 
