@@ -78,6 +78,14 @@ def account(app):
 
 
 @pytest.fixture
+def logins_required(app):
+    """This test's app requires logins, as gunicorn serves it. It starts login-free (an app that requires logins
+    refuses to start without an account) and is then switched, as `manage.py serve` switches it."""
+    app.config["AUTH_REQUIRED"] = True
+    return app
+
+
+@pytest.fixture
 def login(app, account):
     """login(client, role, name=None) -> name: make an account with `role` (named after it unless given) and log
     `client` in through the login form, as a browser would."""
