@@ -70,6 +70,7 @@ def start(instance: Path | str, kind: str, target: str, args: dict, *, database_
     `database_url` goes to the process in its environment (never into a file: it may hold a password).
     `next_page` ({"endpoint", "values", "from_result"}) tells the web page where to go once the job is done.
     """
+    _reap()
     folder = new_dated_folder(jobs_root(instance))
     _write_json(folder / "request.json", {"kind": kind, "target": target, "args": args, "next": next_page or {},
                                           "created": time.time()})
@@ -87,6 +88,14 @@ def start(instance: Path | str, kind: str, target: str, args: dict, *, database_
     _children[proc.pid] = proc
     write_atomic(folder / "pid", str(proc.pid), durable=False)
     return folder.name
+
+
+def _reap() -> None:
+    """Collect the exit status of this process's finished jobs, so none lingers as a zombie (a server worker may
+    never be asked about the job it started)."""
+    for pid, child in list(_children.items()):
+        if child.poll() is not None:
+            _children.pop(pid, None)
 
 
 # --- reading -----------------------------------------------------------------------------------------------------
@@ -195,6 +204,7 @@ def read(instance: Path | str, job_id: str) -> JobView | None:
     folder = job_dir(instance, job_id)
     if folder is None or not (folder / "status.json").exists():
         return None
+    _reap()
     view = JobView(job_id, folder, _read_json(folder / "status.json"), _read_json(folder / "request.json"))
     if not view.finished:
         pid = view.status.get("pid") or _read_pid(folder)
