@@ -2,7 +2,9 @@
 with a report; and the clean-up of what killed imports and uploads left."""
 from __future__ import annotations
 
+import contextlib
 import signal
+import threading
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
@@ -13,13 +15,24 @@ from flask.cli import with_appcontext
 from core.cli import emit, json_option, progress_factory
 
 
-def stop_on_sigterm() -> None:
-    """SIGTERM ends the command like Ctrl-C: it unwinds, the worker processes are stopped and the batch is marked
-    interrupted now (SIGKILL cannot be caught: the workers die with it by PR_SET_PDEATHSIG, and the next run marks
-    the batch)."""
+@contextlib.contextmanager
+def stop_on_sigterm():
+    """While the command runs, SIGTERM ends it like Ctrl-C: it unwinds, the worker processes are stopped and the
+    batch is marked interrupted now (SIGKILL cannot be caught: the workers die with it by PR_SET_PDEATHSIG, and the
+    next run marks the batch). The previous handler comes back afterwards (tests run commands in-process); only the
+    main thread can set one."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
     def stop(_signum, _frame):
         raise SystemExit(143)
-    signal.signal(signal.SIGTERM, stop)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def report_interrupted(session) -> list:
@@ -80,12 +93,12 @@ def import_command(paths: tuple[Path, ...], class_name: str | None, as_json: boo
     from curator.imports.storage import ImageStore
     from curator.imports.storing import CLI_WORKERS, WORKER_DIED
     from curator.imports.validation import Limits
-    stop_on_sigterm()
-    report_interrupted(db.session)
     try:
-        batch = import_paths(db.session, ImageStore(current_app.instance_path), list(paths), class_name=class_name,
-                             limits=Limits.from_config(current_app.config), workers=CLI_WORKERS,
-                             progress_factory=progress_factory("import"))
+        with stop_on_sigterm():
+            report_interrupted(db.session)
+            batch = import_paths(db.session, ImageStore(current_app.instance_path), list(paths),
+                                 class_name=class_name, limits=Limits.from_config(current_app.config),
+                                 workers=CLI_WORKERS, progress_factory=progress_factory("import"))
     except (SourceError, ValueError, ImportBusy) as exc:
         raise click.ClickException(str(exc)) from None
     except BrokenProcessPool:

@@ -171,8 +171,7 @@ def import_candidates(session: Session, store: ImageStore, candidates: Iterable[
     find_interrupted(session)
     batch = Batch(kind=kind, source=source, state=IMPORTING, committed=None, added=0, duplicates=0, rejected=0,
                   note=json.dumps(_owner(origin or kind)))
-    session.add(batch)
-    session.commit()
+    _retrying(session, lambda: session.add(batch), lambda: None)
     batch_id = batch.id
     results = zip(candidates, stored_files(candidates, limits, store.root, workers))
     indexer = _Indexer(session, batch_id, staged)

@@ -46,8 +46,14 @@ def merge_command(paths: tuple[Path, ...], dry_run: bool, as_json: bool) -> None
     commits it taking in the new images only, each in the class named like its folder. Undo the whole merge on
     its batch page.
     """
+    from curator.imports.cli import stop_on_sigterm
+    with stop_on_sigterm():
+        _merge(paths, dry_run, as_json)
+
+
+def _merge(paths: tuple[Path, ...], dry_run: bool, as_json: bool) -> None:
     from core.db import db
-    from curator.imports.cli import report_interrupted, stop_on_sigterm
+    from curator.imports.cli import report_interrupted
     from curator.imports.service import ImportBusy
     from curator.imports.sources import SourceError
     from curator.imports.storage import ImageStore
@@ -60,7 +66,6 @@ def merge_command(paths: tuple[Path, ...], dry_run: bool, as_json: bool) -> None
     source = ", ".join(str(p) for p in paths)
     store = ImageStore(current_app.instance_path)
     if not dry_run:
-        stop_on_sigterm()
         report_interrupted(db.session)
         found = unfinished_merges(db.session, source)
         refused = [u.reason for u in found if not u.resume]
@@ -104,10 +109,14 @@ def _commit_and_report(batch, as_json: bool, resumed: bool = False) -> None:
     from curator.merge.service import MergeError, commit
     preview_lines = _preview_lines(batch.items)
     counts = _counts(batch.items)
+    from sqlalchemy.exc import OperationalError
     try:
         decision = commit(db.session, batch)
     except MergeError as exc:
         raise click.ClickException(f"{exc} (merge #{batch.id} stays staged: see /merge/{batch.id})") from None
+    except OperationalError as exc:  # the index stayed locked past busy_timeout, or went away
+        raise click.ClickException(f"the index could not be written ({exc.orig}): merge #{batch.id} stays staged "
+                                   "and nothing was committed; run the same command again to commit it") from None
     result = {"batch": batch.id, "dry_run": False, "committed": True, "resumed": resumed, "decision": decision.id,
               "counts": counts, "added": batch.added, "items": [_item_row(i) for i in batch.items]}
     emit(result, as_json, "\n".join([f"Merge #{batch.id}{' (resumed)' if resumed else ''}:"] + preview_lines +

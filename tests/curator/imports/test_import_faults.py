@@ -287,3 +287,41 @@ def test_sweep_removes_what_killed_imports_left_and_keeps_what_the_index_names(r
     assert result.exit_code == 0 and "Removed 3 unreferenced stored file(s) and 1 abandoned spool" in result.output
     assert not any(p.exists() for p in orphans) and not spool.exists()
     assert all(p.exists() for p in referenced) and fresh.exists()
+
+
+def test_an_import_that_cannot_get_the_write_lock_stops_with_a_clear_message(app, runner, dataset, monkeypatch,
+                                                                               database_url):
+    """Tried: another process holds SQLite's write lock for the whole import (busy_timeout cut to 0.2 s for the
+    test): `manage.py import` ends with exit 1 and a sentence saying the index stayed locked, not a traceback, and
+    nothing is in the index."""
+    if database_url:
+        pytest.skip("SQLite's write lock")
+    import sqlite3
+
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    from curator.imports import service as ingest
+    from manage import cli
+
+    def short_wait(dbapi_connection, _record):
+        if type(dbapi_connection).__module__.startswith("sqlite3"):
+            dbapi_connection.execute("PRAGMA busy_timeout=200")
+
+    src = dataset({"cat": 3}, size=16)
+    monkeypatch.setattr(ingest, "WRITE_TRIES", 2)
+    event.listen(Engine, "connect", short_wait)
+    holder = sqlite3.connect(Path(app.instance_path) / "menagerie.sqlite3", isolation_level=None)
+    try:
+        with app.app_context():
+            db.engine.dispose()  # new connections, with the short wait
+        holder.execute("BEGIN IMMEDIATE")
+        result = runner.invoke(cli, ["import", str(src)])
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+        event.remove(Engine, "connect", short_wait)
+    assert result.exit_code == 1, result.output
+    assert "the index stayed locked by other writers" in result.output and "Traceback" not in result.output
+    with app.app_context():
+        assert db.session.scalar(select(func.count(Batch.id))) == 0
