@@ -10,7 +10,7 @@ recompressed" from "another picture of the same subject in the same style":
    smaller picture of the pair (half of it between different sizes, for renditions hand-tuned at each size).
    Crops and shifts of a few percent are undone by searching, per axis, the (left, right) offsets that best
    align the 1-D intensity profiles, in both directions; two trims that disagree (one copy kept a line more, seen
-   as content shapes that differ) are evened out first by squeezing one picture to the other's shape. The aligned pair then gets one score from
+   as content shapes that differ) are evened out by squeezing one picture to the other's shape. The aligned pair then gets one score from
    two terms: a *colour residual* after allowing a brightness change (one gain shared by the three
    channels, applied to the picture and optionally to its white background; measured on 2x2 cell
    means), which rejects recolourings (a red bird and the same bird in black) and shading changes;
@@ -444,30 +444,38 @@ def confirm_scores(thumbs_a, thumbs_b, chunk: int = 256, threshold: float | None
     out = np.empty(n, dtype=np.float64)
     for lo in range(0, n, chunk):
         shape_a, shape_b = _content_shapes(thumbs_a[lo : lo + chunk]), _content_shapes(thumbs_b[lo : lo + chunk])
-        ways, squeezes = _aspect_hypotheses(shape_a, shape_b)  # pairs whose trims disagree: two ways
-        shape_a, shape_b = shape_a[ways], shape_b[ways]
-        sa, sb = shape_a.min(axis=1), shape_b.min(axis=1)
-        x, y = _reduced_pairs(_as_thumbs(thumbs_a[lo : lo + chunk])[ways], _as_thumbs(thumbs_b[lo : lo + chunk])[ways],
-                              shape_a, shape_b, squeezes)
-        detailed = np.minimum(sa, sb) >= 2 * _SIDE  # both 64 px or more: structure counts more
-        penalty = _INFO_PENALTY * np.clip(1.0 - np.minimum(information(x), information(y)) / _INFO_FULL, 0.0, 1.0)
-        score = np.empty(len(x))
-        full = np.arange(len(x))
-        if threshold is not None:
-            x16, y16 = (t.reshape(len(t), 3, _SIDE // 2, 2, _SIDE // 2, 2).mean(axis=(3, 5)) for t in (x, y))
-            score[:] = np.maximum(_aligned_colour_score(x16, y16, _COARSE)[0],
-                                  _aligned_colour_score(y16, x16, _COARSE)[0]) - penalty
-            full = np.flatnonzero(score >= threshold - _COARSE_MARGIN)
-        if full.size:
-            score[full] = _full_scores(x[full], y[full], detailed[full]) - penalty[full]
-        flat = (x.std(axis=(1, 2, 3)) < 2.0) | (y.std(axis=(1, 2, 3)) < 2.0)
-        if flat.any():
-            diff = np.abs(x[flat].mean(axis=(2, 3)) - y[flat].mean(axis=(2, 3))).max(axis=-1)
-            score[flat] = 1.0 - diff / 255.0 * 4.0  # flat pictures: same only if the colours agree closely
-        best = np.full(ways.max(initial=-1) + 1, -np.inf)
-        np.maximum.at(best, ways, score)
+        ta, tb = _as_thumbs(thumbs_a[lo : lo + chunk]), _as_thumbs(thumbs_b[lo : lo + chunk])
+        best = _scores(ta, tb, shape_a, shape_b, None, threshold)
+        ways, squeezes = _aspect_hypotheses(shape_a, shape_b)  # pairs whose trims disagree: two more ways
+        more = np.arange(len(ta), len(ways))
+        if more.size:  # each way gets the first look; only those that come near are compared in full
+            w = ways[more]
+            np.maximum.at(best, w, _scores(ta[w], tb[w], shape_a[w], shape_b[w], squeezes[more], threshold))
         out[lo : lo + chunk] = np.clip(best, -1.0, 1.0)
     return out
+
+
+def _scores(ta: np.ndarray, tb: np.ndarray, shape_a: np.ndarray, shape_b: np.ndarray, squeezes: np.ndarray | None,
+            threshold: float | None) -> np.ndarray:
+    """Scores of (N, 3, S, S) thumbnail pairs compared one way (see ``confirm_scores``), unclipped."""
+    sa, sb = shape_a.min(axis=1), shape_b.min(axis=1)
+    x, y = _reduced_pairs(ta, tb, shape_a, shape_b, squeezes)
+    detailed = np.minimum(sa, sb) >= 2 * _SIDE  # both 64 px or more: structure counts more
+    penalty = _INFO_PENALTY * np.clip(1.0 - np.minimum(information(x), information(y)) / _INFO_FULL, 0.0, 1.0)
+    score = np.empty(len(x))
+    full = np.arange(len(x))
+    if threshold is not None:
+        x16, y16 = (t.reshape(len(t), 3, _SIDE // 2, 2, _SIDE // 2, 2).mean(axis=(3, 5)) for t in (x, y))
+        score[:] = np.maximum(_aligned_colour_score(x16, y16, _COARSE)[0],
+                              _aligned_colour_score(y16, x16, _COARSE)[0]) - penalty
+        full = np.flatnonzero(score >= threshold - _COARSE_MARGIN)
+    if full.size:
+        score[full] = _full_scores(x[full], y[full], detailed[full]) - penalty[full]
+    flat = (x.std(axis=(1, 2, 3)) < 2.0) | (y.std(axis=(1, 2, 3)) < 2.0)
+    if flat.any():
+        diff = np.abs(x[flat].mean(axis=(2, 3)) - y[flat].mean(axis=(2, 3))).max(axis=-1)
+        score[flat] = 1.0 - diff / 255.0 * 4.0  # flat pictures: same only if the colours agree closely
+    return score
 
 
 def _full_scores(x: np.ndarray, y: np.ndarray, detailed: np.ndarray) -> np.ndarray:

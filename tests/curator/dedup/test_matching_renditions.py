@@ -59,3 +59,13 @@ def test_a_copy_whose_trim_kept_two_lines_more_is_confirmed():
     assert same >= T > different
     unsized = confirm_scores([fingerprint_of(one)], [fingerprint_of(with_extra_rows(one))])[0]
     assert unsized < same  # without the sizes the two trims cannot be evened out
+
+
+def test_the_search_path_with_a_threshold_still_evens_out_trims():
+    # tried: the same pair scored as the search scores it (a threshold: a 16 px first look, the squeezed ways only
+    # for pairs that came near); the copy is still confirmed and the other drawing still is not
+    one, other = blocky(1), blocky(2)
+    a = fingerprint_of(one, (18, 18))
+    same, different = confirm_scores([a, a], [fingerprint_of(with_extra_rows(one), (18, 20)),
+                                              fingerprint_of(with_extra_rows(other), (18, 20))], threshold=T)
+    assert same >= T > different
