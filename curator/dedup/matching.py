@@ -9,8 +9,7 @@ recompressed" from "another picture of the same subject in the same style":
 2. **Confirm**: compare the aligned thumbnails (``ImageFingerprint.thumb``), at 32 px and at the detail of the
    smaller picture of the pair (half of it between different sizes, for renditions hand-tuned at each size).
    Crops and shifts of a few percent are undone by searching, per axis, the (left, right) offsets that best
-   align the 1-D intensity profiles, in both directions; two trims that disagree (one copy kept a line more, seen
-   as content shapes that differ) are evened out by squeezing one picture to the other's shape. The aligned pair then gets one score from
+   align the 1-D intensity profiles, in both directions. The aligned pair then gets one score from
    two terms: a *colour residual* after allowing a brightness change (one gain shared by the three
    channels, applied to the picture and optionally to its white background; measured on 2x2 cell
    means), which rejects recolourings (a red bird and the same bird in black) and shading changes;
@@ -310,103 +309,36 @@ def _reduce_matrix(level: int | None, n: int = THUMB_SIDE, out: int = _SIDE) -> 
 
 
 _REDUCE = {level: _reduce_matrix(level) for level in (*_LEVELS, None)}
-_ASPECT_STEP = 0.01  # a picture squeezed to even out two trims is squeezed in steps of this fraction...
-_ASPECT_MIN = 1.02  # ... when the two contents' shapes differ by more than this ratio...
-_ASPECT_MAX = 1.2  # ... and by no more than this (a larger disagreement is another picture, not a trim)
 
 
-def _squeeze_matrix(keep: float, n: int = THUMB_SIDE) -> np.ndarray:
-    """(n, n) matrix: ``Q @ img`` squeezes an image's rows into the central ``keep`` of the frame (linear
-    resampling); the rows left over are zero (``_reduced_pairs`` fills them with the white background)."""
-    t = (np.arange(n) + 0.5) / n - (1.0 - keep) / 2  # where each output row falls in the squeezed content
-    inside = (t >= 0) & (t <= keep)
-    pos = np.clip(t / keep * n - 0.5, 0, n - 1)
-    lo = np.floor(pos).astype(int)
-    m = np.zeros((n, n))
-    m[np.arange(n), lo] += 1 - (pos - lo)
-    m[np.arange(n), np.minimum(lo + 1, n - 1)] += pos - lo
-    return m * inside[:, None]
-
-
-_SQUEEZED: dict = {}
-
-
-def _reduce_squeezed(level: int, steps: int) -> np.ndarray:
-    """``_REDUCE`` of level index ``level`` after squeezing by ``steps`` (cached)."""
-    key = (level, steps)
-    if key not in _SQUEEZED:
-        r = _REDUCE[(*_LEVELS, None)[level]]
-        _SQUEEZED[key] = r if steps == 0 else (r @ _squeeze_matrix(1.0 - steps * _ASPECT_STEP)).astype(np.float32)
-    return _SQUEEZED[key]
-
-
-def _content_shapes(thumbs) -> np.ndarray:
-    """(N, 2) width and height of each picture's content in its file's pixels (THUMB_SIDE when unknown: version 1)."""
-    out = np.full((len(thumbs), 2), THUMB_SIDE)
+def _content_sizes(thumbs) -> np.ndarray:
+    """(N,) smaller side of each picture's content in its file's pixels (THUMB_SIDE when unknown: version 1)."""
+    out = np.full(len(thumbs), THUMB_SIDE)
     if not isinstance(thumbs, np.ndarray):
         for k, t in enumerate(thumbs):
             size = content_size(t)
             if size is not None:
-                out[k] = size
+                out[k] = min(size)
     return out
 
 
-def _aspect_hypotheses(shape_x: np.ndarray, shape_y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(pair, squeezes): the ways to compare each pair, ``squeezes`` (M, 4) in ``_ASPECT_STEP`` for x's columns, x's
-    rows, y's columns, y's rows; ``pair`` (M,) says which pair each way belongs to.
-
-    Both thumbnails are squashed to squares, so when one trim kept a line more than the other (JPEG noise at an edge,
-    a light pixel taken for background) the contents no longer line up, by more than the crop search undoes on a
-    small picture (a pixel of 18 is 6 %), and their shapes differ. Which picture kept more is not known: a pair whose
-    shapes differ is compared as it is, with x's rows squeezed (y kept more rows) and with y's columns squeezed (x
-    kept more columns) when x is the relatively wider one, and the mirror of that otherwise; the best counts. The
-    squeezed picture's content is then at the scale of the other, off centre by at most the shapes' difference, which
-    the crop search undoes."""
-    ax = shape_x[:, 0] / np.maximum(shape_x[:, 1], 1)
-    ay = shape_y[:, 0] / np.maximum(shape_y[:, 1], 1)
-    ratio = np.maximum(ax / ay, ay / ax)
-    steps = np.round((1.0 - 1.0 / ratio) / _ASPECT_STEP).astype(int)
-    two = (ratio > _ASPECT_MIN) & (ratio <= _ASPECT_MAX) & (steps > 0)
-    n, m = len(ratio), int(two.sum())
-    pair = np.concatenate([np.arange(n), np.flatnonzero(two), np.flatnonzero(two)])
-    out = np.zeros((pair.size, 4), dtype=int)
-    wide_x = (ax > ay)[two]
-    k, first, second = steps[two], np.arange(n, n + m), np.arange(n + m, n + 2 * m)
-    out[first, 1] = np.where(wide_x, k, 0)  # x wider: x's rows squeezed...
-    out[second, 2] = np.where(wide_x, k, 0)  # ... or y's columns
-    out[first, 3] = np.where(wide_x, 0, k)  # y wider: y's rows squeezed...
-    out[second, 0] = np.where(wide_x, 0, k)  # ... or x's columns
-    return pair, out
-
-
-def _reduced_pairs(x: np.ndarray, y: np.ndarray, shape_x: np.ndarray, shape_y: np.ndarray,
-                   squeezes: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def _reduced_pairs(x: np.ndarray, y: np.ndarray, sx: np.ndarray, sy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Both thumbnails of each pair at _SIDE px, at the detail of the pair's smaller picture: an icon drawn at 16 px
     and its 48 px rendition (or a 32 px icon and its 200 px enlargement) differ mostly in detail that the small one
     cannot have, and hand-tuned renditions place each line a pixel apart, so pictures of different sizes are
     compared at half the smaller one's detail (the same size: at its own). The level is the largest of _LEVELS not
-    above that (full detail from _SIDE). ``squeezes`` (see ``_aspect_hypotheses``) even out two trims; the rows or
-    columns a squeeze leaves are white, the background trims remove. ``shape_x``/``shape_y`` are (N, 2) content sizes
-    or (N,) smaller sides."""
-    shape_x, shape_y = (np.stack([s, s], axis=1) if np.ndim(s) == 1 else s for s in (shape_x, shape_y))
-    sx, sy = shape_x.min(axis=1), shape_y.min(axis=1)
+    above that (full detail from _SIDE)."""
     smaller = np.minimum(sx, sy) * np.where(np.maximum(sx, sy) > 1.2 * np.minimum(sx, sy), _DETAIL, 1.0)
     level = np.searchsorted(np.array(_LEVELS), smaller, side="right") - 1  # index of the largest level <= size
     level[(smaller >= _SIDE) | (level < 0)] = len(_LEVELS)
     level[smaller < _LEVELS[0]] = 0
-    if squeezes is None:
-        squeezes = np.zeros((len(x), 4), dtype=int)
     rx = np.empty((len(x), 3, _SIDE, _SIDE), dtype=np.float32)
     ry = np.empty_like(rx)
-    for src, dst, cols, rows in ((x, rx, 0, 1), (y, ry, 2, 3)):
-        keys = np.stack([level, squeezes[:, cols], squeezes[:, rows]], axis=1)
-        uniq, which = np.unique(keys, axis=0, return_inverse=True)
-        for u, (lv, kc, kr) in enumerate(uniq.tolist()):
-            sel = np.flatnonzero(which.ravel() == u)
-            a, b = _reduce_squeezed(lv, kr), _reduce_squeezed(lv, kc)
-            dst[sel] = a @ src[sel] @ b.T
-            if kc or kr:  # what the squeeze left: white
-                dst[sel] += 255.0 * (1.0 - np.outer(a.sum(axis=1), b.sum(axis=1)))
+    for k in np.unique(level):
+        r = _REDUCE[(*_LEVELS, None)[int(k)]]
+        sel = np.flatnonzero(level == k)
+        rx[sel] = r @ x[sel] @ r.T
+        ry[sel] = r @ y[sel] @ r.T
     return rx, ry
 
 
@@ -443,39 +375,24 @@ def confirm_scores(thumbs_a, thumbs_b, chunk: int = 256, threshold: float | None
         raise ValueError(f"{n} thumbnails against {len(thumbs_b)}")
     out = np.empty(n, dtype=np.float64)
     for lo in range(0, n, chunk):
-        shape_a, shape_b = _content_shapes(thumbs_a[lo : lo + chunk]), _content_shapes(thumbs_b[lo : lo + chunk])
-        ta, tb = _as_thumbs(thumbs_a[lo : lo + chunk]), _as_thumbs(thumbs_b[lo : lo + chunk])
-        best = _scores(ta, tb, shape_a, shape_b, None, threshold)
-        ways, squeezes = _aspect_hypotheses(shape_a, shape_b)  # pairs whose trims disagree: two more ways
-        more = np.arange(len(ta), len(ways))
-        if more.size:  # each way gets the first look; only those that come near are compared in full
-            w = ways[more]
-            np.maximum.at(best, w, _scores(ta[w], tb[w], shape_a[w], shape_b[w], squeezes[more], threshold))
-        out[lo : lo + chunk] = np.clip(best, -1.0, 1.0)
+        sa, sb = _content_sizes(thumbs_a[lo : lo + chunk]), _content_sizes(thumbs_b[lo : lo + chunk])
+        x, y = _reduced_pairs(_as_thumbs(thumbs_a[lo : lo + chunk]), _as_thumbs(thumbs_b[lo : lo + chunk]), sa, sb)
+        penalty = _INFO_PENALTY * np.clip(1.0 - np.minimum(information(x), information(y)) / _INFO_FULL, 0.0, 1.0)
+        score = np.empty(len(x))
+        full = np.arange(len(x))
+        if threshold is not None:
+            x16, y16 = (t.reshape(len(t), 3, _SIDE // 2, 2, _SIDE // 2, 2).mean(axis=(3, 5)) for t in (x, y))
+            score[:] = np.maximum(_aligned_colour_score(x16, y16, _COARSE)[0],
+                                  _aligned_colour_score(y16, x16, _COARSE)[0]) - penalty
+            full = np.flatnonzero(score >= threshold - _COARSE_MARGIN)
+        if full.size:
+            score[full] = _full_scores(x[full], y[full], np.minimum(sa, sb)[full] >= 2 * _SIDE) - penalty[full]
+        flat = (x.std(axis=(1, 2, 3)) < 2.0) | (y.std(axis=(1, 2, 3)) < 2.0)
+        if flat.any():
+            diff = np.abs(x[flat].mean(axis=(2, 3)) - y[flat].mean(axis=(2, 3))).max(axis=-1)
+            score[flat] = 1.0 - diff / 255.0 * 4.0  # flat pictures: same only if the colours agree closely
+        out[lo : lo + chunk] = np.clip(score, -1.0, 1.0)
     return out
-
-
-def _scores(ta: np.ndarray, tb: np.ndarray, shape_a: np.ndarray, shape_b: np.ndarray, squeezes: np.ndarray | None,
-            threshold: float | None) -> np.ndarray:
-    """Scores of (N, 3, S, S) thumbnail pairs compared one way (see ``confirm_scores``), unclipped."""
-    sa, sb = shape_a.min(axis=1), shape_b.min(axis=1)
-    x, y = _reduced_pairs(ta, tb, shape_a, shape_b, squeezes)
-    detailed = np.minimum(sa, sb) >= 2 * _SIDE  # both 64 px or more: structure counts more
-    penalty = _INFO_PENALTY * np.clip(1.0 - np.minimum(information(x), information(y)) / _INFO_FULL, 0.0, 1.0)
-    score = np.empty(len(x))
-    full = np.arange(len(x))
-    if threshold is not None:
-        x16, y16 = (t.reshape(len(t), 3, _SIDE // 2, 2, _SIDE // 2, 2).mean(axis=(3, 5)) for t in (x, y))
-        score[:] = np.maximum(_aligned_colour_score(x16, y16, _COARSE)[0],
-                              _aligned_colour_score(y16, x16, _COARSE)[0]) - penalty
-        full = np.flatnonzero(score >= threshold - _COARSE_MARGIN)
-    if full.size:
-        score[full] = _full_scores(x[full], y[full], detailed[full]) - penalty[full]
-    flat = (x.std(axis=(1, 2, 3)) < 2.0) | (y.std(axis=(1, 2, 3)) < 2.0)
-    if flat.any():
-        diff = np.abs(x[flat].mean(axis=(2, 3)) - y[flat].mean(axis=(2, 3))).max(axis=-1)
-        score[flat] = 1.0 - diff / 255.0 * 4.0  # flat pictures: same only if the colours agree closely
-    return score
 
 
 def _full_scores(x: np.ndarray, y: np.ndarray, detailed: np.ndarray) -> np.ndarray:
