@@ -100,6 +100,7 @@ def test_forbidden_htmx_requests_get_the_reason_not_a_page(app, cats, login):
     assert "needs the ranker role; vera is a viewer" in region.get_data(as_text=True)
     boosted = client.post("/rank/cat/answer", data=data, headers={**HX, "HX-Boosted": "true"})
     assert boosted.status_code == 403 and "<html" in boosted.get_data(as_text=True)
+    assert "answers need the ranker role" in client.get("/rank/cat/").get_data(as_text=True)  # said before trying
 
 
 def test_the_nav_offers_users_to_admins_only(app, cats, login):
