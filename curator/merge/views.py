@@ -9,6 +9,7 @@ from pathlib import Path
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 
 from core import jobs
+from core.auth import current_actor
 from core.db import db
 from core.web import is_htmx
 from curator.imports.service import class_names, limits_dict, spool_uploads, spooled_candidates
@@ -173,7 +174,7 @@ def merge_commit(batch_id: int):
         except merging.MergeError as exc:
             flash(str(exc), "error")
             return redirect(url_for("merge.merge_preview", batch_id=batch.id))
-        args = {"batch": batch.id, "mapping": mapping}
+        args = {"batch": batch.id, "mapping": mapping, "actor": current_actor()}  # the job runs outside the request
         running = jobs.find_unfinished(current_app.instance_path, "merge-commit", args)
         job_id = running.id if running else start_job(
             "merge-commit", "curator.merge.service:run_commit_job", args,

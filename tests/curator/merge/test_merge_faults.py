@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 
 from app import ROOT
 from core.db import db
-from core.models import Batch, Image
+from core.models import Batch, Decision, Image
 
 KILLED_AFTER_STAGING = r"""
 import os, signal, sys
@@ -93,7 +93,8 @@ def follow_job(client, response, timeout: float = 120):
 
 def test_staging_and_committing_a_large_merge_run_as_jobs(app, client, dataset, instance_path):
     """Tried: a web merge of 4 files with the request limits set to 2 files and 0 commit items: staging runs as a
-    job that leads to the preview, the commit runs as a job that leads to the batch report; 4 images join."""
+    job that leads to the preview, the commit runs as a job that leads to the batch report; 4 images join, and the
+    merge decision (made in the job's own process) is stored under the browser's identity, not as nobody."""
     src = dataset({"cat": 2, "dog": 2}, size=24, seed=60, root=instance_path / "imports" / "big")
     preview = follow_job(client, client.post("/merge/stage", data={"path": str(src)}))
     assert preview.status_code == 200 and "Merge #" in preview.get_data(as_text=True)
@@ -101,6 +102,9 @@ def test_staging_and_committing_a_large_merge_run_as_jobs(app, client, dataset, 
     report = follow_job(client, client.post(f"/merge/{batch_id}/commit", data={}))
     assert report.status_code == 200 and f"Batch #{batch_id}" in report.get_data(as_text=True)
     assert merges(app) == [(batch_id, "committed", 4)] and active(app) == 4
+    with app.app_context():
+        actors = db.session.scalars(select(Decision.actor).where(Decision.kind == "merge")).all()
+    assert len(actors) == 1 and actors[0].startswith("guest-"), actors
 
 
 def test_jobs_leave_no_spool_behind(app, client, instance_path):
