@@ -10,6 +10,7 @@ from sqlalchemy import select
 from core.auth import PUBLIC, required_role
 from core.db import Base, db
 from core.models import Comparison, Decision, Image, ImageClass
+from tests.conftest import PASSWORD
 
 pytestmark = pytest.mark.usefixtures("logins_required")
 HX = {"HX-Request": "true"}
@@ -110,6 +111,18 @@ def test_the_nav_offers_users_to_admins_only(app, cats, login):
     login(admin, "admin")
     assert 'href="/users"' not in curator.get("/").get_data(as_text=True)
     assert 'href="/users"' in admin.get("/").get_data(as_text=True)
+
+
+
+def test_the_login_page_offers_no_links_that_lead_back_to_it(app, account):
+    """Tried: the login form of a served site, logged out: its nav holds only the brand (every other page would
+    send the person back to this form); logged in, the nav is whole again."""
+    account("ann", "admin")
+    client = app.test_client()
+    page = client.get("/login").get_data(as_text=True)
+    assert 'href="/import"' not in page and 'href="/rank/"' not in page and "Menagerie</a>" in page
+    client.post("/login", data={"name": "ann", "password": PASSWORD})
+    assert 'href="/import"' in client.get("/").get_data(as_text=True)
 
 
 def _build(rule) -> str:
