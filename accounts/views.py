@@ -7,20 +7,21 @@ from accounts import service
 from core import auth
 from core.db import db
 from core.models import ROLES
+from core.web import safe_next
 
 bp = Blueprint("accounts", __name__)
 
 
 @bp.get("/login")
 def login():
-    return render_template("accounts/login.html", next=auth.safe_next(request.args.get("next")), name="",
+    return render_template("accounts/login.html", next=safe_next(request.args.get("next")), name="",
                            error=""), 200
 
 
 @bp.post("/login")
 def login_post():
     form = request.form
-    target = auth.safe_next(form.get("next"))
+    target = safe_next(form.get("next"))
     name, password = form.get("name", ""), form.get("password", "")
     try:
         account = service.log_in(db.session, name, password, request.remote_addr or "")

@@ -24,6 +24,7 @@ from sqlalchemy import func, select
 
 from core.db import db
 from core.models import ADMIN, CURATOR, RANKER, ROLES, VIEWER, Account
+from core.web import safe_next
 
 READ_METHODS = {"GET", "HEAD", "OPTIONS"}
 PUBLIC = {"static", "accounts.login", "accounts.login_post", "accounts.logout"}
@@ -124,20 +125,6 @@ def current_actor() -> str:
     if not session.get("guest"):
         session["guest"] = GUEST_PREFIX + secrets.token_hex(4)
     return session["guest"]
-
-
-def safe_next(target: str | None, default: str = "/") -> str:
-    """A path on this site to go back to after logging in; anything that could lead elsewhere (a scheme, a host,
-    //host, a backslash, control characters) gives `default`."""
-    target = (target or "").strip()
-    if not target.startswith("/") or target.startswith(("//", "/\\")) or "\\" in target:
-        return default
-    if any(ord(c) < 32 or ord(c) == 127 for c in target):
-        return default
-    parts = urlsplit(target)
-    if parts.scheme or parts.netloc:
-        return default
-    return target
 
 
 def _session_account() -> Account | None:

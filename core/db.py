@@ -37,6 +37,19 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
         cur.close()
 
 
+
+@event.listens_for(Engine, "connect")
+def _postgres_settings(dbapi_connection, _record) -> None:
+    """A writer waits at most 15 s for a lock (like SQLite's busy_timeout), then core.web answers 503; a transaction
+    left idle by a crashed request ends after 60 s. A lock_timeout given in the URL's options is kept."""
+    if type(dbapi_connection).__module__.startswith("psycopg"):
+        autocommit = dbapi_connection.autocommit
+        dbapi_connection.autocommit = True
+        if dbapi_connection.execute("SHOW lock_timeout").fetchone()[0] == "0":
+            dbapi_connection.execute("SET lock_timeout = '15s'")
+        dbapi_connection.execute("SET idle_in_transaction_session_timeout = '60s'")
+        dbapi_connection.autocommit = autocommit
+
 def transactional(write: Callable[..., T]) -> Callable[..., T]:
     """How every service function that writes owns its transaction: `write(session, ...)` runs as one transaction,
     committed when it returns, rolled back (nothing changed) when it raises, and the error passed on. Inside a

@@ -30,11 +30,14 @@ def app_config() -> dict:
 
 
 @pytest.fixture
-def database_url(tmp_path: Path) -> str | None:
+def database_url(tmp_path: Path, monkeypatch) -> str | None:
     """The index this test uses: None for the instance's own SQLite file; with MENAGERIE_TEST_POSTGRES set (a
-    server URL, as .ci/run sets it), a fresh PostgreSQL database for this test, dropped afterwards."""
+    server URL, as .ci/run sets it), a fresh PostgreSQL database for this test, dropped afterwards. It is also put
+    in MENAGERIE_DATABASE_URL, so every app, server and command the test starts uses the same database."""
     from tests.databases import fresh_database
     with fresh_database(tmp_path) as url:
+        if url:
+            monkeypatch.setenv("MENAGERIE_DATABASE_URL", url)
         yield url
 
 

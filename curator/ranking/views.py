@@ -17,7 +17,7 @@ from sqlalchemy import select
 from core.auth import current_actor
 from core.db import db
 from core.models import Decision, Image
-from core.web import is_htmx
+from core.web import is_htmx, safe_next
 from curator.gallery.service import class_summaries
 from curator.imports.service import class_names
 from curator.ranking import service as rs
@@ -262,7 +262,7 @@ def rank_set_k(name: str):
         flash(f"{image_class.name}: ranking now settles the top {k}.", "ok")
     except rs.RankingError as exc:
         flash(f"k not changed: {exc}.", "error")
-    return redirect(request.form.get("next") or url_for("ranking.rank_leaderboard", name=image_class.name))
+    return redirect(safe_next(request.form.get("next"), url_for("ranking.rank_leaderboard", name=image_class.name)))
 
 
 @bp.post("/rank/<name>/select")

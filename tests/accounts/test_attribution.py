@@ -57,7 +57,7 @@ def test_answers_and_undo_belong_to_the_account(app, cats, login):
 @pytest.mark.usefixtures("logins_required")
 def test_decisions_name_the_account(app, cats, login):
     """Tried: a curator rejects and relabels through the gallery's forms, an admin undoes the relabel. Each
-    decision in the history is stored under the account that made it."""
+    decision in the history is stored under the account that made it, and the History page says who."""
     cora, adam = app.test_client(), app.test_client()
     login(cora, "curator", "cora")
     login(adam, "admin", "adam")
@@ -69,6 +69,8 @@ def test_decisions_name_the_account(app, cats, login):
     with app.app_context():
         made = [(d.kind, d.actor) for d in db.session.scalars(select(Decision).order_by(Decision.id))]
     assert [actor for _, actor in made] == ["cora", "cora", "adam"] and made[-1][0] == "undo"
+    rows = re.findall(r'<td class="who">([^<]*)</td>', adam.get("/decisions").get_data(as_text=True))
+    assert rows == ["adam", "cora", "cora"]  # newest first
 
 
 def test_without_logins_each_browser_is_its_own_ranker(app, cats):

@@ -320,7 +320,8 @@ def test_pixel_hashes_from_before_xxh3_are_cleared_and_same_pixels_still_found(r
     current app; then a lossless WebP of the same pixels imported. The old hash is cleared (it could never equal a
     new one), and the search still finds the pair as the same pixels, hashing the stored PNG on demand."""
     import hashlib
-    import sqlite3
+
+    from sqlalchemy import text
 
     from app import create_app
     from curator.imports.storage import ImageStore
@@ -336,10 +337,10 @@ def test_pixel_hashes_from_before_xxh3_are_cleared_and_same_pixels_still_found(r
     with app.app_context():
         with db.engine.begin() as connection:  # the schema as the release before 0003 left it (later ones undone)
             command.downgrade(alembic_config(connection), "0002")
+            connection.execute(text("update image set pixel_hash = :h"), {"h": old_hash})  # that release's sha256
         db.engine.dispose()
-    with sqlite3.connect(instance_path / "menagerie.sqlite3") as conn:  # with that release's sha256 pixel hash
-        conn.execute("update image set pixel_hash = ?", (old_hash,))
-    reopened = create_app({"TESTING": True}, instance_path=instance_path)
+    reopened = create_app({"TESTING": True, "SQLALCHEMY_DATABASE_URI": app.config["SQLALCHEMY_DATABASE_URI"]},
+                          instance_path=instance_path)
     with reopened.app_context():
         assert db.session.scalars(select(Image.pixel_hash)).all() == [None]
     (tmp_path / "second" / "cat").mkdir(parents=True)
