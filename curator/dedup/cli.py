@@ -10,8 +10,8 @@ from core.cli import emit, json_option
 
 @click.command("dedup")
 @click.option("--threshold", "threshold", default=None, metavar="BITS",
-              help="Hash distance (pHash or dHash, 0–32 bits) at which pairs are proposed before the thumbnail "
-                   "check confirms them (default 16); calibrate it on the Calibrate page.")
+              help="pHash distance (0–32 bits; dHash gets 4 fewer) within which pairs are proposed before the "
+                   "thumbnail comparison confirms them (default 16); calibrate it on the Calibrate page.")
 @click.option("--apply", "apply", is_flag=True, help="Resolve every group with its suggested keeper "
                                                       "(copies become 'duplicate'; each group undoable).")
 @json_option("the groups (and resolutions)")
