@@ -247,7 +247,8 @@ def test_merge_from_another_instance(client, app, tmp_path, dataset):
     """Tried: a second instance with a cat, a frog and a rejected image; its index is only read."""
     dataset(EXISTING, kind="demo", imported="cli")
     other_path = tmp_path / "roots" / "other"
-    other = create_app({"TESTING": True}, instance_path=other_path)
+    other = create_app({"TESTING": True, "SQLALCHEMY_DATABASE_URI": f"sqlite:///{other_path / 'menagerie.sqlite3'}"},
+                       instance_path=other_path)  # another instance is its own SQLite file, whatever this test's index
     src = dataset([EXISTING[0], "cat/noto__cat.png", "frog/emojione__frog.png", "frog/fluent-emoji-flat__frog.png",
                    "frog/noto__frog.png"], kind="demo")
     assert other.test_cli_runner().invoke(cli, ["import", str(src)]).exit_code == 0
