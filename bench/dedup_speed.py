@@ -36,13 +36,12 @@ from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+from dedup_set import EMOJI_SETS, OUT, ROOT, _iconify, _iconify_svg, _render, build, ensure_npm  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from curator.dedup.matching import find_duplicate_groups  # noqa: E402
 from curator.dedup.variants import transform  # noqa: E402
 from curator.imports.hashing import fingerprint_many  # noqa: E402
-
-from dedup_set import EMOJI_SETS, OUT, ROOT, _iconify, _iconify_svg, _render, build, ensure_npm  # noqa: E402
 
 ICONIFY = {**EMOJI_SETS, "flat-color-icons": 48, "vscode-icons": 32, "pixelarticons": 24}
 RECIPES = ["resize", "jpeg", "crop", "bright", "webp", "border", "border+jpeg", "resize+jpeg", "crop+jpeg"]

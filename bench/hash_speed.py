@@ -20,11 +20,10 @@ import time
 from pathlib import Path
 
 import imagehash
+from common import DEMO_IMAGES  # bench/common.py, beside this script
 from PIL import Image
 
 from curator.imports.hashing import fingerprint_file, fingerprint_many
-
-from common import DEMO_IMAGES  # bench/common.py, beside this script
 
 
 def build_set(out_dir: str, demo: str | Path = DEMO_IMAGES) -> dict[str, list[str]]:

@@ -22,9 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from PIL import Image
-
 from common import DEMO_IMAGES, ROOT  # bench/common.py, beside this script
+from PIL import Image
 
 
 def build_sets(tmp: Path, n: int) -> dict[str, Path]:

@@ -22,11 +22,10 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
+from common import DEMO_IMAGES  # bench/common.py, beside this script
 from PIL import Image
 
 from curator.dedup.variants import RECIPES, transform
-
-from common import DEMO_IMAGES  # bench/common.py, beside this script
 
 
 @dataclass
