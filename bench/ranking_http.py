@@ -47,7 +47,7 @@ def free_port() -> int:
 
 
 def serve(instance: Path, port: int) -> subprocess.Popen:
-    env = {**os.environ, "MENAGERIE_INSTANCE": str(instance)}
+    env = {**os.environ, "MENAGERIE_INSTANCE": str(instance), "MENAGERIE_AUTH": "off"}  # one simulated person, no login
     server = subprocess.Popen([sys.executable, "-m", "gunicorn", "-w", "2", "-b", f"127.0.0.1:{port}",
                                "app:create_app()"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL, start_new_session=True)
