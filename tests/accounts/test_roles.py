@@ -125,6 +125,15 @@ def test_the_login_page_offers_no_links_that_lead_back_to_it(app, account):
     assert 'href="/import"' in client.get("/").get_data(as_text=True)
 
 
+
+def test_a_login_free_site_offers_no_log_in_link(app, account):
+    """Tried: the same page with logins off (one person on loopback): nothing asks anyone to log in."""
+    account("ann", "admin")
+    app.config["AUTH_REQUIRED"] = False
+    page = app.test_client().get("/").get_data(as_text=True)
+    assert 'href="/login' not in page and 'href="/import"' in page
+
+
 def _build(rule) -> str:
     from werkzeug.routing import IntegerConverter
     values = {arg: (1 if isinstance(rule._converters.get(arg), IntegerConverter) else "cat")
