@@ -15,24 +15,20 @@ import json
 import os
 import re
 import signal
-import subprocess
 import sys
 import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 from core.files import new_dated_folder, write_atomic
+from core.processes import log_tail, process_alive, reap, spawn_detached
 
-ROOT = Path(__file__).resolve().parent.parent
 TERMINAL = ("done", "failed")
 JOB_ID = re.compile(r"^\d{8}-\d{6}-[0-9a-f]{4}$")
 BEAT_EVERY_S = 0.5  # progress is written at most this often (and always at the end)
 DATABASE_ENV = "MENAGERIE_DATABASE_URL"
-
-_children: dict[int, subprocess.Popen] = {}  # job processes this process started: poll() reaps them
-
 
 class JobError(Exception):
     """An expected refusal inside a job (bad source, nothing to do): its message is shown as the job's error."""
@@ -70,32 +66,16 @@ def start(instance: Path | str, kind: str, target: str, args: dict, *, database_
     `database_url` goes to the process in its environment (never into a file: it may hold a password).
     `next_page` ({"endpoint", "values", "from_result"}) tells the web page where to go once the job is done.
     """
-    _reap()
+    reap()
     folder = new_dated_folder(jobs_root(instance))
     _write_json(folder / "request.json", {"kind": kind, "target": target, "args": args, "next": next_page or {},
                                           "created": time.time()})
     _write_json(folder / "status.json", {"id": folder.name, "kind": kind, "state": "queued", "done": 0,
                                          "total": None, "message": "starting", "created": time.time()})
-    env = dict(os.environ)
-    env["OMP_WAIT_POLICY"] = "PASSIVE"
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
-    if database_url:
-        env[DATABASE_ENV] = database_url
-    with open(folder / "job.log", "ab") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "core.jobs", str(folder)], cwd=ROOT, env=env,
-                                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True, close_fds=True)
-    _children[proc.pid] = proc
+    env = {DATABASE_ENV: database_url} if database_url else {}
+    proc = spawn_detached([sys.executable, "-m", "core.jobs", str(folder)], folder / "job.log", env)
     write_atomic(folder / "pid", str(proc.pid), durable=False)
     return folder.name
-
-
-def _reap() -> None:
-    """Collect the exit status of this process's finished jobs, so none lingers as a zombie (a server worker may
-    never be asked about the job it started)."""
-    for pid, child in list(_children.items()):
-        if child.poll() is not None:
-            _children.pop(pid, None)
 
 
 # --- reading -----------------------------------------------------------------------------------------------------
@@ -158,53 +138,13 @@ class JobView:
         return self.request.get("next") or {}
 
 
-def process_alive(pid: Any, expect: str | None = None) -> bool:
-    """Is this process still running (a zombie is not)? With `expect`, its command line must contain it (a pid
-    reused by another program after a restart does not count)."""
-    try:
-        pid = int(pid)
-    except (TypeError, ValueError):
-        return False
-    child = _children.get(pid)
-    if child is not None:
-        if child.poll() is None:
-            return True
-        _children.pop(pid, None)
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
-            return False
-        if expect is not None:
-            return expect in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
-    except (OSError, IndexError):
-        pass
-    return True
-
-
-def log_tail(path: Path, lines: int = 12, max_bytes: int = 8192) -> str:
-    try:
-        with open(path, "rb") as f:
-            f.seek(0, os.SEEK_END)
-            f.seek(max(0, f.tell() - max_bytes))
-            text = f.read().decode("utf-8", errors="replace")
-    except OSError:
-        return ""
-    return "\n".join(text.splitlines()[-lines:])
-
-
 def read(instance: Path | str, job_id: str) -> JobView | None:
     """The job's state from its files (None if there is no such job). A job whose process is gone without a final
     status is recorded as failed here, with the reason and the end of its log."""
     folder = job_dir(instance, job_id)
     if folder is None or not (folder / "status.json").exists():
         return None
-    _reap()
+    reap()
     view = JobView(job_id, folder, _read_json(folder / "status.json"), _read_json(folder / "request.json"))
     if not view.finished:
         pid = view.status.get("pid") or _read_pid(folder)

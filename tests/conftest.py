@@ -150,8 +150,8 @@ def end_training_processes(app):
     """After the test (even a failed one): end the training and sampling processes it started, by their ids."""
     from core.db import db
     from core.models import Run
+    from core.processes import process_alive
     from diffusion import rundir
-    from trainer.service import process_alive
     yield
     with app.app_context():
         launched = {r.id: r.pid for r in db.session.scalars(select(Run))}

@@ -25,6 +25,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.models import Batch, Run, Snapshot, utcnow
+from core.processes import log_tail, process_alive, spawn_detached
 from curator.imports.service import import_candidates
 from curator.imports.sources import Candidate
 from curator.imports.storage import ImageStore
@@ -39,7 +40,6 @@ STALE_AFTER_S = 60.0  # no heartbeat for this long (the trainer beats every 3 s)
 CANCEL_MARK = "web-cancel"  # our note that the user cancelled (the trainer clears `cancel` when it starts)
 PROCESS_LOG = "process.log"  # the subprocess's stdout/stderr (tracebacks from before train.log exists)
 
-_children: dict[int, subprocess.Popen] = {}  # processes this server started: poll() reaps them
 
 
 class RunError(Exception):
@@ -66,20 +66,6 @@ def device_key(device: str) -> str:
 
 
 # --- reading a run ------------------------------------------------------------------------------------------
-
-def tail(path: Path, lines: int = 25, max_bytes: int = 16384) -> str:
-    """The last lines of a text file ('' if missing), reading only its end."""
-    try:
-        with open(path, "rb") as f:
-            f.seek(0, os.SEEK_END)
-            size = f.tell()
-            f.seek(max(0, size - max_bytes))
-            data = f.read()
-    except FileNotFoundError:
-        return ""
-    text = data.decode("utf-8", errors="replace")
-    return "\n".join(text.splitlines()[-lines:])
-
 
 @dataclass
 class RunView:
@@ -150,9 +136,9 @@ class RunView:
         return str(self.config.get("created", ""))[:19].replace("T", " ")
 
     def log_tail(self, lines: int = 25) -> str:
-        text = tail(self.path / "train.log", lines)
+        text = log_tail(self.path / "train.log", lines)
         if self.state == "failed" or not text:
-            extra = tail(self.path / PROCESS_LOG, lines)
+            extra = log_tail(self.path / PROCESS_LOG, lines)
             if extra and extra not in text:
                 text = (text + "\n" + extra).strip()
         return text
@@ -202,51 +188,6 @@ def list_runs(session: Session, instance: Path) -> list[RunView]:
 
 # --- processes ----------------------------------------------------------------------------------------------
 
-def _proc_state(pid: int) -> str | None:
-    """Linux process state letter from /proc (None where /proc is unavailable)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        return stat.rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return None
-
-
-def process_alive(pid, expect: str | None = None) -> bool:
-    """Is this process still there? Reaps our own children; a zombie counts as gone, and so does a pid whose
-    command line lacks `expect` (the run id we launched it with: the pid was reused after a restart)."""
-    try:
-        pid = int(pid)
-    except (TypeError, ValueError):
-        return False
-    child = _children.get(pid)
-    if child is not None:
-        if child.poll() is None:
-            return True
-        _children.pop(pid, None)
-        return False
-    if not rundir.pid_alive(pid) or _proc_state(pid) == "Z":
-        return False
-    if expect is None:
-        return True
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
-    except OSError:
-        return True  # no /proc: trust the pid
-    return expect in cmdline
-
-
-def _spawn(cmd: list[str], log_path: Path) -> subprocess.Popen:
-    """Start a detached process (own session: a server restart or Ctrl-C does not take it down)."""
-    env = dict(os.environ)
-    env["OMP_WAIT_POLICY"] = "PASSIVE"  # spin-waiting OpenMP threads starve the shared cores
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
-    with open(log_path, "ab") as log:
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log,
-                                stderr=subprocess.STDOUT, start_new_session=True, close_fds=True)
-    _children[proc.pid] = proc
-    return proc
-
-
 @contextlib.contextmanager
 def scheduler_lock(instance: Path):
     """One scheduler at a time across server workers and processes (an advisory file lock)."""
@@ -269,7 +210,7 @@ def launch(session: Session, instance: Path, row: Run) -> subprocess.Popen:
     # Written before the process starts: afterwards status.json belongs to the trainer alone.
     rundir.write_status(path, state="queued", launched_at=time.time(), error=None)
     cmd = [sys.executable, "-m", "diffusion.train", str(path), "--no-progress"] + (["--resume"] if resume else [])
-    proc = _spawn(cmd, path / PROCESS_LOG)
+    proc = spawn_detached(cmd, path / PROCESS_LOG)
     row.pid, row.launched = proc.pid, utcnow()
     session.commit()
     return proc
@@ -284,7 +225,7 @@ def _settle_dead(view: RunView) -> None:
         rundir.write_status(view.path, state="cancelled", ended=time.time())
         return
     pid = status.get("pid") or (view.row.pid if view.row else None)
-    last = tail(view.path / PROCESS_LOG, 8) or tail(view.path / "train.log", 8)
+    last = log_tail(view.path / PROCESS_LOG, 8) or log_tail(view.path / "train.log", 8)
     rundir.write_status(view.path, state="failed", ended=time.time(),
                         error=f"the training process (pid {pid}) stopped without reporting an end: it was killed or "
                               f"crashed." + (f" Last output:\n{last}" if last else ""))
@@ -512,7 +453,7 @@ def start_generation(view: RunView, request: GenerationRequest) -> str:
     rundir.write_json_atomic(out / "request.json", {**request.__dict__, "created": time.time()})
     wrapper = ['/bin/sh', '-c', '"$@"; code=$?; echo $code > "$0/.exit_code.tmp" && mv "$0/.exit_code.tmp" '
                '"$0/exit_code"', str(out), *cmd]
-    proc = _spawn(wrapper, out / "output.log")
+    proc = spawn_detached(wrapper, out / "output.log")
     rundir.write_json_atomic(out / "job.json", {"pid": proc.pid})
     return gen_id
 
@@ -548,7 +489,7 @@ def read_generation(view: RunView, gen_id: str) -> Generation | None:
         state = "running" if process_alive(pid) else "failed"
     error = ""
     if state == "failed":
-        error = tail(out / "output.log", 12) or "the sampling process stopped without a result"
+        error = log_tail(out / "output.log", 12) or "the sampling process stopped without a result"
     return Generation(gen_id, out, state, request, images, error)
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import os
 import signal
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from datetime import datetime
 from pathlib import Path
 
 from core.files import write_atomic
+from core.processes import log_tail, process_alive, spawn_detached
 from diffusion import rundir
 
 SUBDIR = "upscaler"
@@ -28,7 +28,6 @@ PACKS = "packs"
 
 
 ROOT = Path(__file__).resolve().parent.parent
-_children: dict[int, subprocess.Popen] = {}  # processes this server started: poll() reaps them
 
 
 class UpscalerError(Exception):
@@ -71,7 +70,7 @@ def read(run_dir: Path) -> UpscalerView:
     status = rundir.read_status(d)
     state = status.get("state") or "none"
     if state in ("queued", "running") and not _alive(status):
-        last = tail(d / PROCESS_LOG, 6) or tail(d / "train.log", 6)
+        last = log_tail(d / PROCESS_LOG, 6) or log_tail(d / "train.log", 6)
         status = rundir.write_status(d, state="failed", ended=time.time(), error=(
             f"the upscaler process (pid {status.get('pid')}) stopped without reporting an end: it was killed or "
             "crashed." + (f" Last output:\n{last}" if last else "")))
@@ -117,7 +116,7 @@ def start(run_dir: Path, minutes: float) -> None:
     cmd = [sys.executable, "-m", "diffusion.upscale", str(run_dir), "--minutes", f"{minutes:g}"]
     rundir.write_json_atomic(rundir.status_path(d), {"state": "queued", "launched_at": time.time(),
                                                      "minutes": minutes, "progress": 0.0})
-    proc = _spawn(cmd, d / PROCESS_LOG)
+    proc = spawn_detached(cmd, d / PROCESS_LOG)
     rundir.write_status(d, pid=proc.pid)
 
 
@@ -138,53 +137,6 @@ def cancel(run_dir: Path) -> str:
 
 
 # --- processes (no database here: this module stays free of Flask and SQLAlchemy) ------------------------------
-
-def _spawn(cmd: list[str], log_path: Path) -> subprocess.Popen:
-    """A detached process (own session: a server restart or Ctrl-C does not take it down), output to log_path."""
-    env = dict(os.environ)
-    env["OMP_WAIT_POLICY"] = "PASSIVE"  # spin-waiting OpenMP threads starve the shared cores
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
-    with open(log_path, "ab") as log:
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log,
-                                stderr=subprocess.STDOUT, start_new_session=True, close_fds=True)
-    _children[proc.pid] = proc
-    return proc
-
-
-def process_alive(pid, expect: str | None = None) -> bool:
-    """Is the process there? Reaps our own children; a zombie is gone, and so is a pid whose command line lacks
-    `expect` (reused after a restart)."""
-    try:
-        pid = int(pid)
-    except (TypeError, ValueError):
-        return False
-    child = _children.get(pid)
-    if child is not None:
-        if child.poll() is None:
-            return True
-        _children.pop(pid, None)
-        return False
-    if not rundir.pid_alive(pid):
-        return False
-    try:
-        if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
-            return False
-        return expect is None or expect in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
-    except (OSError, IndexError):
-        return True  # no /proc: trust the pid
-
-
-def tail(path: Path, lines: int = 8, max_bytes: int = 8192) -> str:
-    """The last lines of a log file ("" when there is none)."""
-    try:
-        with open(path, "rb") as f:
-            f.seek(0, os.SEEK_END)
-            f.seek(max(0, f.tell() - max_bytes))
-            text = f.read().decode("utf-8", errors="replace")
-    except OSError:
-        return ""
-    return "\n".join(text.strip().splitlines()[-lines:])
-
 
 # --- previews: one sample through the learned upscaler ----------------------------------------------------------
 
@@ -211,7 +163,7 @@ def preview(run_dir: Path, rel: str, scale: int, source_png: bytes) -> tuple[str
     write_atomic(source, source_png, durable=False)
     cmd = [sys.executable, "-m", "diffusion.upscale", str(run_dir), "--apply", str(source), "--out", str(out),
            "--scale", str(scale)]
-    proc = _spawn(cmd, out.with_suffix(".log"))
+    proc = spawn_detached(cmd, out.with_suffix(".log"))
     job.write_text(str(proc.pid))
     return "working", out
 
@@ -246,7 +198,7 @@ def start_pack(instance: Path, run_dir: Path, *, scale: int, upscaler: str, outl
            "--outline-colour", outline_colour, "--colours", str(colours), "--out", str(out / "pack.zip"), "--json"]
     wrapper = ['/bin/sh', '-c', '"$@"; code=$?; echo $code > "$0/.exit_code.tmp" && mv "$0/.exit_code.tmp" '
                '"$0/exit_code"', str(out), *cmd]
-    proc = _spawn(wrapper, out / "output.log")
+    proc = spawn_detached(wrapper, out / "output.log")
     rundir.write_json_atomic(out / "job.json", {"pid": proc.pid})
     return job_id
 
@@ -262,5 +214,5 @@ def read_pack(run_dir: Path, job_id: str) -> PackJob | None:
     else:
         pid = (rundir.read_json(out / "job.json", default={}) or {}).get("pid")
         state = "running" if process_alive(pid) else "failed"
-    error = (tail(out / "output.log", 8) or "the export stopped without a result") if state == "failed" else ""
+    error = (log_tail(out / "output.log", 8) or "the export stopped without a result") if state == "failed" else ""
     return PackJob(job_id, out, state, request, error)
