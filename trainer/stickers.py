@@ -10,6 +10,9 @@ The pipeline, and why each step:
    ten of its pixels within 6 levels: a pale belly is not). Smaller ones (eye whites, teeth, highlights) stay
    opaque: at 32 px the two cannot be told apart by colour, and a sticker missing its eyes is worse than one
    with a small gap filled.
+   Specks: a detached piece of foreground smaller than `SPECK_MAX_SHARE` of the largest piece (a stray dot the
+   model drew beside the animal) is made background, so it does not float beside the sticker or get its own ring
+   of outline; detached pieces at least that large (a tail, a second animal) stay.
 2. Colour is upscaled on its own (Lanczos, or the run's learned upscaler through `upscaler=`); the coverage is
    upscaled smoothly and cut at its 0.5 level set with a one-pixel ramp (alpha = (c − ½)/|∇c| + ½), which gives
    a crisp, anti-aliased silhouette at any scale instead of a ×8 blur.
@@ -36,6 +39,7 @@ from PIL import Image, ImageColor, ImageDraw
 SCALES = (4, 8)
 BACKGROUNDS = ("auto", "keep", "matte", "none")
 HOLE_MIN_SHARE = 0.04  # enclosed background regions at least this share of the image become holes
+SPECK_MAX_SHARE = 0.05  # detached foreground pieces smaller than this share of the largest one are dropped
 MAX_OUTLINE = 64
 COLOUR_RANGE = (2, 32)
 DEFAULT_COLOURS = 8
@@ -186,7 +190,21 @@ def matte_alpha(rgb: np.ndarray, *, tolerance: float = 28.0, min_uniform: float 
         better = resid < best_resid
         best_alpha[better], best_resid[better] = est[better], resid[better]
     alpha[band] = best_alpha[band]
-    return alpha, bg
+    return drop_specks(alpha), bg
+
+
+def drop_specks(alpha: np.ndarray, max_share: float = SPECK_MAX_SHARE) -> np.ndarray:
+    """`alpha` without the detached pieces of foreground (anything visible, 4-connected) whose area is below
+    `max_share` of the largest piece's: stray dots beside the animal (module doc, step 1)."""
+    pieces = _components(alpha > 0.02)
+    if len(pieces) < 2:
+        return alpha
+    largest = max(len(piece) for piece in pieces)
+    out = alpha.copy()
+    for piece in pieces:
+        if len(piece) < max_share * largest:
+            out[piece[:, 0], piece[:, 1]] = 0.0
+    return out
 
 
 def _farthest_neighbour(rgb: np.ndarray, valid: np.ndarray, bg: np.ndarray, r: int = 2) -> np.ndarray:

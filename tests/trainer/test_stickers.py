@@ -221,3 +221,32 @@ def test_bad_sticker_options_are_clear_errors():
             stickers.make_sticker(disc_on_white(), outline_width=2, outline_colour=colour)
     with pytest.raises(stickers.StickerError, match="too small"):
         stickers.make_sticker(Image.new("RGB", (1, 1)))
+
+
+def test_stray_specks_beside_the_animal_are_dropped_and_real_pieces_stay():
+    """Tried: a 32 px sample on white with a 12x12 body, a detached 6x5 tail beside it (21 % of the body) and two
+    stray dots (one pixel, and two pixels) in the corners. The matte makes the dots background, keeps the body and
+    the tail; the finished sticker has nothing visible where the dots were, and the outline rings no dot."""
+    img = Image.new("RGB", (32, 32), (255, 255, 255))
+    draw = ImageDraw.Draw(img)
+    draw.rectangle([8, 8, 19, 19], fill=(40, 160, 60))
+    draw.rectangle([23, 12, 28, 16], fill=(40, 160, 60))
+    img.putpixel((2, 29), (200, 40, 40))
+    img.putpixel((29, 2), (30, 30, 30))
+    img.putpixel((30, 2), (30, 30, 30))
+    alpha, _ = stickers.matte_alpha(np.asarray(img, dtype=np.float64))
+    assert alpha[29, 2] == 0 and alpha[2, 29] == 0 and alpha[2, 30] == 0
+    assert alpha[13, 13] == 1 and alpha[14, 25] == 1
+    sticker = np.asarray(stickers.make_sticker(img, scale=4, outline_width=4))
+    a = sticker[..., 3]
+    pad = 4  # the outline grows the canvas by its width
+    assert a[pad + 29 * 4 - 6: pad + 30 * 4 + 6, pad + 2 * 4 - 6: pad + 3 * 4 + 6].max() == 0
+    assert a[pad + 14 * 4, pad + 25 * 4] == 255
+
+
+def test_drop_specks_keeps_a_single_piece_and_two_comparable_ones():
+    """Tried: alpha maps of one piece, and of two pieces of 16 and 9 pixels: nothing is dropped from either."""
+    one = np.zeros((10, 10)); one[2:6, 2:6] = 1
+    assert np.array_equal(stickers.drop_specks(one), one)
+    two = one.copy(); two[7:10, 7:10] = 0.6
+    assert np.array_equal(stickers.drop_specks(two), two)
