@@ -28,14 +28,12 @@ import time
 from pathlib import Path
 
 import numpy as np
+from common import DEMO_IMAGES, ROOT  # bench/common.py, beside this script
 from PIL import Image, ImageDraw
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from diffusion import upscale as up  # noqa: E402
-from diffusion.data import preprocess_image  # noqa: E402
-from trainer import stickers  # noqa: E402
+from diffusion import upscale as up
+from diffusion.data import preprocess_image
+from trainer import stickers
 
 OUT = ROOT / "bench" / "out" / "stickers"
 
@@ -53,7 +51,7 @@ def emoji_folder() -> Path:
     return root
 
 
-SETS = {"demo": lambda: ROOT / "demo/animal-emoji/images", "emoji": emoji_folder}
+SETS = {"demo": lambda: DEMO_IMAGES, "emoji": emoji_folder}
 
 
 def render_diff(svg: str, png: Image.Image) -> tuple[float, float]:
