@@ -109,9 +109,10 @@ def _feature_views() -> list:
     from curator.merge import views as merge
     from curator.ranking import views as ranking
     from curator.snapshots import views as snapshots
+    from trainer import generation_views as generation
     from trainer import sticker_views as stickers
     from trainer import views as trainer
-    return [gallery, imports, ranking, dedup, merge, snapshots, trainer, stickers, accounts]
+    return [gallery, imports, ranking, dedup, merge, snapshots, trainer, generation, stickers, accounts]
 
 
 def _register_handlers(app: Flask) -> None:

@@ -16,7 +16,7 @@ from PIL import Image, UnidentifiedImageError
 from core.web import ident_ok
 from diffusion.rundir import class_sample_paths
 from trainer import favourites, stickers, upscaling
-from trainer.service import list_generations, read_generation
+from trainer.generation_service import list_generations, read_generation
 from trainer.views import get_view, instance
 
 bp = Blueprint("stickers", __name__, template_folder="templates", url_prefix="/stickers")

@@ -7,35 +7,27 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from flask import Blueprint, Response, abort, current_app, flash, redirect, render_template, request, send_file, url_for
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, send_file, url_for
 from werkzeug.utils import safe_join
 
 from core.db import db
 from core.forms import FormErrors
 from core.models import Run, Snapshot
 from core.web import get_or_404, ident_ok, is_htmx
-from curator.imports.storage import ImageStore
-from curator.imports.validation import Limits
 from curator.snapshots.service import SnapshotError, create_snapshot, list_snapshots, manifest_path, read_manifest
 from diffusion import rundir
-from diffusion.config import DEVICES, PRESETS, SAMPLERS, TrainConfig
-from trainer import stickers
+from diffusion.config import DEVICES, PRESETS, TrainConfig
 from trainer.service import (
-    GenerationRequest,
     RunError,
     RunView,
     cancel,
     create_run,
     extend,
     latest_eval,
-    list_generations,
     list_runs,
     loss_chart,
-    read_generation,
     resume,
     schedule,
-    send_to_curator,
-    start_generation,
     view_run,
 )
 
@@ -327,134 +319,3 @@ def compare():
                 min(side.epochs_with_grids, key=lambda e: (abs(e - epoch), e))
             sides.append({"view": side, "epoch": shown, "rows": class_rows(side, shown)})
     return render_template("trainer/compare.html", runs=runs, a=a, b=b, sides=sides, common=common, epoch=epoch)
-
-
-# --- generation ---------------------------------------------------------------------------------------------
-
-def parse_generation_form(form, view: RunView) -> tuple[GenerationRequest | None, FormErrors]:
-    e = FormErrors()
-    classes = [c for c in form.getlist("class") if c]
-    unknown = [c for c in classes if c not in view.class_names]
-    if unknown:
-        e["class"] = f"Unknown class(es) {', '.join(unknown)}; this run knows {', '.join(view.class_names)}."
-    n = e.number(form, "n", "Count", int, 1, 64)
-    steps = e.number(form, "steps", "Steps", int, 1, 1000)
-    sampler = e.choice(form, "sampler", "Sampler", SAMPLERS, "dpm++2m")
-    guidance = e.number(form, "guidance", "Guidance", float, 0, 30)
-    seed = e.number(form, "seed", "Seed", int, 0, 2**31 - 1)
-    if e:
-        return None, e
-    return GenerationRequest(classes=classes, n=n, steps=steps, sampler=sampler, guidance=guidance, seed=seed,
-                             gif=form.get("gif", "1") == "1"), e
-
-
-def _generate_page(view: RunView, form: dict, errors: dict, status: int = 200):
-    values = {"n": "4", "steps": "25", "sampler": "dpm++2m", "guidance": str(view.config.get("guidance", 3)),
-              "seed": "0", **form}
-    jobs = [g for g in (read_generation(view, gid) for gid in list_generations(view)[:20]) if g]
-    return render_template("trainer/generate.html", view=view, values=values, errors=errors, samplers=SAMPLERS,
-                           jobs=jobs), status
-
-
-@bp.get("/runs/<run_id>/generate")
-def generate_form(run_id: str):
-    return _generate_page(get_view(run_id), {}, {})
-
-
-@bp.post("/runs/<run_id>/generate")
-def generate_start(run_id: str):
-    view = get_view(run_id)
-    gen, errors = parse_generation_form(request.form, view)
-    if errors:
-        return _generate_page(view, request.form.to_dict(), errors, 400)
-    try:
-        gen_id = start_generation(view, gen)
-    except RunError as exc:
-        return _generate_page(view, request.form.to_dict(), {"_": str(exc)}, 400)
-    return redirect(url_for("trainer.generation_page", run_id=run_id, gen_id=gen_id))
-
-
-def _generation_or_404(view, gen_id: str):
-    job = read_generation(view, gen_id) if _safe_id(gen_id) else None
-    return job if job is not None else abort(404)
-
-
-@bp.get("/runs/<run_id>/generate/<gen_id>")
-def generation_page(run_id: str, gen_id: str):
-    view = get_view(run_id)
-    job = _generation_or_404(view, gen_id)
-    template = "trainer/_generation.html" if is_htmx() and request.args.get("part") == "1" else \
-        "trainer/generation.html"
-    return render_template(template, view=view, job=job)
-
-
-@bp.post("/runs/<run_id>/generate/<gen_id>/send")
-def generation_send(run_id: str, gen_id: str):
-    """Close the loop: chosen generated images become a new curator batch (kind "generated", source = the run)."""
-    view = get_view(run_id)
-    job = _generation_or_404(view, gen_id)
-    picks = [p for p in request.form.getlist("pick") if p]
-    try:
-        batch = send_to_curator(db.session, ImageStore(instance()), view, job, picks,
-                                Limits.from_config(current_app.config))
-    except RunError as exc:
-        flash(str(exc), "error")
-        return redirect(url_for("trainer.generation_page", run_id=run_id, gen_id=gen_id))
-    flash(f"Sent {len(picks)} generated image(s) to the curator as batch #{batch.id}.", "ok")
-    return redirect(url_for("imports.batch_report", batch_id=batch.id))
-
-
-# --- stickers -----------------------------------------------------------------------------------------------
-
-def _sticker_args(view: RunView) -> tuple[Path, int, str]:
-    path = _run_file(view, request.args.get("file", ""))
-    if path.suffix.lower() != ".png":
-        abort(404)
-    scale = request.args.get("scale", 4, type=int)
-    background = request.args.get("background", "auto")
-    if scale not in stickers.SCALES or background not in stickers.BACKGROUNDS:
-        abort(400, f"scale must be one of {stickers.SCALES} and background one of {stickers.BACKGROUNDS}")
-    return path, scale, background
-
-
-def _sticker_image(path: Path, scale: int, background: str):
-    from PIL import Image
-    with Image.open(path) as img:
-        img.load()
-        return stickers.make_sticker(img, scale=scale, background=background)
-
-
-@bp.get("/runs/<run_id>/sticker")
-def sticker_page(run_id: str):
-    view = get_view(run_id)
-    path, scale, background = _sticker_args(view)
-    error = ""
-    try:
-        _sticker_image(path, scale, background)
-    except stickers.StickerError as exc:
-        error = str(exc)
-    return render_template("trainer/sticker.html", view=view, file=request.args["file"], scale=scale,
-                           background=background, error=error, scales=stickers.SCALES,
-                           backgrounds=stickers.BACKGROUNDS)
-
-
-
-@bp.get("/runs/<run_id>/sticker.<fmt>")
-def sticker_file(run_id: str, fmt: str):
-    view = get_view(run_id)
-    path, scale, background = _sticker_args(view)
-    try:
-        sticker = _sticker_image(path, scale, background)
-    except stickers.StickerError as exc:
-        abort(422, str(exc))
-    stem = f"{run_id}-{path.parent.name}-{path.stem}-x{scale}"
-    if fmt == "png":
-        body, mimetype = stickers.png_bytes(sticker), "image/png"
-    elif fmt == "svg":
-        body, mimetype = stickers.trace_svg(sticker), "image/svg+xml"
-    else:
-        abort(404)
-    response = Response(body, mimetype=mimetype)
-    if request.args.get("download") == "1":
-        response.headers["Content-Disposition"] = f'attachment; filename="{stem}.{fmt}"'
-    return response
