@@ -110,9 +110,10 @@ def _feature_views() -> list:
     from curator.ranking import views as ranking
     from curator.snapshots import views as snapshots
     from trainer import generation_views as generation
+    from trainer import launch_views as launch
     from trainer import sticker_views as stickers
     from trainer import views as trainer
-    return [gallery, imports, ranking, dedup, merge, snapshots, trainer, generation, stickers, accounts]
+    return [gallery, imports, ranking, dedup, merge, snapshots, trainer, launch, generation, stickers, accounts]
 
 
 def _register_handlers(app: Flask) -> None:

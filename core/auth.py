@@ -30,7 +30,8 @@ READ_METHODS = {"GET", "HEAD", "OPTIONS"}
 PUBLIC = {"static", "accounts.login", "accounts.login_post", "accounts.logout"}
 # The role a request that changes something needs, by blueprint; endpoints below override it.
 WRITE_ROLE = {"gallery": CURATOR, "imports": CURATOR, "ranking": CURATOR, "dedup": CURATOR, "merge": CURATOR,
-              "snapshots": CURATOR, "trainer": ADMIN, "stickers": ADMIN, "accounts": ADMIN}
+              "snapshots": CURATOR, "trainer": ADMIN, "launch": ADMIN, "generation": ADMIN, "stickers": ADMIN,
+              "accounts": ADMIN}
 ENDPOINT_ROLE = {
     "ranking.rank_answer": RANKER, "ranking.rank_pick": RANKER, "ranking.rank_undo": RANKER,
     "accounts.users": ADMIN,  # reading the account list is admin work too

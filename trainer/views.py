@@ -12,16 +12,13 @@ from werkzeug.utils import safe_join
 
 from core.db import db
 from core.forms import FormErrors
-from core.models import Run, Snapshot
+from core.models import Run
 from core.web import get_or_404, ident_ok, is_htmx
-from curator.snapshots.service import SnapshotError, create_snapshot, list_snapshots, manifest_path, read_manifest
 from diffusion import rundir
-from diffusion.config import DEVICES, PRESETS, TrainConfig
 from trainer.service import (
     RunError,
     RunView,
     cancel,
-    create_run,
     extend,
     latest_eval,
     list_runs,
@@ -42,9 +39,6 @@ def _schedule_at_start(state) -> None:
         db.session.remove()
 
 
-FORM_DEFAULTS = {"preset": "small", "image_size": "", "epochs": "50", "minutes": "", "batch_size": "64",
-                 "lr": "0.002", "guidance": "3", "sample_every": "5", "seed": "0", "device": "auto",
-                 "snapshot": ""}
 FILE_TYPES = {".png": "image/png", ".gif": "image/gif"}
 
 
@@ -74,30 +68,6 @@ def _safe_id(text: str) -> bool:
     return ident_ok(text)
 
 
-def parse_run_form(form) -> tuple[dict, FormErrors]:
-    """The new-run form as training settings, and a message per bad field."""
-    e = FormErrors()
-    values = {
-        "preset": e.choice(form, "preset", "Preset", PRESETS),
-        "device": e.choice(form, "device", "Device", DEVICES, "auto"),
-        "image_size": e.number(form, "image_size", "Image size", int, 8, 512, required=False),
-        "epochs": e.number(form, "epochs", "Epochs", int, 1, 100_000, required=False),
-        "minutes": e.number(form, "minutes", "Minutes", float, 0.01, 100_000, required=False),
-        "batch_size": e.number(form, "batch_size", "Batch size", int, 1, 4096),
-        "lr": e.number(form, "lr", "Learning rate", float, 1e-6, 0.5),
-        "guidance": e.number(form, "guidance", "Guidance", float, 0, 30),
-        "sample_every": e.number(form, "sample_every", "Sample every N epochs", int, 1, 10_000, required=False),
-        "seed": e.number(form, "seed", "Seed", int, 0, 2**31 - 1),
-    }
-    if values["image_size"] is not None and values["image_size"] % 4:
-        e["image_size"] = f"Image size must be a multiple of 4 (the model halves it twice); got {values['image_size']}."
-    if "epochs" not in e and "minutes" not in e and values["epochs"] is None and values["minutes"] is None:
-        e["epochs"] = "Give a number of epochs or a time budget in minutes (or both: whichever ends first)."
-    if not (form.get("snapshot") or "").strip():
-        e["snapshot"] = "Choose a snapshot to train on (or 'snapshot the current data now')."
-    return values, e
-
-
 # --- runs ---------------------------------------------------------------------------------------------------
 
 @bp.get("/")
@@ -107,67 +77,6 @@ def index():
     template = "trainer/_runs_table.html" if is_htmx() and request.args.get("part") == "table" else \
         "trainer/runs.html"
     return render_template(template, runs=runs, any_active=any(not r.finished for r in runs))
-
-
-def _new_run_page(form: dict, errors: dict, status: int = 200):
-    snaps = list_snapshots(db.session)
-    values = {**FORM_DEFAULTS, **{k: v for k, v in form.items()}}
-    if not values["snapshot"] and snaps:
-        values["snapshot"] = snaps[0].id
-    return render_template("trainer/new_run.html", snapshots=snaps, values=values, errors=errors,
-                           presets=PRESETS, devices=DEVICES), status
-
-
-@bp.get("/new")
-def new_run():
-    return _new_run_page(request.args.to_dict(), {})
-
-
-def _settings(values: dict) -> dict:
-    """Training settings from the form over the app's TRAINER_DEFAULTS (settings the form does not show)."""
-    return {**current_app.config.get("TRAINER_DEFAULTS", {}),
-            **{k: v for k, v in values.items() if v is not None},
-            "epochs": values["epochs"], "minutes": values["minutes"], "sample_every": values["sample_every"],
-            "image_size": values["image_size"] or 32}
-
-
-@bp.post("/runs")
-def run_create():
-    values, errors = parse_run_form(request.form)
-    snapshot = None
-    choice = (request.form.get("snapshot") or "").strip()
-    if choice and choice != "new":
-        snapshot = db.session.get(Snapshot, choice)
-        if snapshot is None:
-            errors["snapshot"] = f"There is no snapshot {choice!r}; choose one from the list."
-    if errors:
-        return _new_run_page(request.form.to_dict(), errors, 400)
-    if choice == "new":
-        try:  # check the training settings first, so a refused run leaves no snapshot behind
-            TrainConfig.from_dict({**_settings(values), "data": "pending"}).validate()
-        except ValueError as exc:
-            return _new_run_page(request.form.to_dict(), {"_": str(exc)}, 400)
-        try:
-            snapshot = create_snapshot(db.session, instance(), image_size=values["image_size"] or 32,
-                                       name="for a new run")
-        except SnapshotError as exc:
-            return _new_run_page(request.form.to_dict(), {"snapshot": str(exc)}, 400)
-    try:
-        manifest = read_manifest(instance(), snapshot)
-    except (OSError, ValueError) as exc:
-        return _new_run_page(request.form.to_dict(), {"snapshot": f"Snapshot {snapshot.id}'s manifest cannot be "
-                                                                  f"read ({exc})."}, 400)
-    settings = {**_settings(values), "image_size": values["image_size"] or snapshot.image_size,
-                "fit": snapshot.fit, "background": snapshot.background,
-                "data": str(manifest_path(instance(), snapshot))}
-    try:
-        row = create_run(db.session, instance(), settings, snapshot=snapshot, class_names=manifest["classes"])
-    except ValueError as exc:
-        return _new_run_page(request.form.to_dict(), {"_": str(exc)}, 400)
-    started = run_schedule()
-    flash(f"Run {row.id} created" + (" and started." if row.id in started
-                                     else f"; it is queued until {row.device} is free."), "ok")
-    return redirect(url_for("trainer.run_page", run_id=row.id))
 
 
 def _live_context(view: RunView) -> dict:

@@ -171,7 +171,7 @@ def test_requests_without_a_login_change_nothing(app, cats, account):
         assert htmx.status_code == 401 and htmx.headers["HX-Redirect"].startswith("/login"), url
         tried.append(rule.endpoint)
     assert open_to_all == {"accounts.login_post", "accounts.logout"} <= PUBLIC
-    assert len(tried) >= 30 and {"ranking.rank_answer", "gallery.set_status", "trainer.run_create",
+    assert len(tried) >= 30 and {"ranking.rank_answer", "gallery.set_status", "launch.run_create",
                                  "merge.merge_commit", "accounts.users_add"} <= set(tried)
     assert everything(app) == before
     assert files(app) == before_files
