@@ -1,7 +1,9 @@
 """The run directory contract, readable without torch (the web process imports this module).
 
 Layout of `<runs>/<id>/`: config.json, status.json, metrics.jsonl, train.log, cancel (request flag),
-checkpoints/{last,best}.pt, samples/epoch_NNNN.png and samples/epoch_NNNN/<class>/<i>.png.
+checkpoints/{last,best}.pt and checkpoints/epoch_NNNN.pt (weights kept for sampling from that epoch),
+samples/epoch_NNNN.png and samples/epoch_NNNN/<class>/<i>.png, and beside each class folder of pictures (samples
+or generated/<job>/<class>/) a `nearest.json`: per picture, its nearest training images (see `nearest_path`).
 Everything that others read is written atomically (temp file + rename) so a reader never sees half a file.
 """
 from __future__ import annotations
@@ -16,6 +18,8 @@ from core.files import new_dated_folder, write_atomic
 
 STATES = ("queued", "running", "completed", "failed", "cancelled")
 _GRID_RE = re.compile(r"^epoch_(\d{4,})\.png$")
+_EPOCH_CKPT_RE = re.compile(r"^epoch_(\d{4,})\.pt$")
+NEAREST = "nearest.json"
 
 
 def new_run_dir(runs_root: Path) -> Path:
@@ -111,7 +115,29 @@ def class_sample_paths(run_dir: Path, epoch: int, class_name: str) -> list[Path]
 
 
 def checkpoint_path(run_dir: Path, which: str = "last") -> Path:
+    """`which` is "last", "best" or an epoch number (int or digits): that epoch's kept weights."""
+    if isinstance(which, int) or str(which).isdigit():
+        return epoch_checkpoint_path(run_dir, int(which))
     return Path(run_dir) / "checkpoints" / f"{which}.pt"
+
+
+def epoch_checkpoint_path(run_dir: Path, epoch: int) -> Path:
+    return Path(run_dir) / "checkpoints" / f"epoch_{int(epoch):04d}.pt"
+
+
+def list_checkpoint_epochs(run_dir: Path) -> list[int]:
+    """Epochs whose weights are kept (so the user can sample from them), ascending."""
+    d = Path(run_dir) / "checkpoints"
+    if not d.is_dir():
+        return []
+    return sorted(int(m.group(1)) for p in d.iterdir() if (m := _EPOCH_CKPT_RE.match(p.name)))
+
+
+def nearest_path(picture_dir: Path) -> Path:
+    """`nearest.json` of a class folder of pictures: {"threshold": float (the run's memorisation distance),
+    "pictures": {"<i>.png": {"memorised": bool, "nearest": [{"sha256", "path" (absolute), "distance"}, ...]}}},
+    distances RMS in [0, 1] over pixels (the evaluator's memorisation measure), nearest first."""
+    return Path(picture_dir) / NEAREST
 
 
 def append_jsonl(path: Path, obj: dict) -> None:
