@@ -8,7 +8,8 @@ from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 from core.history import UndoError, image_changes, record, undo
-from core.models import ACTIVE, IMAGE_STATUSES, REJECTED, UNLABELLED, Decision, Image, ImageClass
+from core.models import ACTIVE, IMAGE_STATUSES, REJECTED, UNLABELLED, Decision, Image, ImageClass, utcnow
+from curator.gallery import describe
 from curator.imports.service import ClassCache
 
 
@@ -39,6 +40,17 @@ def class_summaries(session: Session) -> list[ClassSummary]:
     return summaries
 
 
+def class_thumbnails(session: Session, names: list[str], per_class: int = 4) -> dict[str, list[Image]]:
+    """A few active images per class for its card on the dataset page: chosen (top-k) ones first, then the newest,
+    so a class's card shows what the class is about."""
+    thumbs: dict[str, list[Image]] = {}
+    for name in names:
+        thumbs[name] = list(session.scalars(
+            gallery_query(session, name, ACTIVE, None).order_by(None)
+            .order_by(Image.selected.desc(), Image.id.desc()).limit(per_class)))
+    return thumbs
+
+
 def gallery_query(session: Session, class_name: str | None, status: str | None, batch_id: int | None) -> Select:
     """Images of one class (None: every class; UNLABELLED: no class), newest first, filtered."""
     q = select(Image)
@@ -59,6 +71,10 @@ def page(session: Session, query: Select, number: int, size: int) -> tuple[list[
     return rows[:size], len(rows) > size
 
 
+def count(session: Session, query: Select) -> int:
+    return session.scalar(select(func.count()).select_from(query.order_by(None).subquery()))
+
+
 def neighbours(session: Session, query: Select, image: Image) -> tuple[int | None, int | None]:
     """Previous and next image ids in a gallery ordering (newest first): for keyboard navigation."""
     newer = session.scalar(query.where(Image.id > image.id).order_by(None).order_by(Image.id.asc())
@@ -73,6 +89,27 @@ def image_history(session: Session, image: Image) -> list[Decision]:
 
 def recent_decisions(session: Session, limit: int = 200) -> list[Decision]:
     return list(session.scalars(select(Decision).order_by(Decision.id.desc()).limit(limit)))
+
+
+@dataclass
+class HistoryEntry:
+    """One decision as the history shows it: what changed in words, on which image (the first, if several), when."""
+    decision: Decision
+    changes: list[describe.Change]
+    image_id: int | None
+    images: int
+    ago: str
+
+
+def history_entries(session: Session, decisions: list[Decision]) -> list[HistoryEntry]:
+    names = dict(session.execute(select(ImageClass.id, ImageClass.name)).tuples().all())
+    now = utcnow()
+    entries = []
+    for d in decisions:
+        touched = describe.image_ids(d.after)
+        entries.append(HistoryEntry(d, describe.changes(d.before, d.after, names), d.image_id or next(iter(touched), None),
+                                    len(touched), describe.relative(d.created, now)))
+    return entries
 
 
 def relabel(session: Session, image: Image, class_name: str) -> str:

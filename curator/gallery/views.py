@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, send_file, url_for
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, send_file, session, url_for
 
+from core.auth import current_account
 from core.db import db
 from core.history import UndoError
 from core.models import ACTIVE, IMAGE_STATUSES, UNLABELLED, Decision, Image
@@ -33,7 +34,11 @@ def get_image(image_id: int) -> Image:
 
 @bp.get("/")
 def index():
-    return render_template("gallery/index.html", classes=service.class_summaries(db.session),
+    """Only classes that hold images get a card (an empty class is only counted): each with a few thumbnails."""
+    summaries = service.class_summaries(db.session)
+    classes = [c for c in summaries if c.total]
+    return render_template("gallery/index.html", classes=classes, empty=len(summaries) - len(classes),
+                           thumbs=service.class_thumbnails(db.session, [c.name for c in classes]),
                            batches=recent_batches(db.session, 10), statuses=IMAGE_STATUSES)
 
 
@@ -54,6 +59,7 @@ def gallery(name: str | None = None):
                           filters["batch"])
     images, more = service.page(db.session, query, number, current_app.config["PAGE_SIZE"])
     context = dict(name=name, images=images, more=more, page_number=number, filters=filters,
+                   total=service.count(db.session, query),
                    statuses=IMAGE_STATUSES, batches=recent_batches(db.session, 200))
     if is_htmx() and number > 1:
         return render_template("gallery/_grid_items.html", **context)
@@ -67,7 +73,7 @@ def image_page(image_id: int):
     query = service.gallery_query(db.session, image.class_name or UNLABELLED, None if filters["status"] == "all" else filters["status"],
                           filters["batch"])
     newer, older = service.neighbours(db.session, query, image)
-    history = service.image_history(db.session, image)
+    history = service.history_entries(db.session, service.image_history(db.session, image))
     return render_template("gallery/image.html", image=image, newer=newer, older=older, filters=filters,
                            history=history, classes=class_names(db.session))
 
@@ -136,4 +142,12 @@ def undo_decision(decision_id: int):
 
 @bp.get("/decisions")
 def decision_log():
-    return render_template("gallery/decisions.html", decisions=service.recent_decisions(db.session))
+    return render_template("gallery/decisions.html",
+                           entries=service.history_entries(db.session, service.recent_decisions(db.session)),
+                           me=_me())
+
+
+def _me() -> str:
+    """This browser's name in the history (without making a guest name for someone who only looks)."""
+    account = current_account()
+    return account.name if account else session.get("guest", "")

@@ -69,7 +69,7 @@ def test_decisions_name_the_account(app, cats, login):
     with app.app_context():
         made = [(d.kind, d.actor) for d in db.session.scalars(select(Decision).order_by(Decision.id))]
     assert [actor for _, actor in made] == ["cora", "cora", "adam"] and made[-1][0] == "undo"
-    rows = re.findall(r'<td class="who">([^<]*)</td>', adam.get("/decisions").get_data(as_text=True))
+    rows = re.findall(r'<span class="who">([^<]*)</span>', adam.get("/decisions").get_data(as_text=True))
     assert rows == ["adam", "cora", "cora"]  # newest first
 
 
