@@ -91,8 +91,9 @@ def to_input(images_u8: torch.Tensor, work_size: int, device) -> torch.Tensor:
     return x
 
 
-def augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Random horizontal flips, shifts of up to 1/8 of the side and scale 0.9-1.1, batched via grid_sample.
+def augment(x: torch.Tensor, generator: torch.Generator, flip: bool = True) -> torch.Tensor:
+    """Random horizontal flips (unless ``flip`` is False), shifts of up to 1/8 of the side and scale 0.9-1.1,
+    batched via grid_sample.
 
     Small shifts and flips are what generated samples differ by from the training images; anything
     stronger teaches the classifier invariances the samples are supposed to be judged on.
@@ -100,7 +101,7 @@ def augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     n = x.shape[0]
     dev = x.device
     rand = torch.rand(n, 4, generator=generator, device="cpu").to(dev)
-    flip = torch.where(rand[:, 0] < 0.5, -1.0, 1.0)
+    flip = torch.where(rand[:, 0] < 0.5, -1.0, 1.0) if flip else torch.ones(n, device=dev)
     scale = 0.9 + 0.2 * rand[:, 1]
     tx = (rand[:, 2] - 0.5) * 0.25 * 2  # +-1/8 of the side (grid units span 2)
     ty = (rand[:, 3] - 0.5) * 0.25 * 2
@@ -124,11 +125,12 @@ class FitReport:
 
 def train_classifier(images_u8: torch.Tensor, labels: torch.Tensor, spec: ClassifierSpec, *, generator: torch.Generator,
                      device, budget_s: float, max_steps: int = 300, batch_size: int = 64,
-                     lr: float = 3e-3) -> tuple[SmallCNN, FitReport]:
+                     lr: float = 3e-3, flip: bool = True) -> tuple[SmallCNN, FitReport]:
     """Train ``SmallCNN`` with class-balanced batches (small classes would otherwise be ignored).
 
     Runs ``max_steps`` steps of AdamW (linear warm-up, cosine decay, label smoothing, flips/shifts/scales),
     or fewer when ``budget_s`` would not hold them: the plan is then shortened to the steps that fit.
+    ``flip=False`` leaves mirror images out, so the classifier can tell whether a mirrored picture is still its class.
     """
     model = SmallCNN(spec).to(device)
     x_all = to_input(images_u8, spec.work_size, device)
@@ -161,7 +163,7 @@ def train_classifier(images_u8: torch.Tensor, labels: torch.Tensor, spec: Classi
         for group in opt.param_groups:
             group["lr"] = max(cur_lr, lr * 0.01)
         idx = torch.multinomial(weights, bs, replacement=True, generator=generator).to(device)
-        xb = augment(x_all[idx], generator)
+        xb = augment(x_all[idx], generator, flip)
         loss = F.cross_entropy(model(xb), y_all[idx], label_smoothing=0.1)
         opt.zero_grad(set_to_none=True)
         loss.backward()

@@ -12,10 +12,15 @@ PREDICTIONS = ("v", "eps")
 SAMPLERS = ("dpm++2m", "ddim", "ddpm")  # the fast solver first: it is the default everywhere
 FITS = ("crop", "pad")  # how a snapshot's images become squares (curator.snapshots offers the same)
 DEVICES = ("auto", "cpu", "cuda", "mps")
+FLIPS = ("auto", "off", "on")  # auto: decided from the data at the start of the run (see diffusion.augment)
+# Limited-interval guidance (Kynkäänniemi et al. 2024): guidance only where the noise level sigma = s/a (the
+# EDM convention) lies in (lo, hi]; elsewhere the conditional model alone. Their ImageNet interval.
+DEFAULT_GUIDANCE_INTERVAL = (0.28, 5.42)
 # Keys a run's config.json carries besides the settings; from_dict accepts and ignores them.
-RUN_METADATA_KEYS = ("class_names", "snapshot_id", "created")
-# The only settings a resume may change: how long to train.
-RESUMABLE_CHANGES = ("epochs", "minutes")
+RUN_METADATA_KEYS = ("class_names", "snapshot_id", "created", "flip_decision")
+# The only settings a resume may change: how long to train, and how to sample (the guidance sweep at the end of a
+# run writes the chosen guidance and interval into config.json as the run's default for generation).
+RESUMABLE_CHANGES = ("epochs", "minutes", "guidance", "guidance_interval")
 
 
 @dataclass
@@ -28,7 +33,7 @@ class TrainConfig:
     background: str = "white"  # colour (name or #hex) to composite transparency over, or "alpha" for RGBA
     preset: str = "small"
     epochs: int | None = None
-    minutes: float | None = None  # wall-clock budget of the training loop (summed over resumes)
+    minutes: float | None = None  # budget of training steps (previews, evaluation and set-up are not counted)
     batch_size: int = 64
     lr: float = 2e-3
     warmup_steps: int = 100
@@ -39,20 +44,28 @@ class TrainConfig:
     prediction: str = "v"
     min_snr_gamma: float = 5.0  # 0 disables min-SNR weighting
     label_dropout: float = 0.1  # share of labels replaced by the null class (for classifier-free guidance)
-    flip: bool = True
+    flip: str = "auto"  # horizontal flips: "on", "off", or "auto" (on only if mirrored pictures keep their class)
     ema_decay: float = 0.999
     ema_warmup: bool = True  # decay = min(ema_decay, (1+n)/(10+n)): the EMA tracks early weights closely
     sample_every: int | None = None  # epochs between sample grids; None: every `sample_minutes` of training
     sample_minutes: float = 2.0
+    preview_share: float = 0.1  # previews + evaluation take at most this share of the training time
     sample_steps: int = 20
     sampler: str = "dpm++2m"
     guidance: float = 3.0
-    samples_per_class: int = 8
+    guidance_interval: list | None = None  # [lo, hi] in sigma: guidance only there (None: at every noise level)
+    guidance_sweep: bool = True  # at the end: score a few guidance settings, keep the best as the run's default
+    samples_per_class: int = 8  # per class in the preview grid
+    eval_samples: int = 200  # samples scored at each evaluation (at least samples_per_class per class)
+    preview_at_start: bool = True  # one preview grid at step 0: shows the pipeline works before training
     eval: bool = True  # score every sample grid with diffusion.evaluate; best.pt by its figures
     eval_budget_s: float = 30.0  # at most this many seconds to fit the evaluator at the start (less for small data)
     checkpoint_minutes: float = 5.0  # also save last.pt mid-epoch this often (long epochs on big data)
     log_every: int = 10  # steps between metrics.jsonl train records
-    compile: bool = False  # torch.compile the model (CUDA only)
+    keep_checkpoints: int = 12  # epoch_NNNN.pt (EMA weights) kept at sample epochs, at most this many
+    amp: bool | None = None  # bf16 autocast for training; None: on CUDA only
+    channels_last: bool | None = None  # NHWC memory format; None: on CUDA only
+    compile: bool | None = None  # torch.compile the model; None: on CUDA only
     extra: dict = field(default_factory=dict)  # free-form notes (e.g. from the web UI); not used in training
 
     def to_dict(self) -> dict:
@@ -65,6 +78,9 @@ class TrainConfig:
         unknown = sorted(k for k in d if k not in names and k not in RUN_METADATA_KEYS)
         if unknown:
             raise ValueError(f"unknown training setting(s): {', '.join(unknown)}; known: {', '.join(sorted(names))}")
+        d = dict(d)
+        if isinstance(d.get("flip"), bool):  # runs made before flips were a choice stored a bool
+            d["flip"] = "on" if d["flip"] else "off"
         return cls(**{k: v for k, v in d.items() if k in names})
 
     def validate(self) -> "TrainConfig":
@@ -110,6 +126,17 @@ class TrainConfig:
             bad(f"device={self.device!r} must be one of {DEVICES}")
         if self.prediction not in PREDICTIONS:
             bad(f"prediction={self.prediction!r} must be one of {PREDICTIONS}")
+        if self.flip not in FLIPS:
+            bad(f"flip={self.flip!r} must be one of {FLIPS}")
+        if self.guidance_interval is not None:
+            gi = self.guidance_interval
+            if (not isinstance(gi, (list, tuple)) or len(gi) != 2
+                    or not all(isinstance(v, (int, float)) for v in gi) or not 0 <= gi[0] < gi[1]):
+                bad(f"guidance_interval={gi!r} must be null or [lo, hi] with 0 <= lo < hi (noise levels sigma)")
+        if not 0 < self.preview_share <= 0.5:
+            bad(f"preview_share={self.preview_share} must be in (0, 0.5]")
+        if not isinstance(self.keep_checkpoints, int) or self.keep_checkpoints < 1:
+            bad("keep_checkpoints must be a positive integer")
         if self.min_snr_gamma < 0:
             bad("min_snr_gamma must be >= 0 (0 disables it)")
         if not 0 <= self.label_dropout < 1:
@@ -128,6 +155,8 @@ class TrainConfig:
             bad("guidance must be >= 0 (1 = conditional only, >1 = classifier-free guidance)")
         if not isinstance(self.samples_per_class, int) or self.samples_per_class < 1:
             bad("samples_per_class must be a positive integer")
+        if not isinstance(self.eval_samples, int) or self.eval_samples < 2:
+            bad("eval_samples must be an integer >= 2")
         if self.eval_budget_s <= 0:
             bad("eval_budget_s must be positive")
         if not isinstance(self.log_every, int) or self.log_every < 1:

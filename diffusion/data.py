@@ -196,3 +196,17 @@ def epoch_permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
     """The data order of one epoch, a pure function of (seed, epoch): resuming mid-epoch needs no saved state."""
     g = torch.Generator().manual_seed(int(seed) * 1_000_003 + int(epoch))
     return torch.randperm(n, generator=g)
+
+
+def source_items(source) -> list[dict]:
+    """{"path" (absolute), "sha256"} of each image of a dataset, in `load_images` order (index i is image i).
+
+    A snapshot's manifest carries the hashes; an ImageFolder's files are hashed here (a few ms per image)."""
+    source = Path(source)
+    if source.is_file() or source.suffix == ".json":
+        items, _, manifest = read_manifest(source)
+        hashes = [item.get("sha256") for item in manifest.get("items", [])]
+        return [{"path": str(p), "sha256": h} for (p, _), h in zip(items, hashes)]
+    items, _ = list_image_folder(source)
+    return [{"path": str(Path(p).resolve()), "sha256": hashlib.sha256(Path(p).read_bytes()).hexdigest()}
+            for p, _ in items]

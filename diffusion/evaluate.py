@@ -153,24 +153,36 @@ def memo_pixels(images_u8: torch.Tensor) -> torch.Tensor:
     return x
 
 
-def nearest_distances(queries: torch.Tensor, refs: torch.Tensor, *, exclude: torch.Tensor | None = None,
-                      chunk: int = 512) -> torch.Tensor:
-    """RMS pixel distance from each query [N,C,S,S] to its nearest ref or mirrored ref (float in [0,1]).
+def nearest_neighbours(queries: torch.Tensor, refs: torch.Tensor, *, k: int = 1,
+                       exclude: torch.Tensor | None = None, chunk: int = 512) -> tuple[torch.Tensor, torch.Tensor]:
+    """(distances [N,k], ref indices [N,k]): RMS pixel distance from each query [N,C,S,S] to its k nearest refs,
+    a ref and its mirror image counting as one (float in [0,1]), nearest first.
 
     ``exclude`` [N] gives, per query, a reference index to skip (itself and its mirror), for calibration.
     """
     r = refs.flatten(1)
     rf = refs.flip(-1).flatten(1)
     d = r.shape[1]
-    out = []
+    k = min(k, r.shape[0])
+    dists, idxs = [], []
     for i in range(0, queries.shape[0], chunk):
         q = queries[i:i + chunk].flatten(1)
         dist = torch.minimum(torch.cdist(q, r), torch.cdist(q, rf)) / math.sqrt(d)
         if exclude is not None:
             rows = torch.arange(dist.shape[0])
             dist[rows, exclude[i:i + chunk]] = float("inf")
-        out.append(dist.min(dim=1).values)
-    return torch.cat(out) if out else torch.empty(0)
+        top = dist.topk(k, dim=1, largest=False)
+        dists.append(top.values)
+        idxs.append(top.indices)
+    if not dists:
+        return torch.empty(0, k), torch.empty(0, k, dtype=torch.long)
+    return torch.cat(dists), torch.cat(idxs)
+
+
+def nearest_distances(queries: torch.Tensor, refs: torch.Tensor, *, exclude: torch.Tensor | None = None,
+                      chunk: int = 512) -> torch.Tensor:
+    """RMS pixel distance from each query to its nearest ref or mirrored ref (``nearest_neighbours`` with k=1)."""
+    return nearest_neighbours(queries, refs, k=1, exclude=exclude, chunk=chunk)[0][:, 0]
 
 
 def calibrate_nn_threshold(refs: torch.Tensor, generator: torch.Generator,
@@ -271,8 +283,11 @@ class Evaluator:
 
     @classmethod
     def fit(cls, images_u8: torch.Tensor, labels, class_names: list[str], *, seed: int = 0, device="cpu",
-            budget_s: float = 30, holdout: float = 0.2) -> "Evaluator":
+            budget_s: float = 30, holdout: float = 0.2, flip: bool = True) -> "Evaluator":
         """Train the classifier on a stratified ~(1-holdout) split; keep the rest to compare samples with.
+
+        ``flip=False`` trains it without mirror images: it then also judges whether mirrored pictures still
+        look like their class (``mirror_test``), and does not accept a mirrored sample the data never shows.
 
         Leaves the global RNG state untouched (training runs must resume bit-exactly around this call).
         """
@@ -307,13 +322,14 @@ class Evaluator:
             # Reserve a little of the budget for calibration and held-back scoring.
             model, report = train_classifier(images_u8[train_idx], labels[train_idx], spec, generator=gen,
                                              device=device, budget_s=max(0.5, budget_s * 0.9 - (fit_start - start)),
-                                             max_steps=classifier_steps(len(train_idx)))
+                                             max_steps=classifier_steps(len(train_idx)), flip=flip)
             memo_reference = memo_reference_images(images_u8)
             threshold, median, duplicates = calibrate_nn_threshold(memo_pixels(memo_reference), gen)
         info = {"seed": seed, "holdout": holdout, "n_train": int(len(train_idx)), "n_holdout": int(len(held_idx)),
                 "classifier_steps": report.steps, "classifier_epochs": round(report.epochs, 2),
                 "classifier_seconds": round(report.seconds, 3), "classifier_final_loss": report.final_loss,
-                "stopped_by_budget": report.stopped_by_budget, "exact_duplicates_in_training": duplicates}
+                "stopped_by_budget": report.stopped_by_budget, "exact_duplicates_in_training": duplicates,
+                "classifier_flips": bool(flip)}
         evaluator = cls(spec=spec, state_dict={k: v.detach().cpu() for k, v in model.state_dict().items()},
                         class_names=class_names, image_shape=tuple(images_u8.shape[1:]),
                         holdout_images=images_u8[held_idx].clone(), holdout_labels=labels[held_idx].clone(),
@@ -342,6 +358,24 @@ class Evaluator:
             out["real_fid"] = fid_from_features(f.numpy(), self._holdout_features)[0]
             out["real_kid"] = kernel_inception_distance(f.numpy(), self._holdout_features)
         return out
+
+    def mirror_test(self) -> dict:
+        """Accuracy on the held-back reals as they are and mirrored left-right: a classifier fitted without flips
+        that still recognises mirrored pictures says the data does not care about left and right."""
+        if len(self.holdout_labels) == 0:
+            return {"n": 0, "accuracy": None, "mirrored_accuracy": None, "kept": None}
+        preds, _ = predict_and_features(self.model, self.holdout_images, self.device)
+        mirrored, _ = predict_and_features(self.model, self.holdout_images.flip(-1), self.device)
+        right, right_mirrored = preds == self.holdout_labels, mirrored == self.holdout_labels
+        return {"n": int(len(self.holdout_labels)), "accuracy": float(right.float().mean()),
+                "mirrored_accuracy": float(right_mirrored.float().mean()),
+                # of the images it recognises, the share it still recognises mirrored
+                "kept": float((right & right_mirrored).sum() / right.sum()) if right.any() else None}
+
+    def nearest_training(self, samples_u8: torch.Tensor, k: int = 3) -> tuple[torch.Tensor, torch.Tensor]:
+        """(RMS distances [N,k], training-image indices [N,k]) of each sample's nearest training images, nearest
+        first (mirror images count as the image: training may flip); ``memorised`` is distance < nn_threshold."""
+        return nearest_neighbours(memo_pixels(_check_images(samples_u8, "samples_u8")), self._memo_refs, k=k)
 
     # ------------------------------------------------------------ scoring
 

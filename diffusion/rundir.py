@@ -20,6 +20,7 @@ STATES = ("queued", "running", "completed", "failed", "cancelled")
 _GRID_RE = re.compile(r"^epoch_(\d{4,})\.png$")
 _EPOCH_CKPT_RE = re.compile(r"^epoch_(\d{4,})\.pt$")
 NEAREST = "nearest.json"
+GUIDANCE = "guidance.json"
 
 
 def new_run_dir(runs_root: Path) -> Path:
@@ -138,6 +139,13 @@ def nearest_path(picture_dir: Path) -> Path:
     "pictures": {"<i>.png": {"memorised": bool, "nearest": [{"sha256", "path" (absolute), "distance"}, ...]}}},
     distances RMS in [0, 1] over pixels (the evaluator's memorisation measure), nearest first."""
     return Path(picture_dir) / NEAREST
+
+
+def guidance_path(run_dir: Path) -> Path:
+    """`guidance.json`: the end-of-run guidance sweep, {"rows": [{"guidance", "interval" ([lo, hi] in sigma or
+    null), "accuracy", "fid", "kid", "memorised_share", "grid" (path in the run), "seconds", ...}], "chosen": one
+    of the rows (also written into config.json's guidance / guidance_interval), "why": text, "seconds": cost}."""
+    return Path(run_dir) / GUIDANCE
 
 
 def append_jsonl(path: Path, obj: dict) -> None:

@@ -26,12 +26,25 @@ def _bc(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return v.reshape(-1, *([1] * (like.dim() - 1))).to(like.dtype)
 
 
+def guided_at(schedule: CosineSchedule, t: float, interval) -> bool:
+    """Whether guidance applies at time t: always without an interval, else when sigma = s/a (EDM's noise level)
+    lies in (lo, hi] (limited-interval guidance, Kynkäänniemi et al. 2024: guiding at high noise collapses variety,
+    at low noise it does little)."""
+    if interval is None:
+        return True
+    a, s = schedule.alpha_sigma(torch.tensor([t], dtype=torch.float64))
+    sigma = float(s) / max(float(a), 1e-12)
+    return float(interval[0]) < sigma <= float(interval[1])
+
+
 class GuidedDenoiser:
-    """x0 prediction with classifier-free guidance: uncond + w * (cond - uncond), both in one forward pass."""
+    """x0 prediction with classifier-free guidance: uncond + w * (cond - uncond), both in one forward pass;
+    with a guidance `interval` ([lo, hi] in sigma), outside it the conditional prediction alone (one pass)."""
 
     def __init__(self, model, schedule: CosineSchedule, labels: torch.Tensor, guidance: float, prediction: str,
-                 clip: bool = True, bf16: bool = False):
+                 clip: bool = True, bf16: bool = False, interval=None):
         self.model = model
+        self.interval = interval
         self.bf16 = bf16
         self.schedule = schedule
         self.labels = labels
@@ -47,7 +60,7 @@ class GuidedDenoiser:
     @torch.no_grad()
     def __call__(self, x: torch.Tensor, t: float) -> torch.Tensor:
         n = x.shape[0]
-        if self.guidance == 1.0:
+        if self.guidance == 1.0 or not guided_at(self.schedule, t, self.interval):
             tt = torch.full((n,), t, device=x.device)
             out = self._net(x, tt, self.labels)
         else:
@@ -74,13 +87,14 @@ def _alpha_sigma(schedule: CosineSchedule, t: float, device):
 def sample(model, schedule: CosineSchedule, labels: torch.Tensor, *, steps: int, sampler: str = "dpm++2m",
            guidance: float = 3.0, generator: torch.Generator, device=None, prediction: str = "v",
            image_shape: tuple | None = None, return_trajectory: bool = False, clip: bool = True,
-           noise: torch.Tensor | None = None, bf16: bool | None = None):
+           noise: torch.Tensor | None = None, bf16: bool | None = None, interval=None):
     """Draw one image per label; returns a [N,C,S,S] tensor in [-1, 1] on the CPU.
 
     With `return_trajectory=True` returns (images, frames) where frames is a list of the x0 predictions
     after each step (what the denoising animation shows). `generator` is a CPU generator, so a seed gives
     the same images on every device. `noise` optionally fixes the starting noise (e.g. one seed per sample).
     `bf16` runs the network in bfloat16 (None: where the device does it natively, see `bf16_is_fast`).
+    `interval` ([lo, hi] in sigma, or None for everywhere) limits guidance to those noise levels.
     """
     if sampler not in SAMPLERS:
         raise ValueError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
@@ -97,7 +111,7 @@ def sample(model, schedule: CosineSchedule, labels: torch.Tensor, *, steps: int,
     model.eval()
     if bf16 is None:
         bf16 = bf16_is_fast(torch.device(device))
-    denoise = GuidedDenoiser(model, schedule, labels, guidance, prediction, clip, bf16)
+    denoise = GuidedDenoiser(model, schedule, labels, guidance, prediction, clip, bf16, interval)
     ts = torch.linspace(1.0, 0.0, steps + 1, dtype=torch.float64).tolist()
 
     if noise is None:

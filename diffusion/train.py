@@ -15,6 +15,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # spin-waiting OpenMP threa
 
 import argparse
 import contextlib
+import copy
 import json
 import logging
 import math
@@ -35,10 +36,12 @@ from core.files import write_with
 from . import checkpoint as ckpt
 from . import distributed as ddp
 from . import rundir
+from .augment import flip_decision
 from .config import RESUMABLE_CHANGES, TrainConfig, config_changes
-from .data import epoch_permutation, load_images, make_batch
+from .data import epoch_permutation, load_images, make_batch, source_items
 from .ema import EMA
 from .generate import resolve_device, safe_dir_name, save_grid, save_png
+from .nearest import write_nearest_by_class
 from .samplers import sample, to_uint8
 from .schedule import CosineSchedule, stratified_times
 from .unet import UNet, count_params, preset_config
@@ -145,7 +148,7 @@ def write_run_config(run_dir: Path, config: TrainConfig, class_names: list[str] 
     path = Path(run_dir) / "config.json"
     old = rundir.read_json(path, default={}) or {}
     d = config.to_dict()
-    for k in ("snapshot_id", "created"):
+    for k in ("snapshot_id", "created", "flip_decision"):
         if k in old:
             d[k] = old[k]
     d.setdefault("created", datetime.now(timezone.utc).isoformat(timespec="seconds"))
@@ -169,7 +172,10 @@ def read_run_config(run_dir: Path) -> TrainConfig:
 
 
 def _load_evaluator(config: TrainConfig, run_dir: Path, images, labels, class_names, device, log, dist_info):
-    """Fit (or reload) the evaluator that picks best.pt; None when evaluation is off (best.pt by lowest loss)."""
+    """Fit (or reload) the evaluator that picks best.pt; None when evaluation is off (best.pt by lowest loss).
+
+    Fitted without flips unless the user turned flips on: it then tests whether mirrored pictures keep their
+    class (the "auto" flip decision) and does not accept mirrored samples the data never shows."""
     if not config.eval or not dist_info.is_main:
         return None
     from . import evaluate
@@ -182,7 +188,7 @@ def _load_evaluator(config: TrainConfig, run_dir: Path, images, labels, class_na
                 log.warning("could not load %s (%s); fitting the evaluator again", path, e)
         t0 = time.time()
         ev = evaluate.Evaluator.fit(images, labels, class_names, seed=config.seed, device=device,
-                                    budget_s=eval_budget(config.eval_budget_s, images))
+                                    budget_s=eval_budget(config.eval_budget_s, images), flip=config.flip == "on")
         ev.save(path)
     log.info("evaluator fitted in %.1fs and saved to %s", time.time() - t0, path.name)
     return ev
@@ -195,15 +201,29 @@ def eval_budget(cap_s: float, images: torch.Tensor) -> float:
     return float(min(cap_s, max(2.0, 0.1 * n * h * w / 1024)))
 
 
-def _better(score: dict, best: dict | None) -> bool:
-    """Evaluator figures: higher class accuracy first, then a lower Fréchet distance (KID if no FID)."""
+FID_TIE = 0.02  # Fréchet distances within 2 % of each other count as a tie, broken by accuracy
+
+
+def chance_level(accuracy: float, n: int, num_classes: int) -> bool:
+    """Is this sample accuracy indistinguishable from guessing (within 3 standard errors of 1/classes)?"""
+    p = 1.0 / max(1, num_classes)
+    return accuracy < p + 3.0 * math.sqrt(p * (1 - p) / max(1, n))
+
+
+def _better(score: dict, best: dict | None, num_classes: int) -> bool:
+    """"Best" follows what users see: a lower Fréchet distance in the evaluator's features, accuracy breaking
+    ties; an epoch whose accuracy is at chance level is never best (its FID means nothing yet)."""
+    acc = float(score.get("accuracy", 0.0))
+    if chance_level(acc, int(score.get("n_samples", 0)), num_classes):
+        return False
     if best is None:
         return True
-    acc, bacc = float(score.get("accuracy", 0.0)), float(best.get("accuracy", 0.0))
-    if abs(acc - bacc) > 1e-9:
-        return acc > bacc
-    dist_key = "fid" if "fid" in score else "kid"
-    return float(score.get(dist_key, math.inf)) < float(best.get(dist_key, math.inf))
+    dist_key = "fid" if "fid" in score and "fid" in best else "kid" if "kid" in score and "kid" in best else None
+    if dist_key is not None:
+        d, bd = float(score[dist_key]), float(best[dist_key])
+        if abs(d - bd) > FID_TIE * max(abs(bd), 1e-9):
+            return d < bd
+    return acc > float(best.get("accuracy", 0.0))
 
 
 class Trainer:
@@ -214,6 +234,10 @@ class Trainer:
         self.progress = progress
         self.stop_reason = None  # "cancel" | "budget" | None
         self.grid_seconds = 0.0  # how long the last sample grid + evaluation took
+        self.overhead_s = 0.0  # previews + evaluation in this process (not charged to the training budget)
+        self.preview_s_before = 0.0  # the same, from earlier sessions of the run (resumes)
+        self.evaluator_fit_s = 0.0
+        self.latest_grid_step = None
 
     # ----- entry point -----
     def run(self) -> dict:
@@ -268,6 +292,10 @@ class Trainer:
         else:
             self.device = resolve_device(cfg.device)
         self.on_cuda = self.device.type == "cuda"
+        # The GPU recipe (bf16 autocast, channels_last, torch.compile): each on by default on CUDA only.
+        self.amp = self.on_cuda if cfg.amp is None else bool(cfg.amp) and self.device.type in ("cuda", "cpu")
+        self.channels_last = self.on_cuda if cfg.channels_last is None else bool(cfg.channels_last)
+        self.compile = self.on_cuda if cfg.compile is None else bool(cfg.compile)
         if self.on_cuda:
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
@@ -286,9 +314,13 @@ class Trainer:
         state = None
         if self.resume:
             state = ckpt.load(last)  # clear error if missing/corrupt
-            changed = config_changes(state["config"], cfg.to_dict())
+            try:  # settings added since the checkpoint was written read as their defaults
+                saved = TrainConfig.from_dict(state["config"]).to_dict()
+            except (TypeError, ValueError):
+                saved = state["config"]
+            changed = config_changes(saved, cfg.to_dict())
             if changed:
-                details = "; ".join(f"{k}: {state['config'].get(k)!r} -> {cfg.to_dict().get(k)!r}" for k in changed)
+                details = "; ".join(f"{k}: {saved.get(k)!r} -> {cfg.to_dict().get(k)!r}" for k in changed)
                 raise TrainingError(f"cannot resume with a changed config ({details}); only "
                                     f"{' and '.join(RESUMABLE_CHANGES)} may change. Start a new run instead.")
             if list(state["class_names"]) != list(class_names):
@@ -309,7 +341,7 @@ class Trainer:
         self.model_config = mcfg
         self.schedule = CosineSchedule()
         model.to(self.device)
-        if self.on_cuda:
+        if self.channels_last:
             model = model.to(memory_format=torch.channels_last)
         self.model = model
         self.ema = EMA(model, cfg.ema_decay, cfg.ema_warmup)
@@ -320,18 +352,47 @@ class Trainer:
 
         self.step, self.epoch, self.batch_in_epoch, self.elapsed_before = 0, 0, 0, 0.0
         self.best, self.best_epoch, self.latest_grid_epoch = None, None, None
+        self.flip = None
         if state is not None:
             self._restore(state)
         self.net = model
         if self.dist.enabled:
             ids = [self.device.index] if self.on_cuda else None
             self.net = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
-        if cfg.compile and self.on_cuda:
+        if self.compile:
             self.net = torch.compile(self.net)
-        self.log.info("model: preset %s, %.2fM parameters, device %s, world size %d", cfg.preset,
-                      count_params(model) / 1e6, self.device, self.dist.world_size)
+        self.log.info("model: preset %s, %.2fM parameters, device %s, world size %d, bf16 autocast %s, "
+                      "channels_last %s, torch.compile %s", cfg.preset, count_params(model) / 1e6, self.device,
+                      self.dist.world_size, self.amp, self.channels_last, self.compile)
+        t_fit = time.time()
         self.evaluator = _load_evaluator(cfg, self.run_dir, images, labels, class_names, self.device, self.log,
                                          self.dist)
+        self.evaluator_fit_s = time.time() - t_fit
+        self.items = None
+        if main and self.evaluator is not None:
+            try:
+                self.items = source_items(cfg.data)
+            except (OSError, ValueError) as e:
+                self.log.warning("nearest.json left out: cannot list the training images (%s)", e)
+        self._decide_flip()
+
+    def _decide_flip(self) -> None:
+        """Flips on, off, or decided from the data (kept from the first session on a resume), logged in train.log,
+        metrics.jsonl ("augmentation"), status.json and config.json ("flip_decision")."""
+        cfg = self.config
+        if self.flip is None:
+            mirror = self.evaluator.mirror_test() if (cfg.flip == "auto" and self.evaluator is not None) else None
+            self.flip = flip_decision(cfg.flip, mirror, len(self.class_names))
+            if self.dist.is_main:
+                rundir.append_jsonl(self.run_dir / "metrics.jsonl", {"kind": "augmentation", "step": self.step,
+                                                                     "epoch": self.epoch, **self.flip})
+        self.flip = ddp.broadcast_object(self.dist, self.flip)
+        self.log.info("augmentation: %s", self.flip["why"])
+        if self.dist.is_main:
+            self.status.update(augmentation=self.flip, evaluator_fit_s=round(self.evaluator_fit_s, 2))
+            d = rundir.read_json(self.run_dir / "config.json", default={}) or {}
+            d["flip_decision"] = self.flip
+            rundir.write_json_atomic(self.run_dir / "config.json", d)
 
     def _restore(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
@@ -342,6 +403,9 @@ class Trainer:
         self.elapsed_before = state["elapsed_s"]
         self.best, self.best_epoch = state.get("best"), state.get("best_epoch")
         self.latest_grid_epoch = state.get("latest_grid_epoch")
+        self.latest_grid_step = state.get("latest_grid_step")
+        self.flip = state.get("flip")
+        self.preview_s_before = state.get("preview_s", 0.0)
         rng = state["rng"]
         r = self.dist.rank
         self.noise_gen.set_state(rng["noise"][r])
@@ -365,6 +429,7 @@ class Trainer:
             "config": self.config.to_dict(), "class_names": self.class_names,
             "model_config": self.model_config.to_dict(), "schedule": self.schedule.to_dict(),
             "best": self.best, "best_epoch": self.best_epoch, "latest_grid_epoch": self.latest_grid_epoch,
+            "latest_grid_step": self.latest_grid_step, "flip": self.flip, "preview_s": self.preview_s(),
             "world_size": self.dist.world_size, "saved": time.time(),
         }
         ckpt.save_atomic(state, rundir.checkpoint_path(self.run_dir, "last"))
@@ -376,56 +441,111 @@ class Trainer:
             write_with(best, lambda f: shutil.copyfileobj(source, f))
 
     # ----- samples and evaluation -----
-    def _grid_epoch(self) -> int:
-        """Label for a grid: the epoch in progress counts if any of it has been trained."""
-        return self.epoch + (1 if self.batch_in_epoch > 0 else 0)
+    def preview_s(self) -> float:
+        """Seconds spent on previews, evaluation and mid-run checkpoints over the whole run (not training)."""
+        return self.preview_s_before + self.overhead_s
 
-    def _samples_and_eval(self, recent_loss: float | None, elapsed: float) -> None:
-        """Sample grid + per-class PNGs from the EMA model, evaluation, last.pt and maybe best.pt."""
+    def _save_epoch_weights(self, epoch: int) -> None:
+        """checkpoints/epoch_NNNN.pt: the EMA weights of a sample epoch, so generation can start from any of them;
+        at most `keep_checkpoints` are kept, the oldest going first (never the best, never the newest)."""
+        state = {"format": "menagerie-diffusion-1", "ema": {"model": self.ema.model.state_dict()},
+                 "epoch": epoch, "step": self.step, "config": self.config.to_dict(),
+                 "class_names": self.class_names, "model_config": self.model_config.to_dict(),
+                 "schedule": self.schedule.to_dict()}
+        ckpt.save_atomic(state, rundir.epoch_checkpoint_path(self.run_dir, epoch))
+        kept = rundir.list_checkpoint_epochs(self.run_dir)
+        removable = [e for e in kept if e not in (self.best_epoch, epoch)]
+        while len(kept) > self.config.keep_checkpoints and removable:
+            gone = removable.pop(0)
+            rundir.epoch_checkpoint_path(self.run_dir, gone).unlink(missing_ok=True)
+            kept.remove(gone)
+
+    def _samples_and_eval(self, recent_loss: float | None, elapsed: float, evaluate: bool = True) -> None:
+        """Sample grid + per-class PNGs from the EMA model labelled with the epochs completed; with `evaluate`,
+        the evaluator's figures, nearest.json, the epoch's weights and maybe best.pt; then last.pt."""
         cfg = self.config
-        epoch = self._grid_epoch()
+        epoch = self.epoch
+        improved = False
         if self.dist.is_main:
             t0 = time.time()
-            k = cfg.samples_per_class
-            labels = torch.arange(len(self.class_names)).repeat_interleave(k)
+            k, n_classes = cfg.samples_per_class, len(self.class_names)
+            scoring = evaluate and self.evaluator is not None
+            # Enough samples for a stable Fréchet distance; the grid shows the first k of each class.
+            per_class = max(k, math.ceil(cfg.eval_samples / n_classes)) if scoring else k
+            labels = torch.arange(n_classes).repeat_interleave(per_class)
             with torch.random.fork_rng(devices=[]):
                 gen = torch.Generator().manual_seed(cfg.seed + 12345)  # fixed noise: epochs compare
                 imgs = sample(self.ema.model, self.schedule, labels, steps=cfg.sample_steps, sampler=cfg.sampler,
-                              guidance=cfg.guidance, generator=gen, device=self.device, prediction=cfg.prediction)
+                              guidance=cfg.guidance, generator=gen, device=self.device, prediction=cfg.prediction,
+                              interval=cfg.guidance_interval)
             u8 = to_uint8(imgs)
-            save_grid(u8, len(self.class_names), rundir.grid_path(self.run_dir, epoch))
+            shown = torch.cat([torch.arange(c * per_class, c * per_class + k) for c in range(n_classes)])
+            save_grid(u8[shown], n_classes, rundir.grid_path(self.run_dir, epoch))
             edir = rundir.epoch_samples_dir(self.run_dir, epoch)
+            names = [f"{i % per_class}.png" for i in range(len(u8))]
+            folders = [safe_dir_name(c) for c in self.class_names]
             for i in range(len(u8)):
-                name = self.class_names[int(labels[i])]
-                save_png(u8[i], edir / safe_dir_name(name) / f"{i % k}.png")
-            self.latest_grid_epoch = epoch
-            figures = None
-            if self.evaluator is not None:
+                save_png(u8[i], edir / folders[int(labels[i])] / names[i])
+            self.latest_grid_epoch, self.latest_grid_step = epoch, self.step
+            if scoring:
                 with torch.random.fork_rng(devices=[]):
                     figures = self.evaluator.score(u8, labels)
+                at_chance = chance_level(figures["accuracy"], figures["n_samples"], n_classes)
                 rundir.append_jsonl(self.run_dir / "metrics.jsonl",
-                                    {"kind": "eval", "epoch": epoch, "step": self.step, **_jsonable(figures)})
-                self.log.info("epoch %d eval: %s", epoch, _short(figures))
-                improved = _better(figures, self.best)
+                                    {"kind": "eval", "epoch": epoch, "step": self.step, **_jsonable(figures),
+                                     "chance": 1.0 / n_classes, "at_chance": at_chance})
+                self.log.info("epoch %d (step %d) eval: %s; held-back reals: accuracy %s%s", epoch, self.step,
+                              _short(figures), _fmt(figures.get("real_accuracy")),
+                              " (chance level: not a candidate for best)" if at_chance else "")
+                improved = _better(figures, self.best, n_classes)
                 if improved:
                     self.best = {k2: v for k2, v in _jsonable(figures).items() if isinstance(v, (int, float))}
-            elif recent_loss is not None:
+                if self.items is not None:
+                    write_nearest_by_class(edir, folders, labels, names, u8, self.evaluator, self.items)
+            elif evaluate and recent_loss is not None:
                 improved = self.best is None or recent_loss < self.best.get("loss", math.inf)
                 if improved:
                     self.best = {"loss": recent_loss}
-            else:
-                improved = self.best is None
             if improved:
                 self.best_epoch = epoch
-            self.log.info("samples for epoch %d written in %.1fs", epoch, time.time() - t0)
-        else:
-            improved = False
+            if evaluate:
+                self._save_epoch_weights(epoch)
+            self.log.info("samples for epoch %d (step %d) written in %.1fs", epoch, self.step, time.time() - t0)
         self._save_checkpoint(elapsed)
         if self.dist.is_main:
             if improved:
                 self._copy_to_best()
-            self.status.update(latest_grid_epoch=self.latest_grid_epoch, best_epoch=self.best_epoch)
+            self.status.update(latest_grid_epoch=self.latest_grid_epoch, latest_grid_step=self.latest_grid_step,
+                               best_epoch=self.best_epoch)
         ddp.barrier(self.dist)
+
+    def _guidance_sweep(self, train_s: float) -> None:
+        """Score a few guidance settings on the best weights; the chosen one becomes the run's default
+        (config.json guidance / guidance_interval, read by generation). Bounded by preview_share of the
+        training time (at least 30 s), reported in guidance.json and status.json."""
+        from .guidance import run_sweep
+
+        cfg = self.config
+        model = self.ema.model
+        if self.best_epoch is not None and self.best_epoch != self.latest_grid_epoch:
+            path = rundir.epoch_checkpoint_path(self.run_dir, self.best_epoch)
+            if path.exists():
+                model = copy.deepcopy(self.ema.model)
+                model.load_state_dict(ckpt.load(path)["ema"]["model"])
+        budget = max(30.0, cfg.preview_share * train_s)
+        with torch.random.fork_rng(devices=[]):
+            result = run_sweep(model, self.schedule, self.evaluator, self.class_names, self.run_dir,
+                               steps=cfg.sample_steps, sampler=cfg.sampler, prediction=cfg.prediction,
+                               seed=cfg.seed, device=self.device, budget_s=budget, log=self.log.info)
+        chosen = result["chosen"]
+        self.log.info("guidance sweep (%d settings, %.1fs, budget %.0fs): %s -> guidance %s, interval %s",
+                      len(result["rows"]), result["seconds"], budget, result["why"],
+                      chosen and chosen["guidance"], chosen and chosen["interval"])
+        if chosen:
+            self.config.guidance, self.config.guidance_interval = chosen["guidance"], chosen["interval"]
+            write_run_config(self.run_dir, self.config)
+        self.status.update(guidance={"chosen": chosen, "why": result["why"], "seconds": result["seconds"]},
+                           sweep_s=result["seconds"])
 
     # ----- the loop -----
     def _run(self) -> dict:
@@ -444,12 +564,25 @@ class Trainer:
         if main:
             self.status.update(state="running", device=str(self.device), step=self.step, epoch=self.epoch,
                                total_steps=total_steps, steps_per_epoch=steps_per_epoch, world_size=world,
-                               latest_grid_epoch=self.latest_grid_epoch, best_epoch=self.best_epoch)
-        self.log.info("training: batch %d x %d process(es), %d steps/epoch, epochs=%s, minutes=%s", b, world,
-                      steps_per_epoch, cfg.epochs, cfg.minutes)
+                               latest_grid_epoch=self.latest_grid_epoch, best_epoch=self.best_epoch,
+                               stop_reason=None, stop_message=None)
+        self.log.info("training: batch %d x %d process(es), %d steps/epoch, epochs=%s, minutes=%s (training steps "
+                      "only; previews and evaluation at most %.0f%% on top)", b, world, steps_per_epoch, cfg.epochs,
+                      cfg.minutes, 100 * cfg.preview_share)
 
         loop_start = time.time()
-        elapsed = lambda: self.elapsed_before + (time.time() - loop_start)  # noqa: E731
+        # The budget counts training steps only: time spent on previews, evaluation and checkpoints is taken out.
+        elapsed = lambda: self.elapsed_before + (time.time() - loop_start) - self.overhead_s  # noqa: E731
+
+        def overhead(fn, *args, **kw):
+            t = time.time()
+            fn(*args, **kw)
+            spent = time.time() - t
+            self.overhead_s += spent
+            return spent
+
+        if self.step == 0 and cfg.preview_at_start:  # shows that data, model and sampler work, before training
+            overhead(self._samples_and_eval, None, 0.0, evaluate=False)
         last_grid_t, last_ckpt_t = elapsed(), elapsed()
         interval_loss, interval_n, interval_t0, interval_imgs = 0.0, 0, time.time(), 0
         epoch_loss, epoch_n = 0.0, 0
@@ -458,6 +591,7 @@ class Trainer:
                    dynamic_ncols=True, file=sys.stderr, desc="train")
         done = lambda: cfg.epochs is not None and self.epoch >= cfg.epochs  # noqa: E731
         final_state = "completed"
+        stop = "epochs"
         recent = None
         try:
             while not done():
@@ -488,7 +622,8 @@ class Trainer:
                                 "loss": interval_loss / interval_n, "lr": lr, "images_per_sec": ips})
                             eta, total_est = self._eta(ips, b * world, total_steps, budget_s, elapsed())
                             self.status.update(step=self.step, epoch=self.epoch, images_per_sec=round(ips, 2),
-                                               eta_seconds=eta, total_steps=total_est, elapsed_s=elapsed())
+                                               eta_seconds=eta, total_steps=total_est, elapsed_s=elapsed(),
+                                               train_s=round(elapsed(), 1), preview_s=round(self.preview_s(), 1))
                         bar.set_postfix(loss=f"{interval_loss / interval_n:.4f}", img_s=f"{ips:.0f}")
                         interval_loss, interval_n, interval_t0, interval_imgs = 0.0, 0, time.time(), 0
                     cancel = main and (self.stop_reason == "cancel" or rundir.cancel_requested(self.run_dir))
@@ -497,7 +632,7 @@ class Trainer:
                     if cancel or over:
                         raise _Stop("cancel" if cancel else "budget")
                     if elapsed() - last_ckpt_t >= cfg.checkpoint_minutes * 60:
-                        self._save_checkpoint(elapsed())
+                        overhead(self._save_checkpoint, elapsed())
                         last_ckpt_t = elapsed()
                 self.epoch += 1
                 self.batch_in_epoch = 0
@@ -505,43 +640,68 @@ class Trainer:
                 epoch_loss, epoch_n = 0.0, 0
                 if main:
                     self.status.update(epoch=self.epoch, step=self.step)
+                # Previews and evaluation take at most preview_share of the time: after a grid that took g
+                # seconds, at least g * (1 - share) / share seconds of training before the next.
+                trained = elapsed() - last_grid_t
+                gap = self.grid_seconds * (1 - cfg.preview_share) / cfg.preview_share
                 if cfg.sample_every is not None:
-                    want_grid = self.epoch % cfg.sample_every == 0
-                else:  # by time, and never more than ~1/6 of the time on grids (slow when the CPU is shared)
-                    want_grid = elapsed() - last_grid_t >= max(cfg.sample_minutes * 60, 6 * self.grid_seconds)
+                    want_grid = self.epoch % cfg.sample_every == 0 and trained >= gap
+                else:
+                    want_grid = trained >= max(cfg.sample_minutes * 60, gap)
                 want_grid = ddp.broadcast_object(self.dist, want_grid)
                 if want_grid and not done():
-                    t_grid = time.time()
-                    self._samples_and_eval(recent, elapsed())
-                    self.grid_seconds = time.time() - t_grid
+                    self.grid_seconds = overhead(self._samples_and_eval, recent, elapsed())
                     last_grid_t = last_ckpt_t = elapsed()
         except _Stop as s:
             final_state = "cancelled" if str(s) == "cancel" else "completed"
-            self.log.info("stopping: %s after %d steps (%.1f min)", "cancel requested" if final_state == "cancelled"
-                          else "time budget reached", self.step, elapsed() / 60)
+            stop = str(s)
+            self.log.info("stopping: %s after %d steps (%.1f min of training)", "cancel requested"
+                          if final_state == "cancelled" else "time budget reached", self.step, elapsed() / 60)
             recent = epoch_loss / epoch_n if epoch_n else None
         except KeyboardInterrupt:  # Ctrl-C on the command line: keep the work, like a cancel
-            final_state = "cancelled"
+            final_state, stop = "cancelled", "cancel"
             self.log.info("interrupted: saving a checkpoint at step %d", self.step)
         finally:
             bar.close()
+        train_s = elapsed()
         # Final checkpoint and samples (a cancelled run keeps its state; grids are only for finished work).
-        if final_state == "completed" and self.latest_grid_epoch != self._grid_epoch():
-            self._samples_and_eval(recent, elapsed())
+        if final_state == "completed" and self.latest_grid_step != self.step:
+            overhead(self._samples_and_eval, recent, train_s)
         else:
-            self._save_checkpoint(elapsed())
+            overhead(self._save_checkpoint, train_s)
             if main and self.best_epoch is None and final_state == "completed":
                 self._copy_to_best()
+        if main and final_state == "completed" and cfg.guidance_sweep and self.evaluator is not None:
+            self._guidance_sweep(train_s)
+        message = self._stop_message(stop, steps_per_epoch)
         result = {"state": final_state, "step": self.step, "epoch": self.epoch}
         if main:
             self.status.stop_heartbeat()
+            share = self.preview_s() / max(1e-9, train_s + self.preview_s())
             result = self.status.update(state=final_state, step=self.step, epoch=self.epoch, eta_seconds=0,
-                                        elapsed_s=elapsed(), images_per_sec=round(ips, 2) if ips else None,
+                                        elapsed_s=train_s, train_s=round(train_s, 1),
+                                        preview_s=round(self.preview_s(), 1), preview_share=round(share, 3),
+                                        images_per_sec=round(ips, 2) if ips else None, stop_reason=stop,
+                                        stop_message=message,
                                         total_steps=self.step if final_state == "completed" else total_steps)
-            self.log.info("run %s: %d steps, %d epochs, best epoch %s", final_state, self.step, self.epoch,
-                          self.best_epoch)
+            self.log.info("run %s: %s; %d steps, %d epochs done, best epoch %s; %.1fs training, %.1fs previews and "
+                          "evaluation (%.1f%%), evaluator fitted in %.1fs before the clock started", final_state,
+                          message, self.step, self.epoch, self.best_epoch, train_s, self.preview_s(), 100 * share,
+                          self.evaluator_fit_s)
         ddp.barrier(self.dist)
         return result
+
+    def _stop_message(self, stop: str, steps_per_epoch: int) -> str:
+        """Why training stopped, in the same epoch and step numbers as status.json and metrics.jsonl."""
+        done = f"{self.epoch} epoch{'s' if self.epoch != 1 else ''} done"
+        if self.batch_in_epoch:
+            done += f" and {self.batch_in_epoch} of {steps_per_epoch} steps of epoch {self.epoch + 1}"
+        done += f" ({self.step} steps)"
+        if stop == "budget":
+            return f"stopped by the time budget ({self.config.minutes:g} min of training) after {done}"
+        if stop == "cancel":
+            return f"cancelled after {done}"
+        return f"finished the {self.config.epochs} epochs asked for: {done}"
 
     def _eta(self, ips, batch, total_steps, budget_s, elapsed):
         """(seconds left, estimated total steps) from the epoch target and/or the time budget."""
@@ -559,16 +719,16 @@ class Trainer:
     def _train_step(self, idx: torch.Tensor, null_class: int) -> float:
         cfg, dev = self.config, self.device
         gen = self.noise_gen
-        x0 = make_batch(self.images, idx, flip=cfg.flip, generator=gen, device=dev)
+        x0 = make_batch(self.images, idx, flip=self.flip["flip"], generator=gen, device=dev)
         y = self.labels[idx]
         drop = torch.rand(len(idx), generator=gen) < cfg.label_dropout
         y = torch.where(drop, torch.full_like(y, null_class), y).to(dev)
         t = stratified_times(len(idx), gen, dev)
         eps = torch.randn(x0.shape, generator=gen).to(dev)
         xt = self.schedule.add_noise(x0, eps, t)
-        if self.on_cuda:
+        if self.channels_last:
             xt = xt.contiguous(memory_format=torch.channels_last)
-        amp = torch.autocast("cuda", dtype=torch.bfloat16) if self.on_cuda else contextlib.nullcontext()
+        amp = torch.autocast(dev.type, dtype=torch.bfloat16) if self.amp else contextlib.nullcontext()
         with amp:
             out = self.net(xt, t, y)
         target = self.schedule.target(x0, eps, t, cfg.prediction)
@@ -601,6 +761,10 @@ def _jsonable(d: dict) -> dict:
             v = v.item()
         out[k] = v
     return out
+
+
+def _fmt(v) -> str:
+    return "-" if v is None else f"{float(v):.3f}"
 
 
 def _short(d: dict) -> str:

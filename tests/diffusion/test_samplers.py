@@ -112,3 +112,33 @@ def test_bf16_network_stays_close_to_float32():
     runs = [sample(model, s, labels, steps=8, sampler="dpm++2m", guidance=2.0,
                    generator=torch.Generator().manual_seed(3), bf16=bf16) for bf16 in (False, True)]
     assert (runs[0] - runs[1]).abs().mean() < 0.02
+
+
+def _interval_run(guidance, interval):
+    s = CosineSchedule()
+    model = ExactDenoiser(_targets(), s)
+    labels = torch.tensor([0, 1, 2])
+    return sample(model, s, labels, steps=6, guidance=guidance, generator=torch.Generator().manual_seed(3),
+                  bf16=False, interval=interval)
+
+
+def test_interval_guidance_covering_every_sigma_is_plain_guidance():
+    """Tried: an interval (0, 1e9] holds every noise level of the run, so it must be classifier-free guidance."""
+    assert torch.allclose(_interval_run(3.0, [0.0, 1e9]), _interval_run(3.0, None))
+
+
+def test_interval_guidance_with_an_empty_interval_is_the_conditional_model():
+    """Tried: an interval no step falls in ([1e6, 1e7]): guidance 3 there must equal guidance 1 (cond. only)."""
+    out = _interval_run(3.0, [1e6, 1e7])
+    assert torch.allclose(out, _interval_run(1.0, None))
+    assert not torch.allclose(out, _interval_run(3.0, None))  # guidance does change this model's samples
+
+
+def test_guided_at_reads_sigma_over_alpha():
+    from diffusion.samplers import guided_at
+    s = CosineSchedule()
+    a, sg = s.alpha_sigma(torch.tensor([0.5], dtype=torch.float64))
+    sigma = float(sg / a)
+    assert guided_at(s, 0.5, [sigma * 0.9, sigma * 1.1])
+    assert not guided_at(s, 0.5, [sigma * 1.1, sigma * 2])
+    assert guided_at(s, 0.5, None)
