@@ -15,7 +15,7 @@ def _class_report(session, image_class) -> dict:
     from core.models import Image
     from curator.ranking.service import standings
     table = standings(session, image_class)
-    ids = [r.image_id for r in table.rows]
+    ids = [r.image_id for r in table.rows + table.review]
     images = {i.id: i for i in session.scalars(select(Image).where(Image.id.in_(ids)))} if ids else {}
     return {
         "class": image_class.name, "k": table.k, "k_set": image_class.top_k, "answers": table.answers,
@@ -23,7 +23,7 @@ def _class_report(session, image_class) -> dict:
         "images": [{"rank": r.rank, "id": r.image_id, "file": images[r.image_id].original_filename,
                     "rating": round(r.mu, 6), "uncertainty": round(r.sigma, 6), "comparisons": r.comparisons,
                     "p_top_k": None if r.p_top is None else round(r.p_top, 6), "flagged": r.flagged,
-                    "selected": images[r.image_id].selected} for r in table.rows],
+                    "selected": images[r.image_id].selected} for r in table.rows + table.review],
     }
 
 
@@ -35,7 +35,7 @@ def _human(report: dict) -> str:
     for row in report["images"]:
         p = "flagged" if row["p_top_k"] is None else f"{100 * row['p_top_k']:.0f}%"
         mark = "*" if row["selected"] else " "
-        lines.append(f"  {row['rank']:>4} {row['id']:>7} {row['rating']:>8.2f} {row['uncertainty']:>6.2f} "
+        lines.append(f"  {row['rank'] or '-':>4} {row['id']:>7} {row['rating']:>8.2f} {row['uncertainty']:>6.2f} "
                      f"{p:>7} {row['comparisons']:>5} {mark}{row['file']}")
     return "\n".join(lines)
 

@@ -358,14 +358,15 @@ class Standing:
     comparisons: int
     p_top: float | None  # None for a flagged image (it does not compete until triaged)
     flagged: bool
-    rank: int  # 1-based by rating, among all active images
+    rank: int | None  # 1-based by rating among the competing images; None for a flagged image
 
 
 @dataclass
 class Standings:
     image_class: ImageClass
     k: int
-    rows: list[Standing]  # best first
+    rows: list[Standing]  # the competing images, best first: the first k are the top-k
+    review: list[Standing]  # flagged images ("neither belongs"), best first: outside the top-k until triaged
     progress: Progress
     answers: int  # live answers in the class ("neither" included)
     competing: int  # active, unflagged images
@@ -375,8 +376,9 @@ class Standings:
 
 def standings(session: Session, image_class: ImageClass, view: ClassView | None = None,
               limit: int | None = None) -> Standings:
-    """Active images best first with rating ± uncertainty, comparisons and P(in top-k) (None when flagged).
-    `limit`: only the first rows (the counter needs none, a page a few hundred)."""
+    """Competing images best first with rating ± uncertainty, comparisons and P(in top-k), ranked among themselves
+    so the top-k never holds a flagged image; flagged images apart, unranked, for review.
+    `limit`: only the first competing rows (the counter needs none, a page a few hundred)."""
     view = view or class_view(session, image_class)
     cr = view.ratings
     ids = np.array([i for i, _ in view.active], dtype=np.int64)
@@ -384,13 +386,18 @@ def standings(session: Session, image_class: ImageClass, view: ClassView | None 
     order = np.lexsort((ids, -cr.mu[idx]))  # best first, ties by id
     flagged = {i for i, f in view.active if f}
     p_of = dict(zip(view.competing.tolist(), view.p_top.tolist()))
-    rows = []
-    for rank, j in enumerate(order[:limit].tolist(), start=1):
+    rows: list[Standing] = []
+    review: list[Standing] = []
+    for j in order.tolist():
         image_id, i = int(ids[j]), int(idx[j])
-        rows.append(Standing(image_id, float(cr.mu[i]), float(cr.sigma[i]), int(cr.n[i]), p_of.get(image_id),
-                             image_id in flagged, rank))
-    return Standings(image_class, view.k, rows, view.progress, cr.key.count, len(view.competing), len(flagged),
-                     view)
+        is_flagged = image_id in flagged
+        into = review if is_flagged else rows
+        if not is_flagged and limit is not None and len(rows) >= limit:
+            continue
+        into.append(Standing(image_id, float(cr.mu[i]), float(cr.sigma[i]), int(cr.n[i]), p_of.get(image_id),
+                             is_flagged, None if is_flagged else len(rows) + 1))
+    return Standings(image_class, view.k, rows, review, view.progress, cr.key.count, len(view.competing),
+                     len(flagged), view)
 
 
 def ratings_within_class(session: Session, images: Iterable[Image]) -> dict[int, tuple[float, int]]:

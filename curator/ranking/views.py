@@ -248,7 +248,8 @@ def rank_leaderboard(name: str):
     show_all = request.args.get("all") == "1"
     table = rs.standings(db.session, image_class, limit=None if show_all else LEADERBOARD_ROWS)
     rows = table.rows
-    images = {i.id: i for i in db.session.scalars(select(Image).where(Image.id.in_([r.image_id for r in rows])))}
+    shown = [r.image_id for r in rows + table.review]
+    images = {i.id: i for i in db.session.scalars(select(Image).where(Image.id.in_(shown)))}
     return render_template("ranking/leaderboard.html", cls=image_class, table=table, rows=rows,
                            images=images, show_all=show_all, confidence=rs.CONFIDENCE,
                            undo_selection=rs.last_selection(db.session, image_class), actor=actor())

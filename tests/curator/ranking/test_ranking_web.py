@@ -420,6 +420,31 @@ def test_select_settled_top_k_and_undo(client, app, cats):
         assert not list(db.session.scalars(select(Image.id).where(Image.selected.is_(True))))
 
 
+def test_a_flagged_image_is_left_out_of_the_top_k_and_shown_apart_for_review(client, app, cats):
+    """Tried: k = 2, decisive answers make cats[0] the best, then it is flagged "neither belongs". The leaderboard's
+    ranked table (and its top-2 line) holds only competing images, cats[1] and cats[2] on top; cats[0] is listed
+    apart as needing review, unranked; selecting the settled top-k leaves it out."""
+    client.post("/rank/cat/k", data={"k": "2"})
+    _beat(app, cats, rounds=8)
+    with app.app_context():
+        db.session.get(Image, cats[0]).flagged = True
+        db.session.commit()
+    page = client.get("/rank/cat/leaderboard").get_data(as_text=True)
+    ranked, review = page.split('id="review"')
+    rows = re.findall(r'<tr class="([^"]*)" data-id="(\d+)">\s*<td class="num">([^<]*)</td>', ranked)
+    assert [(int(i), rank) for _, i, rank in rows] == [(c, str(n)) for n, c in enumerate(cats[1:], start=1)]
+    assert [int(i) for cls, i, _ in rows if "in-top" in cls] == cats[1:3]
+    assert [int(i) for cls, i, _ in rows if "boundary" in cls] == [cats[2]]
+    assert "Needs review (1)" in review and re.findall(r'data-id="(\d+)"', review) == [str(cats[0])]
+    assert "⚑ flagged" in review and "left out of the top-2" in review
+    page = client.post("/rank/cat/select", data={"mode": "settled"}, follow_redirects=True).get_data(as_text=True)
+    with app.app_context():
+        assert set(db.session.scalars(select(Image.id).where(Image.selected.is_(True)))) == set(cats[1:3])
+        table = rs.standings(db.session, rs.get_class(db.session, "cat"))
+    assert [r.image_id for r in table.review] == [cats[0]] and table.review[0].rank is None
+    assert cats[0] not in [r.image_id for r in table.rows] and table.competing == 5
+
+
 # --- triage ------------------------------------------------------------------------------------------------------
 
 def test_triage_keep_reject_relabel_by_keys_and_undo(client, app, cats):
