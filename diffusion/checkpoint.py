@@ -43,18 +43,30 @@ def load(path: Path, map_location="cpu") -> dict:
     return state
 
 
-def load_for_sampling(run_dir: Path, which: str = "best", device="cpu"):
-    """(ema_model, schedule, config, class_names) from a run's best.pt (or last.pt).
+def parse_which(which) -> str | int:
+    """"best", "last" or an epoch number (int or digits) -> "best" / "last" / int; ValueError otherwise."""
+    if isinstance(which, int) or str(which).isdigit():
+        return int(which)
+    if which not in ("best", "last"):
+        raise ValueError(f"which must be 'best', 'last' or an epoch number, got {which!r}")
+    return which
+
+
+def load_for_sampling(run_dir: Path, which="best", device="cpu"):
+    """(ema_model, schedule, config, class_names) from a run's best.pt, last.pt or an epoch's kept weights.
 
     which="best" falls back to last.pt when no best.pt exists yet (a run that has not been evaluated).
     """
     run_dir = Path(run_dir)
-    if which not in ("best", "last"):
-        raise ValueError("which must be 'best' or 'last'")
+    which = parse_which(which)
     path = rundir.checkpoint_path(run_dir, which)
     if which == "best" and not path.exists():
         path = rundir.checkpoint_path(run_dir, "last")
     if not path.exists():
+        if isinstance(which, int):
+            kept = rundir.list_checkpoint_epochs(run_dir)
+            raise CheckpointError(f"run {run_dir} kept no weights for epoch {which}; epochs kept: "
+                                  f"{', '.join(map(str, kept)) or 'none'} (or use best / last)")
         raise CheckpointError(f"run {run_dir} has no checkpoint yet (looked for checkpoints/{which}.pt)")
     state = load(path)
     model = UNet(UNetConfig.from_dict(state["model_config"]))

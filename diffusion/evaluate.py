@@ -54,6 +54,12 @@ class EvaluatorFileError(ValueError):
     """An evaluator file that cannot be read (corrupt, truncated, or not an evaluator)."""
 
 
+def chance_level(accuracy: float, n: int, num_classes: int) -> bool:
+    """Is this sample accuracy indistinguishable from guessing (below 1/classes + 3 standard errors)?"""
+    p = 1.0 / max(1, num_classes)
+    return accuracy < p + 3.0 * math.sqrt(p * (1 - p) / max(1, n))
+
+
 # ---------------------------------------------------------------- distribution distances (pure maths)
 
 def shrunk_covariance(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:

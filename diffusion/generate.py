@@ -18,7 +18,8 @@ from PIL import Image
 
 from core.files import write_with
 
-from .checkpoint import load_for_sampling
+from . import rundir
+from .checkpoint import load_for_sampling, parse_which
 from .samplers import SAMPLERS, sample, to_uint8
 
 
@@ -89,11 +90,48 @@ def resolve_device(device: str = "auto") -> torch.device:
     return torch.device(device)
 
 
+def run_guidance(run_dir) -> tuple[float, list | None]:
+    """The run's default guidance and interval: config.json's (the guidance sweep writes its choice there)."""
+    config = rundir.read_json(Path(run_dir) / "config.json", default={}) or {}
+    return float(config.get("guidance", 3.0)), config.get("guidance_interval")
+
+
+def write_nearest_files(run_dir: Path, out_dir: Path, written: list[Path], class_names: list[str]) -> None:
+    """nearest.json beside each class folder of `written` pictures, with the run's evaluator (if it has one)."""
+    from .data import DataError, source_items
+    from .evaluate import Evaluator, EvaluatorFileError
+    from .nearest import write_nearest
+    path = Path(run_dir) / "evaluator.pt"
+    if not path.exists() or not written:
+        return
+    try:
+        evaluator = Evaluator.load(path)
+        config = rundir.read_json(Path(run_dir) / "config.json", default={}) or {}
+        items = source_items(config.get("data", ""))
+    except (OSError, EvaluatorFileError, DataError, ValueError):
+        return  # nearest.json is a help for the user, not worth failing a generation over
+    mode = {1: "L", 3: "RGB", 4: "RGBA"}[evaluator.image_shape[0]]
+    by_folder: dict[Path, list[Path]] = {}
+    for p in written:
+        by_folder.setdefault(p.parent, []).append(p)
+    for folder, paths in by_folder.items():
+        arrays = []
+        for p in paths:
+            with Image.open(p) as im:
+                arr = np.asarray(im.convert(mode))
+            arrays.append(torch.from_numpy((arr[:, :, None] if arr.ndim == 2 else arr).copy()).permute(2, 0, 1))
+        write_nearest(folder, [p.name for p in paths], torch.stack(arrays), evaluator, items)
+
+
 def generate_to_dir(run_dir, out_dir, *, classes: list[str] | None = None, n: int = 8, steps: int = 25,
-                    sampler: str = "dpm++2m", guidance: float = 3.0, seed: int = 0, gif: bool = False,
-                    which: str = "best", device: str = "auto", batch_size: int = 256,
-                    progress=None) -> list[Path]:
+                    sampler: str = "dpm++2m", guidance: float | None = None, seed: int = 0, gif: bool = False,
+                    which="best", device: str = "auto", batch_size: int = 256, progress=None,
+                    interval="run", nearest: bool = True) -> list[Path]:
     """Write `out_dir/<class>/<i>.png` (i = 0..n-1) for each class (all by default); returns the PNG paths.
+
+    `which`: "best", "last" or an epoch whose weights the run kept. `guidance` None: the run's default (chosen by
+    its guidance sweep); `interval` "run": the run's guidance interval, None: guidance at every noise level, or
+    [lo, hi] in sigma. With `nearest` (and a run evaluator) each class folder gets a nearest.json.
 
     Each sample's starting noise is seeded by (seed, class, index), so asking for one class or fewer samples
     gives the same images as asking for all (up to float rounding between batch sizes).
@@ -106,6 +144,10 @@ def generate_to_dir(run_dir, out_dir, *, classes: list[str] | None = None, n: in
     if sampler not in SAMPLERS:
         raise ValueError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
     dev = resolve_device(device)
+    which = parse_which(which)
+    default_guidance, default_interval = run_guidance(run_dir)
+    guidance = default_guidance if guidance is None else guidance
+    interval = default_interval if interval == "run" else interval
     model, schedule, config, class_names = load_for_sampling(Path(run_dir), which=which, device=dev)
     if classes:
         unknown = [c for c in classes if c not in class_names]
@@ -125,7 +167,7 @@ def generate_to_dir(run_dir, out_dir, *, classes: list[str] | None = None, n: in
                 (int(seed) * 1_000_003 + ci) * 100_003 + start + j)) for j in range(count)])
             result = sample(model, schedule, labels, steps=steps, sampler=sampler, guidance=guidance,
                             generator=gen, device=dev, prediction=config.prediction, return_trajectory=gif,
-                            noise=noise)
+                            noise=noise, interval=interval)
             images, frames = result if gif else (result, None)
             images_u8 = to_uint8(images)
             for j in range(count):
@@ -136,7 +178,15 @@ def generate_to_dir(run_dir, out_dir, *, classes: list[str] | None = None, n: in
                     save_gif([to_uint8(f[j]) for f in frames] + [images_u8[j]], path.with_suffix(".gif"))
             if progress is not None:
                 progress(name, start + count, n)
+    if nearest:
+        write_nearest_files(Path(run_dir), out_dir, written, class_names)
     return written
+
+
+def interval_choice(choice: str):
+    """"run" / "on" / "off" (the command-line words) -> the `interval` argument of generate_to_dir."""
+    from .config import DEFAULT_GUIDANCE_INTERVAL
+    return {"run": "run", "on": list(DEFAULT_GUIDANCE_INTERVAL), "off": None}[choice]
 
 
 def main(argv=None) -> int:
@@ -148,14 +198,21 @@ def main(argv=None) -> int:
     p.add_argument("--n", type=int, default=8)
     p.add_argument("--steps", type=int, default=25)
     p.add_argument("--sampler", default="dpm++2m", choices=SAMPLERS)
-    p.add_argument("--guidance", type=float, default=3.0)
+    p.add_argument("--guidance", type=float, default=None, help="default: the run's (chosen by its guidance sweep)")
+    p.add_argument("--interval", choices=("run", "on", "off"), default="run",
+                   help="limited-interval guidance: the run's choice, on (the default interval) or off")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--gif", action="store_true")
-    p.add_argument("--which", default="best", choices=("best", "last"))
+    p.add_argument("--which", default="best", help="best, last or an epoch number whose weights the run kept")
     p.add_argument("--device", default="auto")
     a = p.parse_args(argv)
-    paths = generate_to_dir(a.run_dir, a.out_dir, classes=a.classes, n=a.n, steps=a.steps, sampler=a.sampler,
-                            guidance=a.guidance, seed=a.seed, gif=a.gif, which=a.which, device=a.device)
+    try:
+        paths = generate_to_dir(a.run_dir, a.out_dir, classes=a.classes, n=a.n, steps=a.steps, sampler=a.sampler,
+                                guidance=a.guidance, seed=a.seed, gif=a.gif, which=a.which, device=a.device,
+                                interval=interval_choice(a.interval))
+    except (ValueError, RuntimeError) as e:  # CheckpointError is a RuntimeError
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     print(json.dumps({"written": len(paths), "out": str(a.out_dir)}))
     return 0
 

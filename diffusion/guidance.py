@@ -15,6 +15,7 @@ import torch
 
 from . import rundir
 from .config import DEFAULT_GUIDANCE_INTERVAL
+from .evaluate import chance_level
 from .generate import save_grid
 from .samplers import sample, to_uint8
 
@@ -34,12 +35,16 @@ def row_name(row: dict) -> str:
     return f"g{row['guidance']:g}-{'interval' if row['interval'] else 'all'}"
 
 
-def choose(rows: list[dict]) -> tuple[dict | None, str]:
-    """(chosen row, why): the lowest Fréchet distance among the rows within ACCURACY_SHARE of the best accuracy."""
+def choose(rows: list[dict], num_classes: int) -> tuple[dict | None, str]:
+    """(chosen row, why): the lowest Fréchet distance among the rows within ACCURACY_SHARE of the best accuracy;
+    None while every row's accuracy is at chance level (the figures would mean nothing)."""
     scored = [r for r in rows if r.get("accuracy") is not None]
     if not scored:
         return None, "no setting could be scored"
     best_acc = max(r["accuracy"] for r in scored)
+    if all(chance_level(r["accuracy"], r.get("n_samples", 0), num_classes) for r in scored):
+        return None, (f"every setting's samples are recognised at chance level (best {best_acc:.3f}, chance "
+                      f"{1 / num_classes:.3f}): the run's guidance is kept; train longer")
     floor = ACCURACY_SHARE * best_acc
     eligible = [r for r in scored if r["accuracy"] >= floor - 1e-9]
     with_fid = [r for r in eligible if r.get("fid") is not None]
@@ -89,7 +94,7 @@ def run_sweep(model, schedule, evaluator, class_names: list[str], run_dir: Path,
         if log:
             log("guidance %s: accuracy %.3f, FID %s (%.1fs)", name, fig["accuracy"],
                 f"{fig['fid']:.2f}" if fig.get("fid") is not None else "-", time.time() - r0)
-    chosen, why = choose(rows)
+    chosen, why = choose(rows, k)
     result = {"rows": rows, "chosen": chosen, "why": why, "steps": steps, "sampler": sampler,
               "n_per_row": len(labels), "seconds": round(time.time() - t0, 2), "budget_s": budget_s,
               "skipped": skipped, "real_accuracy": evaluator.info.get("real_accuracy")}

@@ -40,6 +40,7 @@ from .augment import flip_decision
 from .config import RESUMABLE_CHANGES, TrainConfig, config_changes
 from .data import epoch_permutation, load_images, make_batch, source_items
 from .ema import EMA
+from .evaluate import chance_level
 from .generate import resolve_device, safe_dir_name, save_grid, save_png
 from .nearest import write_nearest_by_class
 from .samplers import sample, to_uint8
@@ -202,12 +203,6 @@ def eval_budget(cap_s: float, images: torch.Tensor) -> float:
 
 
 FID_TIE = 0.02  # Fréchet distances within 2 % of each other count as a tie, broken by accuracy
-
-
-def chance_level(accuracy: float, n: int, num_classes: int) -> bool:
-    """Is this sample accuracy indistinguishable from guessing (within 3 standard errors of 1/classes)?"""
-    p = 1.0 / max(1, num_classes)
-    return accuracy < p + 3.0 * math.sqrt(p * (1 - p) / max(1, n))
 
 
 def _better(score: dict, best: dict | None, num_classes: int) -> bool:

@@ -14,7 +14,7 @@ from flask import current_app
 from flask.cli import with_appcontext
 
 from core.cli import emit, json_option
-from diffusion.config import DEVICES, PRESETS, SAMPLERS
+from diffusion.config import DEVICES, FLIPS, PRESETS, SAMPLERS
 
 DEFAULT_MINUTES = 10.0
 
@@ -65,19 +65,22 @@ def _data_source(instance: Path, snapshot: str | None, data: Path | None, image_
               "(one subfolder per class).")
 @click.option("--epochs", type=click.IntRange(min=1), help="Passes over the data.")
 @click.option("--minutes", type=click.FloatRange(min=0, min_open=True),
-              help=f"Wall-clock budget (default {DEFAULT_MINUTES:g} when --epochs is not given).")
+              help=f"Budget of training steps in minutes (default {DEFAULT_MINUTES:g} when --epochs is not given); "
+              "previews and evaluation come on top, at most 10 %% of it.")
 @click.option("--image-size", type=click.IntRange(8, 512), help="Training resolution in pixels (default 32).")
 @click.option("--preset", type=click.Choice(PRESETS), help="Model size (default small).")
 @click.option("--batch-size", type=click.IntRange(min=1), help="Images per step (default 64).")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), help="Peak learning rate (default 2e-3).")
 @click.option("--seed", type=int, help="Random seed (default 0).")
 @click.option("--device", type=click.Choice(DEVICES), help="auto (default), cpu, cuda or mps.")
+@click.option("--flip", type=click.Choice(FLIPS), help="Horizontal flips: auto (default: on only if mirrored "
+              "pictures keep their class, tested on held-back images and logged), off or on.")
 @click.option("--resume", "resume_run", metavar="RUN", help="Continue a run (id or path); only --epochs and "
               "--minutes may change.")
 @json_option("the result")
 @with_appcontext
-def train_command(snapshot, data, epochs, minutes, image_size, preset, batch_size, lr, seed, device, resume_run,
-                  as_json):
+def train_command(snapshot, data, epochs, minutes, image_size, preset, batch_size, lr, seed, device, flip,
+                  resume_run, as_json):
     """Train a class-conditional diffusion model; writes <instance>/runs/<id>/."""
     _prepare_torch()
     from diffusion import rundir
@@ -89,7 +92,7 @@ def train_command(snapshot, data, epochs, minutes, image_size, preset, batch_siz
     instance = Path(current_app.instance_path)
     if resume_run:
         others = {"--snapshot": snapshot, "--data": data, "--image-size": image_size, "--preset": preset,
-                  "--batch-size": batch_size, "--lr": lr, "--seed": seed, "--device": device}
+                  "--batch-size": batch_size, "--lr": lr, "--seed": seed, "--device": device, "--flip": flip}
         given = [k for k, v in others.items() if v is not None]
         if given:
             raise click.UsageError(f"{', '.join(given)} cannot change when resuming; only --epochs and --minutes "
@@ -111,7 +114,7 @@ def train_command(snapshot, data, epochs, minutes, image_size, preset, batch_siz
             minutes = DEFAULT_MINUTES
         settings = {"data": source, "image_size": size, "epochs": epochs, "minutes": minutes}
         for key, value in (("preset", preset), ("batch_size", batch_size), ("lr", lr), ("seed", seed),
-                           ("device", device)):
+                           ("device", device), ("flip", flip)):
             if value is not None:
                 settings[key] = value
         config = TrainConfig(**settings)
@@ -132,10 +135,16 @@ def train_command(snapshot, data, epochs, minutes, image_size, preset, batch_siz
     grid_epoch = status.get("latest_grid_epoch")
     result = {"run_id": run_dir.name, "run_dir": str(run_dir), "state": status.get("state"),
               "epoch": status.get("epoch"), "step": status.get("step"), "best_epoch": status.get("best_epoch"),
-              "images_per_sec": status.get("images_per_sec"),
-              "grid": str(rundir.grid_path(run_dir, grid_epoch)) if grid_epoch else None}
-    emit(result, as_json, f"Run {run_dir.name} {result['state']} after {result['epoch']} epochs "
-                           f"({result['step']} steps); samples: {result['grid']}")
+              "images_per_sec": status.get("images_per_sec"), "stop_message": status.get("stop_message"),
+              "train_s": status.get("train_s"), "preview_s": status.get("preview_s"),
+              "evaluator_fit_s": status.get("evaluator_fit_s"), "sweep_s": status.get("sweep_s"),
+              "augmentation": (status.get("augmentation") or {}).get("why"),
+              "guidance": status.get("guidance"),
+              "grid": str(rundir.grid_path(run_dir, grid_epoch)) if grid_epoch is not None else None}
+    chosen = (result["guidance"] or {}).get("chosen") or {}
+    emit(result, as_json, f"Run {run_dir.name} {result['state']}: {result['stop_message']}. "
+                           f"{result['augmentation'] or ''}. Guidance {chosen.get('guidance', '-')}"
+                           f"{' in an interval' if chosen.get('interval') else ''}. Samples: {result['grid']}")
 
 
 @click.command("sample")
@@ -144,24 +153,31 @@ def train_command(snapshot, data, epochs, minutes, image_size, preset, batch_siz
 @click.option("--n", "n", type=click.IntRange(min=1), default=8, show_default=True, help="Images per class.")
 @click.option("--steps", type=click.IntRange(min=1), default=25, show_default=True, help="Solver steps.")
 @click.option("--sampler", type=click.Choice(SAMPLERS), default="dpm++2m", show_default=True)
-@click.option("--guidance", type=click.FloatRange(min=0), default=3.0, show_default=True,
-              help="Classifier-free guidance scale (1 = none).")
+@click.option("--guidance", type=click.FloatRange(min=0), default=None,
+              help="Classifier-free guidance scale (1 = none; default: the run's, chosen by its guidance sweep).")
+@click.option("--interval", type=click.Choice(("run", "on", "off")), default="run", show_default=True,
+              help="Guidance only in a limited interval of noise levels: the run's choice, on or off.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--out", "out", type=click.Path(path_type=Path, file_okay=False), required=True,
               help="Writes OUT/<class>/<i>.png.")
 @click.option("--gif", is_flag=True, help="Also write OUT/<class>/<i>.gif, the denoising animation.")
-@click.option("--which", type=click.Choice(("best", "last")), default="best", show_default=True,
-              help="Checkpoint to sample from.")
+@click.option("--which", default="best", show_default=True, metavar="best|last|EPOCH",
+              help="Checkpoint to sample from: best, last, or an epoch whose weights the run kept.")
 @click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
 @json_option("the result")
 @with_appcontext
-def sample_command(run, classes, n, steps, sampler, guidance, seed, out, gif, which, device, as_json):
+def sample_command(run, classes, n, steps, sampler, guidance, interval, seed, out, gif, which, device, as_json):
     """Draw samples from a trained run (id under <instance>/runs, or a path)."""
     _prepare_torch()
     from tqdm import tqdm
 
-    from diffusion.checkpoint import CheckpointError
-    from diffusion.generate import generate_to_dir
+    from diffusion.checkpoint import CheckpointError, parse_which
+    from diffusion.generate import generate_to_dir, interval_choice
+
+    try:
+        which = parse_which(which)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--which") from None
 
     run_dir = resolve_run_dir(Path(current_app.instance_path), run)
     with tqdm(total=None, desc="sample", unit="img", disable=None) as bar:
@@ -174,7 +190,7 @@ def sample_command(run, classes, n, steps, sampler, guidance, seed, out, gif, wh
         try:
             paths = generate_to_dir(run_dir, out, classes=list(classes) or None, n=n, steps=steps, sampler=sampler,
                                     guidance=guidance, seed=seed, gif=gif, which=which, device=device,
-                                    progress=progress)
+                                    progress=progress, interval=interval_choice(interval))
         except (CheckpointError, ValueError, RuntimeError) as e:
             raise click.ClickException(str(e)) from None
     by_class: dict[str, int] = {}

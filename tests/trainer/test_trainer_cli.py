@@ -12,16 +12,19 @@ torch.set_num_threads(1)
 
 
 def test_train_on_a_folder_then_sample_it_by_run_id(runner, app, dataset, tmp_path):
-    """Tried: `train --data DIR --epochs 1 --preset micro --image-size 8 --json`, then `sample RUN --class red
-    --n 2 --steps 2 --out OUT --json`. The run lands in <instance>/runs/<id> and the PNGs in OUT/red/."""
+    """Tried: `train --data DIR --epochs 1 --preset micro --image-size 8 --flip off --json`, then `sample RUN
+    --class red --n 2 --steps 2 --out OUT --json`, then `--which 1` (a kept epoch) and `--which 7` (none kept).
+    The run lands in <instance>/runs/<id>, the PNGs in OUT/red/ with a nearest.json naming training images."""
     data = dataset({"red": 4, "blue": 4}, kind="discs", size=8, root=tmp_path / "data")
     result = runner.invoke(train_command, ["--data", str(data), "--epochs", "1", "--preset", "micro",
-                                           "--image-size", "8", "--batch-size", "4", "--json"])
+                                           "--image-size", "8", "--batch-size", "4", "--flip", "off", "--json"])
     assert result.exit_code == 0, result.output
     info = json.loads(result.stdout.strip().splitlines()[-1])
     run_dir = rundir.checkpoint_path(app.instance_path + "/runs/" + info["run_id"], "last").parent.parent
     assert info["state"] == "completed" and run_dir.is_dir() and info["grid"].endswith("epoch_0001.png")
-    assert json.loads((run_dir / "config.json").read_text())["class_names"] == ["blue", "red"]
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["class_names"] == ["blue", "red"] and config["flip"] == "off"
+    assert config["flip_decision"]["flip"] is False and "chosen by the user" in info["augmentation"]
 
     out = tmp_path / "out"
     result = runner.invoke(sample_command, [info["run_id"], "--class", "red", "--n", "2", "--steps", "2",
@@ -29,7 +32,18 @@ def test_train_on_a_folder_then_sample_it_by_run_id(runner, app, dataset, tmp_pa
     assert result.exit_code == 0, result.output
     sampled = json.loads(result.stdout.strip().splitlines()[-1])
     assert sampled["written"] == 2 and sampled["per_class"] == {"red": 2}
-    assert sorted(p.name for p in (out / "red").iterdir()) == ["0.png", "1.png"]
+    assert sorted(p.name for p in (out / "red").iterdir()) == ["0.png", "1.png", "nearest.json"]
+    nearest = json.loads((out / "red" / "nearest.json").read_text())
+    first = nearest["pictures"]["0.png"]["nearest"][0]
+    assert set(nearest["pictures"]) == {"0.png", "1.png"} and first["path"].startswith(str(data))
+    assert len(first["sha256"]) == 64 and 0 <= first["distance"] <= 1
+
+    epoch1 = runner.invoke(sample_command, [info["run_id"], "--n", "1", "--steps", "2", "--which", "1",
+                                            "--out", str(tmp_path / "e1"), "--json"])
+    assert epoch1.exit_code == 0, epoch1.output
+    none_kept = runner.invoke(sample_command, [info["run_id"], "--n", "1", "--steps", "2", "--which", "7",
+                                               "--out", str(tmp_path / "e7")])
+    assert none_kept.exit_code != 0 and "kept no weights for epoch 7" in none_kept.output
 
     # Resuming may only lengthen training.
     bad = runner.invoke(train_command, ["--resume", info["run_id"], "--lr", "0.1"])
