@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import io
 import json
 import re
 import time
+import zipfile
 from pathlib import Path, PurePosixPath
 
 from core.files import write_atomic
@@ -45,7 +47,7 @@ def describe(run_dir: Path, rel: str) -> dict:
         item = {"png": rel, "source": "generated", "generation": m.group(1), "class": m.group(2),
                 "index": int(m.group(3))}
         request = _read_json(Path(run_dir) / "generated" / m.group(1) / "request.json") or {}
-        for key in ("seed", "steps", "sampler", "guidance"):
+        for key in ("seed", "steps", "sampler", "guidance", "which"):
             if key in request:
                 item[key] = request[key]
     else:
@@ -111,3 +113,38 @@ def remove(run_dir: Path, rel: str) -> list[dict]:
         if len(kept) != len(items):
             _write(run_dir, kept)
         return kept
+
+
+def picture_name(item: dict) -> str:
+    """`<class>/<epoch0001 or generation id>-<index>.png`: a favourite's file name in a zip or a curator batch,
+    unique within the run and saying where the picture came from."""
+    origin = f"epoch{item['epoch']:04d}" if "epoch" in item else str(item.get("generation", "generated"))
+    return f"{item['class']}/{origin}-{item['index']}.png"
+
+
+def checked(run_dir: Path, items: list[dict]) -> list[dict]:
+    """The items that still name a picture of the run (favourites.json is a file anyone could edit, and a
+    picture may have been removed since it was marked)."""
+    out = []
+    for item in items:
+        try:
+            describe(run_dir, item.get("png"))
+        except FavouriteError:
+            continue
+        out.append(item)
+    return out
+
+
+def zip_bytes(run_dir: Path, run_id: str, items: list[dict]) -> bytes:
+    """The favourites as one zip: each PNG as `picture_name(item)` and manifest.json listing, for each, what
+    regenerates it (run, class, index, and the epoch or the generation's seed, steps, sampler and guidance)."""
+    entries = []
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
+        for item in checked(run_dir, items):
+            name = picture_name(item)
+            zf.write(Path(run_dir) / item["png"], name)
+            entries.append({"file": name, "run": run_id, "source_png": item["png"],
+                            **{k: v for k, v in item.items() if k not in ("png", "added")}})
+        zf.writestr("manifest.json", json.dumps({"run": run_id, "favourites": entries}, indent=1, sort_keys=True))
+    return buffer.getvalue()

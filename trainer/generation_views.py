@@ -15,6 +15,9 @@ from diffusion.config import SAMPLERS
 from trainer import stickers
 from trainer.generation_service import (
     GenerationRequest,
+    checkpoint_choices,
+    generation_zip,
+    last_request,
     list_generations,
     read_generation,
     send_to_curator,
@@ -37,18 +40,37 @@ def parse_generation_form(form, view: RunView) -> tuple[GenerationRequest | None
     sampler = e.choice(form, "sampler", "Sampler", SAMPLERS, "dpm++2m")
     guidance = e.number(form, "guidance", "Guidance", float, 0, 30)
     seed = e.number(form, "seed", "Seed", int, 0, 2**31 - 1)
+    choices = checkpoint_choices(view)
+    which = form.get("which") or (choices[0] if choices else "best")
+    if choices and which not in choices:
+        e["which"] = f"Checkpoint {which[:40]!r} is not kept for this run; choose one of {', '.join(choices)}."
     if e:
         return None, e
     return GenerationRequest(classes=classes, n=n, steps=steps, sampler=sampler, guidance=guidance, seed=seed,
-                             gif=form.get("gif", "1") == "1"), e
+                             gif=form.get("gif", "1") == "1", which=which), e
+
+
+def remembered_values(view: RunView) -> dict:
+    """The form's starting values: the run's newest generation's settings, else the defaults."""
+    last = last_request(view)
+    values = {"n": "4", "steps": "25", "sampler": "dpm++2m", "guidance": str(view.config.get("guidance", 3)),
+              "seed": "0", "which": "best", "class": ""}
+    for key in ("n", "steps", "sampler", "guidance", "seed", "which"):
+        if last.get(key) not in (None, ""):
+            values[key] = str(last[key])
+    classes = last.get("classes") or []
+    if len(classes) == 1 and classes[0] in view.class_names:
+        values["class"] = classes[0]
+    return values
 
 
 def _generate_page(view: RunView, form: dict, errors: dict, status: int = 200):
-    values = {"n": "4", "steps": "25", "sampler": "dpm++2m", "guidance": str(view.config.get("guidance", 3)),
-              "seed": "0", **form}
+    remembered = remembered_values(view)
+    values = {**remembered, **form}
     jobs = [g for g in (read_generation(view, gid) for gid in list_generations(view)[:20]) if g]
     return render_template("trainer/generate.html", view=view, values=values, errors=errors, samplers=SAMPLERS,
-                           jobs=jobs), status
+                           jobs=jobs, checkpoints=checkpoint_choices(view),
+                           remembered=bool(last_request(view)) and not form), status
 
 
 @bp.get("/runs/<run_id>/generate")
@@ -83,9 +105,22 @@ def generation_page(run_id: str, gen_id: str):
     return render_template(template, view=view, job=job)
 
 
+@bp.get("/runs/<run_id>/generate/<gen_id>/generation.zip")
+def generation_download(run_id: str, gen_id: str):
+    """The whole generation as one zip (PNGs, GIFs, request.json, manifest.json); 404 until it has pictures."""
+    view = get_view(run_id)
+    job = _generation_or_404(view, gen_id)
+    if not job.images:
+        abort(404, f"generation {gen_id} has no pictures yet")
+    response = Response(generation_zip(view, job), mimetype="application/zip")
+    response.headers["Content-Disposition"] = f'attachment; filename="{run_id}-{gen_id}.zip"'
+    return response
+
+
 @bp.post("/runs/<run_id>/generate/<gen_id>/send")
 def generation_send(run_id: str, gen_id: str):
-    """Close the loop: chosen generated images become a new curator batch (kind "generated", source = the run)."""
+    """Close the loop: chosen generated images are staged for the curator (a batch of kind "generated" in the
+    merge preview), training data only once someone accepts them there."""
     view = get_view(run_id)
     job = _generation_or_404(view, gen_id)
     picks = [p for p in request.form.getlist("pick") if p]
@@ -93,10 +128,11 @@ def generation_send(run_id: str, gen_id: str):
         batch = send_to_curator(db.session, ImageStore(instance()), view, job, picks,
                                 Limits.from_config(current_app.config))
     except RunError as exc:
-        flash(str(exc), "error")
-        return redirect(url_for("generation.generation_page", run_id=run_id, gen_id=gen_id))
-    flash(f"Sent {len(picks)} generated image(s) to the curator as batch #{batch.id}.", "ok")
-    return redirect(url_for("imports.batch_report", batch_id=batch.id))
+        return render_template("trainer/generation.html", view=view, job=job, send_error=str(exc),
+                               picked=set(picks)), 400
+    flash(f"Staged {len(picks)} generated image(s) as batch #{batch.id}: they join the dataset only when you accept "
+          "them here, and snapshots leave them out unless asked.", "ok")
+    return redirect(url_for("merge.merge_preview", batch_id=batch.id), 303)
 
 
 # --- stickers -----------------------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
-"""Sticker pages of a run: pick favourites, train and watch the learned upscaler, compare it with Lanczos on a
-picture, and export the favourites as a sticker pack (a zip download).
+"""Sticker and favourites pages of a run: mark favourites (the star every gallery tile carries, with htmx or as a
+plain form), act on them (download a zip, send them to the curator as a staged batch, make a sticker pack), train
+and watch the learned upscaler, compare it with Lanczos on a picture.
 
 Everything that needs torch (training the upscaler, applying it, exporting a pack with it) runs in a detached
 process (trainer.upscaling); pages read their files and poll with htmx every second while something runs, and
@@ -10,13 +11,29 @@ from __future__ import annotations
 from io import BytesIO
 from pathlib import Path
 
-from flask import Blueprint, Response, abort, flash, redirect, render_template, request, send_file, url_for
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    flash,
+    g,
+    redirect,
+    render_template,
+    request,
+    send_file,
+    url_for,
+)
 from PIL import Image, UnidentifiedImageError
 
-from core.web import ident_ok
+from core.db import db
+from core.web import ident_ok, is_htmx, safe_next
+from curator.imports.storage import ImageStore
+from curator.imports.validation import Limits
 from diffusion.rundir import class_sample_paths
 from trainer import favourites, stickers, upscaling
-from trainer.generation_service import list_generations, read_generation
+from trainer.generation_service import list_generations, read_generation, send_favourites
+from trainer.service import RunError
 from trainer.views import get_view, instance
 
 bp = Blueprint("stickers", __name__, template_folder="templates", url_prefix="/stickers")
@@ -143,18 +160,76 @@ def upscaler_cancel(run_id: str):
 
 # --- favourites ---------------------------------------------------------------------------------------------
 
+@bp.app_context_processor
+def favourite_helpers() -> dict:
+    """`favourite_set(view)`: the run's favourite paths, read once per request however many tiles ask (every
+    gallery tile includes trainer/_favourite_toggle.html)."""
+    def favourite_set(view) -> set[str]:
+        cache = g.setdefault("favourite_sets", {})
+        if view.id not in cache:
+            cache[view.id] = {f["png"] for f in favourites.read(view.path)}
+        return cache[view.id]
+    return {"favourite_set": favourite_set}
+
+
 @bp.post("/runs/<run_id>/favourites")
 def favourite_toggle(run_id: str):
+    """Star or unstar one picture (`file`, `action` add|remove|toggle). htmx gets the toggle back (its new state and the
+    run's count); a plain form goes back to `next` (a path on this site) or the favourites page."""
     view = get_view(run_id)
     rel = request.form.get("file", "")
+    action = request.form.get("action", "add")
+    if action == "toggle":
+        action = "remove" if favourites.is_favourite(view.path, rel) else "add"
     try:
-        if request.form.get("action") == "remove":
+        if action == "remove":
+            if not favourites.is_favourite(view.path, rel):  # a removed picture's entry can still be unmarked
+                favourites.describe(view.path, rel)  # anything else that is no picture of the run: say so
             favourites.remove(view.path, rel)
         else:
             favourites.add(view.path, rel)
     except favourites.FavouriteError as exc:
         return _bad_request(str(exc))
-    return redirect(url_for("stickers.run_stickers", run_id=run_id) + "#favourites", 303)
+    g.pop("favourite_sets", None)
+    back = safe_next(request.form.get("next"), url_for("stickers.favourites_page", run_id=run_id))
+    if is_htmx():
+        return render_template("trainer/_favourite_toggle.html", view=view, rel=rel, next_url=back)
+    return redirect(back, 303)
+
+
+@bp.get("/runs/<run_id>/favourites")
+def favourites_page(run_id: str):
+    view = get_view(run_id)
+    return render_template("stickers/favourites.html", view=view, items=favourites.read(view.path),
+                           opts=_options({})[0], scales=stickers.SCALES, upscalers=UPSCALERS, errors={})
+
+
+@bp.get("/runs/<run_id>/favourites.zip")
+def favourites_download(run_id: str):
+    """The favourites as a zip: their PNGs and manifest.json saying what regenerates each (404 when none)."""
+    view = get_view(run_id)
+    items = favourites.checked(view.path, favourites.read(view.path))
+    if not items:
+        abort(404, "the run has no favourites to download: mark some first")
+    response = Response(favourites.zip_bytes(view.path, view.id, items), mimetype="application/zip")
+    response.headers["Content-Disposition"] = f'attachment; filename="favourites-{run_id}.zip"'
+    return response
+
+
+@bp.post("/runs/<run_id>/favourites/send")
+def favourites_send(run_id: str):
+    """Stage the favourites for the curator (a batch of kind "generated" in the merge preview)."""
+    view = get_view(run_id)
+    try:
+        batch = send_favourites(db.session, ImageStore(instance()), view, favourites.read(view.path),
+                                Limits.from_config(current_app.config))
+    except RunError as exc:
+        return render_template("stickers/favourites.html", view=view, items=favourites.read(view.path),
+                               opts=_options({})[0], scales=stickers.SCALES, upscalers=UPSCALERS,
+                               errors={"send": str(exc)}), 400
+    flash(f"Staged {len(batch.items)} favourite(s) as batch #{batch.id}: they join the dataset only when you accept "
+          "them here, and snapshots leave them out unless asked.", "ok")
+    return redirect(url_for("merge.merge_preview", batch_id=batch.id), 303)
 
 
 # --- one picture: Lanczos and learned side by side ----------------------------------------------------------

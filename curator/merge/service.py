@@ -34,6 +34,8 @@ from curator.imports.storing import fingerprint_valid, normalise_class_name
 from curator.imports.validation import Limits, Rejected
 
 MERGE = "merge"
+GENERATED = "generated"  # pictures a run made, sent back: staged like a merge, kept out of snapshots unless asked
+KINDS = (MERGE, GENERATED)
 INSTANCE_DB = "menagerie.sqlite3"
 ACCEPTABLE = ("new", "near-duplicate", "duplicate")  # outcomes with a staged image the user may take in
 
@@ -179,12 +181,15 @@ def classify(session: Session, store: ImageStore, new: dict, names: dict | None 
 
 def stage(session: Session, store: ImageStore, candidates: list[Candidate], *, source: str,
           limits: Limits = Limits(), workers: int = 1, progress: Callable[[int], None] | None = None,
-          origin: str = "web") -> Batch:
+          origin: str = "web", kind: str = MERGE) -> Batch:
     """Store the files and create the staged batch, then sort its items for the preview. Returns the batch.
     `workers` as for curator.imports.service.import_candidates (the command line passes 2). `origin` ("cli",
     "web", "job") is noted on the batch with the process: a command-line merge killed after staging is resumed by
-    its next run (`unfinished_merges`)."""
-    batch = import_candidates(session, store, candidates, kind=MERGE, source=source, limits=limits, staged=True,
+    its next run (`unfinished_merges`). `kind` GENERATED marks pictures a run made (trainer.generation_service):
+    they wait in the same preview, and even once accepted snapshots leave them out unless asked."""
+    if kind not in KINDS:
+        raise MergeError(f"a staged batch is of kind {' or '.join(KINDS)}, not {kind!r}")
+    batch = import_candidates(session, store, candidates, kind=kind, source=source, limits=limits, staged=True,
                               workers=workers, progress=progress, origin=origin)
     analyse(session, store, batch)
     return batch
@@ -304,7 +309,7 @@ def get_merge(session: Session, batch_id) -> Batch:
         batch = session.get(Batch, int(batch_id))
     except (TypeError, ValueError):
         batch = None
-    if batch is None or batch.kind != MERGE:
+    if batch is None or batch.kind not in KINDS:
         raise MergeError(f"no merge #{batch_id}")
     return batch
 
@@ -471,7 +476,8 @@ def discard(session: Session, batch: Batch, *, actor: str = "") -> Decision:
 
 
 def staged_merges(session: Session) -> list[Batch]:
-    return list(session.scalars(select(Batch).where(Batch.kind == MERGE, Batch.state == "staged")
+    """Staged batches waiting for review: merges and generated pictures sent from runs, newest first."""
+    return list(session.scalars(select(Batch).where(Batch.kind.in_(KINDS), Batch.state == "staged")
                                 .order_by(Batch.id.desc())))
 
 

@@ -44,10 +44,13 @@ class Preprocess:
 
 
 def build_manifest(snapshot_id: str, name: str, created: str, prep: Preprocess, selection: str,
-                   top_k: int | None, chosen: dict[str, list], instance_path: Path, folder: Path) -> dict:
+                   top_k: int | None, chosen: dict[str, list], instance_path: Path, folder: Path,
+                   generated: dict | None = None) -> dict:
     """The manifest of a selection ({class: images with .sha256, .path, .id}): sorted, so equal selections give
-    equal files; item paths are relative to the snapshot's folder."""
+    equal files; item paths are relative to the snapshot's folder. `generated` records whether images a run
+    generated were included, and how many were left out ({"included": bool, "left_out": n})."""
     return {
+        "generated": generated or {"included": False, "left_out": 0},
         "format": MANIFEST_FORMAT, "id": snapshot_id, "name": name, "created": created, "classes": sorted(chosen),
         "preprocess": {"image_size": prep.image_size, "fit": prep.fit, "background": prep.background},
         "selection": selection, "top_k": top_k, "counts": {c: len(images) for c, images in chosen.items()},
@@ -115,4 +118,7 @@ def diff_manifests(before: dict | None, after: dict) -> SnapshotDiff:
                 settings[key] = (a, b)
         if before.get("selection") != after.get("selection"):
             settings["selection"] = (before.get("selection"), after.get("selection"))
+        was, now = [bool((m.get("generated") or {}).get("included")) for m in (before, after)]
+        if was != now:
+            settings["generated images"] = ("included" if was else "left out", "included" if now else "left out")
     return SnapshotDiff(before.get("id") if before else None, classes, settings)

@@ -12,11 +12,11 @@ import json
 from datetime import datetime, timezone
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from core.files import new_dated_folder, write_atomic
-from core.models import ACTIVE, Image, ImageClass, Snapshot
+from core.models import ACTIVE, Batch, Image, ImageClass, Snapshot
 from curator.ranking.service import ranked_images
 from curator.snapshots.manifest import (
     SELECTIONS,
@@ -41,10 +41,27 @@ def read_manifest(instance_path: Path, snapshot: Snapshot) -> dict:
     return json.loads(manifest_path(instance_path, snapshot).read_text(encoding="utf-8"))
 
 
-def choose_images(session: Session, selection: str = "active", top_k: int | None = None) -> dict[str, list[Image]]:
+GENERATED = "generated"  # Batch.kind of pictures a run made and sent back (curator.merge.service.GENERATED)
+
+
+def _not_generated():
+    """Images that did not come from a generated batch: a model's own pictures train the next model only when the
+    person making the snapshot asks for it (they would otherwise feed back unnoticed)."""
+    return Image.batch_id.is_(None) | Image.batch_id.not_in(select(Batch.id).where(Batch.kind == GENERATED))
+
+
+def generated_active(session: Session) -> int:
+    """How many labelled, active images came from generated batches (what a snapshot leaves out by default)."""
+    return session.scalar(select(func.count(Image.id)).join(Batch, Image.batch_id == Batch.id)
+                          .where(Batch.kind == GENERATED, Image.status == ACTIVE, Image.class_id.is_not(None))) or 0
+
+
+def choose_images(session: Session, selection: str = "active", top_k: int | None = None,
+                  include_generated: bool = False) -> dict[str, list[Image]]:
     """{class name: images} of the selection. Unlabelled images never train; classes left empty are dropped.
 
     "active": every active image. "top-k": each class's best `top_k` (or the class's own top-k setting).
+    Images of generated batches are left out unless `include_generated`.
     """
     if selection not in SELECTIONS:
         raise SnapshotError(f"selection {selection!r} must be 'active' or 'top-k'")
@@ -52,8 +69,10 @@ def choose_images(session: Session, selection: str = "active", top_k: int | None
         raise SnapshotError(f"top-k {top_k!r} must be a positive whole number")
     chosen: dict[str, list[Image]] = {}
     for image_class in session.scalars(select(ImageClass).order_by(ImageClass.name)):
-        images = list(session.scalars(select(Image).where(Image.class_id == image_class.id, Image.status == ACTIVE)
-                                      .order_by(Image.id)))
+        query = select(Image).where(Image.class_id == image_class.id, Image.status == ACTIVE)
+        if not include_generated:
+            query = query.where(_not_generated())
+        images = list(session.scalars(query.order_by(Image.id)))
         if not images:
             continue
         if selection == "top-k":
@@ -77,8 +96,12 @@ def _new_id(instance_path: Path) -> tuple[str, Path]:
 
 def create_snapshot(session: Session, instance_path: Path, *, image_size: int = 32, fit: str = "crop",
                     background: str = "white", selection: str = "active", top_k: int | None = None,
-                    name: str | None = None) -> Snapshot:
+                    name: str | None = None, include_generated: bool = False) -> Snapshot:
     """Freeze the current selection as a new snapshot; returns its committed row (with `.manifest_path`).
+
+    Generated images (accepted from a run's pictures) are left out unless `include_generated`; the manifest
+    records the choice and how many were left out, so every caller (the form, the command line, a new run's
+    "snapshot the current data now") is safe by default.
 
     Raises SnapshotError (nothing written) for bad settings or a selection training could not use
     (fewer than two classes with images).
@@ -87,7 +110,8 @@ def create_snapshot(session: Session, instance_path: Path, *, image_size: int = 
     prep = Preprocess(image_size, fit, background).validate()
     if top_k is not None and selection == "active":
         selection = "top-k"
-    chosen = choose_images(session, selection, top_k)
+    chosen = choose_images(session, selection, top_k, include_generated)
+    left_out = 0 if include_generated else generated_active(session)
     if len(chosen) < 2:
         found = ", ".join(f"{c} ({len(v)})" for c, v in chosen.items()) or "none"
         raise SnapshotError(f"a snapshot needs at least two classes with images to train a class-conditional "
@@ -97,7 +121,8 @@ def create_snapshot(session: Session, instance_path: Path, *, image_size: int = 
     created = datetime.now(timezone.utc)
     manifest_file = folder / "manifest.json"
     manifest = build_manifest(snapshot_id, clean_name or snapshot_id, created.isoformat(timespec="seconds"), prep,
-                              selection, top_k, chosen, instance_path, folder)
+                              selection, top_k, chosen, instance_path, folder,
+                              generated={"included": include_generated, "left_out": left_out})
     counts = manifest["counts"]
     try:
         # read-only: a snapshot never changes
@@ -135,6 +160,14 @@ def diff_with_previous(session: Session, instance_path: Path, snapshot: Snapshot
     return diff_manifests(before, read_manifest(instance_path, snapshot))
 
 
+def generated_note(instance_path: Path, snapshot: Snapshot) -> dict:
+    """{"included": bool, "left_out": n} from the manifest (a snapshot from before the choice existed: {})."""
+    try:
+        return read_manifest(instance_path, snapshot).get("generated") or {}
+    except (OSError, ValueError):
+        return {}
+
+
 def snapshot_rows(session: Session, instance_path: Path) -> list[dict]:
     """Every snapshot, newest first, with what changed since the one before (or why its manifest is unreadable)."""
     rows = []
@@ -143,5 +176,6 @@ def snapshot_rows(session: Session, instance_path: Path) -> list[dict]:
             diff, error = diff_with_previous(session, instance_path, snap), ""
         except (OSError, ValueError) as exc:
             diff, error = None, f"manifest unreadable: {exc}"
-        rows.append({"snap": snap, "diff": diff, "error": error, "total": sum(snap.counts.values())})
+        rows.append({"snap": snap, "diff": diff, "error": error, "total": sum(snap.counts.values()),
+                     "generated": generated_note(instance_path, snap)})
     return rows

@@ -107,7 +107,7 @@ def test_merge_flow_mapping_accept_commit_gallery_and_undo(client, app, staged):
     assert "<tr" in row and "not accepted" in row and "<html" not in row
     # the count and the commit button change with it (out of band): they went stale before
     assert '<strong id="accepted-count" hx-swap-oob="true">2</strong>' in row
-    assert '<button type="submit" id="commit" hx-swap-oob="true">Commit the merge (2 accepted images)</button>' in row
+    assert '<button type="submit" class="primary" id="commit" hx-swap-oob="true">Commit the merge (2 accepted images)</button>' in row
     client.post(f"/merge/{staged}/accept", data={"item": items["kitty/resized.png"][0], "accepted": "1"})
     page = client.get(f"/merge/{staged}").get_data(as_text=True)
     assert '<strong id="accepted-count">3</strong>' in page
