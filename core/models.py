@@ -196,6 +196,7 @@ class Run(db.Model):
     launched: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
     pid: Mapped[Optional[int]] = mapped_column(Integer)
     note: Mapped[str] = mapped_column(Text, default="")
+    name: Mapped[Optional[str]] = mapped_column(String(80))  # human name (None: pages derive one from the id)
 
 
 class Account(db.Model):

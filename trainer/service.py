@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
+import math
 import os
 import shutil
 import signal
 import subprocess
 import sys
 import time
+import unicodedata
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -77,6 +80,65 @@ class RunView:
     @property
     def class_names(self) -> list[str]:
         return list(self.config.get("class_names") or [])
+
+    @property
+    def name(self) -> str:
+        """The name people gave the run, else one derived from its id (older runs, command-line runs)."""
+        return (self.row.name if self.row is not None and self.row.name else None) or derived_name(self.id, self.config)
+
+    @property
+    def image_size(self) -> int | None:
+        size = self.config.get("image_size")
+        return size if isinstance(size, int) and size > 0 else None
+
+    @property
+    def epochs_done(self) -> int:
+        epoch = self.status.get("epoch")
+        return epoch if isinstance(epoch, int) and epoch >= 0 else 0
+
+    @property
+    def stop_reason(self) -> str | None:
+        """Why a completed run ended: "epochs" (its target reached) or "budget" (its time ran out). Read from
+        status.json's `stopped_by` when the trainer writes it, else worked out from the epochs and the budget."""
+        if self.state != "completed":
+            return None
+        reason = self.status.get("stopped_by")
+        if reason in ("epochs", "budget"):
+            return reason
+        if self.target_epochs and self.epochs_done >= self.target_epochs:
+            return "epochs"
+        return "budget" if self.config.get("minutes") else None
+
+    @property
+    def summary(self) -> str:
+        """How far the run got, in words that agree with its log: "15 epochs · stopped by the 10-minute budget"
+        once it ended, "epoch 3 of 50" (epochs done) while it trains."""
+        done = self.epochs_done
+        epochs = f"{done} epoch{'' if done == 1 else 's'}"
+        if self.finished:
+            minutes = self.config.get("minutes") or 0
+            reason = {"epochs": "all it was asked for",
+                      "budget": f"stopped by the {minutes:g}-minute budget"}.get(self.stop_reason)
+            if self.state == "cancelled":
+                reason = "cancelled"
+            elif self.state == "failed":
+                reason = "failed"
+            return f"{epochs} · {reason}" if reason else epochs
+        if self.target_epochs:
+            return f"epoch {done} / {self.target_epochs}"
+        return f"{epochs} done"
+
+    def grid_label(self, epoch: int) -> str:
+        """What an epoch's grid shows. A run stopped mid-epoch (budget, cancel) writes its last grid under the
+        epoch in progress: that grid is "after 15 epochs + 3 steps", not "epoch 16", which the log never reached."""
+        done = self.epochs_done
+        if self.finished and epoch == done + 1:
+            per_epoch, step = self.status.get("steps_per_epoch"), self.status.get("step")
+            if isinstance(per_epoch, int) and isinstance(step, int) and per_epoch > 0 and step > done * per_epoch:
+                extra = step - done * per_epoch
+                return f"end of training · {done} epochs + {extra} step{'' if extra == 1 else 's'}"
+            return f"end of training · after epoch {done}"
+        return f"epoch {epoch}"
 
     @property
     def finished(self) -> bool:
@@ -141,6 +203,54 @@ class RunView:
 
     def metrics(self) -> list[dict]:
         return rundir.read_metrics(self.path)
+
+
+# --- names ----------------------------------------------------------------------------------------------------
+
+NAME_MAX = 80
+ADJECTIVES = ("amber", "brave", "calm", "dapper", "eager", "fuzzy", "gentle", "happy", "jolly", "keen", "lucky",
+              "mellow", "nimble", "olive", "plucky", "quiet", "rosy", "sunny", "tidy", "umber", "vivid", "witty",
+              "zesty", "bold", "cosy", "dusky", "frosty", "golden", "hazel", "misty", "silver", "swift")
+ANIMALS = ("otter", "badger", "heron", "lynx", "panda", "gecko", "koala", "lemur", "marten", "newt", "ocelot",
+           "puffin", "quokka", "raven", "stoat", "tapir", "urchin", "vole", "walrus", "yak", "zebra", "bison",
+           "crane", "dingo", "egret", "ferret", "gibbon", "hare", "ibis", "jackal", "kiwi", "mole")
+# Characters a name may not hold: controls (incl. newlines and tabs), line/paragraph separators, and the bidi
+# controls that make text read in another order than it is stored.
+_BIDI = set("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c")
+
+
+def derived_name(run_id: str, config: dict | None = None) -> str:
+    """A readable, stable name from the run's id and settings: "Amber otter · small 32 px"."""
+    digest = hashlib.sha256(run_id.encode("utf-8")).digest()
+    words = f"{ADJECTIVES[digest[0] % len(ADJECTIVES)]} {ANIMALS[digest[1] % len(ANIMALS)]}".capitalize()
+    config = config or {}
+    detail = " ".join(str(part) for part in (config.get("preset"),
+                                             f"{config['image_size']} px" if config.get("image_size") else None)
+                      if part)
+    return f"{words} · {detail}" if detail else words
+
+
+def check_name(text) -> str:
+    """A run name as typed, trimmed; RunError saying what is wrong when it is empty, too long or holds
+    characters that would hide or reorder what it says."""
+    name = str(text or "").strip()
+    if not name:
+        raise RunError("a run name needs at least one character")
+    if len(name) > NAME_MAX:
+        raise RunError(f"a run name has at most {NAME_MAX} characters, this one has {len(name)}")
+    bad = sorted({f"U+{ord(c):04X}" for c in name
+                  if c in _BIDI or unicodedata.category(c) in ("Cc", "Zl", "Zp", "Cs", "Co", "Cn")})
+    if bad:
+        raise RunError("a run name cannot hold control or text-direction characters (found "
+                       + ", ".join(bad[:5]) + ")")
+    return name
+
+
+def rename(session: Session, row: Run, text) -> str:
+    """Give a run a new name (checked by `check_name`); returns it. The id, folder and URLs stay."""
+    row.name = check_name(text)
+    session.commit()
+    return row.name
 
 
 def duration_text(seconds: float) -> str:
@@ -291,7 +401,8 @@ def create_run(session: Session, instance: Path, settings: dict, *, snapshot: Sn
     rundir.write_json_atomic(path / "config.json", payload)
     rundir.write_status(path, state="queued", queued_at=time.time(), epochs=config.epochs, minutes=config.minutes,
                         step=0, epoch=0)
-    row = Run(id=path.name, snapshot_id=snapshot.id if snapshot else None, device=device_key(config.device))
+    row = Run(id=path.name, snapshot_id=snapshot.id if snapshot else None, device=device_key(config.device),
+              name=derived_name(path.name, payload))
     session.add(row)
     session.commit()
     return row
@@ -406,3 +517,88 @@ def loss_chart(metrics: list[dict], width: int = 560, height: int = 160, max_poi
 def latest_eval(metrics: list[dict]) -> dict | None:
     evals = [m for m in metrics if m.get("kind") == "eval"]
     return evals[-1] if evals else None
+
+
+FIGURE_KEYS = ("accuracy", "fid", "kid", "memorised_share")
+
+
+def figures_at(metrics: list[dict], epoch: int) -> dict:
+    """A run's figures for one epoch's samples: the mean training loss over that epoch (train records carry the
+    epoch in progress, counted from 0) and the evaluation of that epoch's grid when it was scored."""
+    figures: dict = {}
+    losses = [m["loss"] for m in metrics if m.get("kind") == "train" and m.get("epoch") == epoch - 1
+              and isinstance(m.get("loss"), (int, float))]
+    if losses:
+        figures["loss"] = sum(losses) / len(losses)
+    evals = [m for m in metrics if m.get("kind") == "eval" and m.get("epoch") == epoch]
+    if evals:
+        figures.update({k: evals[-1][k] for k in FIGURE_KEYS if isinstance(evals[-1].get(k), (int, float))})
+    return figures
+
+
+# --- galleries ----------------------------------------------------------------------------------------------
+
+MIN_TILE_PX = 96  # 3x a 32 px sample: smaller is too small to judge
+
+
+def tile_px(image_size: int | None, per_row: int, width: int = 1100, largest: int = 192) -> int:
+    """CSS pixels for one sample: a whole multiple of its size (crisp when pixelated), at least MIN_TILE_PX, and
+    as large as `per_row` samples allow within `width` (never above `largest`, unless the sample itself is)."""
+    if not image_size:
+        return MIN_TILE_PX
+    per_row = max(1, per_row)
+    least = max(1, math.ceil(MIN_TILE_PX / image_size))
+    fits = (min(width // per_row, largest)) // image_size
+    return image_size * max(least, fits)
+
+
+def film_epochs(epochs: list[int], most: int = 12) -> list[int]:
+    """At most `most` epochs spread evenly from the first to the last (both kept): a film strip that shows the
+    whole course of training without a hundred rows."""
+    if len(epochs) <= most:
+        return list(epochs)
+    picks = {epochs[round(i * (len(epochs) - 1) / (most - 1))] for i in range(most)}
+    return sorted(picks)
+
+
+@dataclass
+class Neighbour:
+    sha256: str
+    distance: float | None
+    path: str
+
+
+@dataclass
+class Nearest:
+    """What nearest.json says about one picture; `found` False when there is no record (older runs)."""
+    found: bool
+    memorised: bool = False
+    threshold: float | None = None
+    neighbours: list[Neighbour] = field(default_factory=list)
+    problem: str = ""
+
+
+def read_nearest(picture: Path) -> Nearest:
+    """The nearest training images of one run picture, from the `nearest.json` beside it (diffusion.rundir
+    contract). A missing, unreadable or malformed record is "not found" with a reason, never an error."""
+    path = rundir.nearest_path(picture.parent)
+    try:
+        record = rundir.read_json(path, default=None)
+    except (OSError, ValueError):
+        return Nearest(False, problem=f"{path.name} beside this picture cannot be read")
+    if not isinstance(record, dict):
+        return Nearest(False, problem=f"no {rundir.NEAREST} beside this picture: it was made before the "
+                                      "nearest-image check was recorded")
+    entry = (record.get("pictures") or {}).get(picture.name) if isinstance(record.get("pictures"), dict) else None
+    if not isinstance(entry, dict):
+        return Nearest(False, problem=f"{rundir.NEAREST} has no entry for {picture.name}")
+    neighbours = []
+    for item in entry.get("nearest") or []:
+        if isinstance(item, dict) and isinstance(item.get("sha256"), str):
+            distance = item.get("distance")
+            neighbours.append(Neighbour(item["sha256"], float(distance) if isinstance(distance, (int, float))
+                                        else None, str(item.get("path") or "")))
+    threshold = record.get("threshold")
+    return Nearest(True, memorised=entry.get("memorised") is True,
+                   threshold=float(threshold) if isinstance(threshold, (int, float)) else None,
+                   neighbours=neighbours)

@@ -52,19 +52,19 @@ def test_start_watch_browse_and_cancel_a_tiny_run(page, dataset):
     expect(page.locator("#epoch-label")).to_be_visible()
     page.locator("#epoch-slider").fill("0")
     expect(page.locator("#epoch-label")).to_have_text("Epoch 1")
-    expect(page.locator("#epoch-view .class-rows img")).to_have_count(4)  # 2 classes x 2 samples
+    expect(page.locator("#epoch-view .sample img")).to_have_count(4)  # 2 classes x 2 samples
     page.locator("h1").click()  # keys go to the page, not the slider
     page.keyboard.press("ArrowRight")
     expect(page.locator("#epoch-label")).to_have_text("Epoch 2")
     page.keyboard.press("ArrowLeft")
     expect(page.locator("#epoch-label")).to_have_text("Epoch 1")
 
-    page.click("#epoch-view .class-rows >> text=fish")
+    page.click("#epoch-view .row-label >> text=fish")
     expect(page.locator("h1")).to_contain_text("fish across epochs")
-    expect(page.locator("#class-epoch-1 img")).to_have_count(2)
-    rows = page.locator("#class-epochs tr")
+    expect(page.locator('#class-epochs [data-row="1"] .sample img')).to_have_count(2)
+    rows = page.locator("#class-epochs .sample-row")
     assert rows.count() >= 2
-    assert "epoch 1" in rows.last.inner_text(), "newest first: epoch 1 is the last row"
+    assert "epoch 1" in rows.first.inner_text(), "a film strip, oldest first: epoch 1 is the first row"
 
     page.goto(run_url)
     page.click("#cancel-run")
