@@ -21,6 +21,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
+import secrets
 import shutil
 import socket
 import time
@@ -40,6 +42,7 @@ from curator.imports.storage import ImageStore
 from curator.imports.storing import Stored, normalise_class_name, stored_files
 from curator.imports.validation import Limits, Rejected
 
+HELD_NAME = re.compile(r"\d{8}-\d{6}-[0-9a-f]{4}")  # a spool folder's name (core.files.new_dated_folder)
 CHUNK = 128  # rows indexed per database round (one duplicate look-up query, one multi-row insert each)
 COMMIT_EVERY = 512  # rows per transaction: each holds the write lock for one chunk's rows, never the whole import
 IMPORTING, INTERRUPTED = "importing", "interrupted"  # batch states while it runs, and after its process died
@@ -426,6 +429,59 @@ def undo_batch(session: Session, batch: Batch, *, actor: str = "") -> int:
     record(session, "batch-undo", changes + [(batch, {"state": "undone"})], batch_id=batch.id, actor=actor)
     session.commit()
     return len(changes)
+
+
+def unlabelled_duplicates(batch: Batch) -> list[BatchItem]:
+    """Files of this batch that were already in the dataset without a class, while this import named one: the
+    report offers to give those images the class (set_duplicate_classes)."""
+    return [i for i in batch.items if i.outcome == "duplicate" and i.existing is not None and i.source_class
+            and i.existing.class_id is None]
+
+
+def set_duplicate_classes(session: Session, batch: Batch, item_id: int | None = None) -> int:
+    """Give the unlabelled images this batch met again (one item, or all of them) the class the import named, as one
+    undoable decision. Returns how many images changed; raises ValueError when there is nothing to change."""
+    items = [i for i in unlabelled_duplicates(batch) if item_id is None or i.id == item_id]
+    classes = ClassCache(session)
+    changes, seen = [], set()
+    for item in items:
+        if item.existing_id in seen:
+            continue
+        seen.add(item.existing_id)
+        target = classes.get(item.source_class)
+        session.flush()
+        changes.append((item.existing, {"class_id": target.id}))
+    if not changes:
+        raise ValueError("Nothing to set: those images have a class already.")
+    record(session, "relabel", changes, image_id=changes[0][0].id if len(changes) == 1 else None, batch_id=batch.id)
+    session.commit()
+    return len(changes)
+
+
+# --- uploads held while the form asks for their class ---------------------------------------------------------
+
+HELD_FILE = "held.json"  # in a spool folder: the spooled files and the token that lets the form take them up again
+
+
+def hold_upload(spool: Path, spooled: list[dict]) -> str:
+    """Keep spooled uploads for the form's second try (the class was missing); returns the token it must carry.
+    `manage.py sweep` removes a held spool nobody took up again after SWEEP_MIN_AGE_S."""
+    token = secrets.token_urlsafe(18)
+    (spool / HELD_FILE).write_text(json.dumps({"token": token, "spooled": spooled}))
+    return token
+
+
+def held_upload(instance: Path | str, name: str, token: str) -> tuple[Path, list[dict]]:
+    """The spool folder and files held by hold_upload, given the folder's name and its token; ValueError if the
+    name or token is wrong or the files are gone."""
+    spool_root = Path(instance) / "spool"
+    folder = spool_root / name
+    if not HELD_NAME.fullmatch(name or "") or not (folder / HELD_FILE).is_file():
+        raise ValueError("The files you chose are no longer held: choose them again.")
+    held = json.loads((folder / HELD_FILE).read_text())
+    if not secrets.compare_digest(str(held.get("token", "")), token or ""):
+        raise ValueError("The files you chose are no longer held: choose them again.")
+    return folder, held["spooled"]
 
 
 # --- as a job (core.jobs) ------------------------------------------------------------------------------------

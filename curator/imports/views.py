@@ -39,11 +39,26 @@ def _chosen_class() -> str | None:
     return normalise_class_name(name) if name else None
 
 
-def _refused(message: str):
+def _form(status: int = 200, **context):
+    return render_template("imports/import.html", classes=service.class_names(db.session),
+                           roots=current_app.config["IMPORT_ROOTS"], **context), status
+
+
+def _refused(message: str, **context):
     """The import form again, with the reason, as a 400: nothing was imported."""
     flash(message, "error")
-    return render_template("imports/import.html", classes=service.class_names(db.session),
-                           roots=current_app.config["IMPORT_ROOTS"]), 400
+    return _form(400, **context)
+
+
+def _ask_for_class(spool: Path, spooled: list[dict], loose: list[str]):
+    """Files without a class and no class chosen: ask (a 400 that names the choice) instead of guessing, and hold
+    the files so the second try needs only the answer."""
+    token = service.hold_upload(spool, spooled)
+    names = ", ".join(loose[:3]) + (f" and {len(loose) - 3} more" if len(loose) > 3 else "")
+    message = (f"Which class are {len(loose)} of these files in ({names})? Type a class, or choose “no class "
+               "(unlabelled)” to sort them later. Nothing was imported yet; your files are held.")
+    return _form(400, class_error=message, held={"name": spool.name, "token": token, "count": len(spooled),
+                                                "files": [e["name"] for e in spooled]})
 
 
 def inline_max() -> int:
@@ -70,28 +85,40 @@ BATCH_PAGE = {"endpoint": "imports.batch_report", "from_result": {"batch_id": "b
 
 @bp.get("/import")
 def import_form():
-    return render_template("imports/import.html", classes=service.class_names(db.session),
-                           roots=current_app.config["IMPORT_ROOTS"])
+    return _form()
 
 
 @bp.post("/import/upload")
 def import_upload():
+    """Files (or the files held from a first try) into one batch. A file with no class from the form or its zip
+    folder is not silently put in "(unlabelled)": without a class or the explicit "no class" choice, the form asks."""
     files = [f for f in request.files.getlist("files") if f.filename]
-    if not files:
+    held = request.form.get("held", "")
+    if not files and not held:
         return _refused("Choose at least one image or zip archive to upload.")
     try:
         class_name = _chosen_class()
     except ValueError as exc:
         return _refused(str(exc))
     limits = Limits.from_config(current_app.config)
-    spool = spool_folder()
-    try:
+    if files:
+        spool = spool_folder()
         spooled = service.spool_uploads(files, spool, limits)
+    else:
+        try:
+            spool, spooled = service.held_upload(current_app.instance_path, held, request.form.get("held_token", ""))
+        except ValueError as exc:
+            return _refused(str(exc))
+    try:
         candidates = service.spooled_candidates(spooled, class_name, limits)
     except SourceError as exc:
         shutil.rmtree(spool, ignore_errors=True)
         return _refused(str(exc))
-    names = ", ".join(f.filename for f in files[:3]) + (" …" if len(files) > 3 else "")
+    if class_name is None and request.form.get("no_class") != "1":
+        loose = [c.name for c in candidates if c.class_name is None]
+        if loose:
+            return _ask_for_class(spool, spooled, loose)
+    names = ", ".join(e["name"] for e in spooled[:3]) + (" …" if len(spooled) > 3 else "")
     size = sum(Path(e["path"]).stat().st_size for e in spooled)
     if len(candidates) <= inline_max() and size <= INLINE_UPLOAD_BYTES:
         try:
@@ -167,8 +194,24 @@ def batch_list():
 @bp.get("/batch/<int:batch_id>")
 def batch_report(batch_id: int):
     batch = get_or_404(db.session, Batch, batch_id)
-    return render_template("imports/batch.html", batch=batch,
+    return render_template("imports/batch.html", batch=batch, unlabelled=service.unlabelled_duplicates(batch),
                            undo_decision=service.batch_undo_decision(db.session, batch))
+
+
+@bp.post("/batch/<int:batch_id>/set-classes")
+def set_duplicate_classes(batch_id: int):
+    """Files this batch met again that sit in the dataset without a class get the class the import named (one
+    file with `item`, otherwise all of them): one undoable decision."""
+    batch = get_or_404(db.session, Batch, batch_id)
+    raw = request.form.get("item")
+    try:
+        item = None if raw is None else int(raw)
+        n = service.set_duplicate_classes(db.session, batch, item)
+    except ValueError as exc:
+        flash(str(exc) if raw is None or raw.strip().isdigit() else f"No such file in this batch: {raw!r}.", "error")
+    else:
+        flash(f"Class set on {n} image{'' if n == 1 else 's'} already in the dataset (undo it from History).", "ok")
+    return redirect(url_for("imports.batch_report", batch_id=batch.id))
 
 
 @bp.post("/batch/<int:batch_id>/undo")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import zipfile
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from PIL import Image as PILImage
 from sqlalchemy import func, select
 
 from core.db import db
-from core.models import Batch, BatchItem, Image, ImageClass
+from core.models import Batch, BatchItem, Decision, Image, ImageClass
 from manage import cli
 from tests.imagefiles import (
     HTML_AS_JPG,
@@ -258,6 +259,65 @@ def test_upload_zip(client, app):
     assert "<strong>1</strong> added" in response.get_data(as_text=True)
     with app.app_context():
         assert db.session.scalar(select(Image)).class_name == "horse"
+
+
+def test_upload_with_a_blank_class_asks_and_holds_the_files(client, app, instance_path):
+    """Tried: two pictures uploaded with the class left blank. The answer is a 400 form that names the choice (type
+    a class, or "no class (unlabelled)"), nothing is imported, and the files are held: the second try sends only
+    the answer (no files) and imports them. A forged held token is refused, a held upload is used once."""
+    data = {"class_name": "", "files": [(io.BytesIO(png_bytes(picture(32, s))), f"{s}.png") for s in (1, 2)]}
+    response = client.post("/import/upload", data=data, content_type="multipart/form-data")
+    page = response.get_data(as_text=True)
+    assert response.status_code == 400
+    assert "Which class are 2 of these files in (1.png, 2.png)?" in page and "no class (unlabelled)" in page
+    assert 'id="error-class" role="alert"' in page and "2 files held, waiting for a class" in page
+    with app.app_context():
+        assert db.session.scalar(select(func.count(Image.id))) == 0
+    held = dict(re.findall(r'name="(held|held_token)" value="([^"]+)"', page))
+    forged = client.post("/import/upload", data={**held, "held_token": "x" * 24, "class_name": "cat"})
+    assert forged.status_code == 400 and "no longer held" in forged.get_data(as_text=True)
+    done = client.post("/import/upload", data={**held, "class_name": "Cat"}, follow_redirects=True)
+    assert "<strong>2</strong> added" in done.get_data(as_text=True)
+    with app.app_context():
+        assert [i.class_name for i in db.session.scalars(select(Image))] == ["cat", "cat"]
+    again = client.post("/import/upload", data={**held, "class_name": "cat"})
+    assert again.status_code == 400 and "no longer held" in again.get_data(as_text=True)
+    assert not any((instance_path / "spool").iterdir())
+
+
+def test_upload_with_no_class_chosen_explicitly_goes_unlabelled(client, app):
+    """Tried: the explicit "no class (unlabelled)" choice: imported without asking, without a class."""
+    data = {"class_name": "", "no_class": "1", "files": [(io.BytesIO(png_bytes(picture(32, 3))), "x.png")]}
+    response = client.post("/import/upload", data=data, content_type="multipart/form-data", follow_redirects=True)
+    assert response.status_code == 200 and "<strong>1</strong> added" in response.get_data(as_text=True)
+    with app.app_context():
+        assert db.session.scalar(select(Image)).class_id is None
+
+
+def test_uploading_an_unlabelled_image_again_with_a_class_offers_to_set_it(client, app):
+    """Tried: a picture imported without a class, then uploaded again with the class "dog". The report says it is
+    already there as image #N (unlabelled) and offers to put it in dog; that click sets the class as one undoable
+    decision (undo puts it back unlabelled), and the offer is gone afterwards."""
+    bytes_ = png_bytes(picture(32, 4))
+    client.post("/import/upload", data={"no_class": "1", "files": [(io.BytesIO(bytes_), "x.png")]},
+                content_type="multipart/form-data")
+    with app.app_context():
+        image_id = db.session.scalar(select(Image.id))
+    response = upload(client, {"x-again.png": bytes_}, class_name="dog")
+    page = " ".join(re.sub(r"<[^>]+>", " ", response.get_data(as_text=True)).split())
+    assert f"already in the dataset as image #{image_id} (unlabelled)" in page and "Put it in dog" in page
+    batch_id = int(re.search(r"/batch/(\d+)/set-classes", response.get_data(as_text=True)).group(1))
+    page = client.post(f"/batch/{batch_id}/set-classes", follow_redirects=True).get_data(as_text=True)
+    assert "Class set on 1 image already in the dataset" in page and "Put it in dog" not in page
+    with app.app_context():
+        assert db.session.get(Image, image_id).class_name == "dog"
+        decision = db.session.scalar(select(Decision).where(Decision.kind == "relabel"))
+        assert decision.batch_id == batch_id and decision.image_id == image_id
+    again = client.post(f"/batch/{batch_id}/set-classes", follow_redirects=True).get_data(as_text=True)
+    assert "Nothing to set" in again
+    client.post(f"/decision/{decision.id}/undo")
+    with app.app_context():
+        assert db.session.get(Image, image_id).class_id is None
 
 
 @pytest.mark.parametrize("app_config", [{"MAX_CONTENT_LENGTH": 4096}])
