@@ -61,8 +61,10 @@
   }
 
   function fit(img, natural) {
-    // The largest whole multiple of the picture's size that fits the window (at least 1x): crisp pixels.
-    const room = Math.min(window.innerWidth - 96, window.innerHeight - 240, 640);
+    // The largest whole multiple of the picture's size that fits the window beside the caption, the buttons and
+    // the nearest images when shown (at least 1x): crisp pixels.
+    const panel = root().querySelector(".lightbox-nearest").offsetHeight || 0;
+    const room = Math.min(window.innerWidth - 96, window.innerHeight - 200 - panel, 640);
     const px = natural * Math.max(1, Math.floor(room / natural));
     img.style.width = px + "px";
     img.style.height = px + "px";
@@ -83,12 +85,15 @@
     box.querySelector(".lightbox-count").textContent = (tiles.indexOf(tile) + 1) + " / " + tiles.length;
     const link = tile.querySelector("a.sample-open");
     box.querySelector(".lightbox-page").href = link ? link.href : tile.dataset.src;
-    box.querySelector(".lightbox-nearest").innerHTML = "";
+    const slot = box.querySelector(".lightbox-nearest");
+    const keepNearest = slot.innerHTML !== "" && !box.hidden; // stepping with the nearest images shown: show the next one's
+    slot.innerHTML = "";
     box.dataset.run = tile.dataset.run || "";
     box.dataset.rel = tile.dataset.rel || "";
     box.dataset.caption = tile.dataset.caption || "";
     box.hidden = false;
     document.body.classList.add("lightbox-open");
+    if (keepNearest) nearest();
     box.dispatchEvent(new CustomEvent("lightbox:show", {bubbles: true, detail: {tile: tile}}));
   }
 
@@ -129,23 +134,27 @@
     if (there.length) show(there[Math.min(place, there.length - 1)]);
   }
 
-  function loadNearest(url, target) {
-    if (!url || !target) return;
-    if (window.htmx) {
-      window.htmx.ajax("GET", url, {target: target, swap: "innerHTML"});
-    } else {
-      fetch(url, {headers: {"HX-Request": "true"}}).then(function (r) { return r.text(); })
-        .then(function (html) { target.innerHTML = html; });
-    }
+  function refit() {
+    const img = root().querySelector(".lightbox-img");
+    if (img.naturalWidth) fit(img, img.naturalWidth);
   }
 
   function nearest() {
-    const box = root();
-    const slot = box.querySelector(".lightbox-nearest");
-    if (slot.innerHTML) { slot.innerHTML = ""; return; }
-    loadNearest(current.dataset.nearest, slot);
+    const slot = root().querySelector(".lightbox-nearest");
+    if (slot.innerHTML) { slot.innerHTML = ""; refit(); return; }
+    const url = current.dataset.nearest;
+    if (!url) return;
+    const shown = current;
+    fetch(url, {headers: {"HX-Request": "true"}, credentials: "same-origin"})
+      .then(function (r) { return r.text(); })
+      .then(function (html) {
+        if (current !== shown) return; // stepped on meanwhile
+        slot.innerHTML = html;
+        refit();
+      });
   }
 
+  // Capture: before htmx's own listeners on the links (boost), which would otherwise open the picture's page.
   document.addEventListener("click", function (e) {
     if (e.defaultPrevented || e.button !== 0 || e.ctrlKey || e.metaKey || e.shiftKey || e.altKey) return;
     const t = e.target;
@@ -168,9 +177,10 @@
     const open = t.closest(".sample a.sample-open");
     if (open && open.closest(".sample").dataset.src) {
       e.preventDefault();
+      e.stopPropagation(); // before htmx's boost (a listener on the link itself) turns it into a page visit
       show(open.closest(".sample"));
     }
-  });
+  }, true);
 
   // Capture: runs before the page's own arrow-key shortcuts (menagerie.js data-key), which the lightbox replaces
   // while it is open.
@@ -203,9 +213,5 @@
   document.addEventListener("htmx:beforeSwap", function (e) {
     if (e.detail && e.detail.target === document.body) current = null;
   });
-  window.addEventListener("resize", function () {
-    if (!isOpen()) return;
-    const img = root().querySelector(".lightbox-img");
-    if (img.naturalWidth) fit(img, img.naturalWidth);
-  });
+  window.addEventListener("resize", function () { if (isOpen()) refit(); });
 })();

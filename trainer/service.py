@@ -541,14 +541,15 @@ def figures_at(metrics: list[dict], epoch: int) -> dict:
 MIN_TILE_PX = 96  # 3x a 32 px sample: smaller is too small to judge
 
 
-def tile_px(image_size: int | None, per_row: int, width: int = 1100, largest: int = 192) -> int:
+def tile_px(image_size: int | None, per_row: int, width: int = 1080, largest: int = 192, gap: int = 8) -> int:
     """CSS pixels for one sample: a whole multiple of its size (crisp when pixelated), at least MIN_TILE_PX, and
-    as large as `per_row` samples allow within `width` (never above `largest`, unless the sample itself is)."""
+    as large as `per_row` samples with their gaps allow within `width` (never above `largest`, unless the sample
+    itself is larger). The default width is the page's, less the row labels."""
     if not image_size:
         return MIN_TILE_PX
     per_row = max(1, per_row)
     least = max(1, math.ceil(MIN_TILE_PX / image_size))
-    fits = (min(width // per_row, largest)) // image_size
+    fits = min((width - gap * (per_row - 1)) // per_row, largest) // image_size
     return image_size * max(least, fits)
 
 

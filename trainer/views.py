@@ -5,6 +5,7 @@ works as plain links and forms. Run state comes from the run's files (trainer.se
 """
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from flask import (
@@ -104,7 +105,7 @@ def _live_context(view: RunView) -> dict:
     epoch = view.latest_grid_epoch
     if epoch is not None:
         rows = class_rows(view, epoch)
-        context.update(newest_rows=rows, newest_px=tile_px(view.image_size, _per_row(rows), largest=256))
+        context.update(newest_rows=rows, newest_px=tile_px(view.image_size, _per_row(rows), width=1110, largest=256))
     return context
 
 
@@ -352,8 +353,12 @@ def compare():
                 wanted = options[0]
             shown = options[-1] if wanted is None else min(options, key=lambda e: (abs(e - wanted), e))
             rows = {r["name"]: r for r in class_rows(side, shown)}
-            sides.append({"key": key, "view": side, "epoch": shown, "rows": rows,
-                          "figures": figures_at(side.metrics(), shown),
-                          "px": tile_px(side.image_size, _per_row(list(rows.values())), width=520, largest=160)})
+            per_row = _per_row(list(rows.values()))
+            px = tile_px(side.image_size, per_row, width=540, largest=160)
+            fits = max(1, min(8, (540 + 4) // (px + 4)))  # tiles a half-page column holds (4 px gaps)
+            lines = math.ceil(per_row / fits)
+            sides.append({"key": key, "view": side, "epoch": shown, "rows": rows, "px": px,
+                          "cols": math.ceil(per_row / lines),  # balanced lines: 8 samples are 4 + 4, not 5 + 3
+                          "figures": figures_at(side.metrics(), shown)})
     names = list(dict.fromkeys(name for side in sides for name in side["rows"]))
     return render_template("trainer/compare.html", runs=runs, a=a, b=b, sides=sides, names=names)

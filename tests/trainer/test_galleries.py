@@ -54,7 +54,7 @@ def test_epoch_gallery_has_a_labelled_row_per_class_of_large_pixelated_tiles(cli
 
 def test_tile_size_is_a_whole_multiple_of_the_sample_and_at_least_96_css_pixels():
     assert tile_px(32, 10) == 96  # ten 32 px samples: 3x
-    assert tile_px(8, 10) == 104 and tile_px(16, 4) == 192  # 13x and 12x: as wide as the row allows
+    assert tile_px(8, 10) == 96 and tile_px(16, 4) == 192  # 12x each: as wide as the row allows
     assert tile_px(64, 10) == 128  # never below 96: 2x
     assert tile_px(32, 2) == 192  # few samples: larger, up to the cap
     assert tile_px(None, 4) == 96
