@@ -1,9 +1,11 @@
 /* Favourites: star any run picture from any gallery with a click or the F key (trainer/favourites.py keeps the list).
    Each star is a small form (trainer/_favourite_toggle.html) that htmx swaps in place and that posts as a plain form
-   without this file. F stars the picture in the open lightbox (an element carrying data-run and data-rel that is
-   not a tile), else the focused tile (class "sample" with data-run and data-rel). After a swap, every counter of
-   the run (.favourites-count) and every other star of the same picture take the new state. */
+   without this file. F stars the picture in the open lightbox (a visible element carrying data-run and data-rel
+   that is not a tile), else the focused tile (a gallery's .sample, or this feature's own cards, with data-run and
+   data-rel). After a swap, every counter of the run (.favourites-count) and every other star of the same picture
+   take the new state. */
 (function () {
+  const TILES = ".sample, .gen-card, .fav-tile, .fav-pick";
   function typing(e) {
     const t = e.target;
     return t && (t.isContentEditable || /^(INPUT|TEXTAREA|SELECT)$/.test(t.tagName));
@@ -13,13 +15,13 @@
   }
   function openLightbox() {
     return Array.from(document.querySelectorAll("[data-run][data-rel]")).find(function (el) {
-      return !el.classList.contains("sample") && !el.classList.contains("fav-toggle") && !el.closest(".sample")
-        && !el.hidden && visible(el);
+      return !el.matches(TILES) && !el.closest(TILES) && el.tagName !== "FORM" && !el.hidden && visible(el);
     });
   }
   function focusedTile() {
     const active = document.activeElement;
-    return active && active.closest ? active.closest(".sample[data-run][data-rel]") : null;
+    const tile = active && active.closest ? active.closest(TILES) : null;
+    return tile && tile.dataset.run && tile.dataset.rel ? tile : null;
   }
   function starsOf(run, rel) {
     return Array.from(document.querySelectorAll("form.fav-toggle")).filter(function (f) {

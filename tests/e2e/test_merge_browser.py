@@ -29,6 +29,14 @@ def test_accepting_and_declining_keep_the_counts_true(page, app, client, tmp_pat
     expect(page.locator("#commit")).to_have_text("Commit the merge (2 accepted images)")
     near = page.locator("#section-near tr.merge-row")
     expect(near).to_have_count(1)
+    # the near duplicate and the image it resembles: side by side, each at least 128 CSS px, crisp when enlarged
+    staged, existing = (near.locator("td.merge-pic img").nth(i) for i in (0, 1))
+    a, b = staged.bounding_box(), existing.bounding_box()
+    assert a["width"] >= 128 and b["width"] >= 128 and abs(a["y"] - b["y"]) < 2 and b["x"] >= a["x"] + a["width"]
+    for img in (staged, existing):
+        natural = img.evaluate("i => Math.max(i.naturalWidth, i.naturalHeight)")
+        rendering = img.evaluate("i => getComputedStyle(i).imageRendering")
+        assert natural >= 128 or rendering == "pixelated", (natural, rendering)
     near.get_by_role("button", name="Accept").click()
     expect(near.first).to_contain_text("accepted")
     expect(page.locator("#accepted-count")).to_have_text("3")
