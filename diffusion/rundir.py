@@ -175,6 +175,27 @@ def read_metrics(run_dir: Path) -> list[dict]:
     return out
 
 
+def measured_speeds(runs_root: Path, limit: int = 50) -> list[dict]:
+    """Training speeds earlier runs measured here, newest first: {"run", "preset", "image_size", "batch_size",
+    "device", "images_per_sec"} (median of the run's train records), from at most `limit` runs. Lets the new-run
+    form say what a budget buys on this machine without loading torch or timing anything."""
+    root = Path(runs_root)
+    if not root.is_dir():
+        return []
+    out = []
+    for run in sorted((p for p in root.iterdir() if p.is_dir()), reverse=True)[:limit]:
+        config = read_json(run / "config.json", default={}) or {}
+        speeds = sorted(m["images_per_sec"] for m in read_metrics(run)
+                        if m.get("kind") == "train" and isinstance(m.get("images_per_sec"), (int, float)))
+        if not speeds or "preset" not in config:
+            continue
+        device = str(read_status(run).get("device") or "cpu").split(":")[0]
+        out.append({"run": run.name, "preset": config["preset"], "image_size": config.get("image_size"),
+                    "batch_size": config.get("batch_size"), "device": device,
+                    "images_per_sec": speeds[len(speeds) // 2]})
+    return out
+
+
 def pid_alive(pid) -> bool:
     """True if a process with this pid exists (on this machine)."""
     try:

@@ -650,6 +650,9 @@ class Trainer:
         except _Stop as s:
             final_state = "cancelled" if str(s) == "cancel" else "completed"
             stop = str(s)
+            if self.batch_in_epoch >= steps_per_epoch:  # stopped on an epoch's last step: that epoch is done
+                self.epoch += 1
+                self.batch_in_epoch = 0
             self.log.info("stopping: %s after %d steps (%.1f min of training)", "cancel requested"
                           if final_state == "cancelled" else "time budget reached", self.step, elapsed() / 60)
             recent = epoch_loss / epoch_n if epoch_n else None

@@ -8,15 +8,18 @@ from core.db import db
 from core.forms import FormErrors
 from core.models import Snapshot
 from curator.snapshots.service import SnapshotError, create_snapshot, list_snapshots, manifest_path, read_manifest
-from diffusion.config import DEVICES, PRESETS, TrainConfig
+from diffusion import rundir
+from diffusion.config import DEVICES, FLIPS, MEASURED_CPU_IMAGES_PER_SEC, PRESETS, TrainConfig, budget_estimate
 from trainer.service import create_run
 from trainer.views import instance, run_schedule
 
 bp = Blueprint("launch", __name__, template_folder="templates", url_prefix="/train")
 
-FORM_DEFAULTS = {"preset": "small", "image_size": "", "epochs": "50", "minutes": "", "batch_size": "64",
-                 "lr": "0.002", "guidance": "3", "sample_every": "5", "seed": "0", "device": "auto",
-                 "snapshot": ""}
+FORM_DEFAULTS = {"preset": "small", "image_size": "", "epochs": "", "minutes": "10", "batch_size": "64",
+                 "lr": "0.002", "guidance": "3", "sample_every": "", "seed": "0", "device": "auto",
+                 "snapshot": "", "flip": "auto"}
+FLIP_LABELS = {"auto": "auto: on only if mirrored pictures keep their class (tested, logged)",
+               "off": "off: never mirror", "on": "on: mirror half the pictures"}
 
 
 def parse_run_form(form) -> tuple[dict, FormErrors]:
@@ -25,6 +28,7 @@ def parse_run_form(form) -> tuple[dict, FormErrors]:
     values = {
         "preset": e.choice(form, "preset", "Preset", PRESETS),
         "device": e.choice(form, "device", "Device", DEVICES, "auto"),
+        "flip": e.choice(form, "flip", "Flips", FLIPS, "auto"),
         "image_size": e.number(form, "image_size", "Image size", int, 8, 512, required=False),
         "epochs": e.number(form, "epochs", "Epochs", int, 1, 100_000, required=False),
         "minutes": e.number(form, "minutes", "Minutes", float, 0.01, 100_000, required=False),
@@ -43,18 +47,65 @@ def parse_run_form(form) -> tuple[dict, FormErrors]:
     return values, e
 
 
+def _number(raw, kind, default=None):
+    try:
+        value = kind(str(raw).strip())
+    except (TypeError, ValueError):
+        return default
+    return value if value == value and value > 0 else default  # NaN and negatives read as "not given"
+
+
+def _speed(preset: str, image_size: int, device: str) -> tuple[float | None, str]:
+    """(images per second, where the figure comes from): an earlier run of this preset and size on this machine,
+    else the figure measured on the project's 2-core CPU, else unknown."""
+    speeds = rundir.measured_speeds(instance() / "runs")
+    kind = device if device != "auto" else (speeds[0]["device"] if speeds else "cpu")
+    for m in speeds:
+        if m["preset"] == preset and m["image_size"] == image_size and m["device"] == kind:
+            return m["images_per_sec"], f"measured by run {m['run']} on {kind}"
+    if kind == "cpu" and MEASURED_CPU_IMAGES_PER_SEC.get((preset, image_size)):
+        return MEASURED_CPU_IMAGES_PER_SEC[(preset, image_size)], "measured on a 2-core CPU (no run here yet)"
+    return None, f"not measured yet for {preset} at {image_size} px on {kind}: the first run measures it"
+
+
+def estimate(values: dict, snapshots) -> dict:
+    """What the form's budget buys with these settings on this machine (budget_estimate + where the speed is from)."""
+    snap = next((s for s in snapshots if s.id == values.get("snapshot")), None)
+    size = _number(values.get("image_size"), int) or (snap.image_size if snap else 32)
+    preset = values.get("preset") if values.get("preset") in PRESETS else "small"
+    batch = _number(values.get("batch_size"), int, 64)
+    n_images = sum(snap.counts.values()) if snap else None
+    speed, source = _speed(preset, size, values.get("device") or "auto")
+    est = budget_estimate(_number(values.get("minutes"), float), _number(values.get("epochs"), int),
+                          n_images=n_images, batch_size=min(batch, n_images) if n_images else batch,
+                          images_per_sec=speed, preset=preset, image_size=size)
+    return {**est, "source": source, "preset": preset, "image_size": size, "n_images": n_images}
+
+
 def _new_run_page(form: dict, errors: dict, status: int = 200):
     snaps = list_snapshots(db.session)
     values = {**FORM_DEFAULTS, **{k: v for k, v in form.items()}}
     if not values["snapshot"] and snaps:
         values["snapshot"] = snaps[0].id
+    if "minutes" not in form and "epochs" not in form:  # the default budget follows the data and the device
+        first = estimate(values, snaps)
+        if first["suggest_minutes"] and first["suggest_minutes"] > 10:
+            values["minutes"] = str(min(60, first["suggest_minutes"]))
     return render_template("trainer/new_run.html", snapshots=snaps, values=values, errors=errors,
-                           presets=PRESETS, devices=DEVICES), status
+                           presets=PRESETS, devices=DEVICES, flips=FLIP_LABELS,
+                           estimate=estimate(values, snaps)), status
 
 
 @bp.get("/new")
 def new_run():
     return _new_run_page(request.args.to_dict(), {})
+
+
+@bp.get("/new/estimate")
+def new_run_estimate():
+    """The "what this budget buys" box alone, for htmx as the form changes (the page itself works without it)."""
+    return render_template("trainer/new_run.html", partial=True,
+                           estimate=estimate(request.args.to_dict(), list_snapshots(db.session)))
 
 
 def _settings(values: dict) -> dict:
