@@ -187,7 +187,7 @@ def test_history_says_who_when_what_before_and_after_with_a_thumbnail(client, ap
     undo, cli_reject, reject, relabelled = entries
     assert "undo of #1" in undo and "class dog → cat" in undo and guest in undo and "you" in undo
     assert "status active → rejected" in cli_reject and "command line" in cli_reject
-    assert "status active → rejected" in reject and "reason — → blurry" in reject
+    assert "status active → rejected" in reject and "reason “blurry”" in reject
     assert "class cat → dog" in relabelled and "undone by #4" in relabelled and "just now" in relabelled
     assert page.count(f'src="/image/{first}/thumb"') == 3
     assert re.search(r'<time datetime="[0-9T:.-]+Z" title="\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC">just now</time>', page)

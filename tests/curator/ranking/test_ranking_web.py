@@ -564,4 +564,5 @@ def test_rank_export_json_and_text(runner, app, cats):
 def test_rank_index_lists_classes(client, cats):
     """Tried: the /rank/ overview and the nav link to it."""
     page = client.get("/rank/").get_data(as_text=True)
-    assert 'href="/rank/cat/"' in page and 'href="/rank/dog/"' in page and 'href="/rank/">Rank</a>' in page
+    assert 'href="/rank/cat/"' in page and 'href="/rank/dog/"' in page
+    assert 'href="/rank/" aria-current="page">Rank</a>' in page  # the nav marks the section this page is in
