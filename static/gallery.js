@@ -26,6 +26,7 @@
     box.setAttribute("role", "dialog");
     box.setAttribute("aria-modal", "true");
     box.setAttribute("aria-label", "enlarged sample");
+    box.tabIndex = -1;
     box.innerHTML =
       '<div class="lightbox-box">' +
       '<img class="lightbox-img" alt="">' +
@@ -91,7 +92,9 @@
     box.dataset.run = tile.dataset.run || "";
     box.dataset.rel = tile.dataset.rel || "";
     box.dataset.caption = tile.dataset.caption || "";
+    const opening = box.hidden;
     box.hidden = false;
+    if (opening) box.focus({preventScroll: true}); // keys and screen readers are in the dialog now
     document.body.classList.add("lightbox-open");
     if (keepNearest) nearest();
     box.dispatchEvent(new CustomEvent("lightbox:show", {bubbles: true, detail: {tile: tile}}));

@@ -99,10 +99,10 @@ class RunView:
     @property
     def stop_reason(self) -> str | None:
         """Why a completed run ended: "epochs" (its target reached) or "budget" (its time ran out). Read from
-        status.json's `stopped_by` when the trainer writes it, else worked out from the epochs and the budget."""
+        status.json's `stop_reason` when the trainer writes it, else worked out from the epochs and the budget."""
         if self.state != "completed":
             return None
-        reason = self.status.get("stopped_by")
+        reason = self.status.get("stop_reason")
         if reason in ("epochs", "budget"):
             return reason
         if self.target_epochs and self.epochs_done >= self.target_epochs:
@@ -117,7 +117,7 @@ class RunView:
         epochs = f"{done} epoch{'' if done == 1 else 's'}"
         if self.finished:
             minutes = self.config.get("minutes") or 0
-            reason = {"epochs": "all it was asked for",
+            reason = {"epochs": "complete",
                       "budget": f"stopped by the {minutes:g}-minute budget"}.get(self.stop_reason)
             if self.state == "cancelled":
                 reason = "cancelled"
@@ -129,15 +129,20 @@ class RunView:
         return f"{epochs} done"
 
     def grid_label(self, epoch: int) -> str:
-        """What an epoch's grid shows. A run stopped mid-epoch (budget, cancel) writes its last grid under the
-        epoch in progress: that grid is "after 15 epochs + 3 steps", not "epoch 16", which the log never reached."""
+        """What an epoch's grid shows, in the numbers of the log. The preview before any training is epoch 0. A run
+        stopped mid-epoch (budget, cancel) samples once more at its last step: that grid is "15 epochs + 3 steps"
+        (older trainers filed it under the epoch in progress, "epoch 16", which the log never reached)."""
+        if epoch == 0:
+            return "before training"
         done = self.epochs_done
-        if self.finished and epoch == done + 1:
-            per_epoch, step = self.status.get("steps_per_epoch"), self.status.get("step")
+        if self.finished and epoch == self.latest_grid_epoch and epoch in (done, done + 1):
+            per_epoch = self.status.get("steps_per_epoch")
+            step = self.status.get("latest_grid_step", self.status.get("step"))
             if isinstance(per_epoch, int) and isinstance(step, int) and per_epoch > 0 and step > done * per_epoch:
                 extra = step - done * per_epoch
                 return f"end of training · {done} epochs + {extra} step{'' if extra == 1 else 's'}"
-            return f"end of training · after epoch {done}"
+            if epoch == done + 1:
+                return f"end of training · after epoch {done}"
         return f"epoch {epoch}"
 
     @property
@@ -168,6 +173,14 @@ class RunView:
     @property
     def latest_grid_epoch(self) -> int | None:
         return self.epochs_with_grids[-1] if self.epochs_with_grids else None
+
+    def preview(self, most: int = 4) -> list[str]:
+        """A glance at the newest samples: the first picture of up to `most` classes (paths relative to the run)."""
+        epoch = self.latest_grid_epoch
+        if epoch is None:
+            return []
+        firsts = (rundir.class_sample_paths(self.path, epoch, name)[:1] for name in self.class_names[:most])
+        return [str(paths[0].relative_to(self.path)) for paths in firsts if paths]
 
     @property
     def has_checkpoint(self) -> bool:

@@ -42,13 +42,13 @@ def test_start_watch_browse_and_cancel_a_tiny_run(page, dataset):
 
     # The live region polls: the state turns to running and the step count advances without reloading.
     expect(page.locator("#run-state")).to_have_text("running", timeout=90_000)
-    expect(page.locator("#latest-grid")).to_be_visible(timeout=60_000)
+    expect(page.locator(".newest .sample").first).to_be_visible(timeout=60_000)
     first = step_number(page)
     page.wait_for_function(f"() => /step (\\d+)/.exec(document.querySelector('#run-step').textContent)[1] > {first}",
                            timeout=30_000)
     expect(page.locator("#run-speed")).to_contain_text("images/s")
 
-    page.click("text=Epoch grids")
+    page.click("text=Samples by epoch")
     expect(page.locator("#epoch-label")).to_be_visible()
     page.locator("#epoch-slider").fill("0")
     expect(page.locator("#epoch-label")).to_have_text("Epoch 1")

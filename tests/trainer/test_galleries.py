@@ -141,9 +141,31 @@ def test_a_run_stopped_by_its_budget_reads_as_such(client, app):
     assert "epoch 16" not in html.lower() and "15 / 50" not in html and "153 / 153" not in html
 
 
+def test_the_trainers_own_words_are_shown_and_its_last_grid_is_labelled_by_the_step_it_was_made_at(client, app):
+    """The trainer (issue 12) files the last grid under the epochs completed and writes why it stopped
+    (status.json `stop_reason`, `stop_message`, `latest_grid_step`): the page uses them as they are."""
+    make_gallery_run(Path(app.instance_path), epochs=(5, 10, 15), config={"epochs": None, "minutes": 10},
+                     status={"epoch": 15, "step": 153, "steps_per_epoch": 10, "latest_grid_step": 153,
+                             "stop_reason": "budget", "stop_message": "stopped by the time budget (10 min of "
+                             "training) after 15 epochs done and 3 of 10 steps of epoch 16 (153 steps)"})
+    add_row(app)
+    html = text(client.get(f"/train/runs/{RUN_ID}"))
+    assert "15 epochs · stopped by the 10-minute budget" in html and "Newest samples · end of training · 15 epochs + 3 steps" in html
+    assert "Training stopped by the time budget (10 min of training) after 15 epochs done" in html
+    assert ">epoch 10</a>" in text(client.get(f"/train/runs/{RUN_ID}/classes/cat"))
+
+
+def test_the_preview_before_training_is_epoch_0_and_shown_as_such(client, app):
+    make_gallery_run(Path(app.instance_path), epochs=(0, 1), status={"state": "running", "epoch": 1, "step": 10},
+                     metrics=[])
+    assert ">before training</a>" in text(client.get(f"/train/runs/{RUN_ID}/classes/cat"))
+    page = text(client.get(f"/train/runs/{RUN_ID}/epochs?epoch=0"))
+    assert 'data-epoch="0"' in page and "Before training" in page and len(tiles(page)) == 12
+
+
 def test_a_run_that_did_all_its_epochs_says_so(client, app, run_dir):
     add_row(app)
-    assert "3 epochs · all it was asked for" in text(client.get(f"/train/runs/{RUN_ID}"))
+    assert "3 epochs · complete" in text(client.get(f"/train/runs/{RUN_ID}"))
 
 
 def test_the_poll_that_sees_a_new_state_removes_the_pages_old_messages(client, app, run_dir):
