@@ -22,11 +22,10 @@ from sqlalchemy.orm import Session
 
 from core.models import Batch
 from core.processes import log_tail, process_alive, spawn_detached
+from curator.imports.service import import_candidates
 from curator.imports.sources import Candidate
 from curator.imports.storage import ImageStore
 from curator.imports.validation import Limits
-from curator.merge.service import GENERATED as GENERATED_KIND
-from curator.merge.service import stage
 from diffusion import rundir
 from trainer import favourites
 from trainer.service import RunError, RunView
@@ -36,6 +35,7 @@ FIXED_CHECKPOINTS = ("best", "last")
 # diffusion.generate takes --which best|last; an epoch number once the training side adds it (then set True)
 EPOCH_CHECKPOINTS = False
 MAX_SEND = 500  # pictures one request may send to the curator
+GENERATED_KIND = "generated"  # Batch.kind: the merge preview marks it, snapshots leave it out unless asked
 
 
 @dataclass
@@ -166,12 +166,15 @@ def generation_zip(view: RunView, job: Generation) -> bytes:
 
 def send_pictures(session: Session, store: ImageStore, view: RunView, pictures: list[dict], limits: Limits) -> Batch:
     """Stage run pictures ({png (relative to the run), class, name}) as one batch of kind "generated" in the merge
-    preview (source: the run). Nothing joins the dataset until a curator accepts them there."""
+    preview (source: the run). Nothing joins the dataset until a curator accepts them there. The preview sorts
+    them into new and duplicates when first opened (curator.merge.service.ensure_analysed): trainer stages
+    through curator.imports, the curator feature it may use."""
     if len(pictures) > MAX_SEND:
         raise RunError(f"{len(pictures)} pictures are too many to send at once (at most {MAX_SEND}); nothing was sent")
     candidates = [Candidate(f"{view.id}/{p['name']}", p["class"], (lambda path=view.path / p["png"]: path.read_bytes()))
                   for p in pictures]
-    return stage(session, store, candidates, source=f"run {view.id}", limits=limits, kind=GENERATED_KIND)
+    return import_candidates(session, store, candidates, kind=GENERATED_KIND, source=f"run {view.id}", limits=limits,
+                             staged=True, origin="web")
 
 
 def send_to_curator(session: Session, store: ImageStore, view: RunView, job: Generation, picks: list[str],
