@@ -32,8 +32,6 @@ from trainer.service import RunError, RunView
 
 GENERATED = "generated"
 FIXED_CHECKPOINTS = ("best", "last")
-# diffusion.generate takes --which best|last; an epoch number once the training side adds it (then set True)
-EPOCH_CHECKPOINTS = False
 MAX_SEND = 500  # pictures one request may send to the curator
 GENERATED_KIND = "generated"  # Batch.kind: the merge preview marks it, snapshots leave it out unless asked
 
@@ -56,11 +54,11 @@ def generation_dir(run_dir: Path, gen_id: str) -> Path:
 
 def checkpoint_choices(view: RunView) -> list[str]:
     """The checkpoints this run can sample from, as `--which` values: best (which falls back to last before the
-    run is evaluated) and last once saved, then the epochs whose weights are kept (newest first) when
-    diffusion.generate takes an epoch."""
+    run is evaluated) and last once saved, then the epochs whose weights are kept, newest first
+    (`diffusion.generate --which N`)."""
     saved = {w for w in FIXED_CHECKPOINTS if rundir.checkpoint_path(view.path, w).is_file()}
     fixed = [w for w in FIXED_CHECKPOINTS if saved and (w == "best" or w in saved)]
-    epochs = [str(e) for e in reversed(rundir.list_checkpoint_epochs(view.path))] if EPOCH_CHECKPOINTS else []
+    epochs = [str(e) for e in reversed(rundir.list_checkpoint_epochs(view.path))]
     return fixed + epochs
 
 

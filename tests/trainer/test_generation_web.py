@@ -16,7 +16,6 @@ from core.db import db
 from core.models import Batch, Image
 from curator.snapshots.service import create_snapshot
 from tests.trainer.sticker_helpers import GEN2_ID, GEN_ID, RUN_ID, make_run
-from trainer import generation_service
 
 PAGE = f"/train/runs/{RUN_ID}/generate/{GEN2_ID}"
 
@@ -62,8 +61,8 @@ def test_the_whole_generation_downloads_as_one_zip(client, instance_path):
 
 def test_the_form_remembers_the_runs_last_settings_and_offers_its_checkpoints(client, instance_path):
     """Tried: the Generate form of a run whose newest generation used the last checkpoint, ddim, 12 steps,
-    guidance 1.5, seed 11. Those are the form's values; the checkpoint menu offers best and last (an epoch only
-    once diffusion.generate takes one); a run with no generation starts from the defaults."""
+    guidance 1.5, seed 11. Those are the form's values; the checkpoint menu offers best, last and the kept epoch
+    (epoch 1, as "epoch 1"); a run with no generation starts from the defaults."""
     run_dir = make_run(instance_path, checkpoints=True)
     text = client.get(f"/train/runs/{RUN_ID}/generate").get_data(as_text=True)
     assert 'id="remembered"' in text
@@ -71,8 +70,7 @@ def test_the_form_remembers_the_runs_last_settings_and_offers_its_checkpoints(cl
     for name, value in (("steps", "12"), ("guidance", "1.5"), ("seed", "11")):
         assert re.search(rf'name="{name}"[^>]*value="{re.escape(value)}"', text), name
     offered = re.findall(r'<option value="([^"]+)"', text.split('id="g-which"')[1].split("</select>")[0])
-    expected = ["best", "last"] + (["1"] if generation_service.EPOCH_CHECKPOINTS else [])
-    assert offered == expected
+    assert offered == ["best", "last", "1"] and ">epoch 1</option>" in text
     for gen in (run_dir / "generated").iterdir():
         (gen / "request.json").unlink()
     text = client.get(f"/train/runs/{RUN_ID}/generate").get_data(as_text=True)
@@ -147,3 +145,22 @@ def test_sent_pictures_wait_staged_and_marked_generated_until_accepted(client, a
         assert sum(create_snapshot(db.session, Path(app.instance_path)).counts.values()) == 6
         assert create_snapshot(db.session, Path(app.instance_path), include_generated=True).counts == \
             {"cat": 4, "dog": 4}
+
+
+def test_a_kept_epoch_is_passed_to_the_sampler_and_remembered(client, instance_path, monkeypatch):
+    """Tried: generating from the kept epoch 1 (the sampling process replaced by a recorder). The command asks
+    diffusion.generate for `--which 1`; request.json keeps the choice, so the form offers epoch 1 next time."""
+    import types
+
+    from trainer import generation_service
+    make_run(instance_path, checkpoints=True)
+    commands = []
+    monkeypatch.setattr(generation_service, "spawn_detached",
+                        lambda cmd, log: commands.append(cmd) or types.SimpleNamespace(pid=2**22 + 1))
+    response = client.post(f"/train/runs/{RUN_ID}/generate", data={
+        "which": "1", "class": "dog", "n": "3", "steps": "5", "sampler": "ddim", "guidance": "2", "seed": "4"})
+    assert response.status_code == 302
+    cmd = commands[0]
+    assert cmd[cmd.index("--which") + 1] == "1" and cmd[cmd.index("--class") + 1] == "dog"
+    text = client.get(f"/train/runs/{RUN_ID}/generate").get_data(as_text=True)
+    assert '<option value="1" selected>' in text and '<option value="dog" selected>' in text
