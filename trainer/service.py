@@ -577,7 +577,7 @@ def film_epochs(epochs: list[int], most: int = 12) -> list[int]:
 
 @dataclass
 class Neighbour:
-    sha256: str
+    sha256: str  # "" when unknown
     distance: float | None
     path: str
 
@@ -608,10 +608,11 @@ def read_nearest(picture: Path) -> Nearest:
         return Nearest(False, problem=f"{rundir.NEAREST} has no entry for {picture.name}")
     neighbours = []
     for item in entry.get("nearest") or []:
-        if isinstance(item, dict) and isinstance(item.get("sha256"), str):
+        if isinstance(item, dict):  # sha256 is None for training files the curator never had (an ImageFolder)
             distance = item.get("distance")
-            neighbours.append(Neighbour(item["sha256"], float(distance) if isinstance(distance, (int, float))
-                                        else None, str(item.get("path") or "")))
+            sha = item.get("sha256") if isinstance(item.get("sha256"), str) else ""
+            neighbours.append(Neighbour(sha, float(distance) if isinstance(distance, (int, float)) else None,
+                                        str(item.get("path") or "")))
     threshold = record.get("threshold")
     return Nearest(True, memorised=entry.get("memorised") is True,
                    threshold=float(threshold) if isinstance(threshold, (int, float)) else None,

@@ -208,7 +208,7 @@ def _picture_rel(view: RunView) -> str:
 
 def _neighbours(nearest) -> list[dict]:
     """nearest.json's neighbours with their curator images, found by content hash (None: no longer there)."""
-    shas = [n.sha256 for n in nearest.neighbours]
+    shas = [n.sha256 for n in nearest.neighbours if n.sha256]
     images = {i.sha256: i for i in db.session.scalars(select(Image).where(Image.sha256.in_(shas)))} if shas else {}
     return [{"n": n, "image": images.get(n.sha256)} for n in nearest.neighbours]
 
@@ -222,29 +222,27 @@ def _picture_caption(view: RunView, rel: str) -> str:
     return rel
 
 
+def _picture_context(run_id: str) -> dict:
+    view = get_view(run_id)
+    rel = _picture_rel(view)
+    record = read_nearest(Path(view.path) / rel)
+    return {"view": view, "rel": rel, "nearest": record, "neighbours": _neighbours(record),
+            "caption": _picture_caption(view, rel)}
+
+
 @bp.get("/runs/<run_id>/nearest")
 def nearest(run_id: str):
     """The training images nearest to one run picture (from nearest.json), for the panel beside a sample; a plain
     request gets the picture's own page with the panel."""
-    view = get_view(run_id)
-    rel = _picture_rel(view)
-    record = read_nearest(Path(view.path) / rel)
-    context = {"view": view, "rel": rel, "nearest": record, "neighbours": _neighbours(record),
-               "caption": _picture_caption(view, rel)}
-    if is_htmx():
-        return render_template("trainer/_nearest.html", **context)
-    return render_template("trainer/picture.html", **context)
+    context = _picture_context(run_id)
+    return render_template("trainer/_nearest.html" if is_htmx() else "trainer/picture.html", **context)
 
 
 @bp.get("/runs/<run_id>/picture")
 def picture(run_id: str):
     """One run picture on its own page, large, with its nearest training images: where a sample's link leads
     without JavaScript (with it, the lightbox opens instead)."""
-    view = get_view(run_id)
-    rel = _picture_rel(view)
-    record = read_nearest(Path(view.path) / rel)
-    return render_template("trainer/picture.html", view=view, rel=rel, nearest=record,
-                           neighbours=_neighbours(record), caption=_picture_caption(view, rel))
+    return render_template("trainer/picture.html", **_picture_context(run_id))
 
 
 @bp.get("/runs/<run_id>/files/<path:rel>")

@@ -286,7 +286,8 @@ def test_nearest_panel_shows_the_training_images_their_distances_and_a_memorised
     make_gallery_run(Path(app.instance_path), nearest={(3, "cat"): {"threshold": 0.05, "pictures": {
         "0.png": {"memorised": True, "nearest": [{"sha256": image.sha256, "path": "/x/a.png", "distance": 0.012},
                                                  {"sha256": gone, "path": "/x/b.png", "distance": 0.2}]},
-        "1.png": {"memorised": False, "nearest": [{"sha256": image.sha256, "path": "/x/a.png", "distance": 0.31}]},
+        "1.png": {"memorised": False, "nearest": [{"sha256": image.sha256, "path": "/x/a.png", "distance": 0.31},
+                                                  {"sha256": None, "path": "/data/cat/tabby.png", "distance": 0.4}]},
     }}})
     url = f"/train/runs/{RUN_ID}/nearest?rel=samples/epoch_0003/cat/0.png"
     html = text(client.get(url, headers={"HX-Request": "true"}))
@@ -296,6 +297,7 @@ def test_nearest_panel_shows_the_training_images_their_distances_and_a_memorised
     assert re.search(r'<li class="close">\s*<a href="/image/', html), "the one below the threshold is marked"
     other = text(client.get(url.replace("0.png", "1.png"), headers={"HX-Request": "true"}))
     assert "not memorised" in other and "0.310" in other
+    assert "not a curator image" in other and "tabby.png" in other  # an ImageFolder file: named by its path
     page = client.get(url)  # without JavaScript: the picture's page with the same panel
     assert page.status_code == 200 and "<html" in text(page) and "memorised-badge" in text(page)
 
