@@ -45,7 +45,7 @@ from .generate import resolve_device, safe_dir_name, save_grid, save_png
 from .nearest import write_nearest_by_class
 from .samplers import sample, to_uint8
 from .schedule import CosineSchedule, stratified_times
-from .unet import UNet, count_params, preset_config
+from .unet import UNet, UNetConfig, count_params, preset_config
 
 HEARTBEAT_S = 3.0
 
@@ -330,8 +330,11 @@ class Trainer:
             write_run_config(self.run_dir, cfg, class_names)
 
         torch.manual_seed(cfg.seed)
-        mcfg = preset_config(cfg.preset, in_channels=images.shape[1], num_classes=len(class_names),
-                             image_size=cfg.image_size)
+        if state is not None:  # the architecture the run was started with (presets may have changed since)
+            mcfg = UNetConfig.from_dict(state["model_config"])
+        else:
+            mcfg = preset_config(cfg.preset, in_channels=images.shape[1], num_classes=len(class_names),
+                                 image_size=cfg.image_size)
         model = UNet(mcfg)
         self.model_config = mcfg
         self.schedule = CosineSchedule()

@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .config import patch_scale
+
 
 @dataclass
 class UNetConfig:
@@ -45,7 +47,8 @@ class UNetConfig:
 # Sized for throughput on a few CPU cores at 32 px. `tiny` and `small` first fold 2x2 pixel patches into
 # channels (pixel-unshuffle), so every convolution runs at 16x16 and below: ~4x fewer FLOPs than a UNet of
 # the same width at full resolution, spent instead on width (capacity for class semantics). Attention only
-# at the two lowest levels. `base` works at full resolution and is meant for a GPU or 64 px.
+# at the two lowest levels. `base` works at full resolution and is meant for a GPU. Above 32 px the patches
+# grow with the image (config.patch_scale): 4x4 for tiny/small at 64 px.
 PRESETS = {
     "micro": dict(channels=8, channel_mults=(1, 2), num_res_blocks=1, attn_levels=(1,), head_channels=16,
                   emb_channels=16),
@@ -61,7 +64,9 @@ PRESETS = {
 def preset_config(preset: str, *, in_channels: int, num_classes: int, image_size: int = 32) -> UNetConfig:
     if preset not in PRESETS:
         raise ValueError(f"unknown model preset {preset!r}; choose one of {', '.join(PRESETS)}")
-    cfg = UNetConfig(in_channels=in_channels, num_classes=num_classes, image_size=image_size, **PRESETS[preset])
+    kw = dict(PRESETS[preset])
+    kw["patch_size"] = kw.get("patch_size", 1) * patch_scale(image_size)  # same inner resolution as at 32 px
+    cfg = UNetConfig(in_channels=in_channels, num_classes=num_classes, image_size=image_size, **kw)
     factor = cfg.patch_size * 2 ** (len(cfg.channel_mults) - 1)
     if image_size % factor:
         raise ValueError(f"image size {image_size} must be divisible by {factor} for the {preset!r} preset")

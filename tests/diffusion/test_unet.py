@@ -75,10 +75,23 @@ def test_patch_folding_keeps_shapes_and_starts_at_zero():
 
 def test_config_knows_each_presets_size_factor():
     """The torch-free TrainConfig.validate must refuse exactly the sizes the UNet would refuse."""
-    from diffusion.config import PRESET_SIZE_FACTOR, TrainConfig
+    from diffusion.config import PRESET_SIZE_FACTOR, TrainConfig, patch_scale
     for name in PRESETS:
-        cfg = preset_config(name, in_channels=3, num_classes=2, image_size=64)
-        assert PRESET_SIZE_FACTOR[name] == cfg.patch_size * 2 ** (len(cfg.channel_mults) - 1)
+        for size in (32, 64, 128):
+            cfg = preset_config(name, in_channels=3, num_classes=2, image_size=size)
+            assert PRESET_SIZE_FACTOR[name] * patch_scale(size) == cfg.patch_size * 2 ** (len(cfg.channel_mults) - 1)
+    with pytest.raises(ValueError, match="divisible by 16"):
+        TrainConfig(data="x", image_size=72, preset="small", epochs=1).validate()
     with pytest.raises(ValueError, match="divisible by 8"):
         TrainConfig(data="x", image_size=20, preset="small", epochs=1).validate()
     TrainConfig(data="x", image_size=24, preset="small", epochs=1).validate()
+
+
+def test_64_px_runs_at_the_inner_resolution_of_32_px():
+    """Tried: "small" at 32 and 64 px: 2x2 patches at 32, 4x4 at 64, so the UNet works at 16x16 in both."""
+    for size, patch in ((32, 2), (64, 4)):
+        cfg = preset_config("small", in_channels=3, num_classes=2, image_size=size)
+        assert cfg.patch_size == patch and size // cfg.patch_size == 16
+    m = UNet(preset_config("small", in_channels=3, num_classes=2, image_size=64))
+    x = torch.randn(2, 3, 64, 64)
+    assert m(x, torch.rand(2), torch.tensor([0, 1])).shape == x.shape
