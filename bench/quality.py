@@ -6,7 +6,7 @@
 
 Per dataset (bench/quality_data.py: ImageFolders split into train / tuned / untouched), exactly what a new user
 types: `manage.py train --data <dataset>/train --minutes 10` (plus `--image-size 64` for the 64 px figure), then
-`manage.py sample RUN --n 50 --steps 25` (the run's own choices: best checkpoint, guidance, interval). The samples
+`manage.py sample RUN --n 50 --steps 25` (25 per class at 64 px) (the run's own choices: best checkpoint, guidance, interval). The samples
 are scored by bench/quality_judge.py (a classifier that is not the run's evaluator, trained on the train part only)
 against the held-back part chosen by --part: `tuned` while tuning, `untouched` (never used while tuning) for the
 final figure, `both` prints both. Targets (issue 12): sample accuracy >= 0.95 x the judge's accuracy on held-back
@@ -71,7 +71,9 @@ def train_and_sample(name: str, size: int, minutes: float, per_class: int, steps
     root = quality_data.build(name, out / "data")
     tag = f"{name}-{size}"
     with open(out / f"{tag}.train.log", "w", encoding="utf-8") as log:
-        record = {"load_avg_start": load_avg(), "started": datetime.now().isoformat(timespec="seconds")}
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=common.ROOT, capture_output=True, text=True)
+        record = {"load_avg_start": load_avg(), "started": datetime.now().isoformat(timespec="seconds"),
+                  "git_head": head.stdout.strip()}
         print(f"[{tag}] training {minutes:g} min with every default (load {record['load_avg_start']})", flush=True)
         args = ["train", "--data", str(root / "train"), "--minutes", f"{minutes:g}"]
         if size != 32:
@@ -161,7 +163,9 @@ def main(argv=None) -> int:
     p.add_argument("--datasets", default=",".join(DEFAULT_SPECS),
                    help="comma-separated NAME[@SIZE] (names: %(default)s)")
     p.add_argument("--minutes", type=float, default=10.0, help="training budget per dataset (manage.py --minutes)")
-    p.add_argument("--per-class", type=int, default=50, help="samples per class")
+    p.add_argument("--per-class", type=int, default=None,
+                   help="samples per class (default 50 at 32 px, 25 above: a 64 px sample costs 4x; the demo's "
+                        "Fréchet comparison is capped by its training images per class, 7..26 but for birds)")
     p.add_argument("--steps", type=int, default=25, help="solver steps per sample")
     p.add_argument("--part", choices=("tuned", "untouched", "both"), default="tuned",
                    help="held-back part to score against (untouched: the final check only)")
@@ -181,7 +185,8 @@ def main(argv=None) -> int:
     else:
         for spec in args.datasets.split(","):
             name, size = parse_spec(spec.strip())
-            run_dir, record = train_and_sample(name, size, args.minutes, args.per_class, args.steps, args.out)
+            per_class = args.per_class or (50 if size <= 32 else 25)
+            run_dir, record = train_and_sample(name, size, args.minutes, per_class, args.steps, args.out)
             row = {**record, **score_run(run_dir, parts, args.out), "load_avg_end": load_avg()}
             rows.append(row)
             (args.out / f"{name}-{size}.json").write_text(json.dumps(row, indent=1, default=str), encoding="utf-8")
