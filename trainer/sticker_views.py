@@ -197,11 +197,14 @@ def favourite_toggle(run_id: str):
     return redirect(back, 303)
 
 
+def _favourites_page(view, errors: dict, status: int = 200):
+    return render_template("stickers/favourites.html", view=view, items=favourites.read(view.path),
+                           errors=errors), status
+
+
 @bp.get("/runs/<run_id>/favourites")
 def favourites_page(run_id: str):
-    view = get_view(run_id)
-    return render_template("stickers/favourites.html", view=view, items=favourites.read(view.path),
-                           opts=_options({})[0], scales=stickers.SCALES, upscalers=UPSCALERS, errors={})
+    return _favourites_page(get_view(run_id), {})
 
 
 @bp.get("/runs/<run_id>/favourites.zip")
@@ -224,9 +227,7 @@ def favourites_send(run_id: str):
         batch = send_favourites(db.session, ImageStore(instance()), view, favourites.read(view.path),
                                 Limits.from_config(current_app.config))
     except RunError as exc:
-        return render_template("stickers/favourites.html", view=view, items=favourites.read(view.path),
-                               opts=_options({})[0], scales=stickers.SCALES, upscalers=UPSCALERS,
-                               errors={"send": str(exc)}), 400
+        return _favourites_page(view, {"send": str(exc)}, 400)
     flash(f"Staged {len(batch.items)} favourite(s) as batch #{batch.id}: they join the dataset only when you accept "
           "them here, and snapshots leave them out unless asked.", "ok")
     return redirect(url_for("merge.merge_preview", batch_id=batch.id), 303)
