@@ -75,7 +75,7 @@ def image_page(image_id: int):
     newer, older = service.neighbours(db.session, query, image)
     history = service.history_entries(db.session, service.image_history(db.session, image))
     return render_template("gallery/image.html", image=image, newer=newer, older=older, filters=filters,
-                           history=history, classes=class_names(db.session))
+                           history=history, classes=class_names(db.session), me=_me())
 
 
 def _send_cached(path: Path, etag: str, mimetype: str):
