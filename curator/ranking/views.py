@@ -70,7 +70,7 @@ def _more(source) -> bool:
 def rank_index():
     rows = []
     for summary in class_summaries(db.session):
-        image_class = rs.get_class(db.session, summary.name)
+        image_class = rs.get_class(db.session, summary.name) if summary.total else None  # an empty class: nothing to rank
         if image_class is None:
             continue
         rows.append((image_class, rs.standings(db.session, image_class, limit=0)))

@@ -561,8 +561,12 @@ def test_rank_export_json_and_text(runner, app, cats):
     assert bad.exit_code == 1 and "no class named 'unicorn'" in bad.output and "cat, dog" in bad.output
 
 
-def test_rank_index_lists_classes(client, cats):
-    """Tried: the /rank/ overview and the nav link to it."""
+def test_rank_index_lists_classes(client, app, cats):
+    """Tried: the /rank/ overview and the nav link to it; a class without images is not listed (nothing to rank)."""
+    with app.app_context():
+        db.session.add(ImageClass(name="unicorn"))
+        db.session.commit()
     page = client.get("/rank/").get_data(as_text=True)
+    assert 'href="/rank/unicorn/"' not in page
     assert 'href="/rank/cat/"' in page and 'href="/rank/dog/"' in page
     assert 'href="/rank/" aria-current="page">Rank</a>' in page  # the nav marks the section this page is in
