@@ -128,3 +128,18 @@ def test_sending_favourites_stages_a_generated_batch(client, app, instance_path)
         assert (batch.kind, batch.state) == ("generated", "staged")
         assert sorted(i.source_class for i in batch.items) == ["cat", "dog", "dog"]
         assert all(i.image is None or i.image.status == "staged" for i in batch.items)
+
+
+def test_too_many_pictures_at_once_are_refused_whole(client, app, instance_path, monkeypatch):
+    """Tried: sending three favourites with the limit set to two (the real one is 500). A 400 page that says how many
+    is too many; no batch, nothing stored; the favourites are all still marked."""
+    from trainer import generation_service
+    monkeypatch.setattr(generation_service, "MAX_SEND", 2)
+    run_dir = make_run(instance_path, checkpoints=True)
+    for rel in (SAMPLE, GENERATED, f"generated/{GEN2_ID}/dog/0.png"):
+        favourites.add(run_dir, rel)
+    refused = client.post(URL + "/send")
+    assert refused.status_code == 400 and "3 pictures are too many" in refused.get_data(as_text=True)
+    with app.app_context():
+        assert db.session.scalars(select(Batch)).all() == []
+    assert len(favourites.read(run_dir)) == 3
