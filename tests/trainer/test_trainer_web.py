@@ -17,7 +17,7 @@ import pytest
 from sqlalchemy import func, select
 
 from core.db import db
-from core.models import Batch, Image, Run, Snapshot
+from core.models import Batch, Run, Snapshot
 from curator.snapshots.service import create_snapshot
 from diffusion import rundir
 
@@ -110,7 +110,8 @@ def test_run_lifecycle_start_progress_grid_cancel_resume_complete_extend_generat
     html = wait_until(client, run_id, lambda s, h: s == "running" and 'id="newest-' in h and "images/s" in h,
                       "the first grid and a speed")
     assert "images/s" in html and 'id="run-progress"' in html
-    grid = client.get(f"/train/runs/{run_id}/files/samples/epoch_0001.png")
+    first = rundir.list_epochs(Path(app.instance_path) / "runs" / run_id)[0]  # 0: the preview before training
+    grid = client.get(f"/train/runs/{run_id}/files/samples/epoch_{first:04d}.png")
     assert grid.status_code == 200 and grid.data[:4] == b"\x89PNG"
 
     assert client.post(f"/train/runs/{run_id}/cancel").status_code == 302
@@ -136,11 +137,12 @@ def test_run_lifecycle_start_progress_grid_cancel_resume_complete_extend_generat
     config = json.loads((Path(app.instance_path) / "runs" / run_id / "config.json").read_text())
     assert config["minutes"] == pytest.approx(0.13)
 
-    epochs = client.get(f"/train/runs/{run_id}/epochs?epoch=1").get_data(as_text=True)
-    assert 'id="epoch-label">Epoch 1<' in epochs and 'data-key="ArrowRight"' in epochs
+    with_grids = rundir.list_epochs(Path(app.instance_path) / "runs" / run_id)
+    assert with_grids[0] == 0 and len(with_grids) >= 2, with_grids  # the preview before training, then more
+    epochs = client.get(f"/train/runs/{run_id}/epochs?epoch=0").get_data(as_text=True)
+    assert 'id="epoch-label">Before training<' in epochs and 'data-key="ArrowRight"' in epochs
     cat = client.get(f"/train/runs/{run_id}/classes/cat").get_data(as_text=True)
-    epochs_done = rundir.list_epochs(Path(app.instance_path) / "runs" / run_id)
-    assert cat.count('<div class="sample-row" data-row=') == min(12, len(epochs_done))  # a film strip, one row each
+    assert cat.count('<div class="sample-row" data-row=') == min(12, len(with_grids))  # a film strip, one row each
     listing = client.get("/train/").get_data(as_text=True)
     assert run_id in listing and "completed" in listing
     generate_and_send_to_curator(client, app, run_id)
@@ -166,12 +168,11 @@ def generate_and_send_to_curator(client, app, run_id: str) -> None:
     png = client.get(f"/train/runs/{run_id}/files/{picks[0]}?download=1")
     assert png.status_code == 200 and "attachment" in png.headers["Content-Disposition"]
     sent = client.post(page_url + "/send", data={"pick": picks[:1]})
-    assert sent.status_code == 302 and "/batch/" in sent.headers["Location"]
-    with app.app_context():
+    assert sent.status_code in (302, 303), sent.get_data(as_text=True)[:500]
+    with app.app_context():  # staged for someone to accept (the favourites work owns what happens next)
         batch = db.session.scalars(select(Batch).order_by(Batch.id.desc())).first()
-        assert (batch.kind, batch.source, batch.added) == ("generated", f"run {run_id}", 1)
-        image = db.session.scalar(select(Image).where(Image.batch_id == batch.id))
-        assert image.class_name == "cat" and image.width == 8
+        assert (batch.kind, batch.source) == ("generated", f"run {run_id}")
+        assert str(batch.id) in sent.headers["Location"]
 
 
 def test_one_run_at_a_time_a_killed_run_shows_failed_and_the_queue_moves_on(client, app, snapshot_id):
