@@ -471,9 +471,11 @@ class Trainer:
             # Enough samples for a stable Fréchet distance; the grid shows the first k of each class.
             per_class = max(k, math.ceil(cfg.eval_samples / n_classes)) if scoring else k
             labels = torch.arange(n_classes).repeat_interleave(per_class)
+            # The preview before training only shows the pipeline works (the model draws noise yet): few steps.
+            steps = cfg.sample_steps if evaluate else min(cfg.sample_steps, 4)
             with torch.random.fork_rng(devices=[]):
                 gen = torch.Generator().manual_seed(cfg.seed + 12345)  # fixed noise: epochs compare
-                imgs = sample(self.ema.model, self.schedule, labels, steps=cfg.sample_steps, sampler=cfg.sampler,
+                imgs = sample(self.ema.model, self.schedule, labels, steps=steps, sampler=cfg.sampler,
                               guidance=cfg.guidance, generator=gen, device=self.device, prediction=cfg.prediction,
                               interval=cfg.guidance_interval)
             u8 = to_uint8(imgs)
