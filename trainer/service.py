@@ -174,7 +174,7 @@ class RunView:
     def latest_grid_epoch(self) -> int | None:
         return self.epochs_with_grids[-1] if self.epochs_with_grids else None
 
-    def preview(self, most: int = 4) -> list[str]:
+    def preview(self, most: int = 3) -> list[str]:
         """A glance at the newest samples: the first picture of up to `most` classes (paths relative to the run)."""
         epoch = self.latest_grid_epoch
         if epoch is None:
