@@ -2,6 +2,8 @@
 does not contain (a mirrored 2 is not a 2; a mirrored cat is still a cat)."""
 from __future__ import annotations
 
+import math
+
 KEEP_WHEN_MIRRORED = 0.9  # flips on when the no-flip classifier still knows >= 90 % of what it knew, mirrored
 
 
@@ -32,3 +34,37 @@ def flip_decision(setting: str, mirror: dict | None, num_classes: int) -> dict:
     return {"setting": "auto", "flip": False, "evidence": evidence,
             "why": f"flips off: {figures} (keeps only {kept:.0%} of what it knew): mirrored pictures look like "
                    "something else, so the model would learn pictures the data does not contain"}
+
+
+AUGMENT_DIM = 5  # [mirrored, dx / S, dy / S, cos(rotation) - 1, sin(rotation)]
+
+
+def nonleaky_augment(x, p: float, generator):
+    """EDM's non-leaky augmentation (Karras et al. 2022), the small version: each transform (a mirror, an integer
+    shift of up to 1/8 of the side, a quarter turn) applies with probability `p`, and the returned labels
+    [B, AUGMENT_DIM] tell the model what was done; sampling passes no labels (all zero: nothing done), so the
+    model learns from more pictures without drawing mirrored, shifted or turned ones. x: [B,C,S,S] on any device.
+    """
+    import torch
+
+    b, _, s, _ = x.shape
+    r = torch.rand(b, 6, generator=generator)
+    flip = r[:, 0] < p
+    shift = r[:, 1] < p
+    turn = r[:, 2] < p
+    m = max(1, s // 8)
+    dx = torch.where(shift, (r[:, 3] * (2 * m + 1)).long() - m, 0)
+    dy = torch.where(shift, (r[:, 4] * (2 * m + 1)).long() - m, 0)
+    k = torch.where(turn, 1 + (r[:, 5] * 3).long().clamp(max=2), 0)  # 1..3 quarter turns
+    out = []
+    for i in range(b):
+        xi = x[i].flip(-1) if flip[i] else x[i]
+        if dx[i] or dy[i]:
+            xi = torch.roll(xi, shifts=(int(dy[i]), int(dx[i])), dims=(-2, -1))
+        if k[i]:
+            xi = torch.rot90(xi, int(k[i]), dims=(-2, -1))
+        out.append(xi)
+    angle = k.double() * math.pi / 2
+    labels = torch.stack([flip.double(), dx.double() / s, dy.double() / s, torch.cos(angle) - 1, torch.sin(angle)],
+                         dim=1).float()
+    return torch.stack(out), labels.to(x.device)

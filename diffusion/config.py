@@ -51,6 +51,7 @@ class TrainConfig:
     prediction: str = "v"
     min_snr_gamma: float = 5.0  # 0 disables min-SNR weighting
     label_dropout: float = 0.1  # share of labels replaced by the null class (for classifier-free guidance)
+    augment: float = 0.0  # EDM's non-leaky augmentation: each transform's probability (0: off; see diffusion.augment)
     flip: str = "auto"  # horizontal flips: "on", "off", or "auto" (on only if mirrored pictures keep their class)
     ema_decay: float = 0.999
     ema_warmup: bool = True  # decay = min(ema_decay, (1+n)/(10+n)): the EMA tracks early weights closely
@@ -133,6 +134,8 @@ class TrainConfig:
             bad(f"device={self.device!r} must be one of {DEVICES}")
         if self.prediction not in PREDICTIONS:
             bad(f"prediction={self.prediction!r} must be one of {PREDICTIONS}")
+        if not 0 <= self.augment <= 1:
+            bad(f"augment={self.augment} must be a probability in [0, 1] (0 turns it off)")
         if self.flip not in FLIPS:
             bad(f"flip={self.flip!r} must be one of {FLIPS}")
         if self.guidance_interval is not None:

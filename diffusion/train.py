@@ -36,7 +36,7 @@ from core.files import write_with
 from . import checkpoint as ckpt
 from . import distributed as ddp
 from . import rundir
-from .augment import flip_decision
+from .augment import AUGMENT_DIM, flip_decision, nonleaky_augment
 from .config import RESUMABLE_CHANGES, TrainConfig, config_changes
 from .data import epoch_permutation, load_images, make_batch, source_items
 from .ema import EMA
@@ -335,6 +335,7 @@ class Trainer:
         else:
             mcfg = preset_config(cfg.preset, in_channels=images.shape[1], num_classes=len(class_names),
                                  image_size=cfg.image_size)
+            mcfg.augment_dim = AUGMENT_DIM if cfg.augment > 0 else 0
         model = UNet(mcfg)
         self.model_config = mcfg
         self.schedule = CosineSchedule()
@@ -723,6 +724,9 @@ class Trainer:
         cfg, dev = self.config, self.device
         gen = self.noise_gen
         x0 = make_batch(self.images, idx, flip=self.flip["flip"], generator=gen, device=dev)
+        aug = None
+        if cfg.augment > 0:
+            x0, aug = nonleaky_augment(x0, cfg.augment, gen)
         y = self.labels[idx]
         drop = torch.rand(len(idx), generator=gen) < cfg.label_dropout
         y = torch.where(drop, torch.full_like(y, null_class), y).to(dev)
@@ -733,7 +737,7 @@ class Trainer:
             xt = xt.contiguous(memory_format=torch.channels_last)
         amp = torch.autocast(dev.type, dtype=torch.bfloat16) if self.amp else contextlib.nullcontext()
         with amp:
-            out = self.net(xt, t, y)
+            out = self.net(xt, t, y) if aug is None else self.net(xt, t, y, aug)
         target = self.schedule.target(x0, eps, t, cfg.prediction)
         per_sample = (out.float() - target).pow(2).mean(dim=(1, 2, 3))
         weight = self.schedule.loss_weight(t, cfg.prediction, cfg.min_snr_gamma)

@@ -29,6 +29,7 @@ class UNetConfig:
     emb_channels: int | None = None  # default 4 x channels
     dropout: float = 0.0
     patch_size: int = 1  # >1: pixel-unshuffle the input (and shuffle the output), so the UNet runs at S/patch
+    augment_dim: int = 0  # >0: the augmentation applied to a training image is an input (EDM's non-leaky aug)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -161,6 +162,7 @@ class UNet(nn.Module):
         self.image_size = cfg.image_size
         self.time_mlp = nn.Sequential(nn.Linear(ch, emb), nn.SiLU(), nn.Linear(emb, emb))
         self.class_emb = nn.Embedding(cfg.num_classes + 1, emb)
+        self.aug_emb = nn.Linear(cfg.augment_dim, emb, bias=False) if cfg.augment_dim else None
         p = cfg.patch_size
         self.unshuffle = nn.PixelUnshuffle(p) if p > 1 else nn.Identity()
         self.shuffle = nn.PixelShuffle(p) if p > 1 else nn.Identity()
@@ -199,9 +201,13 @@ class UNet(nn.Module):
         self.norm_out = nn.GroupNorm(_groups(cur), cur)
         self.conv_out = _zero(nn.Conv2d(cur, cfg.in_channels * p * p, 3, padding=1))
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """x: [B,C,S,S] noisy images; t: [B] times in [0,1]; labels: [B] class ids (num_classes = null)."""
+    def forward(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor,
+                augment: torch.Tensor | None = None) -> torch.Tensor:
+        """x: [B,C,S,S] noisy images; t: [B] times in [0,1]; labels: [B] class ids (num_classes = null);
+        augment: [B, augment_dim] what was done to each training image (None, as when sampling: nothing)."""
         emb = self.time_mlp(timestep_embedding(t, self.cfg.channels).to(x.dtype)) + self.class_emb(labels)
+        if self.aug_emb is not None and augment is not None:
+            emb = emb + self.aug_emb(augment.to(emb.dtype))
         emb = F.silu(emb)
         h = self.conv_in(self.unshuffle(x))
         hs = [h]

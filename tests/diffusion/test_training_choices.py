@@ -165,3 +165,30 @@ def test_guidance_sweep_writes_its_table_and_the_runs_default(budget_run):
     if result["chosen"]:
         assert config["guidance"] == result["chosen"]["guidance"]
         assert config["guidance_interval"] == result["chosen"]["interval"]
+
+
+# ------------------------------------------------------------------ non-leaky augmentation
+
+def test_nonleaky_augment_labels_say_what_was_done():
+    """Tried: p=0 (nothing done, all-zero labels) and p=1 (every image mirrored, turned; labels say so)."""
+    from diffusion.augment import AUGMENT_DIM, nonleaky_augment
+    x = torch.arange(2 * 3 * 8 * 8, dtype=torch.float32).reshape(2, 3, 8, 8)
+    same, zero = nonleaky_augment(x, 0.0, torch.Generator().manual_seed(0))
+    assert torch.equal(same, x) and zero.shape == (2, AUGMENT_DIM) and not zero.any()
+    done, labels = nonleaky_augment(x, 1.0, torch.Generator().manual_seed(0))
+    assert (labels[:, 0] == 1).all() and (labels[:, 3:] != 0).any(dim=1).all()  # mirrored and turned, every one
+    for i in range(2):  # undo: turn back, shift back, mirror back
+        k = round(float(torch.atan2(labels[i, 4], labels[i, 3] + 1)) / (torch.pi / 2)) % 4
+        back = torch.rot90(done[i], -k, dims=(-2, -1))
+        back = torch.roll(back, shifts=(-round(float(labels[i, 2]) * 8), -round(float(labels[i, 1]) * 8)),
+                          dims=(-2, -1))
+        assert torch.equal(back.flip(-1), x[i])
+
+
+def test_a_run_with_nonleaky_augmentation_trains_and_samples(tiny_folder, tmp_path):
+    run = tmp_path / "run"
+    status = train(micro_config(tiny_folder, epochs=2, augment=0.5), run, progress=False)
+    assert status["state"] == "completed"
+    state = torch.load(rundir.checkpoint_path(run, "last"), map_location="cpu", weights_only=False)
+    assert state["model_config"]["augment_dim"] == 5
+    assert len(generate_to_dir(run, tmp_path / "out", n=1, steps=2)) == 3  # sampling passes no augmentation
