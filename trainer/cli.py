@@ -75,11 +75,13 @@ def _data_source(instance: Path, snapshot: str | None, data: Path | None, image_
 @click.option("--device", type=click.Choice(DEVICES), help="auto (default), cpu, cuda or mps.")
 @click.option("--flip", type=click.Choice(FLIPS), help="Horizontal flips: auto (default: on only if mirrored "
               "pictures keep their class, tested on held-back images and logged), off or on.")
+@click.option("--augment", type=click.FloatRange(0, 1), help="EDM's non-leaky augmentation: the probability of "
+              "each transform (mirror, shift, quarter turn), told to the model and off at sampling (default 0: off).")
 @click.option("--resume", "resume_run", metavar="RUN", help="Continue a run (id or path); only --epochs and "
               "--minutes may change.")
 @json_option("the result")
 @with_appcontext
-def train_command(snapshot, data, epochs, minutes, image_size, preset, batch_size, lr, seed, device, flip,
+def train_command(snapshot, data, epochs, minutes, image_size, preset, batch_size, lr, seed, device, flip, augment,
                   resume_run, as_json):
     """Train a class-conditional diffusion model; writes <instance>/runs/<id>/."""
     _prepare_torch()
@@ -92,7 +94,8 @@ def train_command(snapshot, data, epochs, minutes, image_size, preset, batch_siz
     instance = Path(current_app.instance_path)
     if resume_run:
         others = {"--snapshot": snapshot, "--data": data, "--image-size": image_size, "--preset": preset,
-                  "--batch-size": batch_size, "--lr": lr, "--seed": seed, "--device": device, "--flip": flip}
+                  "--batch-size": batch_size, "--lr": lr, "--seed": seed, "--device": device, "--flip": flip,
+                  "--augment": augment}
         given = [k for k, v in others.items() if v is not None]
         if given:
             raise click.UsageError(f"{', '.join(given)} cannot change when resuming; only --epochs and --minutes "
@@ -114,7 +117,7 @@ def train_command(snapshot, data, epochs, minutes, image_size, preset, batch_siz
             minutes = DEFAULT_MINUTES
         settings = {"data": source, "image_size": size, "epochs": epochs, "minutes": minutes}
         for key, value in (("preset", preset), ("batch_size", batch_size), ("lr", lr), ("seed", seed),
-                           ("device", device), ("flip", flip)):
+                           ("device", device), ("flip", flip), ("augment", augment)):
             if value is not None:
                 settings[key] = value
         config = TrainConfig(**settings)
