@@ -96,7 +96,7 @@ def run_guidance(run_dir) -> tuple[float, list | None]:
     return float(config.get("guidance", 3.0)), config.get("guidance_interval")
 
 
-def write_nearest_files(run_dir: Path, out_dir: Path, written: list[Path], class_names: list[str]) -> None:
+def write_nearest_files(run_dir: Path, written: list[Path]) -> None:
     """nearest.json beside each class folder of `written` pictures, with the run's evaluator (if it has one)."""
     from .data import DataError, source_items
     from .evaluate import Evaluator, EvaluatorFileError
@@ -179,7 +179,7 @@ def generate_to_dir(run_dir, out_dir, *, classes: list[str] | None = None, n: in
             if progress is not None:
                 progress(name, start + count, n)
     if nearest:
-        write_nearest_files(Path(run_dir), out_dir, written, class_names)
+        write_nearest_files(Path(run_dir), written)
     return written
 
 
