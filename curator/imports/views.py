@@ -44,10 +44,10 @@ def _form(status: int = 200, **context):
                            roots=current_app.config["IMPORT_ROOTS"], **context), status
 
 
-def _refused(message: str, **context):
+def _refused(message: str):
     """The import form again, with the reason, as a 400: nothing was imported."""
     flash(message, "error")
-    return _form(400, **context)
+    return _form(400)
 
 
 def _ask_for_class(spool: Path, spooled: list[dict], loose: list[str]):
