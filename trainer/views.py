@@ -302,6 +302,7 @@ def epoch_gallery(run_id: str):
         index = epochs.index(epoch)
         rows = class_rows(view, epoch)
         context.update(index=index, rows=rows, px=tile_px(view.image_size, _per_row(rows)),
+                       figures=figures_at(view.metrics(), epoch),
                        grid=str(rundir.grid_path(view.path, epoch).relative_to(view.path)),
                        prev_epoch=epochs[index - 1] if index > 0 else None,
                        next_epoch=epochs[index + 1] if index + 1 < len(epochs) else None)

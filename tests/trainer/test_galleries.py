@@ -48,6 +48,7 @@ def test_epoch_gallery_has_a_labelled_row_per_class_of_large_pixelated_tiles(cli
     for name in CLASSES:
         assert re.search(rf'class="row-label">\s*<a href="[^"]*/classes/{name}"', html), f"{name} row is labelled"
     assert len(tiles(html)) == 12 and all("epoch_0002" in rel for rel in tiles(html))
+    assert re.search(r'id="epoch-figures">loss 0\.2450 · accuracy 0\.700 · FID 30\.00', html), "the epoch's figures"
     sizes = set(re.findall(r'<img class="pixel" src="[^"]*" alt="[^"]*" width="(\d+)" height="\1"', html))
     assert sizes and all(int(s) >= 96 and int(s) % 32 == 0 for s in sizes), sizes
 
