@@ -3,6 +3,7 @@
     PYTHONPATH=. python bench/quality.py                       # digits and demo at 32 px, demo at 64 px, 10 min each
     PYTHONPATH=. python bench/quality.py --minutes 2 --datasets digits          # a smoke run of the harness
     PYTHONPATH=. python bench/quality.py --rescore bench/out/quality/instance/runs/<id> --part both
+    PYTHONPATH=. python bench/quality.py --check-reals         # the judge on real images posing as samples
 
 Per dataset (bench/quality_data.py: ImageFolders split into train / tuned / untouched), exactly what a new user
 types: `manage.py train --data <dataset>/train --minutes 10` (plus `--image-size 64` for the 64 px figure), then
@@ -136,6 +137,18 @@ def score_run(run_dir: Path, parts: list[str], out: Path) -> dict:
     return result
 
 
+def check_reals(name: str, size: int, out: Path) -> dict:
+    """The yardstick on real images: the untouched part scored as if it were samples, against the tuned part.
+    Expect an accuracy ratio near 1, a Fréchet ratio near 1 and about 1 % memorised (the threshold's percentile)."""
+    root = quality_data.build(name, out / "data")
+    train_u8, train_labels, class_names = load_images(root / "train", size, "crop", "white")
+    judge = judge_for(root, size, train_u8, train_labels, class_names, out)
+    fake, fake_labels, _ = load_images(root / "untouched", size, "crop", "white")
+    held, held_labels, _ = load_images(root / "tuned", size, "crop", "white")
+    fig = qj.score(judge, fake, fake_labels, train_u8, train_labels, held, held_labels)
+    return {"dataset": name, "size": size, "judge": judge.info, "parts": {"reals-as-samples": fig}}
+
+
 def _f(v, fmt=".3f"):
     return "-" if v is None else format(v, fmt)
 
@@ -171,13 +184,18 @@ def main(argv=None) -> int:
                    help="held-back part to score against (untouched: the final check only)")
     p.add_argument("--rescore", type=Path, nargs="+", metavar="RUN_DIR",
                    help="score existing runs (their bench-samples/) instead of training")
+    p.add_argument("--check-reals", action="store_true",
+                   help="no training: score the untouched reals as if they were samples (the yardstick's own check)")
     p.add_argument("--out", type=Path, default=OUT)
     args = p.parse_args(argv)
     parts = ["tuned", "untouched"] if args.part == "both" else [args.part]
     args.out.mkdir(parents=True, exist_ok=True)
 
     rows = []
-    if args.rescore:
+    if args.check_reals:
+        rows = [check_reals(*parse_spec(spec.strip()), args.out) for spec in args.datasets.split(",")]
+        (args.out / "check-reals.json").write_text(json.dumps(rows, indent=1, default=str), encoding="utf-8")
+    elif args.rescore:
         for run_dir in args.rescore:
             row = {"load_avg_start": load_avg(), **score_run(run_dir.resolve(), parts, args.out),
                    "load_avg_end": load_avg()}
