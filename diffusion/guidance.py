@@ -68,6 +68,8 @@ def run_sweep(model, schedule, evaluator, class_names: list[str], run_dir: Path,
     """
     t0 = time.time()
     k = len(class_names)
+    # Fréchet distances compare with the held-back reals: beyond ~3x their number more samples add little.
+    n_samples = min(n_samples, 3 * len(evaluator.holdout_labels))
     per_class = max(4, math.ceil(n_samples / k))
     labels = torch.arange(k).repeat_interleave(per_class)
     inner = getattr(model, "module", model)

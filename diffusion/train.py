@@ -470,7 +470,9 @@ class Trainer:
             k, n_classes = cfg.samples_per_class, len(self.class_names)
             scoring = evaluate and self.evaluator is not None
             # Enough samples for a stable Fréchet distance; the grid shows the first k of each class.
-            per_class = max(k, math.ceil(cfg.eval_samples / n_classes)) if scoring else k
+            # (beyond ~3x the held-back reals they are compared with, more samples add little)
+            wanted = min(cfg.eval_samples, 3 * len(self.evaluator.holdout_labels)) if scoring else 0
+            per_class = max(k, math.ceil(wanted / n_classes))
             labels = torch.arange(n_classes).repeat_interleave(per_class)
             # The preview before training only shows the pipeline works (the model draws noise yet): few steps.
             steps = cfg.sample_steps if evaluate else min(cfg.sample_steps, 4)
