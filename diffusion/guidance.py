@@ -25,9 +25,13 @@ SWEEP_SAMPLES = 96  # samples per row (at least 4 per class): enough to rank set
 
 
 def sweep_rows(interval=DEFAULT_GUIDANCE_INTERVAL) -> list[dict]:
-    """The settings tried: every scale without an interval, and every scale above 1 with it."""
-    rows = [{"guidance": g, "interval": None} for g in SCALES]
-    rows += [{"guidance": g, "interval": list(interval)} for g in SCALES if g != 1.0]
+    """The settings tried, most telling first (a tight budget skips the last): the strongest guidance with and
+    without an interval, then milder ones, each with the interval first; no guidance (1) last."""
+    rows = []
+    for g in sorted(SCALES, reverse=True):
+        if g != 1.0:
+            rows.append({"guidance": g, "interval": list(interval)})
+        rows.append({"guidance": g, "interval": None})
     return rows
 
 
@@ -77,7 +81,7 @@ def run_sweep(model, schedule, evaluator, class_names: list[str], run_dir: Path,
     noise = torch.randn((len(labels), *shape), generator=torch.Generator().manual_seed(seed + 777))
     rows, skipped = [], []
     for row in sweep_rows():
-        if budget_s is not None and rows and time.time() - t0 > budget_s:
+        if budget_s is not None and rows and time.time() - t0 + rows[-1]["seconds"] > budget_s:
             skipped.append(row)
             continue
         r0 = time.time()

@@ -459,6 +459,21 @@ class Trainer:
             rundir.epoch_checkpoint_path(self.run_dir, gone).unlink(missing_ok=True)
             kept.remove(gone)
 
+    def _eval_per_class(self) -> int:
+        """Samples per class at an evaluation: the grid's, or more for a stable Fréchet distance (but beyond ~3x
+        the held-back reals they are compared with, more add little)."""
+        k = self.config.samples_per_class
+        if self.evaluator is None:
+            return k
+        wanted = min(self.config.eval_samples, 3 * len(self.evaluator.holdout_labels))
+        return max(k, math.ceil(wanted / len(self.class_names)))
+
+    def _eval_draws(self) -> int:
+        return self._eval_per_class() * len(self.class_names) * self.config.sample_steps
+
+    def _preview_draws(self) -> int:
+        return self.config.samples_per_class * len(self.class_names) * min(self.config.sample_steps, 4)
+
     def _samples_and_eval(self, recent_loss: float | None, elapsed: float, evaluate: bool = True) -> None:
         """Sample grid + per-class PNGs from the EMA model labelled with the epochs completed; with `evaluate`,
         the evaluator's figures, nearest.json, the epoch's weights and maybe best.pt; then last.pt."""
@@ -469,10 +484,7 @@ class Trainer:
             t0 = time.time()
             k, n_classes = cfg.samples_per_class, len(self.class_names)
             scoring = evaluate and self.evaluator is not None
-            # Enough samples for a stable Fréchet distance; the grid shows the first k of each class.
-            # (beyond ~3x the held-back reals they are compared with, more samples add little)
-            wanted = min(cfg.eval_samples, 3 * len(self.evaluator.holdout_labels)) if scoring else 0
-            per_class = max(k, math.ceil(wanted / n_classes))
+            per_class = self._eval_per_class() if scoring else k  # the grid shows the first k of each class
             labels = torch.arange(n_classes).repeat_interleave(per_class)
             # The preview before training only shows the pipeline works (the model draws noise yet): few steps.
             steps = cfg.sample_steps if evaluate else min(cfg.sample_steps, 4)
@@ -585,7 +597,9 @@ class Trainer:
             return spent
 
         if self.step == 0 and cfg.preview_at_start:  # shows that data, model and sampler work, before training
-            overhead(self._samples_and_eval, None, 0.0, evaluate=False)
+            spent = overhead(self._samples_and_eval, None, 0.0, evaluate=False)
+            # What an evaluation will cost, from the preview's pace, so even the first one keeps to the share.
+            self.grid_seconds = spent * self._eval_draws() / max(1, self._preview_draws())
         last_grid_t, last_ckpt_t = elapsed(), elapsed()
         interval_loss, interval_n, interval_t0, interval_imgs = 0.0, 0, time.time(), 0
         epoch_loss, epoch_n = 0.0, 0
@@ -651,6 +665,8 @@ class Trainer:
                     want_grid = self.epoch % cfg.sample_every == 0 and trained >= gap
                 else:
                     want_grid = trained >= max(cfg.sample_minutes * 60, gap)
+                if budget_s is not None and budget_s - elapsed() < gap:
+                    want_grid = False  # the final evaluation comes sooner than the share would allow another
                 want_grid = ddp.broadcast_object(self.dist, want_grid)
                 if want_grid and not done():
                     self.grid_seconds = overhead(self._samples_and_eval, recent, elapsed())

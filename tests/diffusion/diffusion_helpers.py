@@ -15,6 +15,7 @@ torch.set_num_threads(1)
 def micro_config(data, **over):
     from diffusion.config import TrainConfig
     base = dict(data=str(data), image_size=8, preset="micro", epochs=2, batch_size=8, lr=2e-3, warmup_steps=5,
-                sample_every=1, sample_steps=2, samples_per_class=2, eval=False, log_every=2)
+                sample_every=1, sample_steps=2, samples_per_class=2, eval=False, log_every=2,
+                preview_at_start=False)
     base.update(over)
     return TrainConfig(**base)

@@ -39,5 +39,5 @@ def test_torchrun_two_cpu_processes_train_one_run(tiny_folder, tmp_path):
     state = torch.load(rundir.checkpoint_path(run, "last"), map_location="cpu", weights_only=False)
     assert state["world_size"] == 2 and len(state["rng"]["noise"]) == 2  # every rank's RNG, for resume
     assert state["rng"]["noise"][0].tolist() != state["rng"]["noise"][1].tolist()  # ranks draw different noise
-    assert rundir.list_epochs(run) == [0, 1, 2]  # 0: the preview before training
+    assert rundir.list_epochs(run) == [1, 2]
     assert (run / "train.log").read_text().count("run completed") == 1  # only rank 0 logs

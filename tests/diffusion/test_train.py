@@ -59,7 +59,7 @@ def test_run_directory_contract(tiny_folder, tmp_path):
     assert st["latest_grid_epoch"] == 2 and st["best_epoch"] in (1, 2) and st["error"] is None
     config = json.loads((run / "config.json").read_text())
     assert config["class_names"] == ["blue", "green", "red"] and config["preset"] == "micro"
-    assert rundir.list_epochs(run) == [0, 1, 2]  # 0: the preview before training
+    assert rundir.list_epochs(run) == [1, 2]
     grid = Image.open(rundir.grid_path(run, 2))
     assert grid.size == (2 * 10 + 2, 3 * 10 + 2)  # 2 columns x 3 rows of 8 px with 2 px borders
     assert [p.name for p in rundir.class_sample_paths(run, 2, "red")] == ["0.png", "1.png"]

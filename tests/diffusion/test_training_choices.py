@@ -92,7 +92,8 @@ def budget_run(tiny_folder, tmp_path_factory):
     """A micro run with the evaluator on, stopped by a 4-second budget of training steps (mid-epoch)."""
     run = tmp_path_factory.mktemp("budget") / "run"
     cfg = micro_config(tiny_folder, epochs=None, minutes=4 / 60, batch_size=5, eval=True, eval_samples=12,
-                       sample_steps=2, keep_checkpoints=3, eval_budget_s=2.0)
+                       sample_steps=2, keep_checkpoints=3, eval_budget_s=2.0,
+                       preview_at_start=True)
     status = train(cfg, run, progress=False)
     return run, status
 
