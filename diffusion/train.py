@@ -649,7 +649,7 @@ class Trainer:
                     if cancel or over:
                         raise _Stop("cancel" if cancel else "budget")
                     if elapsed() - last_ckpt_t >= cfg.checkpoint_minutes * 60:
-                        overhead(self._save_checkpoint, elapsed())
+                        interval_t0 += overhead(self._save_checkpoint, elapsed())
                         last_ckpt_t = elapsed()
                 self.epoch += 1
                 self.batch_in_epoch = 0
@@ -670,6 +670,7 @@ class Trainer:
                 want_grid = ddp.broadcast_object(self.dist, want_grid)
                 if want_grid and not done():
                     self.grid_seconds = overhead(self._samples_and_eval, recent, elapsed())
+                    interval_t0 += self.grid_seconds  # the speed in metrics is the speed of training
                     last_grid_t = last_ckpt_t = elapsed()
         except _Stop as s:
             final_state = "cancelled" if str(s) == "cancel" else "completed"
