@@ -51,7 +51,10 @@ class TrainConfig:
     prediction: str = "v"
     min_snr_gamma: float = 5.0  # 0 disables min-SNR weighting
     label_dropout: float = 0.1  # share of labels replaced by the null class (for classifier-free guidance)
-    augment: float = 0.0  # EDM's non-leaky augmentation: each transform's probability (0: off; see diffusion.augment)
+    # EDM's non-leaky augmentation: each transform's probability (see diffusion.augment). Off by default: on the
+    # demo at 32 px (8 minutes of "tiny", ~445 steps) p=0.15 took sample accuracy from 0.80 to 0.52 at about the
+    # same Fréchet distance (12.8 vs 12.2, one evaluator); it may pay off only in much longer runs.
+    augment: float = 0.0
     flip: str = "auto"  # horizontal flips: "on", "off", or "auto" (on only if mirrored pictures keep their class)
     ema_decay: float = 0.999
     ema_warmup: bool = True  # decay = min(ema_decay, (1+n)/(10+n)): the EMA tracks early weights closely
