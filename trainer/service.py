@@ -527,6 +527,28 @@ def loss_chart(metrics: list[dict], width: int = 560, height: int = 160, max_poi
     return Chart(pts, width, height, y_lo, y_hi, int(x_hi), len(train))
 
 
+def read_guidance_sweep(view: RunView) -> dict | None:
+    """The end-of-run guidance sweep (`guidance.json`, written by diffusion.guidance): its rows, the chosen setting
+    and why; None when the run has none (still training, evaluation off, or an older run)."""
+    sweep = rundir.read_json(view.path / "guidance.json", default=None)
+    return sweep if isinstance(sweep, dict) and isinstance(sweep.get("rows"), list) else None
+
+
+def time_spent(status: dict) -> dict | None:
+    """Where the run's time went, from status.json: training (what the budget counts), previews and evaluation (and
+    their share of training), the evaluator's fitting and the guidance sweep (both outside the budget)."""
+    train_s = status.get("train_s")
+    if not isinstance(train_s, (int, float)):
+        return None
+    spent = {"train_s": train_s}
+    for key in ("preview_s", "evaluator_fit_s", "sweep_s"):
+        if isinstance(status.get(key), (int, float)):
+            spent[key] = status[key]
+    if "preview_s" in spent and train_s > 0:
+        spent["preview_share"] = spent["preview_s"] / train_s
+    return spent
+
+
 def latest_eval(metrics: list[dict]) -> dict | None:
     evals = [m for m in metrics if m.get("kind") == "eval"]
     return evals[-1] if evals else None

@@ -39,11 +39,13 @@ from trainer.service import (
     latest_eval,
     list_runs,
     loss_chart,
+    read_guidance_sweep,
     read_nearest,
     rename,
     resume,
     schedule,
     tile_px,
+    time_spent,
     view_run,
 )
 
@@ -101,7 +103,8 @@ def index():
 def _live_context(view: RunView) -> dict:
     metrics = view.metrics()
     context = {"view": view, "name_max": NAME_MAX, "chart": loss_chart(metrics), "evaluation": latest_eval(metrics),
-               "log": view.log_tail(), "can_act": view.row is not None}
+               "log": view.log_tail(), "can_act": view.row is not None,
+               "sweep": read_guidance_sweep(view), "spent": time_spent(view.status)}
     epoch = view.latest_grid_epoch
     if epoch is not None:
         rows = class_rows(view, epoch)

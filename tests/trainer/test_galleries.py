@@ -9,6 +9,7 @@ import re
 from pathlib import Path
 
 import pytest
+from PIL import Image as PILImage
 from sqlalchemy import select
 
 from core.db import db
@@ -324,3 +325,40 @@ def test_every_tile_offers_its_nearest_images(client, run_dir):
     assert len(links) == 12
     slots = set(re.findall(r'class="nearest-slot" id="([^"]+)"', html))
     assert {target for _, target in links} <= slots and len(slots) == 3
+
+
+def test_run_page_shows_what_the_run_chose_by_measurement(client, app):
+    """A finished run with a guidance sweep, a flip decision and its time split: the page shows the sweep as a
+    table with a grid per setting and the chosen row marked, the evaluator's own accuracy on real images beside the
+    samples', why flips are off, and the share of time previews took. A run without them shows none of it."""
+    run_dir = make_gallery_run(Path(app.instance_path), status={
+        "augmentation": {"flip": False, "setting": "auto", "why": "flips off: mirrored images are recognised less"},
+        "train_s": 600.0, "preview_s": 45.0, "evaluator_fit_s": 9.0, "sweep_s": 40.0})
+    (run_dir / "guidance").mkdir()
+    rows = []
+    for g, interval in ((1.5, None), (3.0, None), (3.0, [0.28, 5.42])):
+        name = f"g{g}-{'int' if interval else 'all'}"
+        PILImage.new("RGB", (64, 32), "white").save(run_dir / "guidance" / f"{name}.png")
+        rows.append({"name": name, "guidance": g, "interval": interval, "accuracy": 0.8 + g / 20, "fid": g,
+                     "memorised_share": 0.0, "grid": f"guidance/{name}.png"})
+    rundir.write_json_atomic(run_dir / "guidance.json", {
+        "rows": rows, "chosen": rows[2], "why": "lowest Fréchet distance among the most recognised",
+        "real_accuracy": 0.9, "steps": 20, "sampler": "dpm++2m", "skipped": [{"guidance": 2.0, "interval": None}],
+        "budget_s": 60.0})
+    rundir.append_jsonl(run_dir / "metrics.jsonl", {"kind": "eval", "epoch": 3, "step": 30, "accuracy": 0.85,
+                                                    "real_accuracy": 0.93, "chance": 0.33, "fid": 12.0})
+    html = text(client.get(f"/train/runs/{RUN_ID}"))
+    sweep = html[html.index('id="guidance-sweep"'):html.index("</table>", html.index('id="guidance-sweep"'))]
+    assert sweep.count("<tr") == 4 and sweep.count('class="pixel sweep-grid"') == 3
+    chosen = re.findall(r'<tr class="chosen">(.*?)</tr>', sweep, re.S)
+    assert len(chosen) == 1 and "σ in (0.28, 5.42] only" in chosen[0]
+    assert "Generation uses guidance 3.0 within that interval" in html
+    assert "Not tried within the sweep" in html
+    assert "flips off: mirrored images are recognised less" in html
+    assert "previews and evaluation 45 s (7.5 % of training)" in html
+    assert re.search(r'id="evaluator-real"><th>evaluator on real images</th><td>0\.930', html)
+    assert client.get(f"/train/runs/{RUN_ID}/files/guidance/g3.0-int.png").status_code == 200
+
+    make_gallery_run(Path(app.instance_path), run_id=OTHER)
+    plain = text(client.get(f"/train/runs/{OTHER}"))
+    assert 'id="measured"' not in plain and "evaluator-real" not in plain
