@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import sys
 from pathlib import Path
 
@@ -20,13 +19,8 @@ from core.files import write_with
 
 from . import rundir
 from .checkpoint import load_for_sampling, parse_which
+from .rundir import safe_dir_name
 from .samplers import SAMPLERS, sample, to_uint8
-
-
-def safe_dir_name(name: str) -> str:
-    """A class name usable as one path component (no separators, no '..')."""
-    cleaned = re.sub(r"[\\/\x00]", "_", str(name)).strip()
-    return cleaned if cleaned not in ("", ".", "..") else f"_{cleaned or 'class'}"
 
 
 def to_pil(img_u8: torch.Tensor) -> Image.Image:

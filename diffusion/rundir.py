@@ -106,9 +106,15 @@ def list_epochs(run_dir: Path) -> list[int]:
     return sorted(int(m.group(1)) for p in d.iterdir() if (m := _GRID_RE.match(p.name)))
 
 
+def safe_dir_name(name: str) -> str:
+    """A class name usable as one path component (no separators, no '..'): the folder a class's pictures go in."""
+    cleaned = re.sub(r"[\\/\x00]", "_", str(name)).strip()
+    return cleaned if cleaned not in ("", ".", "..") else f"_{cleaned or 'class'}"
+
+
 def class_sample_paths(run_dir: Path, epoch: int, class_name: str) -> list[Path]:
     """Per-class sample images of one epoch, in index order."""
-    d = epoch_samples_dir(run_dir, epoch) / class_name
+    d = epoch_samples_dir(run_dir, epoch) / safe_dir_name(class_name)
     if not d.is_dir():
         return []
     files = [p for p in d.iterdir() if p.suffix == ".png" and p.stem.isdigit()]

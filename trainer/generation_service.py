@@ -116,7 +116,7 @@ def read_generation(view: RunView, gen_id: str) -> Generation | None:
     if request is None:
         return None
     images = []
-    names = {n: n for n in view.class_names}
+    names = {rundir.safe_dir_name(n): n for n in view.class_names}  # folder -> class name
     for class_dir in sorted(p for p in out.iterdir() if p.is_dir()):
         for png in sorted((p for p in class_dir.glob("*.png") if p.stem.isdigit()), key=lambda p: int(p.stem)):
             gif = png.with_suffix(".gif")

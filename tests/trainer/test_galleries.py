@@ -362,3 +362,15 @@ def test_run_page_shows_what_the_run_chose_by_measurement(client, app):
     make_gallery_run(Path(app.instance_path), run_id=OTHER)
     plain = text(client.get(f"/train/runs/{OTHER}"))
     assert 'id="measured"' not in plain and "evaluator-real" not in plain
+
+
+def test_a_class_whose_name_has_a_slash_shows_its_samples(client, app):
+    """A class named "a/b" is saved by the trainer in the folder "a_b": the gallery finds its samples there."""
+    run_dir = make_gallery_run(Path(app.instance_path), classes=("cat",))
+    config = json.loads((run_dir / "config.json").read_text())
+    rundir.write_json_atomic(run_dir / "config.json", {**config, "class_names": ["cat", "big/small"]})
+    folder = rundir.epoch_samples_dir(run_dir, 3) / "big_small"
+    folder.mkdir()
+    PILImage.new("RGB", (32, 32), "white").save(folder / "0.png")
+    html = text(client.get(f"/train/runs/{RUN_ID}/epochs?epoch=3"))
+    assert "samples/epoch_0003/big_small/0.png" in html
