@@ -66,7 +66,7 @@ def _data_source(instance: Path, snapshot: str | None, data: Path | None, image_
 @click.option("--epochs", type=click.IntRange(min=1), help="Passes over the data.")
 @click.option("--minutes", type=click.FloatRange(min=0, min_open=True),
               help=f"Budget of training steps in minutes (default {DEFAULT_MINUTES:g} when --epochs is not given); "
-              "previews and evaluation come on top, at most 10 %% of it.")
+              "previews and evaluation come on top, at most 10 % of it.")
 @click.option("--image-size", type=click.IntRange(8, 512), help="Training resolution in pixels (default 32).")
 @click.option("--preset", type=click.Choice(PRESETS), help="Model size (default small).")
 @click.option("--batch-size", type=click.IntRange(min=1), help="Images per step (default 64).")
