@@ -7,8 +7,8 @@
 
 Per dataset (bench/quality_data.py: ImageFolders split into train / tuned / untouched), exactly what a new user
 types: `manage.py train --data <dataset>/train --minutes 10` (plus `--image-size 64` for the 64 px figure), then
-`manage.py sample RUN --n 50 --steps 25` (25 per class at 64 px) (the run's own choices: best checkpoint, guidance, interval). The samples
-are scored by bench/quality_judge.py (a classifier that is not the run's evaluator, trained on the train part only)
+`manage.py sample RUN --n 50 --steps 25` (25 per class at 64 px; the run's own choices of checkpoint, guidance and
+interval). The samples are scored by bench/quality_judge.py (a classifier that is not the run's evaluator, trained on the train part only)
 against the held-back part chosen by --part: `tuned` while tuning, `untouched` (never used while tuning) for the
 final figure, `both` prints both. Targets (issue 12): sample accuracy >= 0.95 x the judge's accuracy on held-back
 reals, Fréchet <= 2 x the real-data floor at the same sample count, memorised <= 2 %.
