@@ -126,7 +126,7 @@ def score_run(run_dir: Path, parts: list[str], out: Path) -> dict:
     grid_path = out / f"{root.name}-{size}-grid.png"
     pick = torch.cat([torch.nonzero(sample_labels == c).flatten()[:10] for c in range(len(class_names))])
     make_grid(samples[pick], len(class_names), scale=3 if size <= 32 else 2).save(grid_path)
-    result["grid"] = str(grid_path.relative_to(common.ROOT))
+    result["grid"] = str(grid_path.relative_to(common.ROOT) if grid_path.is_relative_to(common.ROOT) else grid_path)
     result["grid_rows"] = class_names
     status = run_dir / "status.json"
     if status.is_file():
