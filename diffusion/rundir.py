@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from core.files import new_dated_folder, write_atomic
+from core.processes import process_alive
 
 STATES = ("queued", "running", "completed", "failed", "cancelled")
 _GRID_RE = re.compile(r"^epoch_(\d{4,})\.png$")
@@ -202,23 +203,6 @@ def measured_speeds(runs_root: Path, limit: int = 50) -> list[dict]:
     return out
 
 
-def pid_alive(pid) -> bool:
-    """True if a process with this pid exists (on this machine)."""
-    try:
-        pid = int(pid)
-    except (TypeError, ValueError):
-        return False
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def is_alive(status: dict, stale_after_s: float = 30.0, now: float | None = None) -> bool:
     """Is the run's process still working? Needs state "running", a fresh heartbeat and a live pid.
 
@@ -232,4 +216,4 @@ def is_alive(status: dict, stale_after_s: float = 30.0, now: float | None = None
     if not isinstance(heartbeat, (int, float)) or now - heartbeat > stale_after_s:
         return False
     pid = status.get("pid")
-    return pid is None or pid_alive(pid)
+    return pid is None or process_alive(pid)

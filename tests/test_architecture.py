@@ -31,7 +31,7 @@ ALLOWED = {
     "curator.merge": {"core", "curator.imports", "curator.dedup"},
     "curator.snapshots": {"core", "curator.imports", "curator.ranking", "diffusion.config"},
     "trainer": {"core", "curator.imports", "curator.snapshots", "diffusion.config", "diffusion.rundir"},
-    "diffusion": {"core.files"},
+    "diffusion": {"core.files", "core.processes"},
     "accounts": {"core"},
 }
 # Modules allowed to touch the web framework or the database; every other module is pure logic. A feature with

@@ -37,6 +37,7 @@ from werkzeug.datastructures import FileStorage
 
 from core.history import image_changes, record
 from core.models import ACTIVE, REJECTED, STAGED, Batch, BatchItem, Decision, Image, ImageClass, utcnow
+from core.processes import process_alive
 from curator.imports.sources import Candidate, iter_paths, iter_zip, read_limited
 from curator.imports.storage import ImageStore
 from curator.imports.storing import Stored, normalise_class_name, stored_files
@@ -86,25 +87,12 @@ def batch_note(batch: Batch) -> dict:
     return note if isinstance(note, dict) else {}
 
 
-def _pid_alive(pid) -> bool:
-    try:
-        os.kill(int(pid), 0)
-    except (ProcessLookupError, TypeError, ValueError):
-        return False
-    except PermissionError:
-        return True
-    try:
-        return Path(f"/proc/{int(pid)}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True
-
-
 def writer_alive(batch: Batch) -> bool:
     """Is the process that wrote this batch still running? (Another host's process: assumed so.)"""
     note = batch_note(batch)
     if note.get("host") not in (None, socket.gethostname()):
         return True
-    return _pid_alive(note.get("pid"))
+    return process_alive(note.get("pid"))
 
 
 def find_interrupted(session: Session) -> list[Batch]:
