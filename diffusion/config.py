@@ -60,7 +60,7 @@ class TrainConfig:
     ema_warmup: bool = True  # decay = min(ema_decay, (1+n)/(10+n)): the EMA tracks early weights closely
     sample_every: int | None = None  # epochs between sample grids; None: every `sample_minutes` of training
     sample_minutes: float = 2.0
-    preview_share: float = 0.1  # previews + evaluation take at most this share of the training time
+    preview_share: float = 0.1  # previews, evaluation and the guidance sweep: at most this share of the training time
     sample_steps: int = 20
     sampler: str = "dpm++2m"
     guidance: float = 3.0

@@ -203,6 +203,10 @@ def eval_budget(cap_s: float, images: torch.Tensor) -> float:
     return float(min(cap_s, max(2.0, 0.1 * n * h * w / 1024)))
 
 
+# Previews and evaluation during training keep to this part of preview_share; the rest is for the final evaluation
+# and the guidance sweep, which gets at least MIN_SWEEP_S (enough to compare two settings).
+TRAINING_PART_OF_SHARE = 0.5
+MIN_SWEEP_S = 15.0
 FID_TIE = 0.02  # Fréchet distances within 2 % of each other count as a tie, broken by accuracy
 
 
@@ -238,6 +242,7 @@ class Trainer:
         self.grid_seconds = 0.0  # how long the last sample grid + evaluation took
         self.overhead_s = 0.0  # previews + evaluation in this process (not charged to the training budget)
         self.preview_s_before = 0.0  # the same, from earlier sessions of the run (resumes)
+        self.sweep_s = 0.0  # the end-of-run guidance sweep, which shares preview_share with previews and evaluation
         self.evaluator_fit_s = 0.0
         self.latest_grid_step = None
 
@@ -554,7 +559,9 @@ class Trainer:
             if path.exists():
                 model = copy.deepcopy(self.ema.model)
                 model.load_state_dict(ckpt.load(path)["ema"]["model"])
-        budget = max(30.0, cfg.preview_share * train_s)
+        # What the share has left after previews and evaluation (they keep to half of it while training), and
+        # never so little that the sweep cannot compare two settings.
+        budget = max(MIN_SWEEP_S, cfg.preview_share * train_s - self.preview_s())
         with torch.random.fork_rng(devices=[]):
             result = run_sweep(model, self.schedule, self.evaluator, self.class_names, self.run_dir,
                                steps=cfg.sample_steps, sampler=cfg.sampler, prediction=cfg.prediction,
@@ -566,6 +573,7 @@ class Trainer:
         if chosen:
             self.config.guidance, self.config.guidance_interval = chosen["guidance"], chosen["interval"]
             write_run_config(self.run_dir, self.config)
+        self.sweep_s = result["seconds"]
         self.status.update(guidance={"chosen": chosen, "why": result["why"], "seconds": result["seconds"]},
                            sweep_s=result["seconds"])
 
@@ -664,10 +672,12 @@ class Trainer:
                 epoch_loss, epoch_n = 0.0, 0
                 if main:
                     self.status.update(epoch=self.epoch, step=self.step)
-                # Previews and evaluation take at most preview_share of the time: after a grid that took g
-                # seconds, at least g * (1 - share) / share seconds of training before the next.
+                # Previews and evaluation while training take at most half of preview_share (the other half is
+                # left for the final evaluation and the guidance sweep): after a grid that took g seconds, at least
+                # g * (1 - share) / share seconds of training before the next.
                 trained = elapsed() - last_grid_t
-                gap = self.grid_seconds * (1 - cfg.preview_share) / cfg.preview_share
+                share = cfg.preview_share * TRAINING_PART_OF_SHARE
+                gap = self.grid_seconds * (1 - share) / share
                 if cfg.sample_every is not None:
                     want_grid = self.epoch % cfg.sample_every == 0 and trained >= gap
                 else:
@@ -707,7 +717,7 @@ class Trainer:
         result = {"state": final_state, "step": self.step, "epoch": self.epoch}
         if main:
             self.status.stop_heartbeat()
-            share = self.preview_s() / max(1e-9, train_s + self.preview_s())
+            share = (self.preview_s() + self.sweep_s) / max(1e-9, train_s)
             result = self.status.update(state=final_state, step=self.step, epoch=self.epoch, eta_seconds=0,
                                         elapsed_s=train_s, train_s=round(train_s, 1),
                                         preview_s=round(self.preview_s(), 1), preview_share=round(share, 3),
@@ -715,9 +725,9 @@ class Trainer:
                                         stop_message=message,
                                         total_steps=self.step if final_state == "completed" else total_steps)
             self.log.info("run %s: %s; %d steps, %d epochs done, best epoch %s; %.1fs training, %.1fs previews and "
-                          "evaluation (%.1f%%), evaluator fitted in %.1fs before the clock started", final_state,
-                          message, self.step, self.epoch, self.best_epoch, train_s, self.preview_s(), 100 * share,
-                          self.evaluator_fit_s)
+                          "evaluation + %.1fs guidance sweep (%.1f%% of training), evaluator fitted in %.1fs before the clock started", final_state,
+                          message, self.step, self.epoch, self.best_epoch, train_s, self.preview_s(), self.sweep_s,
+                          100 * share, self.evaluator_fit_s)
         ddp.barrier(self.dist)
         return result
 

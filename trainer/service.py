@@ -536,7 +536,7 @@ def read_guidance_sweep(view: RunView) -> dict | None:
 
 def time_spent(status: dict) -> dict | None:
     """Where the run's time went, from status.json: training (what the budget counts), previews and evaluation (and
-    their share of training), the evaluator's fitting and the guidance sweep (both outside the budget)."""
+    with the guidance sweep, their share of training), and the evaluator's fitting (outside the budget)."""
     train_s = status.get("train_s")
     if not isinstance(train_s, (int, float)):
         return None
@@ -544,8 +544,8 @@ def time_spent(status: dict) -> dict | None:
     for key in ("preview_s", "evaluator_fit_s", "sweep_s"):
         if isinstance(status.get(key), (int, float)):
             spent[key] = status[key]
-    if "preview_s" in spent and train_s > 0:
-        spent["preview_share"] = spent["preview_s"] / train_s
+    if "preview_s" in spent and train_s > 0:  # the guidance sweep shares the run's bound with previews
+        spent["preview_share"] = (spent["preview_s"] + spent.get("sweep_s", 0.0)) / train_s
     return spent
 
 

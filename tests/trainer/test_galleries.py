@@ -355,7 +355,7 @@ def test_run_page_shows_what_the_run_chose_by_measurement(client, app):
     assert "Generation uses guidance 3.0 within that interval" in html
     assert "Not tried within the sweep" in html
     assert "flips off: mirrored images are recognised less" in html
-    assert "previews and evaluation 45 s (7.5 % of training)" in html
+    assert "previews and evaluation 45 s, guidance sweep 40 s (14.2 % of training)" in html
     assert re.search(r'id="evaluator-real"><th>evaluator on real images</th><td>0\.930', html)
     assert client.get(f"/train/runs/{RUN_ID}/files/guidance/g3.0-int.png").status_code == 200
 
