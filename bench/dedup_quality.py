@@ -9,13 +9,19 @@ end in one group; *true* when they are copies of one picture (or renditions of o
   a picture is found when all its files are in one group and nothing else is (group recall = found / pictures with
   two or more files); "mixed" groups hold two different pictures;
 - per kind: the share of copies grouped with their original, by what was done to them (border, rendition, resize...);
+  "original" is the picture's first file, which for a design drawn at several sizes is its smallest rendition, so a
+  copy of the largest counts as missed when the renditions are not grouped; hence also
+- per edit against its source: each copy against the very file it was made from (renditions against the previous
+  rendition), overall and per kind of source, so an edit's own misses are not mixed up with the renditions';
 - per source: pair precision and recall of the pairs that touch that source;
 - look-alikes: same subject (emoji of another artist, the filled icon, a neighbouring tile), never true pairs.
 
-    python bench/dedup_quality.py [--part tune|untouched|untouched-2|all] [--show 10] [--hash BITS] [--confirm SCORE]
+    python bench/dedup_quality.py [--part tune|untouched|untouched-2|untouched-3|all] [--show 10] [--hash BITS]
+        [--confirm SCORE]
 
 "untouched-2" is the second untouched part (bench/dedup_set.py build_fresh: subjects neither first part uses, and
-brand logos), built after the defaults had been chosen; "all" is the first two parts.
+brand logos), built after the defaults had been chosen; "untouched-3" (build_fresh3) the third, built after the
+confirm stage's edge retry was chosen on the tuning part; "all" is the first two parts.
 """
 from __future__ import annotations
 
@@ -89,6 +95,26 @@ def evaluate(items, fps, groups, show: int = 0, label: str = "") -> dict:
             kinds[kind][1] += 1
     print("  per kind (copies grouped with their original): " +
           ", ".join(f"{k} {a}/{b} ({a / b:.2f})" for k, (a, b) in sorted(kinds.items())))
+    source_of, against = {}, defaultdict(lambda: [0, 0])
+    for k, it in enumerate(items):
+        if it.transform == "original" or it.transform.startswith("rendition"):
+            if it.transform.startswith("rendition") and it.group in source_of:
+                hit = int(pred[k] == pred[source_of[it.group]])
+                for key in (("rendition", ""), ("rendition", it.kind)):
+                    against[key][0] += hit
+                    against[key][1] += 1
+            source_of[it.group] = k  # copies are made of the file written just before them
+            continue
+        hit = int(pred[k] == pred[source_of[it.group]])
+        for kind in step_kinds(it.transform):
+            for key in ((kind, ""), (kind, it.kind)):
+                against[key][0] += hit
+                against[key][1] += 1
+    print("  per edit against its source: " + ", ".join(
+        f"{k} {a}/{b} ({a / b:.2f})" for (k, sub), (a, b) in sorted(against.items()) if not sub))
+    print("    by kind of source (resize, jpeg, border, rendition): " + "; ".join(
+        f"{k} {sub} {a}/{b}" for (k, sub), (a, b) in sorted(against.items())
+        if sub and k in ("resize", "jpeg", "border", "rendition")))
     src = np.array([it.source for it in items])
     rows = []
     for s in sorted(set(src.tolist())):
@@ -110,7 +136,7 @@ def evaluate(items, fps, groups, show: int = 0, label: str = "") -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--part", choices=["tune", "untouched", "untouched-2", "all"], default="tune")
+    ap.add_argument("--part", choices=["tune", "untouched", "untouched-2", "untouched-3", "all"], default="tune")
     ap.add_argument("--show", type=int, default=8, help="mixed groups and missed pairs to print")
     ap.add_argument("--hash", type=int, default=matching.DEFAULT_HASH_THRESHOLD)
     ap.add_argument("--confirm", type=float, default=matching.DEFAULT_CONFIRM_THRESHOLD)

@@ -22,7 +22,9 @@ the **untouched** part, kept for a final check, the rest the **tuning** part. Lo
 fall in the same part. Every choice below is seeded: the same packages give the same files. A second untouched part,
 **untouched-2** (``build_fresh``, in bench/out/dedup-set-2/), was added after the first had been looked at once: the
 next names of the same shuffled lists, scikit-image samples not used before and the logos, no subject of the first
-two parts (the first two parts' files are unchanged by it).
+two parts (the first two parts' files are unchanged by it). A third, **untouched-3** (``build_fresh3``, in
+bench/out/dedup-set-3/), was built the same way after the next change had been chosen on the tuning part: no
+subject of the other three parts.
 
 Nothing is committed: the npm packages are installed into bench/out/npm (`npm install --prefix`, pinned) and the set
 is written to bench/out/dedup-set/ with a manifest.json; `build()` reuses it when its recipe has not changed.
@@ -383,8 +385,48 @@ def build_fresh(seed: int = 0, rebuild: bool = False) -> tuple[Path, list[Item]]
     return FRESH, w.items
 
 
+FRESH3 = OUT / "dedup-set-3"
+FRESH3_VERSION = 1
+
+
+def build_fresh3(seed: int = 0, rebuild: bool = False) -> tuple[Path, list[Item]]:
+    """The third untouched part, "untouched-3" (built once, then reused): subjects none of the other parts uses.
+
+    Built after the confirm stage's edge retry had been chosen on the tuning part, and scored once: the next designs
+    and icons of the same shuffled lists, other emoji subjects and other logo families. It has no photos: the
+    scikit-image samples that need no download are all used by the other parts."""
+    manifest = FRESH3 / "manifest.json"
+    if manifest.is_file() and not rebuild:
+        meta = json.loads(manifest.read_text())
+        if meta.get("version") == FRESH3_VERSION and meta.get("seed") == seed:
+            return FRESH3, [Item(**it) for it in meta["items"]]
+    _, first = build(seed)
+    _, second = build_fresh(seed)
+    used = frozenset(i.subject for i in first + second)
+    modules = ensure_npm()
+    if FRESH3.exists():
+        import shutil
+        shutil.rmtree(FRESH3)
+    FRESH3.mkdir(parents=True)
+    w = _Writer(FRESH3, seed + 2, part="untouched-3")
+    _fluent(w, modules, n_designs=40, n_glyphs=25, start=230, skip=used)
+    _octicons(w, modules, 25, start=65, skip=used)
+    _iconify_set(w, modules, "flat-color-icons", 48, 30, "icon", 11, start=90, skip=used)
+    _iconify_set(w, modules, "vscode-icons", 32, 30, "icon", 12, start=100, skip=used)
+    _iconify_set(w, modules, "pixelarticons", 24, 25, "pixel", 13, pixel=True, start=75, skip=used)
+    _emoji(w, modules, 20, start=65, skip=used)
+    _logos(w, modules, 25, seed=16, skip=used)
+    clash = used & {i.subject for i in w.items}
+    if clash:
+        raise RuntimeError(f"untouched-3 reuses subjects of the other parts: {sorted(clash)[:5]}")
+    manifest.write_text(json.dumps({"version": FRESH3_VERSION, "seed": seed, "items": [asdict(i) for i in w.items]}))
+    return FRESH3, w.items
+
+
 def load_part(part: str) -> tuple[Path, list[Item]]:
-    """(folder, items) of one part: "tune", "untouched", "untouched-2" or "all" (the first two)."""
+    """(folder, items) of one part: "tune", "untouched", "untouched-2", "untouched-3" or "all" (the first two)."""
+    if part == "untouched-3":
+        return build_fresh3()
     if part == "untouched-2":
         return build_fresh()
     root, items = build()
@@ -398,8 +440,11 @@ def main() -> None:
     args = ap.parse_args()
     root, items = build(rebuild=args.rebuild)
     fresh_root, fresh = build_fresh(rebuild=args.rebuild)
-    print(f"{len(items)} images in {root}, {len({i.group for i in items})} pictures; {len(fresh)} in {fresh_root}")
-    for part in ("tune", "untouched", "untouched-2"):
+    third_root, third = build_fresh3(rebuild=args.rebuild)
+    print(f"{len(items)} images in {root}, {len({i.group for i in items})} pictures; {len(fresh)} in {fresh_root}; "
+          f"{len(third)} in {third_root}")
+    fresh = fresh + third
+    for part in ("tune", "untouched", "untouched-2", "untouched-3"):
         sel = [i for i in items + fresh if i.part == part]
         by = {}
         for i in sel:

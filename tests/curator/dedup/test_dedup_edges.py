@@ -1,0 +1,90 @@
+"""The confirm stage's retry without the thumbnails' edge (curator.dedup.matching.confirm_scores): a copy whose added
+border the import's trim left as a thin blended line is still found, and what tells look-alikes apart is not cut."""
+import io
+import random
+
+from PIL import Image, ImageDraw
+
+from curator.dedup.matching import DEFAULT_CONFIRM_THRESHOLD as T
+from curator.dedup.matching import _confirm_scores, confirm_scores, find_duplicate_groups
+from curator.imports.hashing import fingerprint_bytes
+
+
+def encoded(img: Image.Image, fmt: str = "PNG", **kw) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, fmt, **kw)
+    return buf.getvalue()
+
+
+def scene(seed: int, w: int = 240, h: int = 190) -> Image.Image:
+    """A detailed, photo-sized picture: 60 coloured rectangles on a light field."""
+    rng = random.Random(seed)
+    img = Image.new("RGB", (w, h), (235, 225, 200))
+    draw = ImageDraw.Draw(img)
+    for _ in range(60):
+        x, y = rng.randrange(-20, w), rng.randrange(-20, h)
+        draw.rectangle((x, y, x + rng.randrange(8, 40), y + rng.randrange(8, 40)),
+                       fill=tuple(rng.randrange(256) for _ in range(3)))
+    return img
+
+
+def bordered(img: Image.Image, margin: int, colour=(0, 0, 0)) -> Image.Image:
+    out = Image.new("RGB", (img.width + 2 * margin, img.height + 2 * margin), colour)
+    out.paste(img, (margin, margin))
+    return out
+
+
+def fp(data: bytes):
+    return fingerprint_bytes(data, "x")
+
+
+def test_a_black_border_left_as_a_thin_line_is_still_the_same_picture():
+    # tried: a detailed 240x190 picture (JPEG) against itself with an 8 or 14 px black border, as PNG and as JPEG 75:
+    # the import trims the border on its reduced image and keeps a 1 px dark line, which alone brought the score
+    # to about 0.6; the retry without the outer 2 px finds the copy, and a grouping run joins all of them
+    original = scene(1)
+    a = fp(encoded(original, "JPEG", quality=90))
+    copies = [fp(encoded(bordered(original, m), fmt, **kw))
+              for m in (8, 14) for fmt, kw in (("PNG", {}), ("JPEG", {"quality": 75}))]
+    plain = _confirm_scores([a.thumb] * len(copies), [c.thumb for c in copies])
+    assert (plain < T).all(), plain  # the line alone would have refused them
+    scores = confirm_scores([a.thumb] * len(copies), [c.thumb for c in copies])
+    assert (scores >= T + 0.1).all(), scores
+    groups = find_duplicate_groups([a, *copies])
+    assert [g.members for g in groups] == [[0, 1, 2, 3, 4]]
+
+
+def test_resized_jpeg_and_bordered_copies_are_found_and_other_pictures_are_not_joined():
+    # tried: the picture resized to 160 px, re-encoded as JPEG 60, with a white 12 px margin, with a black 10 px
+    # border and resized; against two other pictures of the same kind (one of them with the same black border)
+    original = scene(1)
+    copies = [original.resize((160, 127), Image.Resampling.LANCZOS), original, bordered(original, 12, (255, 255, 255)),
+              bordered(original, 10).resize((200, 160), Image.Resampling.LANCZOS)]
+    fps = [fp(encoded(original))] + [fp(encoded(c, "JPEG", quality=60)) for c in copies]
+    others = [fp(encoded(scene(2), "JPEG", quality=85)), fp(encoded(bordered(scene(3), 10)))]
+    groups = find_duplicate_groups(fps + others)
+    assert [g.members for g in groups] == [[0, 1, 2, 3, 4]]
+
+
+def icon(filled: bool, side: int = 48) -> Image.Image:
+    """A regular (outlined) or filled square-and-dot icon, grey on white: two look-alike pictures of one family."""
+    img = Image.new("RGB", (side, side), (255, 255, 255))
+    draw = ImageDraw.Draw(img)
+    draw.rounded_rectangle((4, 4, side - 5, side - 5), radius=6, outline=(66, 66, 66), width=3,
+                           fill=(66, 66, 66) if filled else None)
+    draw.ellipse((18, 18, 30, 30), fill=(255, 255, 255) if filled else (66, 66, 66))
+    return img
+
+
+def test_the_edge_retry_does_not_join_an_outlined_icon_and_its_filled_twin():
+    # tried: the outlined icon against its filled twin, each also with a 2 px black border (the retry's case: one
+    # thumbnail has a dark frame the other lacks); and a JPEG and a 96 px copy of the outlined one, which are found
+    regular, filled = icon(False), icon(True)
+    fps = [fp(encoded(regular)), fp(encoded(regular, "JPEG", quality=75)),
+           fp(encoded(regular.resize((96, 96), Image.Resampling.LANCZOS))),
+           fp(encoded(filled)), fp(encoded(bordered(filled, 2))), fp(encoded(bordered(regular, 2)))]
+    twins = confirm_scores([fps[k].thumb for k in (0, 0, 5, 3)], [fps[k].thumb for k in (3, 4, 3, 5)])
+    assert (twins < T).all(), twins
+    members = [g.members for g in find_duplicate_groups(fps)]
+    assert not any({0, 3} <= set(m) or {0, 4} <= set(m) for m in members), members
+    assert any({0, 1, 2} <= set(m) for m in members), members
