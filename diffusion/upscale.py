@@ -1,15 +1,17 @@
 """A learned ×4/×8 upscaler trained on the run's own originals, so stickers get detail the user's art really has.
 
-    python -m diffusion.upscale RUN_DIR [--minutes M]           # trains into RUN_DIR/upscaler/
+    python -m diffusion.upscale RUN_DIR [--minutes M | --max-steps N]   # trains into RUN_DIR/upscaler/
     python -m diffusion.upscale RUN_DIR --apply IN.png --out OUT.png --scale 4
 
 Why a small residual CNN and not a diffusion model: on a CPU it trains in minutes, runs in milliseconds, and never
 invents texture: it predicts a correction on top of bicubic from pairs the user's own images give. Pairs are cut
 from the snapshot's originals: each original is brought to the high resolution (×4 or ×8 the training size, or
 less when the originals are smaller, e.g. 16 → 128 px for ×8 of 128 px originals) and area-downscaled by the
-factor. One image in ten (by a hash of its file name: stable, no state) is held back and never trained on; the
-evaluation and bench/stickers.py score those. ×4 and ×8 share the features and have a pixel-shuffle head each,
-trained together (L1 plus a little gradient L1, which rewards edges in the right place).
+factor. By a hash of the file name (stable, no state) one image in ten is held back and never trained on (the
+evaluation and bench/stickers.py score those), and another one in ten is the validation set, which picks the
+checkpoint. ×4 and ×8 have a network each, trained in the same steps (L1 plus a little gradient L1, which rewards
+edges in the right place); ×8 learns from whole pictures (16 px in, 128 px out), as it is used. Training stops
+after a time budget or a fixed number of steps (the bench uses steps, so a busy machine measures the same model).
 
 The directory `RUN_DIR/upscaler/` is like a run's: config.json, status.json (state, progress, heartbeat; written
 atomically), metrics.jsonl, train.log, model.pt, split.json; SIGTERM or an `upscaler/cancel` file saves the model
@@ -49,6 +51,8 @@ MODEL_FILE = "model.pt"
 HELD_BACK_EVERY = 10  # one image in ten is held back for evaluation
 HEARTBEAT_S = 3.0
 DEFAULT_MINUTES = 5.0
+MIN_VALIDATION = 4
+CROPS = {4: 64, 8: 128}  # high-resolution crop per scale: ×8 learns from whole 16 px pictures, as it is used
 MAX_IMAGES = 3000  # more than this adds little to a 100k-parameter net and costs memory
 
 
@@ -68,30 +72,42 @@ class _Block(nn.Module):
         return x + self.conv2(F.relu(self.conv1(x)))
 
 
+class _ScaleNet(nn.Module):
+    """Residual features at the low resolution, then a convolution predicting scale² sub-pixels per input pixel,
+    pixel-shuffled into place and added to bicubic. All the work is at the low resolution, which is what makes it
+    trainable in minutes on a CPU."""
+
+    def __init__(self, channels: int, blocks: int, scale: int):
+        super().__init__()
+        self.scale = scale
+        self.head = nn.Conv2d(3, channels, 3, padding=1)
+        self.body = nn.Sequential(*[_Block(channels) for _ in range(blocks)])
+        self.tail = nn.Sequential(nn.Conv2d(channels, channels, 3, padding=1), nn.ReLU(),
+                                  nn.Conv2d(channels, 3 * scale * scale, 3, padding=1), nn.PixelShuffle(scale))
+        nn.init.zeros_(self.tail[2].weight)  # start as plain bicubic: early steps can only improve on it
+        nn.init.zeros_(self.tail[2].bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        f = self.head(x - 0.5)
+        f = f + self.body(f)
+        base = F.interpolate(x, scale_factor=self.scale, mode="bicubic", align_corners=False)
+        return base + self.tail(f)
+
+
 class Upscaler(nn.Module):
-    """Residual features at the low resolution, then one head per scale: a convolution predicting scale² sub-
-    pixels per input pixel, pixel-shuffled into place, added to bicubic. All the work is at the low resolution,
-    which is what makes it trainable in minutes on a CPU. Inputs and outputs are RGB in [0, 1]."""
+    """One network per scale (×4 from 32 px and ×8 from 16 px see different things; separate networks cost no
+    more compute per step than a shared body run twice, and let each scale keep its own best checkpoint).
+    Inputs and outputs are RGB in [0, 1]."""
 
     def __init__(self, channels: int = 32, blocks: int = 6):
         super().__init__()
         self.config = {"channels": channels, "blocks": blocks}
-        self.head = nn.Conv2d(3, channels, 3, padding=1)
-        self.body = nn.Sequential(*[_Block(channels) for _ in range(blocks)])
-        self.tails = nn.ModuleDict({str(s): nn.Sequential(
-            nn.Conv2d(channels, channels, 3, padding=1), nn.ReLU(),
-            nn.Conv2d(channels, 3 * s * s, 3, padding=1), nn.PixelShuffle(s)) for s in SCALES})
-        for tail in self.tails.values():  # start as plain bicubic: early steps can only improve on it
-            nn.init.zeros_(tail[2].weight)
-            nn.init.zeros_(tail[2].bias)
+        self.nets = nn.ModuleDict({str(s): _ScaleNet(channels, blocks, s) for s in SCALES})
 
     def forward(self, x: torch.Tensor, scale: int) -> torch.Tensor:
         if scale not in SCALES:
             raise UpscaleError(f"scale {scale} must be one of {SCALES}")
-        f = self.head(x - 0.5)
-        f = f + self.body(f)
-        base = F.interpolate(x, scale_factor=scale, mode="bicubic", align_corners=False)
-        return base + self.tails[str(scale)](f)
+        return self.nets[str(scale)](x)
 
 
 def count_params(model: nn.Module) -> int:
@@ -100,10 +116,14 @@ def count_params(model: nn.Module) -> int:
 
 # --- data ---------------------------------------------------------------------------------------------------
 
+def _bucket(name: str) -> int:
+    digest = hashlib.sha1(Path(name).name.encode("utf-8")).digest()
+    return int.from_bytes(digest[:4], "big") % HELD_BACK_EVERY
+
+
 def is_held_back(name: str) -> bool:
     """Stable split by file name (not path: moving the instance keeps it): one image in HELD_BACK_EVERY."""
-    digest = hashlib.sha1(Path(name).name.encode("utf-8")).digest()
-    return int.from_bytes(digest[:4], "big") % HELD_BACK_EVERY == 0
+    return _bucket(name) == 0
 
 
 def list_originals(data: str | Path) -> list[tuple[Path, str]]:
@@ -121,6 +141,16 @@ def split(items: list[tuple[Path, str]]) -> tuple[list, list]:
     train = [it for it in items if not is_held_back(it[0].name)]
     held = [it for it in items if is_held_back(it[0].name)]
     return train, held
+
+
+def validation_split(train: list[tuple[Path, str]]) -> tuple[list, list]:
+    """(items to learn from, validation items) of the training items: another one in HELD_BACK_EVERY (the
+    validation images pick the checkpoint, so the held-back ones stay an honest test). Sets under MIN_VALIDATION
+    validation images have none: the last step is kept."""
+    val = [it for it in train if _bucket(it[0].name) == 1]
+    if len(val) < MIN_VALIDATION:
+        return train, []
+    return [it for it in train if _bucket(it[0].name) != 1], val
 
 
 def pair_sizes(image_size: int, original_side: int, scale: int) -> tuple[int, int]:
@@ -329,12 +359,35 @@ class _Status:
 
 # --- training -----------------------------------------------------------------------------------------------
 
+def _validation_pairs(high_u8: torch.Tensor, scale: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(low, high) float batches of whole validation pictures, the low side rounded to 8 bits as at use."""
+    high = high_u8.float()
+    return downscale(high, scale).round().div(255.0), high
+
+
+@torch.no_grad()
+def _psnr_batch(net: nn.Module, low: torch.Tensor, high: torch.Tensor, chunk: int = 32) -> float:
+    """Mean PSNR (dB) over the pictures of 8-bit rounded predictions, as `evaluate` scores them."""
+    net.eval()
+    values = []
+    for i in range(0, len(low), chunk):
+        pred = net(low[i:i + chunk]).clamp(0, 1).mul(255).round()
+        mse = (pred - high[i:i + chunk]).pow(2).mean(dim=(1, 2, 3)).clamp_min(1e-10)
+        values += (10 * torch.log10(255.0 ** 2 / mse)).tolist()
+    net.train()
+    return float(np.mean(values))
+
+
 def train_upscaler(out_dir: Path, data: str | Path, *, image_size: int = 32, fit: str = "crop",
-                   background: str = "white", minutes: float = DEFAULT_MINUTES, max_steps: int | None = None,
+                   background: str = "white", minutes: float | None = DEFAULT_MINUTES, max_steps: int | None = None,
                    seed: int = 0, batch: int = 12, channels: int = 32, blocks: int = 6, lr: float = 2e-3,
-                   eval_every_s: float = 60.0, log=None) -> dict:
-    """Train into `out_dir`; returns the final status. Stops at `minutes` (or `max_steps`), on SIGTERM or when
-    `out_dir/cancel` appears (the model is saved either way)."""
+                   validate_every: int = 200, eval_every_s: float = 60.0, log=None) -> dict:
+    """Train into `out_dir`; returns the final status. Stops at `minutes` or `max_steps`, whichever comes first
+    (either may be None: a fixed number of steps gives the same model on a busy machine as on a quiet one, only
+    later), on SIGTERM or when `out_dir/cancel` appears (the model is saved either way). Every `validate_every`
+    steps each scale is scored on the validation images and its best weights are kept: that is the model saved."""
+    if not minutes and not max_steps:
+        raise UpscaleError("give a time budget (minutes) or a number of steps")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     status = _Status(out_dir)
@@ -347,7 +400,7 @@ def train_upscaler(out_dir: Path, data: str | Path, *, image_size: int = 32, fit
     rundir.clear_cancel(out_dir)
     started = time.time()
     status.update(state="running", pid=os.getpid(), started=started, ended=None, error=None, progress=0.0,
-                  step=0, minutes=minutes)
+                  step=0, minutes=minutes, max_steps=max_steps)
     status.start()
     say = log or (lambda msg: None)
     try:
@@ -359,29 +412,50 @@ def train_upscaler(out_dir: Path, data: str | Path, *, image_size: int = 32, fit
             train_items, held = train_items[:-1], train_items[-1:]
         if not train_items:
             raise UpscaleError("the snapshot has too few images to train an upscaler (needs at least 2)")
-        train_items = train_items[:MAX_IMAGES]
+        fit_items, val_items = validation_split(train_items[:MAX_IMAGES])
         rundir.write_json_atomic(out_dir / "split.json", {
-            "held_back": [str(p) for p, _ in held], "trained_on": len(train_items), "rule":
-            f"sha1(file name) % {HELD_BACK_EVERY} == 0"})
+            "held_back": [str(p) for p, _ in held], "validation": [str(p) for p, _ in val_items],
+            "trained_on": len(fit_items), "rule": f"sha1(file name) % {HELD_BACK_EVERY}: 0 held back, "
+            "1 validation (picks the checkpoint)"})
         side = median_side(items)
         sizes = {s: pair_sizes(image_size, side, s) for s in SCALES}
         config = {"data": str(data), "image_size": image_size, "fit": fit, "background": background,
                   "minutes": minutes, "max_steps": max_steps, "seed": seed, "batch": batch, "lr": lr,
                   "pairs": {str(s): list(v) for s, v in sizes.items()}, "original_side": side,
-                  "trained_on": len(train_items), "held_back": len(held)}
+                  "trained_on": len(fit_items), "validation": len(val_items), "held_back": len(held)}
         rundir.write_json_atomic(out_dir / "config.json", config)
         highs = {}
         for s, (_, high) in sizes.items():
             if high not in highs:
-                highs[high] = (load_high(train_items, high, fit, background), load_high(held, high, fit, background))
-        say(f"upscaler: {len(train_items)} training images, {len(held)} held back; pairs "
-            + ", ".join(f"x{s}: {lo}->{hi} px" for s, (lo, hi) in sizes.items()))
+                highs[high] = {"fit": load_high(fit_items, high, fit, background),
+                               "held": load_high(held, high, fit, background),
+                               "val": load_high(val_items, high, fit, background) if val_items else None}
+        val = {s: _validation_pairs(highs[high]["val"], s) for s, (_, high) in sizes.items() if val_items}
+        say(f"upscaler: {len(fit_items)} training images, {len(val_items)} validation, {len(held)} held back; "
+            "pairs " + ", ".join(f"x{s}: {lo}->{hi} px" for s, (lo, hi) in sizes.items()))
         model = Upscaler(channels=channels, blocks=blocks)
         opt = torch.optim.Adam(model.parameters(), lr=lr)
-        budget = minutes * 60.0
-        step, last_eval, loss_avg = 0, time.time(), None
+        best = {s: {"psnr": -math.inf, "step": 0, "state": None} for s in SCALES}
+
+        def validate():
+            for s in val:
+                net = model.nets[str(s)]
+                score = _psnr_batch(net, *val[s])
+                if score > best[s]["psnr"]:
+                    best[s].update(psnr=score, step=step, state={k: v.clone() for k, v in net.state_dict().items()})
+
+        def best_model():
+            if val:
+                for s in SCALES:
+                    model.nets[str(s)].load_state_dict(best[s]["state"])
+            return model
+
+        def picked():
+            return {f"x{s}": {"step": best[s]["step"], "psnr": round(best[s]["psnr"], 3)} for s in val}
+
+        budget = (minutes or 0) * 60.0
+        step, last_save, loss_avg = 0, time.time(), None
         metrics_path = out_dir / "metrics.jsonl"
-        crop = {4: 64, 8: 96}
         while True:
             elapsed = time.time() - started
             frac = max(elapsed / budget if budget else 0.0, step / max_steps if max_steps else 0.0)
@@ -394,7 +468,7 @@ def train_upscaler(out_dir: Path, data: str | Path, *, image_size: int = 32, fit
                 group["lr"] = lr * min(1.0, (step + 1) / 50) * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * frac)))
             loss = torch.zeros(())
             for s, (_, high) in sizes.items():
-                hi = _crops(highs[high][0], batch, crop[s], g, s)
+                hi = _crops(highs[high]["fit"], batch, CROPS[s], g, s)
                 pred = model(downscale(hi, s), s)
                 loss = loss + F.l1_loss(pred, hi) + 0.1 * gradient_l1(pred, hi)
             opt.zero_grad(set_to_none=True)
@@ -407,18 +481,25 @@ def train_upscaler(out_dir: Path, data: str | Path, *, image_size: int = 32, fit
                 rundir.append_jsonl(metrics_path, {"step": step, "loss": round(value, 5), "t": round(elapsed, 1)})
                 status.update(step=step, loss=round(loss_avg, 5), progress=round(min(frac, 1.0), 4),
                               elapsed=round(elapsed, 1))
-            if time.time() - last_eval > eval_every_s:
+            if val and step % validate_every == 0:
+                validate()
+                rundir.append_jsonl(metrics_path, {"step": step, "validation": picked(), "t": round(elapsed, 1)})
+            if time.time() - last_save > eval_every_s:  # a usable model while it trains
                 save_model(model, out_dir / MODEL_FILE, {"step": step, "config": config})
-                last_eval = time.time()
-        save_model(model, out_dir / MODEL_FILE, {"step": step, "config": config})
+                last_save = time.time()
+        if val:
+            validate()
+        model = best_model()
+        save_model(model, out_dir / MODEL_FILE, {"step": step, "picked": picked(), "config": config})
         scores = {}
         for s, (_, high) in sizes.items():
-            scores[f"x{s}"] = evaluate(model, highs[high][1], s)
+            scores[f"x{s}"] = evaluate(model, highs[high]["held"], s)
         rundir.append_jsonl(metrics_path, {"step": step, "eval": scores, "t": round(time.time() - started, 1)})
         state = "cancelled" if stop["cancel"] else "completed"
-        say(f"upscaler {state} after {step} steps: " + json.dumps(scores))
+        say(f"upscaler {state} after {step} steps ({time.time() - started:.0f} s; checkpoints picked on the "
+            f"validation images: {json.dumps(picked())}): " + json.dumps(scores))
         status.update(state=state, step=step, progress=1.0 if state == "completed" else status.status["progress"],
-                      eval=scores, ended=time.time(), elapsed=round(time.time() - started, 1),
+                      eval=scores, picked=picked(), ended=time.time(), elapsed=round(time.time() - started, 1),
                       params=count_params(model))
         return dict(status.status)
     except (UpscaleError, DataError, ValueError, OSError) as e:

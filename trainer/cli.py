@@ -375,9 +375,11 @@ def upscaler_group():
 @click.argument("run")
 @click.option("--minutes", type=click.FloatRange(0.05, 600), default=5.0, show_default=True,
               help="Wall-clock budget.")
+@click.option("--steps", type=click.IntRange(1, 1_000_000), help="Train this many steps instead of for --minutes "
+              "(the same model on a busy machine as on a quiet one, only later; bench/stickers.py trains 4000).")
 @json_option("the result")
 @with_appcontext
-def upscaler_train_command(run, minutes, as_json):
+def upscaler_train_command(run, minutes, steps, as_json):
     """Train the run's ×4/×8 upscaler on its own images (held-back images scored against Lanczos/bicubic)."""
     _prepare_torch()
     from diffusion import rundir
@@ -390,15 +392,16 @@ def upscaler_train_command(run, minutes, as_json):
         raise click.ClickException(f"the upscaler of run {run_dir.name} is already training (pid {status.get('pid')})")
     try:
         settings = run_settings(run_dir)
-        status = train_upscaler(folder, minutes=minutes, log=lambda m: click.echo(m, err=True), **settings)
+        status = train_upscaler(folder, minutes=None if steps else minutes, max_steps=steps,
+                                log=lambda m: click.echo(m, err=True), **settings)
     except UpscaleError as e:
         raise click.ClickException(f"upscaler training failed: {e}") from None
     scores = status.get("eval") or {}
-    x4 = scores.get("x4", {})
-    emit({"run": run_dir.name, "state": status.get("state"), "steps": status.get("step"), "eval": scores,
-          "model": str(folder / "model.pt")}, as_json,
-         f"Upscaler of run {run_dir.name} {status.get('state')} after {status.get('step')} steps; held-back x4 PSNR "
-         f"learned {x4.get('psnr_learned')} dB vs Lanczos {x4.get('psnr_lanczos')} dB")
+    emit({"run": run_dir.name, "state": status.get("state"), "steps": status.get("step"),
+          "seconds": status.get("elapsed"), "eval": scores, "model": str(folder / "model.pt")}, as_json,
+         f"Upscaler of run {run_dir.name} {status.get('state')} after {status.get('step')} steps "
+         f"({status.get('elapsed')} s); held-back PSNR learned vs Lanczos: " + ", ".join(
+             f"{s} {v.get('psnr_learned')} vs {v.get('psnr_lanczos')} dB" for s, v in sorted(scores.items())))
 
 
 commands = [train_command, sample_command, stickers_command, upscaler_group]

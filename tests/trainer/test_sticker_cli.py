@@ -80,15 +80,16 @@ def test_bad_input_gives_clear_errors(runner, app, instance_path, tmp_path, args
 
 
 def test_upscaler_train_command(runner, app, instance_path, dataset, tmp_path):
-    """Tried: `upscaler train RUN --minutes 0.1 --json` on a run whose data is a folder of 64 px pictures, then
-    once more on a run folder without data. The first completes and reports held-back PSNR for learned and
-    Lanczos; the second fails with a clear message."""
+    """Tried: `upscaler train RUN --steps 20 --json` on a run whose data is a folder of 64 px pictures, then
+    `--minutes 0.1` on a run folder without data. The first completes after exactly 20 steps and reports held-back
+    PSNR for learned and Lanczos at x4 and x8; the second fails with a clear message."""
     data = dataset({"cat": 4, "dog": 4}, size=64, root=tmp_path / "data")
     run_dir = make_run(instance_path, data=data)
-    result = runner.invoke(upscaler_group, ["train", RUN_ID, "--minutes", "0.1", "--json"])
+    result = runner.invoke(upscaler_group, ["train", RUN_ID, "--steps", "20", "--json"])
     assert result.exit_code == 0, result.output
     info = last_json(result)
-    assert info["state"] == "completed" and "psnr_lanczos" in info["eval"]["x4"]
+    assert info["state"] == "completed" and info["steps"] == 20
+    assert "psnr_lanczos" in info["eval"]["x4"] and "psnr_learned" in info["eval"]["x8"]
     assert (run_dir / "upscaler" / "model.pt").exists()
     (run_dir / "config.json").write_text(json.dumps({"class_names": ["cat"]}))
     failed = runner.invoke(upscaler_group, ["train", RUN_ID, "--minutes", "0.1"])
