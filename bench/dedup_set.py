@@ -179,6 +179,8 @@ def _fluent(w: _Writer, modules: Path, n_designs: int, n_glyphs: int, start: int
     names = names[:start] + [n for n in names[start:] if n not in skip]
     for name in names[start:start + n_designs]:
         shipped = sorted(z for z in sizes[name] if z in (16, 20, 24, 28, 32, 48) and "regular" in sizes[name][z])
+        if not shipped:  # only filled renditions: the copy below would be of the previous design's picture
+            continue
         grey = rng.choice(GREYS)
         g = w.new_group()
         chosen = rng.sample(shipped, min(3, len(shipped)))
@@ -386,7 +388,7 @@ def build_fresh(seed: int = 0, rebuild: bool = False) -> tuple[Path, list[Item]]
 
 
 FRESH3 = OUT / "dedup-set-3"
-FRESH3_VERSION = 1
+FRESH3_VERSION = 2  # 1 had two copies of another design's picture (a name with no regular rendition)
 
 
 def build_fresh3(seed: int = 0, rebuild: bool = False) -> tuple[Path, list[Item]]:

@@ -18,6 +18,8 @@ recompressed" from "another picture of the same subject in the same style":
    fills vs highlights and soft shading) even where their colours agree. A picture with little detail
    (``information``: a plain glyph, a line) is asked for more evidence.
    ``score = 1 - residual / 64 - w * (1 - worst structure) - info penalty >= confirm_threshold``.
+   A pair that falls just short while one thumbnail has a frame at its edge that the other lacks (a border that
+   JPEG or resampling blended, trimmed by the import up to a thin line) is compared again without the outer 2 px.
    The work goes where it is needed: a cheap 8x8 signature correlation skips hopeless candidates, each picture's
    closest few candidates are compared, and a 16 px first look settles the clear cases.
 3. **Group**: two groups join only when every pair across them matches directly (``groups_from_matches``), so
