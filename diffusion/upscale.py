@@ -53,7 +53,7 @@ HEARTBEAT_S = 3.0
 DEFAULT_MINUTES = 5.0
 MIN_VALIDATION = 4
 CROPS = {4: 64, 8: 128}  # high-resolution crop per scale: ×8 learns from whole 16 px pictures, as it is used
-MAX_IMAGES = 3000  # more than this adds little to a 100k-parameter net and costs memory
+MAX_IMAGES = 3000  # more than this adds little to these small networks and costs memory
 
 
 class UpscaleError(RuntimeError):
