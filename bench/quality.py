@@ -1,9 +1,10 @@
 """Training quality per 10 CPU-minutes with every default, on data the project has never seen, judged independently.
 
-    PYTHONPATH=. python bench/quality.py                       # digits and demo at 32 px, demo at 64 px, 10 min each
-    PYTHONPATH=. python bench/quality.py --minutes 2 --datasets digits          # a smoke run of the harness
-    PYTHONPATH=. python bench/quality.py --rescore bench/out/quality/instance/runs/<id> --part both
-    PYTHONPATH=. python bench/quality.py --check-reals         # the judge on real images posing as samples
+    python bench/quality.py                       # digits and demo at 32 px, demo at 64 px, 10 min each
+    python bench/quality.py --minutes 2 --datasets digits          # a smoke run of the harness
+    python bench/quality.py --datasets demo@64 --epochs 215        # a fixed amount of training, whatever the load
+    python bench/quality.py --rescore bench/out/quality/instance/runs/<id> --part both
+    python bench/quality.py --check-reals         # the judge on real images posing as samples
 
 Per dataset (bench/quality_data.py: ImageFolders split into train / tuned / untouched), exactly what a new user
 types: `manage.py train --data <dataset>/train --minutes 10` (plus `--image-size 64` for the 64 px figure), then
@@ -15,8 +16,7 @@ reals, Fréchet <= 2 x the real-data floor at the same sample count, memorised <
 
 Runs go one after another (the CPUs are shared: the load average at start and end of each is recorded). Writes
 bench/out/quality/<dataset>-<size>.json, <dataset>-<size>-grid.png (10 samples per class, one row per class),
-<dataset>-<size>.train.log and the run under bench/out/quality/instance/runs/. `PYTHONPATH=.`: this checkout's
-editable install may point elsewhere; the script imports the project from the repository root.
+<dataset>-<size>.train.log and the run under bench/out/quality/instance/runs/ (with --epochs: <dataset>-<size>-e<N>.*).
 """
 from __future__ import annotations
 
@@ -68,15 +68,20 @@ def manage(args: list[str], log, out: Path) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def train_and_sample(name: str, size: int, minutes: float, per_class: int, steps: int, out: Path) -> tuple[Path, dict]:
+def train_and_sample(name: str, size: int, minutes: float, per_class: int, steps: int, out: Path,
+                     epochs: int | None = None) -> tuple[Path, dict]:
+    """Train with every default for `minutes` (or a fixed number of `epochs`: the same work on a loaded machine),
+    then sample; returns the run and a record of what was run."""
     root = quality_data.build(name, out / "data")
-    tag = f"{name}-{size}"
+    tag = run_tag(name, size, epochs)
     with open(out / f"{tag}.train.log", "w", encoding="utf-8") as log:
         head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=common.ROOT, capture_output=True, text=True)
         record = {"load_avg_start": load_avg(), "started": datetime.now().isoformat(timespec="seconds"),
                   "git_head": head.stdout.strip()}
-        print(f"[{tag}] training {minutes:g} min with every default (load {record['load_avg_start']})", flush=True)
-        args = ["train", "--data", str(root / "train"), "--minutes", f"{minutes:g}"]
+        budget = f"{epochs} epochs" if epochs else f"{minutes:g} min"
+        print(f"[{tag}] training {budget} with every default (load {record['load_avg_start']})", flush=True)
+        args = ["train", "--data", str(root / "train")]
+        args += ["--epochs", str(epochs)] if epochs else ["--minutes", f"{minutes:g}"]
         if size != 32:
             args += ["--image-size", str(size)]
         t0 = time.perf_counter()
@@ -95,6 +100,10 @@ def train_and_sample(name: str, size: int, minutes: float, per_class: int, steps
     return run_dir, record
 
 
+def run_tag(name: str, size: int, epochs: int | None) -> str:
+    return f"{name}-{size}" + (f"-e{epochs}" if epochs else "")
+
+
 def judge_for(root: Path, size: int, train_u8, train_labels, class_names, out: Path) -> qj.Judge:
     """The dataset's judge, fitted once per split and size (cached: the same yardstick for every run)."""
     split = hashlib.sha256((root / "split.json").read_bytes()).hexdigest()[:12]
@@ -108,7 +117,7 @@ def judge_for(root: Path, size: int, train_u8, train_labels, class_names, out: P
     return judge
 
 
-def score_run(run_dir: Path, parts: list[str], out: Path) -> dict:
+def score_run(run_dir: Path, parts: list[str], out: Path, tag: str | None = None) -> dict:
     config = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
     root = Path(config["data"]).parent
     size, fit, background = config["image_size"], config["fit"], config["background"]
@@ -123,7 +132,7 @@ def score_run(run_dir: Path, parts: list[str], out: Path) -> dict:
     for part in parts:
         held, held_labels, _ = load_images(root / part, size, fit, background)
         result["parts"][part] = qj.score(judge, samples, sample_labels, train_u8, train_labels, held, held_labels)
-    grid_path = out / f"{root.name}-{size}-grid.png"
+    grid_path = out / f"{tag or f'{root.name}-{size}'}-grid.png"
     pick = torch.cat([torch.nonzero(sample_labels == c).flatten()[:10] for c in range(len(class_names))])
     make_grid(samples[pick], len(class_names), scale=3 if size <= 32 else 2).save(grid_path)
     result["grid"] = str(grid_path.relative_to(common.ROOT) if grid_path.is_relative_to(common.ROOT) else grid_path)
@@ -176,6 +185,8 @@ def main(argv=None) -> int:
     p.add_argument("--datasets", default=",".join(DEFAULT_SPECS),
                    help="comma-separated NAME[@SIZE] (names: %(default)s)")
     p.add_argument("--minutes", type=float, default=10.0, help="training budget per dataset (manage.py --minutes)")
+    p.add_argument("--epochs", type=int, default=None,
+                   help="train this many epochs instead of --minutes (the same work whatever the machine's load)")
     p.add_argument("--per-class", type=int, default=None,
                    help="samples per class (default 50 at 32 px, 25 above: a 64 px sample costs 4x; the demo's "
                         "Fréchet comparison is capped by its training images per class, 7..26 but for birds)")
@@ -204,10 +215,12 @@ def main(argv=None) -> int:
         for spec in args.datasets.split(","):
             name, size = parse_spec(spec.strip())
             per_class = args.per_class or (50 if size <= 32 else 25)
-            run_dir, record = train_and_sample(name, size, args.minutes, per_class, args.steps, args.out)
-            row = {**record, **score_run(run_dir, parts, args.out), "load_avg_end": load_avg()}
+            run_dir, record = train_and_sample(name, size, args.minutes, per_class, args.steps, args.out,
+                                               args.epochs)
+            tag = run_tag(name, size, args.epochs)
+            row = {**record, **score_run(run_dir, parts, args.out, tag), "load_avg_end": load_avg()}
             rows.append(row)
-            (args.out / f"{name}-{size}.json").write_text(json.dumps(row, indent=1, default=str), encoding="utf-8")
+            (args.out / f"{tag}.json").write_text(json.dumps(row, indent=1, default=str), encoding="utf-8")
             print_table([row])
     print_table(rows)
     if args.rescore:

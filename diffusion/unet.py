@@ -30,6 +30,7 @@ class UNetConfig:
     dropout: float = 0.0
     patch_size: int = 1  # >1: pixel-unshuffle the input (and shuffle the output), so the UNet runs at S/patch
     augment_dim: int = 0  # >0: the augmentation applied to a training image is an input (EDM's non-leaky aug)
+    pixel_head: int = 0  # >0: width of a small full-resolution head that refines the patch output (see PixelHead)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -50,6 +51,7 @@ class UNetConfig:
 # the same width at full resolution, spent instead on width (capacity for class semantics). Attention only
 # at the two lowest levels. `base` works at full resolution and is meant for a GPU. Above 32 px the patches
 # grow with the image (config.patch_scale): 4x4 for tiny/small at 64 px.
+PIXEL_HEAD_WIDTH = 16  # measured: +7 % per step at 64 px; width 32 doubled the step's time on this CPU
 PRESETS = {
     "micro": dict(channels=8, channel_mults=(1, 2), num_res_blocks=1, attn_levels=(1,), head_channels=16,
                   emb_channels=16),
@@ -67,6 +69,8 @@ def preset_config(preset: str, *, in_channels: int, num_classes: int, image_size
         raise ValueError(f"unknown model preset {preset!r}; choose one of {', '.join(PRESETS)}")
     kw = dict(PRESETS[preset])
     kw["patch_size"] = kw.get("patch_size", 1) * patch_scale(image_size)  # same inner resolution as at 32 px
+    if kw["patch_size"] >= 4:  # 4x4 patches and up: too many values per patch for the first level to denoise
+        kw.setdefault("pixel_head", PIXEL_HEAD_WIDTH)
     cfg = UNetConfig(in_channels=in_channels, num_classes=num_classes, image_size=image_size, **kw)
     factor = cfg.patch_size * 2 ** (len(cfg.channel_mults) - 1)
     if image_size % factor:
@@ -115,6 +119,25 @@ class ResBlock(nn.Module):
         h = self.norm2(h) * (1 + scale) + shift
         h = self.conv2(self.drop(F.silu(h)))
         return self.skip(x) + h
+
+
+class PixelHead(nn.Module):
+    """A small full-resolution stage after the patched UNet: it sees the noisy image and the UNet's output pixel by
+    pixel and adds a correction. With 4x4 patches (64 px) the UNet's first level carries 48 values per patch in 48
+    channels, too few to also carry the per-pixel noise it must predict, and 10-minute 64 px samples kept visible
+    pixel noise (a trained model left 35 % of the noise in its prediction at sigma 0.2, against 16 % at 32 px).
+    Denoising white noise is local work, so a few full-resolution convolutions do it for ~10 % of the step's cost."""
+
+    def __init__(self, channels: int, width: int, emb: int):
+        super().__init__()
+        self.conv_in = nn.Conv2d(2 * channels, width, 3, padding=1)
+        self.block = ResBlock(width, width, emb, 0.0)
+        self.norm = nn.GroupNorm(_groups(width), width)
+        self.conv_out = _zero(nn.Conv2d(width, channels, 3, padding=1))
+
+    def forward(self, x, coarse, emb):
+        h = self.block(self.conv_in(torch.cat([x, coarse], dim=1)), emb)
+        return coarse + self.conv_out(F.silu(self.norm(h)))
 
 
 class Attention(nn.Module):
@@ -200,6 +223,7 @@ class UNet(nn.Module):
 
         self.norm_out = nn.GroupNorm(_groups(cur), cur)
         self.conv_out = _zero(nn.Conv2d(cur, cfg.in_channels * p * p, 3, padding=1))
+        self.pixel_head = PixelHead(cfg.in_channels, cfg.pixel_head, emb) if cfg.pixel_head else None
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor,
                 augment: torch.Tensor | None = None) -> torch.Tensor:
@@ -221,7 +245,8 @@ class UNet(nn.Module):
             h = torch.cat([h, hs.pop()], dim=1)
             for layer in layers:
                 h = layer(h, emb)
-        return self.shuffle(self.conv_out(F.silu(self.norm_out(h))))
+        out = self.shuffle(self.conv_out(F.silu(self.norm_out(h))))
+        return out if self.pixel_head is None else self.pixel_head(x, out, emb)
 
 
 def build_model(preset: str, *, in_channels: int, num_classes: int, image_size: int = 32) -> UNet:
