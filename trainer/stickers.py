@@ -15,8 +15,8 @@ The pipeline, and why each step:
    than `SEPARATE_MAX_SHARE` and clearly apart from it (`SEPARATE_GAP` of the side away, or cut by the frame) is
    made background, so it does not float beside the sticker or get its own ring of outline; faint pixels that
    touch no kept piece go too (a faint trail once joined specks to the animal). Ears, fins and tails a pixel or
-   two from the body, and a second animal, stay. The same rule runs again on the full-size silhouette, where the
-   smooth upscaled coverage can raise islands of its own.
+   two from the body, and a second animal, stay. Both rules run again on the full-size silhouette, where the
+   smooth upscaled coverage can raise islands of its own and close a thin channel of background into a pinhole.
 2. Colour is upscaled on its own (Lanczos, or the run's learned upscaler through `upscaler=`); the coverage is
    upscaled smoothly and cut at its 0.5 level set with a one-pixel ramp (alpha = (c − ½)/|∇c| + ½), which gives
    a crisp, anti-aliased silhouette at any scale instead of a ×8 blur.
@@ -267,6 +267,28 @@ def drop_specks(alpha: np.ndarray, *, max_share: float = SPECK_MAX_SHARE,
     return np.where(keep | (_dilate8(keep) & (alpha < 0.5)), alpha, 0.0)
 
 
+def fill_pinholes(alpha: np.ndarray, hole_min_share: float = HOLE_MIN_SHARE) -> np.ndarray:
+    """`alpha` with enclosed transparent regions (alpha < ½, not reaching the frame) smaller than
+    `hole_min_share` of the image made opaque, with their anti-aliased rims: the matte's hole rule applied to the
+    full-size silhouette, where a channel of background that reached into a pale animal at the native size has
+    closed, leaving a pinhole through which the backdrop or the outline would show."""
+    labels, n = label(alpha < 0.5)
+    if n < 2:
+        return alpha
+    h, w = alpha.shape
+    areas = np.bincount(labels.ravel(), minlength=n + 1)
+    outside = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+    small = areas < hole_min_share * h * w
+    small[0] = False
+    small[outside] = False
+    holes = small[labels]
+    if not holes.any():
+        return alpha
+    out = alpha.copy()
+    out[_dilate(holes)] = 1.0  # 4-neighbours of a 4-connected hole are all the animal
+    return out
+
+
 def _farthest_neighbour(rgb: np.ndarray, valid: np.ndarray, bg: np.ndarray, r: int = 2) -> np.ndarray:
     """Per pixel, the colour of the `valid` pixel in its (2r+1)² window that is farthest from the background."""
     dist = np.where(valid, np.abs(rgb - bg).max(axis=2), -1.0)
@@ -399,9 +421,9 @@ def finish(big: Image.Image, alpha: np.ndarray, bg: np.ndarray | None, scale: in
     if bg is None:
         out = np.dstack([big_rgb, np.full(big_rgb.shape[:2], 255.0)])
     else:
-        # The smooth coverage can leave islands the native pieces did not have (a faint pixel's bump crossing ½):
-        # the same speck rule again at the full size.
-        shape = drop_specks(silhouette(np.clip(_smooth_up(alpha, scale), 0.0, 1.0)))
+        # The smooth coverage can leave islands the native pieces did not have (a faint pixel's bump crossing ½),
+        # and pinholes (a thin channel of background into a pale animal closes): the speck and hole rules again.
+        shape = fill_pinholes(drop_specks(silhouette(np.clip(_smooth_up(alpha, scale), 0.0, 1.0))))
         out = clamp_rim(np.dstack([big_rgb, shape * 255]))
     if outline_width:
         out = outline(out, outline_width, ocolour)
