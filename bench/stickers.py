@@ -1,6 +1,7 @@
 """Stickers: learned upscaler vs Lanczos vs bicubic, halos along the silhouette, SVG size and fidelity.
 
     python bench/stickers.py [--steps 4000] [--sets demo,emoji] [--sheet docs/stickers-sheet.png]
+    python bench/stickers.py --packs LANCZOS.zip LEARNED.zip OUTLINED.zip --sheet docs/stickers-demo-run.png
 
 For each image set an upscaler is trained (diffusion.upscale, the same code a run uses) on the images it does not
 hold back, for a fixed number of steps (about what 8 minutes buy on this 2-core CPU when it is quiet: a busy
@@ -149,6 +150,37 @@ def sheet(held, model, path: Path) -> None:
     img.save(path, optimize=True)
 
 
+def packs_sheet(packs: list[Path], path: Path) -> None:
+    """One row per class, one column per sticker pack (`manage.py stickers RUN ... --out PACK.zip`, the same
+    samples in each): how docs/stickers-demo-run.png is made from the Lanczos, learned and outlined packs."""
+    import zipfile
+    columns = []
+    for pack in packs:
+        with zipfile.ZipFile(pack) as z:
+            manifest = json.loads(z.read("manifest.json"))
+            settings = manifest["settings"]
+            title = f"{settings['upscaler'].replace('lanczos', 'Lanczos')} x{settings['scale']}" + (
+                f" + outline {settings['outline']} px" if settings["outline"] else "")
+            cells = {r["class"]: Image.open(io.BytesIO(z.read(r["png"]))).convert("RGBA")
+                     for r in manifest["stickers"]}
+        columns.append((title, cells))
+    classes = sorted(columns[0][1])
+    cell = max(im.width for _, cells in columns for im in cells.values())
+    pad, label_w, head = 18, 70, 28
+    img = Image.new("RGB", (label_w + len(columns) * (cell + pad), head + len(classes) * (cell + pad)), (86, 96, 112))
+    draw = ImageDraw.Draw(img)
+    for c, (title, _) in enumerate(columns):
+        draw.text((label_w + c * (cell + pad) + 10, 8), title, fill="white")
+    for r, name in enumerate(classes):
+        y = head + r * (cell + pad)
+        draw.text((6, y + cell // 2 - 6), name, fill="white")
+        for c, (_, cells) in enumerate(columns):
+            im = cells[name]
+            img.paste(im, (label_w + c * (cell + pad) + (cell - im.width) // 2, y + (cell - im.height) // 2), im)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img.save(path, optimize=True)
+
+
 STEPS = 4000  # about 8 minutes on this project's 2-core CPU, quiet
 
 
@@ -182,7 +214,11 @@ def main(argv=None) -> int:
     p.add_argument("--sets", default="demo,emoji")
     p.add_argument("--reuse", action="store_true", help="reuse an upscaler trained by an earlier run of this bench")
     p.add_argument("--sheet", type=Path, default=ROOT / "docs" / "stickers-sheet.png")
+    p.add_argument("--packs", type=Path, nargs="+", help="only compose these sticker packs side by side into --sheet")
     a = p.parse_args(argv)
+    if a.packs:
+        packs_sheet(a.packs, a.sheet)
+        return 0
     results = {}
     for name in a.sets.split(","):
         t, load = time.time(), os.getloadavg()[0]
