@@ -317,8 +317,13 @@ def load_model(path: Path, device="cpu") -> tuple[Upscaler, dict]:
         raise UpscaleError(f"no trained upscaler at {path}: train one first (`python manage.py upscaler train RUN`)")
     try:
         state = torch.load(path, map_location=device, weights_only=True)
+        if any(k.startswith("tails.") for k in state.get("model", {})):
+            raise UpscaleError(f"upscaler {path} was trained by an earlier version (one body shared by both "
+                               "scales); train it again")
         model = Upscaler(**state["model_config"])
         model.load_state_dict(state["model"])
+    except UpscaleError:
+        raise
     except Exception as e:
         raise UpscaleError(f"upscaler {path} is corrupt or not an upscaler ({type(e).__name__}: {e}); "
                            "train it again") from None

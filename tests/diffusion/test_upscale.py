@@ -118,7 +118,7 @@ def test_held_back_split_is_stable_and_by_file_name():
 
 def test_bad_inputs_are_clear(tmp_path):
     """Tried: a scale of 3, a run folder with no config, a missing model, a corrupt model file, originals too small
-    for x8. Each raises UpscaleError saying what is wrong."""
+    for x8, a model saved by the earlier shared-body version. Each raises UpscaleError saying what is wrong."""
     model = up.Upscaler(channels=8, blocks=1)
     with pytest.raises(up.UpscaleError, match="scale 3"):
         model(torch.zeros(1, 3, 4, 4), 3)
@@ -131,6 +131,9 @@ def test_bad_inputs_are_clear(tmp_path):
         up.load_model(tmp_path)
     with pytest.raises(up.UpscaleError, match="too small"):
         up.pair_sizes(32, 24, 8)
+    torch.save({"model": {"tails.4.2.weight": torch.zeros(1)}, "model_config": {}}, tmp_path / "model.pt")
+    with pytest.raises(up.UpscaleError, match="earlier version.*train it again"):
+        up.load_model(tmp_path)
 
 
 def test_sigterm_saves_and_ends_cancelled(tmp_path):
