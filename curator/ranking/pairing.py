@@ -10,8 +10,17 @@ settled (P near 0 or 1) is no longer asked about, though it may still serve as a
 
 Where the candidates come from: a short pool — the images whose membership is most uncertain (weighted by their
 rating's spread), those around the top-k boundary, and a few at random. The first two images are the best pair in
-the pool; a larger screen grows from them one image at a time. Every earlier showing of two images together
-divides a screen's score by four, and the pool is widened before a pair is shown again.
+the pool; a larger screen grows from them one image at a time.
+
+Repeats: with the ratings' joint covariance (classes up to 1000 images), a pair that met before is worth what is
+left to learn about its order (`order_uncertainty`, at least the repeat penalty below), so two close images at the
+boundary meet again until they are told apart, however often they met, and a pair whose order is decided is not
+asked again. Without it, every earlier showing of two images together divides a screen's score by four, and the
+pool is widened before a pair is shown again. Why: with the plain penalty, once the dozen images around place k
+had met each other, every screen put one of them with three far weaker images; each then won about nine screens
+in ten, and the order around place k was decided by who had suffered more slips against far weaker images
+(bench/ranking_sim.py, seed 101: true places 10, 14 and 15 left out at 469 clicks after 33-34 screens each, 5-8
+of them slips, few of them against each other).
 
 Two departures from that score, because it is myopic and blind to how well two images are told apart when they
 met directly (their ratings are correlated; the marginal sigmas do not show it):
@@ -193,12 +202,23 @@ def choose_set(ratings: Mapping[Hashable, Rating], k: int, size: int = 4, *,
             else:
                 pairs = np.array([(anchor, j) for j in members.tolist() if j != anchor], dtype=np.intp)
             asked = np.array([count(ids[a], ids[b]) for a, b in pairs.tolist()], dtype=np.int64)
-            score = screen_information(mu[pairs], var[pairs], t, lapse) * repeat_penalty ** asked
+            score = screen_information(mu[pairs], var[pairs], t, lapse)
+            if covariance is None:
+                score *= repeat_penalty ** asked
+            else:  # a pair that met is worth what is left to learn about its order; never the pair of a screen on show
+                score *= np.maximum(order_uncertainty(mu, covariance, pairs), repeat_penalty ** asked)
+                score[on_screen(pairs)] = -1.0
             best = int(np.argmax(score * (1.0 + 1e-6 * rng.random(len(score)))))  # seeded tie-break
-            if asked[best] == 0 or len(members) == n:
+            if asked[best] == 0 or covariance is not None or len(members) == n:
                 break
         return [int(i) for i in pairs[best]]
 
+    def on_screen(pairs: np.ndarray) -> np.ndarray:
+        """Whether a screen on show holds both images of each pair."""
+        return np.array([any(ids[a] in shown and ids[b] in shown for shown in on_show) for a, b in pairs.tolist()],
+                        dtype=bool)
+
+    on_show = [set(shown) for shown in on_show]
     screen = None
     if anchor is None and covariance is not None:
         screen = _duel(mu, covariance, order, k_eff, settled, rng)
@@ -220,6 +240,19 @@ def choose_set(ratings: Mapping[Hashable, Rating], k: int, size: int = 4, *,
                 break
         screen.append(int(rest[best]))
     return tuple(ids[i] for i in rng.permutation(screen).tolist())
+
+
+def order_uncertainty(mu: np.ndarray, covariance: np.ndarray, pairs: np.ndarray) -> np.ndarray:
+    """How undecided each pair's order is, from 1 (a coin flip) to 0 (certain): the binary entropy in bits of
+    P(theta_a > theta_b) = Phi((mu_a - mu_b) / sd(theta_a - theta_b)) under the ratings' joint covariance.
+
+    Why not "how often they met": two close images that met once, with one answer that may have been a slip,
+    are still undecided, and asking them again is the answer that decides them; two that met often and agreed
+    each time are decided, as are two far apart that never met."""
+    a, b = pairs[:, 0], pairs[:, 1]
+    variance = np.diag(covariance)
+    spread = np.maximum(variance[a] + variance[b] - 2.0 * covariance[a, b], 1e-12)
+    return _binary_entropy(normal_cdf((mu[a] - mu[b]) / np.sqrt(spread))) / math.log(2.0)
 
 
 def choose_pair(ratings: Mapping[Hashable, Rating], k: int, **options) -> tuple[Hashable, Hashable]:
@@ -264,4 +297,4 @@ def _with_group_mates(screen: list[int], ids, groups, count, size: int) -> list[
     return screen
 
 
-__all__ = ["screen_information", "choose_set", "choose_pair"]
+__all__ = ["screen_information", "order_uncertainty", "choose_set", "choose_pair"]

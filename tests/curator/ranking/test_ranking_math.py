@@ -724,3 +724,79 @@ def test_pair_counts_counts_unordered_pairs():
     # three (three pairs shown together).
     counts = pair_counts([(1, 2, "left"), (2, 1, "tie"), (1, 3, "neither"), Choice((4, 2, 1), (4,))])
     assert counts == {frozenset((1, 2)): 3, frozenset((1, 3)): 1, frozenset((2, 4)): 1, frozenset((1, 4)): 1}
+
+
+# --- robust to wrong answers: a slip is checked again, not written off ------------------------------------------
+
+def test_order_uncertainty_is_one_for_a_coin_flip_and_zero_for_a_decided_order():
+    # Tried: three pairs under one covariance: two equal images that never met (a coin flip), two neighbours a
+    # little apart that met often (strongly correlated: told apart), and two far apart. Only the first is
+    # undecided; and the same neighbours without the correlation are undecided again.
+    from curator.ranking.pairing import order_uncertainty
+    mu = np.array([1.0, 1.0, 1.4, 1.0, -6.0])
+    covariance = np.diag([0.5, 0.5, 0.5, 0.5, 0.5])
+    covariance[2, 3] = covariance[3, 2] = 0.49
+    u = order_uncertainty(mu, covariance, np.array([[0, 1], [2, 3], [0, 4]]))
+    assert u[0] == pytest.approx(1.0)
+    assert u[1] < 0.05 and u[2] < 1e-6
+    covariance[2, 3] = covariance[3, 2] = 0.0
+    assert order_uncertainty(mu, covariance, np.array([[2, 3]]))[0] > 0.9
+
+
+def test_one_slip_does_not_push_a_consistent_winner_out_of_the_top():
+    # Tried: 20 images, true order 0 (best) .. 19, 60 random best-of-4 screens answered truly (image 3 of the
+    # true top-4 has only consistent answers), then one wrong answer: image 12 named the best of a screen with
+    # image 3. Image 3 must stay in the rated top-4 (the lapse share explains the answer), and its place must not
+    # be called settled out (P(in top-4) stays above the threshold that counts an image as settled outside).
+    rng = np.random.default_rng(5)
+    screens = [tuple(int(i) for i in rng.choice(20, 4, replace=False)) for _ in range(60)]
+    state = replay(range(20), [Choice(shown, (min(shown),)) for shown in screens])
+    assert 3 in np.argsort(-state.arrays()[0])[:4]
+    state.apply(Choice((12, 3, 15, 18), (12,)))
+    mu, sigma, _ = state.arrays()
+    assert 3 in np.argsort(-mu)[:4]
+    p = top_k_membership(mu, sigma, 4, state.covariance())
+    assert p[3] > 1.0 - settled_threshold(4)
+
+
+def test_a_close_pair_that_met_once_is_asked_again_when_its_order_is_still_open():
+    # Tried: 30 images, k=5: four far above, images 4 and 5 close at the boundary and met once (one answer: it may
+    # have been a slip, so their ratings are barely correlated), the rest far below and settled. With the joint
+    # covariance the pair is asked again (what decides the fifth place), though it met; once the covariance says
+    # they are told apart (they met often and agreed), it is not asked.
+    mu = np.concatenate([np.linspace(12, 9, 4), [2.0, 1.8], np.linspace(-6, -12, 24)])
+    covariance = np.diag(np.full(30, 0.09))
+    covariance[4, 4] = covariance[5, 5] = 0.5
+    covariance[4, 5] = covariance[5, 4] = 0.05
+    ratings = _ratings(mu, np.sqrt(np.diag(covariance)))
+    rng = np.random.default_rng(0)
+
+    def share(met):
+        return np.mean([{4, 5} == set(choose_pair(ratings, 5, history={frozenset((4, 5)): met}, rng=rng,
+                                                  covariance=covariance, explore=0, settled=1.0))
+                        for _ in range(20)])
+    assert share(1) >= 0.9
+    covariance[4, 5] = covariance[5, 4] = 0.499
+    assert share(40) <= 0.1
+
+
+def test_active_best_of_four_finds_the_top_k_through_flipped_answers():
+    # Tried: a compressed bench/ranking_sim.py with the noise (the true best is picked, except 10 % of the
+    # time another image of the screen is): 48 images, k=6, 0.5 n log2 n screens of four chosen actively with the
+    # covariance, as the web does, on three seeds. The rated top-6 must be right on every seed.
+    n, k = 48, 6
+    for seed in range(3):
+        rng = np.random.default_rng(seed)
+        true_rank = rng.permutation(n)
+        state, history = RatingState(range(n)), {}
+        for _ in range(int(0.5 * n * math.log2(n))):
+            shown = choose_set(state.ratings(), k, 4, history=history, rng=rng, covariance=state.covariance(),
+                               settled=settled_threshold(k))
+            best = min(shown, key=lambda i: true_rank[i])
+            if rng.random() < 0.1:
+                best = [i for i in shown if i != best][int(rng.integers(3))]
+            state.apply(Choice(shown, (best,)))
+            for pair in itertools.combinations(shown, 2):
+                history[frozenset(pair)] = history.get(frozenset(pair), 0) + 1
+        mu, _, _ = state.arrays()
+        assert sorted(true_rank[np.argsort(-mu)[:k]].tolist()) == list(range(k)), seed
