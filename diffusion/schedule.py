@@ -14,27 +14,32 @@ import torch
 
 
 class CosineSchedule:
-    def __init__(self, logsnr_min: float = -15.0, logsnr_max: float = 15.0):
+    """`shift` adds a constant to the log-SNR at every t (the "shifted cosine" of Hoogeboom et al. 2023, simple
+    diffusion): 2 log(base / size) keeps the noise as destructive to a picture's coarse shapes at `size` as it is at
+    `base`, where averaging over more pixels would otherwise let the shapes show through the noise."""
+
+    def __init__(self, logsnr_min: float = -15.0, logsnr_max: float = 15.0, shift: float = 0.0):
         if not logsnr_min < logsnr_max:
             raise ValueError("logsnr_min must be below logsnr_max")
         self.logsnr_min = float(logsnr_min)
         self.logsnr_max = float(logsnr_max)
+        self.shift = float(shift)
         self._b = math.atan(math.exp(-0.5 * self.logsnr_max))
         self._a = math.atan(math.exp(-0.5 * self.logsnr_min)) - self._b
 
     def to_dict(self) -> dict:
-        return {"kind": "cosine", "logsnr_min": self.logsnr_min, "logsnr_max": self.logsnr_max}
+        return {"kind": "cosine", "logsnr_min": self.logsnr_min, "logsnr_max": self.logsnr_max, "shift": self.shift}
 
     @classmethod
     def from_dict(cls, d: dict) -> "CosineSchedule":
-        return cls(d["logsnr_min"], d["logsnr_max"])
+        return cls(d["logsnr_min"], d["logsnr_max"], d.get("shift", 0.0))  # runs saved before the shift: none
 
     # --- schedule functions (t: float tensor in [0, 1]) ---
     def logsnr(self, t: torch.Tensor) -> torch.Tensor:
-        return -2.0 * torch.log(torch.tan(self._a * t + self._b))
+        return -2.0 * torch.log(torch.tan(self._a * t + self._b)) + self.shift
 
     def t_from_logsnr(self, logsnr: torch.Tensor) -> torch.Tensor:
-        return (torch.atan(torch.exp(-0.5 * logsnr)) - self._b) / self._a
+        return (torch.atan(torch.exp(-0.5 * (logsnr - self.shift))) - self._b) / self._a
 
     def alpha_sigma(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         lam = self.logsnr(t)

@@ -57,3 +57,15 @@ def test_stratified_times_cover_the_interval_evenly():
     t = stratified_times(8, torch.Generator().manual_seed(3), "cpu")
     bins = torch.floor(t * 8).long().sort().values
     assert torch.equal(bins, torch.arange(8)) and t.min() >= 0 and t.max() < 1
+
+
+def test_a_shifted_schedule_adds_the_shift_to_every_log_snr_and_still_inverts():
+    """Tried: shift -1.39 (2 log(32/64)); log-SNR moves by exactly the shift at every t, t_from_logsnr inverts it, the
+    noise is larger at every inner t, and a schedule saved before shifts existed loads unshifted."""
+    plain, shifted = CosineSchedule(), CosineSchedule(shift=2 * math.log(32 / 64))
+    t = torch.linspace(0.0, 1.0, 11, dtype=torch.float64)
+    assert torch.allclose(shifted.logsnr(t), plain.logsnr(t) + shifted.shift)
+    assert torch.allclose(shifted.t_from_logsnr(shifted.logsnr(t)), t, atol=1e-9)
+    assert torch.all(shifted.alpha_sigma(t[1:-1])[1] > plain.alpha_sigma(t[1:-1])[1])
+    assert CosineSchedule.from_dict(shifted.to_dict()).shift == shifted.shift
+    assert CosineSchedule.from_dict({"kind": "cosine", "logsnr_min": -15.0, "logsnr_max": 15.0}).shift == 0.0
