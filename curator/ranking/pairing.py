@@ -213,12 +213,15 @@ def choose_set(ratings: Mapping[Hashable, Rating], k: int, size: int = 4, *,
                 break
         return [int(i) for i in pairs[best]]
 
+    on_show = [set(shown) for shown in on_show]
+    showing = np.zeros((len(on_show) if covariance is not None else 0, n), dtype=bool)  # images of each on show
+    for row, shown in zip(showing, on_show):
+        row[[j for j, image_id in enumerate(ids) if image_id in shown]] = True
+
     def on_screen(pairs: np.ndarray) -> np.ndarray:
         """Whether a screen on show holds both images of each pair."""
-        return np.array([any(ids[a] in shown and ids[b] in shown for shown in on_show) for a, b in pairs.tolist()],
-                        dtype=bool)
+        return np.any(showing[:, pairs[:, 0]] & showing[:, pairs[:, 1]], axis=0)
 
-    on_show = [set(shown) for shown in on_show]
     screen = None
     if anchor is None and covariance is not None:
         screen = _duel(mu, covariance, order, k_eff, settled, rng)
