@@ -23,6 +23,7 @@ precision at that moment.
     python bench/ranking_sim.py --n 300 500 --seeds 100-103      # other sizes, other seeds
     python bench/ranking_sim.py --modes best4 --strategies active --noise flip --seeds 0-3   # a quick look
     python bench/ranking_sim.py --timing                         # only: time choosing a screen at 5,000 images
+    python bench/ranking_sim.py --timing --timing-n 1000         # ... at 1,000 (the joint covariance in use)
 """
 from __future__ import annotations
 
@@ -192,16 +193,19 @@ def time_choose(n_images: int, k: int, calls: int, seed: int) -> None:
     t0 = time.perf_counter()
     ratings = state.ratings()
     refine_s = time.perf_counter() - t0
+    covariance = state.covariance()  # as the web: only up to 1000 images
     groups = [set(rng.choice(n_images, size=3, replace=False).tolist()) for _ in range(50)]
     for size in (2, 4):
         took = []
         for _ in range(calls):
             t0 = time.perf_counter()
-            choose_set(ratings, k, size, history=history, rng=rng, groups=groups)
+            choose_set(ratings, k, size, history=history, rng=rng, groups=groups, covariance=covariance,
+                       settled=settled_threshold(k, CONFIDENCE), on_show=[tuple(range(size))])
             took.append(time.perf_counter() - t0)
         took = np.array(took) * 1e3
         print(f"# choose_set(size={size}) at {n_images} images ({n_answers} answers in history, 50 near-duplicate "
-              f"groups): median {np.median(took):.2f} ms, p95 {np.percentile(took, 95):.2f} ms")
+              f"groups, {'with' if covariance is not None else 'no'} covariance): median {np.median(took):.2f} ms, "
+              f"p95 {np.percentile(took, 95):.2f} ms")
     print(f"# recompute at {n_images} images: replay of {n_answers} answers {replay_s * 1e3:.0f} ms, "
           f"MAP refinement {refine_s * 1e3:.0f} ms")
 
