@@ -17,7 +17,7 @@ left to learn about its order (`order_uncertainty`, at least the repeat penalty 
 boundary meet again until they are told apart, however often they met, and a pair whose order is decided is not
 asked again. Without it, every earlier showing of two images together divides a screen's score by four, and the
 pool is widened before a pair is shown again. Why: with the plain penalty, once the dozen images around place k
-had met each other, every screen put one of them with three far weaker images; each then won about nine screens
+had met each other, most screens put one of them with three far weaker images; each then won about nine screens
 in ten, and the order around place k was decided by who had suffered more slips against far weaker images
 (bench/ranking_sim.py, seed 101: true places 10, 14 and 15 left out at 469 clicks after 33-34 screens each, 5-8
 of them slips, few of them against each other).
@@ -147,7 +147,8 @@ def choose_set(ratings: Mapping[Hashable, Rating], k: int, size: int = 4, *,
     lapse: the ratings' lapse share (``RatingConfig.lapse``), for the chance of each answer.
     pool: how many of the most uncertain images are candidates (plus the boundary and `n_random` random ones);
         widened four times when the best screen would repeat a pair.
-    repeat_penalty: a screen's score is multiplied by this for each time one of its pairs was already shown.
+    repeat_penalty: a screen's score is multiplied by this for each time one of its pairs was already shown; with
+        a covariance, the first pair's by the larger of this and what is left to learn about its order.
     """
     if not 0.0 <= explore <= 1.0:
         raise ValueError(f"explore must be within [0, 1], got {explore}")
