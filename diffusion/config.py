@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 
 PRESETS = ("micro", "tiny", "small", "base")
@@ -15,6 +16,16 @@ def patch_scale(image_size: int) -> int:
     runs at the resolution it has at 32 px, so 64 px costs about what 32 px does (measured: 1.16x per step for
     "small") instead of 4x or more, and the model sees the whole picture at the same depth."""
     return 1 if image_size < 64 else 2 if image_size < 128 else 4
+
+
+def schedule_shift(image_size: int) -> float:
+    """The log-SNR shift of the noise schedule at this size: 0 up to 32 px (where the defaults were tuned), then
+    2 log(32 / size), so the noise hides a picture's coarse shapes as well as it does at 32 px. On the demo at 64 px
+    (860 steps, the same seed) it took the run's evaluator's sample accuracy from 0.67 to 0.82 with the shapes
+    visibly more whole (rabbits with two ears, fish with tails); the independent judge scored the two alike."""
+    return 0.0 if image_size <= 32 else 2.0 * math.log(32 / image_size)
+
+
 PREDICTIONS = ("v", "eps")
 SAMPLERS = ("dpm++2m", "ddim", "ddpm")  # the fast solver first: it is the default everywhere
 FITS = ("crop", "pad")  # how a snapshot's images become squares (curator.snapshots offers the same)

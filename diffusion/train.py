@@ -37,7 +37,7 @@ from . import checkpoint as ckpt
 from . import distributed as ddp
 from . import rundir
 from .augment import AUGMENT_DIM, flip_decision, nonleaky_augment
-from .config import RESUMABLE_CHANGES, TrainConfig, config_changes
+from .config import RESUMABLE_CHANGES, TrainConfig, config_changes, schedule_shift
 from .data import epoch_permutation, load_images, make_batch, source_items
 from .ema import EMA
 from .evaluate import chance_level
@@ -350,7 +350,9 @@ class Trainer:
             mcfg.augment_dim = AUGMENT_DIM if cfg.augment > 0 else 0
         model = UNet(mcfg)
         self.model_config = mcfg
-        self.schedule = CosineSchedule()
+        # A resumed run keeps the noise schedule it was trained with (older runs: unshifted at every size).
+        self.schedule = (CosineSchedule.from_dict(state["schedule"]) if state is not None
+                         else CosineSchedule(shift=schedule_shift(cfg.image_size)))
         model.to(self.device)
         if self.channels_last:
             model = model.to(memory_format=torch.channels_last)

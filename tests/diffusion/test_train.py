@@ -205,3 +205,27 @@ def test_minutes_budget_stops_the_run_and_still_writes_final_samples(tiny_folder
     assert status["state"] == "completed" and status["step"] >= 1 and status["minutes"] == 0.01
     assert "time budget reached" in (run / "train.log").read_text()
     assert rundir.list_epochs(run) and rundir.checkpoint_path(run, "best").exists()
+
+
+def test_above_32_px_the_schedule_is_shifted_and_a_resume_keeps_what_the_run_was_trained_with(tiny_folder, tmp_path):
+    """Tried: a 64 px run (shift 2 log(32/64) saved with its weights, and used when sampling from them); a 32 px run
+    (no shift); then a 64 px run saved as before shifts existed (schedule without one) resumed for another epoch: it
+    must go on unshifted rather than change its noise halfway."""
+    import math
+
+    run64 = tmp_path / "run64"
+    train(micro_config(tiny_folder, image_size=64, epochs=1, sample_every=None), run64, progress=False)
+    saved = torch.load(run64 / "checkpoints" / "last.pt", map_location="cpu", weights_only=False)
+    assert saved["schedule"]["shift"] == pytest.approx(2 * math.log(32 / 64))
+    assert load_for_sampling(run64, "last")[1].shift == pytest.approx(2 * math.log(32 / 64))
+
+    run32 = tmp_path / "run32"
+    train(micro_config(tiny_folder, image_size=32, epochs=1, sample_every=None), run32, progress=False)
+    assert torch.load(run32 / "checkpoints" / "last.pt", map_location="cpu", weights_only=False)["schedule"].get(
+        "shift") == 0.0
+
+    del saved["schedule"]["shift"]  # as a run trained before this change saved it
+    torch.save(saved, run64 / "checkpoints" / "last.pt")
+    train(micro_config(tiny_folder, image_size=64, epochs=2, sample_every=None), run64, resume=True, progress=False)
+    resumed = torch.load(run64 / "checkpoints" / "last.pt", map_location="cpu", weights_only=False)
+    assert resumed["step"] > saved["step"] and resumed["schedule"]["shift"] == 0.0
