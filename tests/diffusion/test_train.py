@@ -34,15 +34,21 @@ def _assert_same_weights(a: dict, b: dict):
             assert torch.equal(a[part][k], b[part][k]), f"{part}.{k} differs"
 
 
-RESUME_EPOCHS = 12
+RESUME_EPOCHS = 20
+
+
+def resume_config(tiny_folder):
+    """The interrupted runs and their reference: a checkpoint every few milliseconds of training, so there is one
+    to resume from wherever the kill lands (previews keep to their share of the time, so they cannot mark it)."""
+    return micro_config(tiny_folder, epochs=RESUME_EPOCHS, batch_size=5, sample_steps=1, samples_per_class=1,
+                        checkpoint_minutes=0.0005)
 
 
 @pytest.fixture(scope="module")
 def reference_run(tiny_folder, tmp_path_factory):
     """An uninterrupted micro run that the interrupted ones must match bit for bit."""
     run = tmp_path_factory.mktemp("ref") / "run"
-    status = train(micro_config(tiny_folder, epochs=RESUME_EPOCHS, batch_size=5, sample_steps=1,
-                                samples_per_class=1), run, progress=False)
+    status = train(resume_config(tiny_folder), run, progress=False)
     assert status["state"] == "completed"
     return run
 
@@ -75,18 +81,17 @@ def test_run_directory_contract(tiny_folder, tmp_path):
 
 
 def test_sigkill_mid_run_then_resume_matches_the_uninterrupted_run(tiny_folder, tmp_path, reference_run):
-    """Tried: `python -m diffusion.train RUN` killed with SIGKILL after its 3rd epoch checkpoint, then
+    """Tried: `python -m diffusion.train RUN` killed with SIGKILL after its 3rd epoch (and a checkpoint), then
     `--resume`. The final model and EMA weights must equal the never-interrupted run's exactly."""
     run = tmp_path / "run"
     run.mkdir()
-    write_run_config(run, micro_config(tiny_folder, epochs=RESUME_EPOCHS, batch_size=5, sample_steps=1,
-                                       samples_per_class=1))
+    write_run_config(run, resume_config(tiny_folder))
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}  # as this process (conftest)
     proc = subprocess.Popen([sys.executable, "-m", "diffusion.train", str(run), "--no-progress"], cwd=ROOT, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.time() + 60
     while time.time() < deadline and proc.poll() is None:
-        if (rundir.read_status(run).get("latest_grid_epoch") or 0) >= 3:
+        if (rundir.read_status(run).get("epoch") or 0) >= 3 and rundir.checkpoint_path(run, "last").exists():
             break
         time.sleep(0.02)
     assert proc.poll() is None, f"the run ended before it could be killed: {proc.stderr.read().decode()[-2000:]}"
@@ -98,8 +103,7 @@ def test_sigkill_mid_run_then_resume_matches_the_uninterrupted_run(tiny_folder, 
     assert killed_at < _weights(reference_run)["step"]
     assert not rundir.is_alive(rundir.read_status(run), now=time.time() + 60)  # stale heartbeat, dead pid
 
-    status = train(micro_config(tiny_folder, epochs=RESUME_EPOCHS, batch_size=5, sample_steps=1,
-                                samples_per_class=1), run, resume=True, progress=False)
+    status = train(resume_config(tiny_folder), run, resume=True, progress=False)
     assert status["state"] == "completed"
     _assert_same_weights(_weights(run), _weights(reference_run))
 
@@ -108,8 +112,7 @@ def test_cancel_file_mid_epoch_then_resume_matches_too(tiny_folder, tmp_path, re
     """Tried: RUN/cancel written while training (in the middle of an epoch, usually); state "cancelled";
     a resume (with the same config) must still end on exactly the reference weights."""
     run = tmp_path / "run"
-    cfg = lambda: micro_config(tiny_folder, epochs=RESUME_EPOCHS, batch_size=5, sample_steps=1,  # noqa: E731
-                               samples_per_class=1)
+    cfg = lambda: resume_config(tiny_folder)  # noqa: E731
 
     def cancel_soon():
         while (rundir.read_status(run).get("step") or 0) < 7:

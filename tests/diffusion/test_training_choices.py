@@ -115,8 +115,9 @@ def test_the_budget_counts_training_steps_and_reports_the_rest(budget_run):
     # in-loop grids wait for 19x their cost in training (half the 10 % share; the other half is for the end);
     # the preview at step 0 and the final grid come on top
     assert st["preview_s"] <= 0.05 * st["train_s"] + 3 * max(grid_s) + 1.0
-    # the reported share counts the guidance sweep with the previews
-    assert st["preview_share"] == pytest.approx((st["preview_s"] + st["sweep_s"]) / st["train_s"], rel=0.05)
+    # the reported share counts the guidance sweep with the previews (status.json rounds each to 0.1 s)
+    assert st["preview_share"] == pytest.approx((st["preview_s"] + st["sweep_s"]) / st["train_s"],
+                                                abs=0.15 / st["train_s"])
     assert rundir.list_epochs(run)[0] == 0  # the preview before training
 
 
