@@ -24,7 +24,7 @@ from sqlalchemy import func, select
 
 from core.db import db
 from core.models import ADMIN, CURATOR, RANKER, ROLES, VIEWER, Account
-from core.web import safe_next
+from core.web import htmx, is_htmx, safe_next
 
 READ_METHODS = {"GET", "HEAD", "OPTIONS"}
 PUBLIC = {"static", "accounts.login", "accounts.login_post", "accounts.logout"}
@@ -142,8 +142,8 @@ def _session_account() -> Account | None:
 
 def _here() -> str:
     """The page to come back to after logging in: this one, or for an htmx request the page that sent it."""
-    if request.headers.get("HX-Request") and request.headers.get("HX-Current-URL"):
-        current = urlsplit(request.headers["HX-Current-URL"])
+    if htmx and htmx.current_url:
+        current = urlsplit(htmx.current_url)
         return safe_next(current.path + (f"?{current.query}" if current.query else ""))
     return safe_next(request.full_path if request.query_string else request.path)
 
@@ -152,12 +152,12 @@ def _login_needed():
     """Not logged in: a page is redirected to the login form; anything else (a form sent, an htmx request) gets a
     401 saying so, and htmx is told to go to the login page."""
     login = url_for("accounts.login", next=_here())
-    htmx = bool(request.headers.get("HX-Request"))
-    if request.method in READ_METHODS and not htmx:
+    from_htmx = bool(htmx)  # a boosted request too: htmx follows HX-Redirect for it as well
+    if request.method in READ_METHODS and not from_htmx:
         return redirect(login)
     page = render_template("accounts/denied.html", title="Log in first", login_url=login,
                            message="Log in to do this; nothing was changed.")
-    return page, 401, ({"HX-Redirect": login} if htmx else {})
+    return page, 401, ({"HX-Redirect": login} if from_htmx else {})
 
 
 def _forbidden(account: Account, needed: str):
@@ -165,7 +165,7 @@ def _forbidden(account: Account, needed: str):
     answers into the region it asked for, which must not receive a whole page)."""
     message = (f"This needs the {needed} role; {account.name} is a {account.role}. Nothing was changed. "
                "An admin can change your role.")
-    if request.headers.get("HX-Request") and not request.headers.get("HX-Boosted"):
+    if is_htmx():
         return render_template("accounts/_denied.html", message=message), 403
     return render_template("accounts/denied.html", title="Not allowed", login_url=None, message=message), 403
 

@@ -148,3 +148,20 @@ def test_login_form_works_boosted(client, account):
     wrong = log_in(client, "ann", "nope", headers=boosted)
     assert wrong.status_code == 401 and 'id="login-error"' in wrong.get_data(as_text=True)
     assert log_in(client, "ann", headers=boosted).status_code == 302
+
+
+def test_htmx_requests_without_a_login_come_back_to_the_page_that_sent_them(client, account):
+    """Tried, without a login: an htmx region request sent from the compare page (HX-Current-URL), a boosted link
+    to another page, and a request that names another host as its current page. Each gets a 401 with HX-Redirect
+    to the login form: `next` is the page the browser shows (its query kept), the boosted page itself, or only the
+    path of the other host's address (never the host); a plain page request is still a 302 to its own address."""
+    account("ann", "ranker")
+    region = client.get("/rank/cat/leaderboard", headers={
+        "HX-Request": "true", "HX-Current-URL": "http://localhost/rank/cat/?left=3&right=4"})
+    assert region.status_code == 401
+    assert region.headers["HX-Redirect"] == "/login?next=/rank/cat/?left%3D3%26right%3D4"
+    boosted = client.get("/gallery/", headers={"HX-Request": "true", "HX-Boosted": "true"})
+    assert boosted.status_code == 401 and boosted.headers["HX-Redirect"] == "/login?next=/gallery/"
+    elsewhere = client.get("/rank/", headers={"HX-Request": "true", "HX-Current-URL": "//evil.example/x"})
+    assert elsewhere.status_code == 401 and elsewhere.headers["HX-Redirect"] == "/login?next=/x"
+    assert client.get("/gallery/").location == "/login?next=/gallery/"
