@@ -23,38 +23,22 @@ rating update per answer on 2 cores.)
 """
 from __future__ import annotations
 
+import argparse
+import collections
+import json
 import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # noqa: E402  (the servers inherit it)
-
-import argparse  # noqa: E402
-import collections  # noqa: E402
-import json  # noqa: E402
-import random  # noqa: E402
-import re  # noqa: E402
-import shutil  # noqa: E402
-import signal  # noqa: E402
-import socket  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-import tempfile  # noqa: E402
-import threading  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import numpy as np  # noqa: E402
-import requests  # noqa: E402
-
-from app import ROOT  # noqa: E402
-
-TOKEN = re.compile(r'"X-CSRFToken": "([^"]+)"|name="csrf_token" value="([^"]+)"')
-PAIR = re.compile(r'name="(left|right|next_left|next_right)" value="(\d+)"')
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+import numpy as np
+import requests
+from common import ROOT, answer_fields, csrf_token, free_port, serve, stop  # bench/common.py, beside this script
 
 
 def reset_database(url: str) -> None:
@@ -65,24 +49,6 @@ def reset_database(url: str) -> None:
     meta.reflect(engine)
     meta.drop_all(engine)
     engine.dispose()
-
-
-def serve(env: dict, port: int, workers: int, threads: int) -> subprocess.Popen:
-    command = [sys.executable, "-m", "gunicorn", "-w", str(workers), "--threads", str(threads), "-b",
-               f"127.0.0.1:{port}", "--timeout", "60", "app:create_app()"]
-    server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                              start_new_session=True)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            requests.get(f"http://127.0.0.1:{port}/rank/", timeout=30)
-            return server
-        except requests.RequestException:
-            if server.poll() is not None:
-                raise RuntimeError("gunicorn did not start:\n" + server.stderr.read().decode()[-3000:])
-            time.sleep(0.2)
-    os.killpg(server.pid, signal.SIGKILL)
-    raise RuntimeError("gunicorn did not answer within 120 s")
 
 
 class Tally:
@@ -120,9 +86,8 @@ def ranker(base: str, class_name: str, deadline: float, tally: Tally, seed: int)
             except requests.RequestException:
                 time.sleep(0.5)
                 continue
-            found = TOKEN.search(html)
-            token = found and (found.group(1) or found.group(2))
-        form = dict(PAIR.findall(html.split('class="rank-undo"')[0]))
+            token = csrf_token(html)
+        form = answer_fields(html)
         if "left" not in form or not token:
             html = ""
             time.sleep(0.5)
@@ -202,7 +167,7 @@ def main(argv=None) -> dict:
             make_pictures(folder / "load", args.import_images)
         before_images = image_count(url)
         port = free_port()
-        server = serve(env, port, args.workers, args.threads)
+        server = serve(env, port, workers=args.workers, threads=args.threads)
         base = f"http://127.0.0.1:{port}"
         tally = Tally()
         deadline = time.monotonic() + args.seconds
@@ -226,12 +191,7 @@ def main(argv=None) -> dict:
         stored = stored_answers(url)
     finally:
         for process in (importer, server):
-            if process is not None and process.poll() is None:
-                os.killpg(process.pid, signal.SIGTERM)
-                try:
-                    process.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    os.killpg(process.pid, signal.SIGKILL)
+            stop(process)
         shutil.rmtree(work, ignore_errors=True)
 
     took = np.array(tally.took or [0.0]) * 1e3

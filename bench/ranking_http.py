@@ -13,52 +13,23 @@ done, the click count is noted and the ranker follows "keep going".
 """
 from __future__ import annotations
 
+import argparse
+import math
 import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # noqa: E402  (the servers inherit it)
+import numpy as np
+import requests
+from common import ROOT, answer_fields, csrf_token, free_port, serve, stop  # bench/common.py, beside this script
+from ranking_sim import Ranker, parse_seeds  # bench/ranking_sim.py
 
-import argparse  # noqa: E402
-import math  # noqa: E402
-import re  # noqa: E402
-import shutil  # noqa: E402
-import socket  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import numpy as np  # noqa: E402
-import requests  # noqa: E402
-from ranking_sim import Ranker, parse_seeds  # noqa: E402  (bench/ is the script's folder)
-
-from app import ROOT  # noqa: E402
-
-TOKEN = re.compile(r'name="csrf_token" value="([^"]+)"')
-PAIR = re.compile(r'name="(left|right|next_left|next_right)" value="(\d+)"')
-SCREEN = re.compile(r'name="(shown|next)" value="([\d,]+)"')
 ROW = re.compile(r'<tr class="[^"]*" data-id="(\d+)">')
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def serve(instance: Path, port: int) -> subprocess.Popen:
-    env = {**os.environ, "MENAGERIE_INSTANCE": str(instance), "MENAGERIE_AUTH": "off"}  # one simulated person, no login
-    server = subprocess.Popen([sys.executable, "-m", "gunicorn", "-w", "2", "-b", f"127.0.0.1:{port}",
-                               "app:create_app()"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL, start_new_session=True)
-    for _ in range(300):
-        try:
-            requests.get(f"http://127.0.0.1:{port}/rank/", timeout=30)
-            return server
-        except requests.ConnectionError:
-            time.sleep(0.1)
-    server.kill()
-    raise RuntimeError("gunicorn did not start")
 
 
 def top_k(http: requests.Session, base: str, name: str, k: int) -> list[int]:
@@ -71,14 +42,15 @@ def run_seed(args, template: Path, seed: int) -> dict:
     instance = work / "instance"
     shutil.copytree(template, instance)
     port = free_port()
-    server = serve(instance, port)
+    env = {**os.environ, "MENAGERIE_INSTANCE": str(instance), "MENAGERIE_AUTH": "off"}  # one simulated person, no login
+    server = serve(env, port)
     base = f"http://127.0.0.1:{port}"
     http = requests.Session()
     try:
         page = http.get(f"{base}/rank/{args.class_name}/leaderboard?all=1").text
         image_ids = [int(i) for i in ROW.findall(page)]
         n = len(image_ids)
-        token = TOKEN.search(page).group(1)
+        token = csrf_token(page)
         headers = {"X-CSRFToken": token, "HX-Request": "true"}
         http.post(f"{base}/rank/{args.class_name}/k", data={"k": args.k}, headers={"X-CSRFToken": token})
         ranker = Ranker(n, seed, args.noise, args.error_rate)  # ranker index i is image_ids[i]
@@ -93,13 +65,12 @@ def run_seed(args, template: Path, seed: int) -> dict:
                 done_at = done_at or click - 1
                 more = {"more": "1"}
                 html = http.get(compare, params=more, headers={"HX-Request": "true"}).text
+            form = answer_fields(html)
             if args.mode == "best4":
-                form = dict(SCREEN.findall(html.split('class="rank-undo"')[0]))
                 shown = [int(i) for i in form["shown"].split(",")]
                 best = ranker.answer(tuple(index[i] for i in shown), False)[0]
                 data, url = {**form, **more, "pick": image_ids[best]}, f"{base}/rank/{args.class_name}/pick"
             else:
-                form = dict(PAIR.findall(html.split('class="rank-undo"')[0]))
                 left, right = int(form["left"]), int(form["right"])
                 best = ranker.answer((index[left], index[right]), False)[0]
                 outcome = "left" if image_ids[best] == left else "right"
@@ -114,8 +85,7 @@ def run_seed(args, template: Path, seed: int) -> dict:
                 out[click] = float(np.mean([ranker.true_rank[index[i]] < args.k for i in top]))
         return {"precision": out, "done_at": done_at, "took": took, "n": n}
     finally:
-        os.killpg(server.pid, 15)
-        server.wait(timeout=30)
+        stop(server)
         shutil.rmtree(work, ignore_errors=True)
 
 
