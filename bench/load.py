@@ -115,20 +115,12 @@ def make_pictures(folder: Path, n: int, size: int = 32) -> None:
         Image.fromarray(coarse).resize((size, size), Image.BILINEAR).save(folder / f"{i:05d}.png")
 
 
-def stored_answers(url: str) -> int:
+def row_count(url: str, table: str) -> int:
+    """How many rows `table` holds now (comparison: the answers stored; image: the images indexed)."""
     from sqlalchemy import create_engine, text
     engine = create_engine(url)
     with engine.connect() as conn:
-        count = conn.execute(text("select count(*) from comparison")).scalar_one()
-    engine.dispose()
-    return count
-
-
-def image_count(url: str) -> int:
-    from sqlalchemy import create_engine, text
-    engine = create_engine(url)
-    with engine.connect() as conn:
-        count = conn.execute(text("select count(*) from image")).scalar_one()
+        count = conn.execute(text(f"select count(*) from {table}")).scalar_one()
     engine.dispose()
     return count
 
@@ -165,7 +157,7 @@ def main(argv=None) -> dict:
         folder = work / "to-import"
         if args.import_images:
             make_pictures(folder / "load", args.import_images)
-        before_images = image_count(url)
+        before_images = row_count(url, "image")
         port = free_port()
         server = serve(env, port, workers=args.workers, threads=args.threads)
         base = f"http://127.0.0.1:{port}"
@@ -187,8 +179,8 @@ def main(argv=None) -> dict:
         if importer is not None:
             out, err = importer.communicate(timeout=max(60.0, 10 * args.seconds))
             import_result = {"exit": importer.returncode, "seconds": round(time.monotonic() - t0, 1),
-                             "added": image_count(url) - before_images, "stderr_tail": err.decode()[-400:]}
-        stored = stored_answers(url)
+                             "added": row_count(url, "image") - before_images, "stderr_tail": err.decode()[-400:]}
+        stored = row_count(url, "comparison")
     finally:
         for process in (importer, server):
             stop(process)
