@@ -21,7 +21,9 @@ recompressed" from "another picture of the same subject in the same style":
    A pair that falls just short while one thumbnail has a frame at its edge that the other lacks (a border that
    JPEG or resampling blended, trimmed by the import up to a thin line) is compared again without the outer 2 px.
    The work goes where it is needed: a cheap 8x8 signature correlation skips hopeless candidates, each picture's
-   closest few candidates are compared, and a 16 px first look settles the clear cases.
+   closest few candidates are compared, and a 16 px first look settles the clear cases. Each picture's thumbnail
+   is decoded once per search (``Thumbs``: one uint8 array, with each picture's content size, signature and edge),
+   not once per pair it is in.
 3. **Group**: two groups join only when every pair across them matches directly (``groups_from_matches``), so
    pictures that are mostly background cannot chain unrelated pictures together.
 
@@ -148,17 +150,47 @@ def _blur_matrix(n: int = _SIDE, sigma: float = _STRUCTURE_SIGMA) -> np.ndarray:
 _BLUR = _blur_matrix()
 
 
+def _thumb_stack(thumbs) -> np.ndarray:
+    """(N, S, S, 3) uint8 from a sequence of stored fingerprints (thumbnail bytes, optionally with the content size)."""
+    blobs = list(thumbs)
+    for i, t in enumerate(blobs):
+        if t is None or len(t) not in (THUMB_BYTES, FINGERPRINT_BYTES):
+            raise ValueError(f"thumbnail {i} has {0 if t is None else len(t)} bytes, expected {THUMB_BYTES}")
+    joined = b"".join(t if len(t) == THUMB_BYTES else memoryview(t)[:THUMB_BYTES] for t in blobs)
+    return np.frombuffer(joined, dtype=np.uint8).reshape(-1, THUMB_SIDE, THUMB_SIDE, 3)
+
+
 def _as_thumbs(thumbs) -> np.ndarray:
     """(N, 3, S, S) float32, contiguous (channels first), from a sequence of thumbnail bytes or an array."""
-    if isinstance(thumbs, np.ndarray):
-        arr = thumbs.astype(np.float32, copy=False)
-    else:
-        blobs = list(thumbs)
-        for i, t in enumerate(blobs):
-            if t is None or len(t) not in (THUMB_BYTES, FINGERPRINT_BYTES):
-                raise ValueError(f"thumbnail {i} has {0 if t is None else len(t)} bytes, expected {THUMB_BYTES}")
-        arr = np.frombuffer(b"".join(t[:THUMB_BYTES] for t in blobs), dtype=np.uint8).astype(np.float32)
-    return np.ascontiguousarray(arr.reshape(-1, THUMB_SIDE, THUMB_SIDE, 3).transpose(0, 3, 1, 2))
+    arr = thumbs if isinstance(thumbs, np.ndarray) else _thumb_stack(thumbs)
+    arr = arr.reshape(-1, THUMB_SIDE, THUMB_SIDE, 3).transpose(0, 3, 1, 2)
+    return np.ascontiguousarray(arr, dtype=np.float32)
+
+
+class Thumbs:
+    """The confirm thumbnails of a set of pictures, decoded once for a whole search: one uint8 array (N, S, S, 3),
+    each picture's content size, and its signature (made when first asked for). A picture is compared with many
+    others (its candidates, then every member of a group it may join), so this is done once per picture, not once
+    per pair; comparing two pictures then only reads two rows of the array."""
+
+    def __init__(self, fps: Sequence):
+        blobs = [fp.thumb for fp in fps]
+        self.stack = _thumb_stack(blobs)
+        self.sizes = _content_sizes(blobs)
+        self._signatures = np.zeros((len(blobs), 3 * _SIGNATURE_CELLS ** 2), dtype=np.float32)
+        self._signed = np.zeros(len(blobs), dtype=bool)
+
+    def __len__(self) -> int:
+        return len(self.stack)
+
+    def signatures(self, positions: np.ndarray) -> np.ndarray:
+        """(len(positions), 192) signatures of the pictures at ``positions``."""
+        todo = np.unique(positions[~self._signed[positions]])
+        for lo in range(0, todo.size, 4096):
+            chunk = todo[lo:lo + 4096]
+            self._signatures[chunk] = signatures(self.stack[chunk])
+        self._signed[todo] = True
+        return self._signatures[positions]
 
 
 def _cell_matrix(n: int, cells: int) -> np.ndarray:
@@ -373,28 +405,34 @@ _RETRY_DETAIL = 25.0  # ... and whose cut thumbnails both keep this much detail 
 # or a glyph touching its box would lose what tells it apart
 
 
+_RING = np.ones((THUMB_SIDE, THUMB_SIDE), dtype=bool)
+_RING[2:-2, 2:-2] = False
+
+
 def _edge_grey(thumbs) -> np.ndarray:
-    """(N,) mean grey of each thumbnail's outer 2 px ring."""
-    arr = _as_thumbs(thumbs).mean(axis=1)
-    ring = np.ones(arr.shape[1:], dtype=bool)
-    ring[2:-2, 2:-2] = False
-    return arr[:, ring].mean(axis=1)
+    """(N,) mean grey of each thumbnail's outer 2 px ring (thumbnail bytes, or arrays (N, S, S, 3))."""
+    arr = thumbs if isinstance(thumbs, np.ndarray) else _thumb_stack(thumbs)
+    return arr[:, _RING].mean(axis=(1, 2), dtype=np.float32)
 
 
 def _pick(thumbs, keep: np.ndarray):
     return thumbs[keep] if isinstance(thumbs, np.ndarray) else [thumbs[k] for k in keep]
 
 
-def confirm_scores(thumbs_a, thumbs_b, chunk: int = 256, threshold: float | None = None) -> np.ndarray:
+def confirm_scores(thumbs_a, thumbs_b, chunk: int = 256, threshold: float | None = None,
+                   sizes_a=None, sizes_b=None) -> np.ndarray:
     """Similarity in [-1, 1] of each pair of confirm thumbnails (1 = same picture): ``_confirm_scores``, and for a
     pair that falls just short while one thumbnail has a frame at its edge that the other lacks, the better of that
     and the same comparison without the outer 2 px of both (see ``_INNER``). The bar is ``threshold``, or the
-    default confirm threshold."""
+    default confirm threshold. Thumbnails are stored fingerprints (bytes), or arrays (N, S, S, 3) with their content
+    sizes in ``sizes_a``/``sizes_b`` (an array does not carry them)."""
     if not isinstance(thumbs_a, np.ndarray):
         thumbs_a = list(thumbs_a)
     if not isinstance(thumbs_b, np.ndarray):
         thumbs_b = list(thumbs_b)
-    out = _confirm_scores(thumbs_a, thumbs_b, chunk, threshold)
+    if sizes_a is None or sizes_b is None:
+        sizes_a, sizes_b = _content_sizes(thumbs_a), _content_sizes(thumbs_b)
+    out = _confirm_scores(thumbs_a, thumbs_b, chunk, threshold, sizes_a, sizes_b)
     bar = DEFAULT_CONFIRM_THRESHOLD if threshold is None else threshold
     again = np.flatnonzero((out < bar) & (out >= bar - _RETRY_BAND))
     if again.size:
@@ -406,7 +444,7 @@ def confirm_scores(thumbs_a, thumbs_b, chunk: int = 256, threshold: float | None
         r = _REDUCE[None]
         rich = np.minimum(information(r @ xa @ r.T), information(r @ xb @ r.T)) >= _RETRY_DETAIL
         if rich.any():
-            sa, sb = _content_sizes(_pick(thumbs_a, again[rich])), _content_sizes(_pick(thumbs_b, again[rich]))
+            sa, sb = sizes_a[again[rich]], sizes_b[again[rich]]
             out[again[rich]] = np.maximum(out[again[rich]], _confirm_scores(
                 xa[rich].transpose(0, 2, 3, 1), xb[rich].transpose(0, 2, 3, 1), chunk, threshold, sa, sb))
     return out
@@ -608,14 +646,15 @@ def find_duplicate_groups(fingerprints, *, hash_threshold: int = DEFAULT_HASH_TH
         same.union(i, j)
     fresh = np.array([same.find(int(i)) != same.find(int(j)) for i, j in zip(ci, cj)], dtype=bool)
     ci, cj = ci[fresh], cj[fresh]
-    matches += _confirm(ids, ids, fps, fps, ci, cj, phash, dhash, phash, dhash, confirm_threshold, confirm,
+    thumbs = Thumbs(fps) if confirm else None  # decoded once for the whole search
+    matches += _confirm(ids, ids, thumbs, thumbs, ci, cj, phash, dhash, phash, dhash, confirm_threshold, confirm,
                         nearest=NEAREST)
     position = {i: k for k, i in enumerate(ids)}
 
     def verify(pairs):
         ia = np.array([position[a] for a, _ in pairs], dtype=np.int64)
         ib = np.array([position[b] for _, b in pairs], dtype=np.int64)
-        found = _confirm(ids, ids, fps, fps, ia, ib, phash, dhash, phash, dhash, confirm_threshold, confirm)
+        found = _confirm(ids, ids, thumbs, thumbs, ia, ib, phash, dhash, phash, dhash, confirm_threshold, confirm)
         if all_matches is not None:
             all_matches.extend(found)
         by_pair = {(m.a, m.b): m for m in found}
@@ -638,20 +677,32 @@ def signatures(thumbs) -> np.ndarray:
 
     Computed once per picture; two signatures' dot product is their correlation, which rejects most hash candidates
     before the aligned comparison is paid for (crops of a few percent move a picture by less than half a cell)."""
-    arr = _as_thumbs(thumbs)
-    k = _SIGNATURE_CELLS
-    cells = arr.reshape(len(arr), 3, k, THUMB_SIDE // k, k, THUMB_SIDE // k).mean(axis=(3, 5)).reshape(len(arr), -1)
+    arr = thumbs if isinstance(thumbs, np.ndarray) else _thumb_stack(thumbs)
+    k, q = _SIGNATURE_CELLS, THUMB_SIDE // _SIGNATURE_CELLS
+    cells = (arr.reshape(len(arr), k, q, k, q, 3).sum(axis=(2, 4), dtype=np.float32) / (q * q))
+    cells = np.ascontiguousarray(cells.transpose(0, 3, 1, 2)).reshape(len(arr), -1)
     cells -= cells.mean(axis=1, keepdims=True)
     norm = np.linalg.norm(cells, axis=1, keepdims=True)
     return np.where(norm > 1.0, cells / np.maximum(norm, 1e-6), 0.0).astype(np.float32)
 
 
-def _worth_confirming(sig_a: np.ndarray, sig_b: np.ndarray, distance: np.ndarray) -> np.ndarray:
+def _correlations(thumbs_a: Thumbs, thumbs_b: Thumbs, ia: np.ndarray, ib: np.ndarray,
+                  block: int = 1 << 17) -> tuple[np.ndarray, np.ndarray]:
+    """(signature correlation, a picture of the pair is flat) of each pair (ia[k], ib[k]), in blocks so that memory
+    stays small however many candidates there are."""
+    corr = np.empty(ia.size, dtype=np.float32)
+    flat = np.empty(ia.size, dtype=bool)
+    for lo in range(0, ia.size, block):
+        sa, sb = thumbs_a.signatures(ia[lo:lo + block]), thumbs_b.signatures(ib[lo:lo + block])
+        corr[lo:lo + block] = np.einsum("ij,ij->i", sa, sb)
+        flat[lo:lo + block] = ~sa.any(axis=1) | ~sb.any(axis=1)
+    return corr, flat
+
+
+def _worth_confirming(corr: np.ndarray, flat: np.ndarray, distance: np.ndarray) -> np.ndarray:
     """Pairs whose signatures correlate enough to be confirmed at their hash distance, and pairs with a flat picture
     (no signature)."""
-    flat = ~sig_a.any(axis=1) | ~sig_b.any(axis=1)
-    floor = np.where(distance <= 8, _SIGNATURE_FLOOR, _SIGNATURE_FLOOR_FAR)
-    return flat | (np.einsum("ij,ij->i", sig_a, sig_b) >= floor)
+    return flat | (corr >= np.where(distance <= 8, _SIGNATURE_FLOOR, _SIGNATURE_FLOOR_FAR))
 
 
 def _nearest(ia: np.ndarray, ib: np.ndarray, closeness: np.ndarray, k: int) -> np.ndarray:
@@ -667,26 +718,30 @@ def _nearest(ia: np.ndarray, ib: np.ndarray, closeness: np.ndarray, k: int) -> n
     return np.unique(pair[rank < k])
 
 
-def _confirm(ids_a, ids_b, fps_a, fps_b, ia, ib, ph_a, dh_a, ph_b, dh_b, confirm_threshold, confirm,
-             nearest: int | None = None) -> list[Match]:
-    """Near matches among the candidate pairs (ia[k], ib[k]). With ``nearest``, only each picture's ``nearest``
-    candidates by signature correlation are compared: a group needs links that join it, not every pair of it
-    (the grouping checks the pairs it still needs itself)."""
+_CONFIRM_BLOCK = 4096  # pairs whose thumbnails are gathered from the Thumbs arrays at once (2 x 48 MiB)
+
+
+def _confirm(ids_a, ids_b, thumbs_a: Thumbs | None, thumbs_b: Thumbs | None, ia, ib, ph_a, dh_a, ph_b, dh_b,
+             confirm_threshold, confirm, nearest: int | None = None) -> list[Match]:
+    """Near matches among the candidate pairs (ia[k], ib[k]): positions in ``thumbs_a`` and ``thumbs_b`` (None
+    without the confirm stage). With ``nearest``, only each picture's ``nearest`` candidates by signature correlation
+    are compared: a group needs links that join it, not every pair of it (the grouping checks the pairs it still
+    needs itself)."""
     if ia.size == 0:
         return []
     pd = hamming(ph_a[ia], ph_b[ib])
     dd = hamming(dh_a[ia], dh_b[ib])
     if confirm:
-        ua, ra = np.unique(ia, return_inverse=True)  # each picture's signature once
-        ub, rb = np.unique(ib, return_inverse=True)
-        sig_a, sig_b = signatures([fps_a[i].thumb for i in ua]), signatures([fps_b[j].thumb for j in ub])
-        worth = np.flatnonzero(_worth_confirming(sig_a[ra], sig_b[rb], np.minimum(pd, dd)))
+        corr, flat = _correlations(thumbs_a, thumbs_b, ia, ib)
+        worth = np.flatnonzero(_worth_confirming(corr, flat, np.minimum(pd, dd)))
         if nearest is not None and worth.size:
-            corr = np.einsum("ij,ij->i", sig_a[ra[worth]], sig_b[rb[worth]])
-            worth = worth[_nearest(ia[worth], ib[worth], corr, nearest)]
+            worth = worth[_nearest(ia[worth], ib[worth], corr[worth], nearest)]
         scores = np.full(ia.size, -1.0)
-        scores[worth] = confirm_scores([fps_a[i].thumb for i in ia[worth]], [fps_b[j].thumb for j in ib[worth]],
-                                       threshold=confirm_threshold)
+        for lo in range(0, worth.size, _CONFIRM_BLOCK):
+            block = worth[lo:lo + _CONFIRM_BLOCK]
+            a, b = ia[block], ib[block]
+            scores[block] = confirm_scores(thumbs_a.stack[a], thumbs_b.stack[b], threshold=confirm_threshold,
+                                           sizes_a=thumbs_a.sizes[a], sizes_b=thumbs_b.sizes[b])
         ok = scores >= confirm_threshold
     else:
         scores = np.ones(ia.size)
@@ -777,7 +832,8 @@ def check_new(new_fps, index: DuplicateIndex, existing_fps: Mapping, *,
         ex_ph = _hash_array(ex_fps, "phash")
         ex_dh = _hash_array(ex_fps, "dhash")
         ib = np.arange(len(ex_ids))
-        for m in _confirm(ids, ex_ids, fps, ex_fps, ia, ib, phash, dhash, ex_ph, ex_dh, confirm_threshold, True):
+        for m in _confirm(ids, ex_ids, Thumbs(fps), Thumbs(ex_fps), ia, ib, phash, dhash, ex_ph, ex_dh,
+                          confirm_threshold, True):
             result[m.a].append(m)
     # duplicates inside the batch
     for g in find_duplicate_groups(dict(zip(ids, fps)), hash_threshold=hash_threshold,

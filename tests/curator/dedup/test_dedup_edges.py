@@ -3,6 +3,7 @@ border the import's trim left as a thin blended line is still found, and what te
 import io
 import random
 
+import numpy as np
 from PIL import Image, ImageDraw
 
 from curator.dedup.matching import DEFAULT_CONFIRM_THRESHOLD as T
@@ -88,3 +89,22 @@ def test_the_edge_retry_does_not_join_an_outlined_icon_and_its_filled_twin():
     members = [g.members for g in find_duplicate_groups(fps)]
     assert not any({0, 3} <= set(m) or {0, 4} <= set(m) for m in members), members
     assert any({0, 1, 2} <= set(m) for m in members), members
+
+
+def test_thumbnails_decoded_once_per_search_score_as_the_stored_bytes_do():
+    # tried: the search decodes every thumbnail once into one array (matching.Thumbs) and compares rows of it; each
+    # pair (copies, a bordered copy that needs the edge retry, other pictures) must score exactly as its stored
+    # fingerprints compared directly do, and signatures asked for twice, in another order, must not change
+    from curator.dedup.matching import Thumbs, signatures
+
+    original = scene(3)
+    fps = [fp(encoded(original, "JPEG", quality=90)), fp(encoded(bordered(original, 14), "JPEG", quality=75)),
+           fp(encoded(original.resize((120, 95)))), fp(encoded(scene(4))), fp(encoded(bordered(scene(5), 8)))]
+    thumbs = Thumbs(fps)
+    a, b = (x.ravel() for x in np.meshgrid(np.arange(5), np.arange(5)))
+    direct = confirm_scores([fps[i].thumb for i in a], [fps[j].thumb for j in b])
+    cached = confirm_scores(thumbs.stack[a], thumbs.stack[b], sizes_a=thumbs.sizes[a], sizes_b=thumbs.sizes[b])
+    np.testing.assert_allclose(cached, direct, atol=1e-6)
+    assert cached[1] >= T  # the bordered copy (found by the retry) is among them
+    np.testing.assert_allclose(thumbs.signatures(np.array([4, 0, 4])), signatures([fps[k].thumb for k in (4, 0, 4)]))
+    np.testing.assert_allclose(thumbs.signatures(np.arange(5)), signatures([f.thumb for f in fps]))
