@@ -3,7 +3,10 @@ build image datasets (`dataset`)."""
 from __future__ import annotations
 
 import os
+import re
 import signal
+import threading
+import time
 from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before any test imports torch
@@ -64,6 +67,51 @@ def runner(app):
 
 
 PASSWORD = "correct horse battery"  # every test account's password
+HX = {"HX-Request": "true"}  # the header htmx sends with a region request
+HIDDEN = re.compile(r'<input type="hidden" name="([a-z_]+)" value="([^"]*)"')
+
+
+def answer_form(html: str, *names: str) -> dict:
+    """The hidden fields `names` of the answer form on a ranking page or region, as the page would post them:
+    answer_form(html, "left", "right") is the pair on screen, "next_left"/"next_right" the one preloaded after it,
+    "shown"/"next" a best-of-4 screen and the next. Only the answer form counts (what comes before the undo form);
+    a field the form does not hold is left out."""
+    fields = dict(HIDDEN.findall(html.split('class="rank-undo"')[0]))
+    return {name: fields[name] for name in names if name in fields}
+
+
+def at_once(work, calls) -> None:
+    """Run work(*args) for each args in `calls`, each in its own thread, all started together; return once all
+    have ended, raising the first error any of them raised (a failed assert in a thread fails the test)."""
+    errors = []
+
+    def run(args):
+        try:
+            work(*args)
+        except BaseException as exc:  # noqa: BLE001 - raised below, in the test's own thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(args,)) for args in calls]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
+
+
+def follow_job(client, response, timeout: float = 120):
+    """Follow a job page as htmx would: `response` must send the browser to /jobs/...; poll that page until it
+    sends the browser on (HX-Redirect), then open where it leads. Fails if the job page says it failed."""
+    assert response.status_code == 302 and "/jobs/" in response.location, response.status_code
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        polled = client.get(response.location, headers=HX)
+        if "HX-Redirect" in polled.headers:
+            return client.get(polled.headers["HX-Redirect"])
+        assert "It failed" not in polled.get_data(as_text=True), polled.get_data(as_text=True)
+        time.sleep(0.2)
+    raise AssertionError(f"the job at {response.location} did not finish within {timeout:g} s")
 
 
 @pytest.fixture

@@ -9,22 +9,8 @@ import pytest
 from sqlalchemy import select
 
 from core.db import db
-from core.models import Comparison, Decision, Image, ImageClass
-
-HX = {"HX-Request": "true"}
-PAIR = re.compile(r'name="(left|right)" value="(\d+)"')
-
-
-@pytest.fixture
-def cats(app, dataset):
-    dataset({"cat": 5, "dog": 2}, size=16, imported="cli")
-    with app.app_context():
-        return list(db.session.scalars(select(Image.id).join(ImageClass).where(ImageClass.name == "cat")
-                                       .order_by(Image.id)))
-
-
-def pair_on(html: str) -> dict:
-    return dict(PAIR.findall(html.split('class="rank-undo"')[0]))
+from core.models import Comparison, Decision
+from tests.conftest import HX, answer_form, at_once
 
 
 def answers(app) -> list[tuple]:
@@ -42,9 +28,10 @@ def test_answers_and_undo_belong_to_the_account(app, cats, login):
     login(bob, "ranker", "bob")
     page = ann.get("/rank/cat/").get_data(as_text=True)
     assert "Ranking as <strong>ann</strong>" in page and 'name="name"' not in page
-    ann.post("/rank/cat/answer", data={**pair_on(page), "outcome": "left"})
-    bob.post("/rank/cat/answer", data={**pair_on(bob.get("/rank/cat/").get_data(as_text=True)), "outcome": "right"})
-    ann.post("/rank/cat/answer", data={**pair_on(ann.get("/rank/cat/").get_data(as_text=True)), "outcome": "tie"})
+    ann.post("/rank/cat/answer", data={**answer_form(page, "left", "right"), "outcome": "left"})
+    for client, outcome in ((bob, "right"), (ann, "tie")):
+        pair = answer_form(client.get("/rank/cat/").get_data(as_text=True), "left", "right")
+        client.post("/rank/cat/answer", data={**pair, "outcome": outcome})
     assert answers(app) == [("ann", False), ("bob", False), ("ann", False)]
     assert "Undid your answer" in bob.post("/rank/cat/undo", headers=HX).get_data(as_text=True)
     assert "Nothing to undo" in bob.post("/rank/cat/undo", headers=HX).get_data(as_text=True)
@@ -79,24 +66,16 @@ def test_without_logins_each_browser_is_its_own_ranker(app, cats):
     and each browser's undo takes back only its own."""
     clients = [app.test_client() for _ in range(12)]
     page = clients[0].get("/rank/cat/").get_data(as_text=True)
-    pair = pair_on(page)
+    pair = answer_form(page, "left", "right")
     for c in clients[1:]:
         c.get("/rank/cat/")  # each browser has been on the page (and so has its session)
-    start, errors = threading.Barrier(len(clients)), []
+    start = threading.Barrier(len(clients))
 
     def send(client):
-        try:
-            start.wait()
-            assert client.post("/rank/cat/answer", data={**pair, "outcome": "left"}, headers=HX).status_code == 200
-        except Exception as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
+        start.wait()
+        assert client.post("/rank/cat/answer", data={**pair, "outcome": "left"}, headers=HX).status_code == 200
 
-    threads = [threading.Thread(target=send, args=(c,)) for c in clients]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors
+    at_once(send, [(c,) for c in clients])
     stored = answers(app)
     assert len(stored) == 12 and len({actor for actor, _ in stored}) == 12
     assert all(actor.startswith("guest-") for actor, _ in stored)

@@ -2,27 +2,15 @@
 requests without a login, which must change nothing at all."""
 from __future__ import annotations
 
-import re
-
 import pytest
 from sqlalchemy import select
 
 from core.auth import PUBLIC, required_role
 from core.db import Base, db
-from core.models import Comparison, Decision, Image, ImageClass
-from tests.conftest import PASSWORD
+from core.models import Comparison, Decision, Image
+from tests.conftest import HX, PASSWORD, answer_form
 
 pytestmark = pytest.mark.usefixtures("logins_required")
-HX = {"HX-Request": "true"}
-PAIR = re.compile(r'name="(left|right)" value="(\d+)"')
-
-
-@pytest.fixture
-def cats(app, dataset):
-    dataset({"cat": 4, "dog": 2}, size=16, imported="cli")
-    with app.app_context():
-        return list(db.session.scalars(select(Image.id).join(ImageClass).where(ImageClass.name == "cat")
-                                       .order_by(Image.id)))
 
 
 def everything(app) -> dict:
@@ -40,7 +28,7 @@ def files(app) -> set:
 
 def answer(client):
     page = client.get("/rank/cat/").get_data(as_text=True)
-    pair = dict(PAIR.findall(page.split('class="rank-undo"')[0]))
+    pair = answer_form(page, "left", "right")
     return client.post("/rank/cat/answer", data={**pair, "outcome": "left"})
 
 

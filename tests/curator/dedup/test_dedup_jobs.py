@@ -12,6 +12,7 @@ from core.db import db
 from core.models import Image
 from curator.dedup import service as ds
 from curator.imports.storage import ImageStore
+from tests.conftest import follow_job
 from tests.curator.dedup.test_dedup_web import ORIGINAL, transformed_copies
 
 
@@ -33,18 +34,6 @@ def copies(app, dataset, tmp_path, demo_images):
 def job_folders(instance_path: Path) -> list[str]:
     root = instance_path / "jobs"
     return sorted(p.name for p in root.iterdir()) if root.is_dir() else []
-
-
-def follow_job(client, response, timeout: float = 120):
-    assert response.status_code == 302 and "/jobs/" in response.location, response.status_code
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        polled = client.get(response.location, headers={"HX-Request": "true"})
-        if "HX-Redirect" in polled.headers:
-            return client.get(polled.headers["HX-Redirect"])
-        assert "It failed" not in polled.get_data(as_text=True), polled.get_data(as_text=True)
-        time.sleep(0.2)
-    raise AssertionError("the search job did not finish")
 
 
 def forget_in_memory() -> None:

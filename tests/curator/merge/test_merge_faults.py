@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -14,6 +13,7 @@ from sqlalchemy import func, select
 from app import ROOT
 from core.db import db
 from core.models import Batch, Decision, Image
+from tests.conftest import follow_job
 
 KILLED_AFTER_STAGING = r"""
 import os, signal, sys
@@ -76,19 +76,6 @@ def test_a_merge_staged_on_the_web_is_not_taken_by_the_command_line(app, client,
 @pytest.fixture
 def app_config():
     return {"IMPORT_INLINE_MAX": 2, "MERGE_COMMIT_INLINE_MAX": 0}
-
-
-def follow_job(client, response, timeout: float = 120):
-    """Poll a job page as htmx does until it sends the browser on; open that page."""
-    assert response.status_code == 302 and "/jobs/" in response.location
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        polled = client.get(response.location, headers={"HX-Request": "true"})
-        if "HX-Redirect" in polled.headers:
-            return client.get(polled.headers["HX-Redirect"])
-        assert "It failed" not in polled.get_data(as_text=True), polled.get_data(as_text=True)
-        time.sleep(0.2)
-    raise AssertionError("the job did not finish")
 
 
 def test_staging_and_committing_a_large_merge_run_as_jobs(app, client, dataset, instance_path):

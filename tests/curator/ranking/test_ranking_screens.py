@@ -11,14 +11,13 @@ from sqlalchemy import func, select
 from core.db import db
 from core.models import Comparison, Decision, Image, ImageClass
 from curator.ranking import service as rs
-from tests.curator.ranking.test_ranking_web import HX, class_ids, text
-
-SCREEN = re.compile(r'name="(shown|next)" value="([\d,]+)"')
+from tests.conftest import HX, answer_form
+from tests.curator.ranking.test_ranking_web import class_ids, text
 
 
 def screen_of(html: str) -> dict:
     """The screen on show (shown) and the prefetched one (next), as the page would post them."""
-    return dict(SCREEN.findall(html.split('class="rank-undo"')[0]))
+    return answer_form(html, "shown", "next")
 
 
 def ids(value: str) -> list[int]:

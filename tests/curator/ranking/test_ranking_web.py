@@ -5,7 +5,6 @@ from __future__ import annotations
 import html as htmllib
 import json
 import re
-import threading
 
 import pytest
 from sqlalchemy import func, select
@@ -14,9 +13,7 @@ from core.db import db
 from core.models import Comparison, Decision, Image, ImageClass
 from curator.ranking import service as rs
 from manage import cli
-
-HX = {"HX-Request": "true"}
-FIELDS = re.compile(r'name="(left|right|next_left|next_right)" value="(\d+)"')
+from tests.conftest import HX, answer_form, at_once
 
 
 def class_ids(app, name):
@@ -32,7 +29,7 @@ def text(response) -> str:
 
 def form_of(html: str) -> dict:
     """The pair on screen (left/right) and the prefetched one (next_left/next_right), as the page would post."""
-    return dict(FIELDS.findall(html.split('class="rank-undo"')[0]))
+    return answer_form(html, "left", "right", "next_left", "next_right")
 
 
 def comparisons(app):
@@ -187,24 +184,14 @@ def test_two_people_ranking_at_once_lose_nothing(app, cats):
     assert [c[3] for c in stored] == [ann, bob] * 4
     assert 'id="answer-count">8<' in pages[bob_client] and 'id="my-count">4<' in pages[bob_client]
 
-    errors = []
-
     def answer_many(client, n):
-        try:
-            html = client.get("/rank/cat/").get_data(as_text=True)
-            for _ in range(n):
-                response = client.post("/rank/cat/answer", data={**form_of(html), "outcome": "right"}, headers=HX)
-                assert response.status_code == 200
-                html = response.get_data(as_text=True)
-        except Exception as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
+        html = client.get("/rank/cat/").get_data(as_text=True)
+        for _ in range(n):
+            response = client.post("/rank/cat/answer", data={**form_of(html), "outcome": "right"}, headers=HX)
+            assert response.status_code == 200
+            html = response.get_data(as_text=True)
 
-    threads = [threading.Thread(target=answer_many, args=(c, 6)) for c in (ann_client, bob_client)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors
+    at_once(answer_many, [(ann_client, 6), (bob_client, 6)])
     stored = comparisons(app)
     assert len(stored) == 20 and sum(c[3] == ann for c in stored) == sum(c[3] == bob for c in stored) == 10
 
