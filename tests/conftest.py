@@ -1,5 +1,5 @@
 """Fixtures: one temporary instance folder per test, the real app on a real SQLite file, and the one way tests
-build image datasets (`dataset`)."""
+build image datasets (`dataset`); and the helpers web tests share (HX, answer_form, at_once, follow_job)."""
 from __future__ import annotations
 
 import os
