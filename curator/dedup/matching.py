@@ -45,7 +45,7 @@ from typing import Any, Hashable, Iterable, Mapping, Sequence
 import numpy as np
 
 from curator.dedup.nearsearch import HammingIndex, UnionFind, all_pairs_within, as_uint64, hamming
-from curator.imports.hashing import FINGERPRINT_BYTES, THUMB_BYTES, THUMB_SIDE, content_size
+from curator.imports.hashing import STORED_LENGTHS, THUMB_BYTES, THUMB_SIDE, content_size
 
 __all__ = [
     "DEFAULT_HASH_THRESHOLD",
@@ -154,7 +154,7 @@ def _thumb_stack(thumbs) -> np.ndarray:
     """(N, S, S, 3) uint8 from a sequence of stored fingerprints (thumbnail bytes, optionally with the content size)."""
     blobs = list(thumbs)
     for i, t in enumerate(blobs):
-        if t is None or len(t) not in (THUMB_BYTES, FINGERPRINT_BYTES):
+        if t is None or len(t) not in STORED_LENGTHS:
             raise ValueError(f"thumbnail {i} has {0 if t is None else len(t)} bytes, expected {THUMB_BYTES}")
     joined = b"".join(t if len(t) == THUMB_BYTES else memoryview(t)[:THUMB_BYTES] for t in blobs)
     return np.frombuffer(joined, dtype=np.uint8).reshape(-1, THUMB_SIDE, THUMB_SIDE, 3)

@@ -27,15 +27,18 @@ Choices, with reasons:
 - **Pixel hash only from a full decode.** A JPEG decoded at reduced size has no exact pixels, so
   its ``pixel_hash`` is None; ``pixel_hash_of_bytes`` computes it on demand (the duplicate search
   does, for near-duplicate candidates of equal size: only those can be the same pixels).
-- **Content, not canvas** (fingerprint version 2). A plain margin (an added border, or the empty field around a
+- **Content, not canvas** (fingerprint version 2, and 3). A plain margin (an added border, or the empty field around a
   small glyph) is trimmed before hashing (``content_box``): a uniform colour, then the white field inside it, are
   removed from the outside of the picture over the background, so a copy with a white, black or coloured border of a few percent and
   the picture without it give the same hashes and thumbnail, and a small glyph on a wide field is compared by its
   glyph, not by its mostly identical background (a content that is small in the reduced work image is cut from the
   full-resolution picture, so it keeps its detail). The stored fingerprint is the thumbnail followed by the content's
-  size in the file's pixels (``FINGERPRINT_BYTES``; the confirm stage matches renditions of different detail at the
-  smaller one's resolution). Version-1 fingerprints (the bare 12,288-byte thumbnail, untrimmed hashes) are recognised
-  by their length and recomputed from the stored file when a search needs them (curator.dedup.service).
+  size in the file's pixels and the version (``FINGERPRINT_BYTES``; the confirm stage matches renditions of different
+  detail at the smaller one's resolution). Version 3 trims a border that smoothing blended over two lines into the
+  field inside it (a thin border enlarged, then reduced: ``BLEND_LINES``), and a lone pixel that differs from a margin
+  (JPEG ringing) no longer stretches the content's box to the edge. Older fingerprints (version 1: the bare 12,288-byte
+  thumbnail of the canvas; version 2: no version byte) are recognised by their length and recomputed from the stored
+  file when a search needs them (curator.dedup.service).
 - **pHash / dHash are imagehash's algorithms** (same resampling, same DCT, same bit order; a test
   checks bit equality with ``imagehash``), computed without its per-call string conversions.
 """
@@ -77,6 +80,8 @@ __all__ = [
     "content_box",
     "content_size",
     "FINGERPRINT_BYTES",
+    "FINGERPRINT_VERSION",
+    "STORED_LENGTHS",
     "fingerprint_image",
     "fingerprint_bytes",
     "fingerprint_file",
@@ -88,11 +93,16 @@ BACKGROUND = (255, 255, 255)
 HASH_WORK_SIDE = 64  # decoded images are box-reduced until their shorter side is just above this
 THUMB_SIDE = 64  # confirm-stage thumbnail: THUMB_SIDE x THUMB_SIDE RGB, uint8, row-major (12 KiB)
 THUMB_BYTES = THUMB_SIDE * THUMB_SIDE * 3
-# fingerprint version 2 (of the trimmed content): the thumbnail, then the content's width and height (uint16, little-
-# endian); version 1 was the bare thumbnail of the whole canvas (THUMB_BYTES)
-FINGERPRINT_BYTES = THUMB_BYTES + 4
+# fingerprint version 3 (of the trimmed content): the thumbnail, then the content's width and height (uint16, little-
+# endian), then the version (one byte). Version 2 had no version byte and a trim that kept a border blended over two
+# lines (a thin border enlarged with smoothing); version 1 was the bare thumbnail of the whole canvas (THUMB_BYTES).
+# Older ones are recognised by their length and recomputed from the stored file (curator.dedup.service).
+FINGERPRINT_VERSION = 3
+FINGERPRINT_BYTES = THUMB_BYTES + 5
+STORED_LENGTHS = (THUMB_BYTES, THUMB_BYTES + 4, FINGERPRINT_BYTES)  # versions 1, 2 and 3: all hold a thumbnail
 MARGIN_TOLERANCE = 40  # grey levels (any channel) within which a pixel is still the margin's colour (JPEG-proof)
 MARGIN_UNIFORM = 0.9  # share of a side's outer line that must be the margin's colour; two sides make a margin
+BLEND_LINES = 2  # lines between two margins that may blend them (a border enlarged with smoothing, then reduced)
 MARGIN_LAYERS = 3  # e.g. an added black border, a line blending it (resampling), the picture's own white field
 _MASK64 = (1 << 64) - 1
 
@@ -258,16 +268,16 @@ def content_box(pixels: np.ndarray, tolerance: int = MARGIN_TOLERANCE, uniform: 
         return sum((np.abs(side - colour).max(axis=1) <= slack).mean() >= uniform for side in sides) >= 2
 
     for _ in range(layers):
-        for inset in (0, 1) if previous is not None else (0,):
+        for inset in range(BLEND_LINES + 1) if previous is not None else (0,):
             sub = pixels[top + inset:bottom - inset, left + inset:right - inset].astype(np.int16)
             if sub.shape[0] < 3 or sub.shape[1] < 3:
                 return left, top, right, bottom
             ring = np.concatenate([sub[0], sub[-1], sub[1:-1, 0], sub[1:-1, -1]])
             colour = np.median(ring, axis=0)
             if plain(sub, colour, tolerance) and (previous is None or colour.min() >= 255 - tolerance):
-                # skipping a line is only right when it blends the previous margin into this one (resampling)
-                if not inset or plain(pixels[top:bottom, left:right].astype(np.int16), (previous + colour) / 2,
-                                      np.abs(previous - colour).max() / 2 + tolerance):
+                # skipping lines is only right when they blend the previous margin into this one (resampling)
+                if all(plain(pixels[top + k:bottom - k, left + k:right - k].astype(np.int16), (previous + colour) / 2,
+                             np.abs(previous - colour).max() / 2 + tolerance) for k in range(inset)):
                     break
         else:
             break
@@ -275,6 +285,7 @@ def content_box(pixels: np.ndarray, tolerance: int = MARGIN_TOLERANCE, uniform: 
         previous = colour
         differs = (np.abs(sub - colour) > tolerance).any(axis=2)
         differs[[0, 0, -1, -1], [0, -1, 0, -1]] = False  # a corner blends two margins' lines
+        differs = _without_specks(differs)
         rows, cols = np.flatnonzero(differs.any(axis=1)), np.flatnonzero(differs.any(axis=0))
         if rows.size == 0:
             break
@@ -283,6 +294,18 @@ def content_box(pixels: np.ndarray, tolerance: int = MARGIN_TOLERANCE, uniform: 
             break
         left, top, right, bottom = box
     return left, top, right, bottom
+
+
+def _without_specks(mask: np.ndarray) -> np.ndarray:
+    """``mask`` without its isolated pixels (none of the four neighbours set): a JPEG block's ringing or a speck of
+    noise in a margin must not stretch the content's box to the picture's edge, while a line, however thin, keeps
+    every pixel (each has a neighbour along it)."""
+    near = np.zeros_like(mask)
+    near[1:] |= mask[:-1]
+    near[:-1] |= mask[1:]
+    near[:, 1:] |= mask[:, :-1]
+    near[:, :-1] |= mask[:, 1:]
+    return mask & near
 
 
 def _content(img: Image.Image, premultiplied: Image.Image | None) -> tuple[Image.Image, float]:
@@ -315,8 +338,9 @@ def _hashes_and_thumb(content: Image.Image) -> tuple[int, int, bytes]:
 
 
 def content_size(fingerprint: bytes | None) -> tuple[int, int] | None:
-    """The content's (width, height) in the file's pixels from a stored fingerprint; None for a version-1 one."""
-    if fingerprint is None or len(fingerprint) != FINGERPRINT_BYTES:
+    """The content's (width, height) in the file's pixels from a stored fingerprint; None for a version-1 one (or
+    anything that is not a fingerprint)."""
+    if fingerprint is None or len(fingerprint) not in STORED_LENGTHS[1:]:
         return None
     w, h = np.frombuffer(fingerprint, "<u2", 2, THUMB_BYTES)
     return int(w), int(h)
@@ -343,8 +367,8 @@ def _bits_to_signed64(bits: np.ndarray) -> int:
 
 def thumb_array(thumb: bytes) -> np.ndarray:
     """Confirm thumbnail (or a whole fingerprint) as a float32 (THUMB_SIDE, THUMB_SIDE, 3) array in 0..255."""
-    if len(thumb) not in (THUMB_BYTES, FINGERPRINT_BYTES):
-        raise ValueError(f"thumbnail has {len(thumb)} bytes, expected {THUMB_BYTES} or {FINGERPRINT_BYTES}")
+    if len(thumb) not in STORED_LENGTHS:
+        raise ValueError(f"thumbnail has {len(thumb)} bytes, expected one of {STORED_LENGTHS}")
     arr = np.frombuffer(thumb, dtype=np.uint8, count=THUMB_BYTES)
     return arr.reshape(THUMB_SIDE, THUMB_SIDE, 3).astype(np.float32)
 
@@ -406,7 +430,7 @@ def fingerprint_image(img: Image.Image, data: bytes | None = None, *,
     width, height = (img.width, img.height) if full else full_size
     scale = span * width / img.width  # content size in the file's pixels (img may be a reduced decode)
     thumb += np.array([min(round(content.width * scale), 65535), min(round(content.height * scale), 65535)],
-                      "<u2").tobytes()
+                      "<u2").tobytes() + bytes([FINGERPRINT_VERSION])
     return ImageFingerprint(
         sha256=sha256_bytes(data) if data is not None else "",
         pixel_hash=_pixel_hash(img, premultiplied) if full else None,

@@ -243,7 +243,7 @@ def analyse(session: Session, store: ImageStore, batch: Batch) -> None:
     Exact byte duplicates were found by the import (no staged image); this adds same-pixels and near duplicates and
     sets what is accepted by default (new images only). Safe to run again (the preview does if it was interrupted).
     """
-    dedup_service.recompute_old_fingerprints(session, store)  # an index from before fingerprint version 2
+    dedup_service.recompute_old_fingerprints(session, store)  # an index from an older fingerprint version
     items = [i for i in batch.items if i.image is not None and i.image.status == STAGED]
     new = {i.image.id: dedup_service.Fingerprint(i.image.sha256, i.image.pixel_hash, i.image.phash,
                                                   i.image.dhash, i.image.fingerprint) for i in items}
