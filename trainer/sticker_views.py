@@ -133,7 +133,7 @@ def upscaler_panel(run_id: str):
     """The upscaler's progress: a fragment for htmx polling, a self-refreshing page otherwise."""
     view = get_view(run_id)
     up = upscaling.read(view.path)
-    if request.headers.get("HX-Request") and not request.headers.get("HX-Boosted"):
+    if is_htmx():
         return render_template("stickers/_upscaler.html", view=view, up=up,
                                minutes_range=upscaling.MINUTES_RANGE)
     return render_template("stickers/upscaler.html", view=view, up=up, minutes_range=upscaling.MINUTES_RANGE)
@@ -320,7 +320,7 @@ def _pack_or_404(view, job_id: str):
 def pack_page(run_id: str, job_id: str):
     view = get_view(run_id)
     job = _pack_or_404(view, job_id)
-    if request.headers.get("HX-Request") and not request.headers.get("HX-Boosted"):
+    if is_htmx():
         return render_template("stickers/_pack.html", view=view, job=job)
     return render_template("stickers/pack.html", view=view, job=job)
 

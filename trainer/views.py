@@ -26,7 +26,7 @@ from werkzeug.utils import safe_join
 from core.db import db
 from core.forms import FormErrors
 from core.models import Image, Run
-from core.web import MAX_PAGE, bounded_int, get_or_404, ident_ok, is_htmx
+from core.web import MAX_PAGE, bounded_int, get_or_404, htmx, ident_ok, is_htmx
 from diffusion import rundir
 from trainer.service import (
     NAME_MAX,
@@ -297,7 +297,7 @@ def epoch_gallery(run_id: str):
     view = get_view(run_id)
     epochs = view.epochs_with_grids
     epoch = _chosen_epoch(epochs)
-    region = is_htmx() and request.headers.get("HX-Target") == "epoch-view"
+    region = is_htmx() and htmx.target == "epoch-view"
     if "i" in request.args and epoch is not None and not region:
         return redirect(url_for("trainer.epoch_gallery", run_id=run_id, epoch=epoch))
     context = {"view": view, "epochs": epochs, "epoch": epoch}

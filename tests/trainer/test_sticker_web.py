@@ -11,6 +11,7 @@ import zipfile
 import pytest
 from PIL import Image
 
+from tests.conftest import HX
 from tests.trainer.sticker_helpers import RUN_ID, make_run
 from trainer import upscaling
 
@@ -112,6 +113,10 @@ def test_pack_export_of_favourites_downloads_a_zip(client, instance_path):
         time.sleep(0.5)
     assert 'data-state="done"' in text, text
     assert 'hx-boost="false"' in text and "download" in text
+    region = client.get(job_url, headers=HX).get_data(as_text=True)  # the poll: only the region it swaps
+    assert region.startswith('<section id="pack"') and "<html" not in region and 'data-state="done"' in region
+    boosted = client.get(job_url, headers={**HX, "HX-Boosted": "true"}).get_data(as_text=True)  # hx-boost: the page
+    assert "<html" in boosted and 'id="pack"' in boosted
     zipped = client.get(job_url + "/pack.zip")
     assert zipped.status_code == 200 and zipped.mimetype == "application/zip"
     z = zipfile.ZipFile(io.BytesIO(zipped.data))
@@ -145,6 +150,18 @@ def test_a_killed_upscaler_shows_failed_and_bad_minutes_are_refused(client, inst
         time.sleep(0.2)
     text = client.get(f"/stickers/runs/{RUN_ID}/upscaler").get_data(as_text=True)
     assert 'data-state="failed"' in text and "killed or crashed" in text and "Train the upscaler" in text
+
+
+def test_upscaler_progress_is_a_region_for_htmx_polls_and_a_page_otherwise(client, instance_path):
+    """Tried: the upscaler's progress address as a plain request, as htmx's poll (HX-Request) and as a boosted
+    link (HX-Request and HX-Boosted). The poll gets only the panel it swaps; the other two get the whole page."""
+    make_run(instance_path)
+    url = f"/stickers/runs/{RUN_ID}/upscaler"
+    region = client.get(url, headers=HX).get_data(as_text=True)
+    assert region.startswith('<section id="upscaler"') and "<html" not in region and "not trained" in region
+    for headers in ({}, {**HX, "HX-Boosted": "true"}):
+        page = client.get(url, headers=headers).get_data(as_text=True)
+        assert "<html" in page and 'id="upscaler"' in page and "Upscaler ·" in page, headers
 
 
 def test_training_without_the_run_images_is_refused(client, instance_path):
