@@ -20,14 +20,7 @@ def dedup_command(threshold: str | None, apply: bool, as_json: bool) -> None:
     """List duplicate groups among the active images with the suggested keeper (highest resolution, then best
     rating, then oldest); --apply resolves them all."""
     from core.db import db
-    from curator.dedup.service import (
-        DedupError,
-        find_groups,
-        group_summary,
-        parse_threshold,
-        resolve_all_suggested,
-        why_text,
-    )
+    from curator.dedup.service import DedupError, find_groups, group_summary, parse_threshold, resolve_all_suggested
     from curator.imports.storage import ImageStore
     try:
         bits = parse_threshold(threshold)
@@ -45,7 +38,7 @@ def dedup_command(threshold: str | None, apply: bool, as_json: bool) -> None:
             lines.append(f"  {mark} #{img.id} {img.width}x{img.height} {img.file_size} B "
                          f"{img.class_name or '(unlabelled)'}{rating} {img.original_filename}")
             if m.why is not None:
-                lines.append(f"       why: {why_text(m.why)}")
+                lines.append(f"       why: {m.why_text}")
     if apply and groups:
         decisions = resolve_all_suggested(db.session, groups)
         result["applied"] = True

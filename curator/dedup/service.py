@@ -54,15 +54,21 @@ class Member:
     rating: float | None = None  # Bradley–Terry mean within its class, if compared at least once
     rank: int | None = None  # 1 = best rated of its class among compared images
     distance: int | None = None  # smallest hash distance to another member (0 for exact / same pixels)
-    why: object = None  # the match (curator.dedup.matching.Match) that ties it to the suggested keeper
+    why: object = None  # the match (curator.dedup.matching.Match) that ties it to the suggested keeper, or to the
+    # member of the group that every other matches clearly (matching.KEEPER_MATCH) when it does not match the keeper
 
     @property
     def id(self) -> int:
         return self.image.id
 
     @property
+    def why_with(self) -> int | None:
+        """The other image of ``why``."""
+        return None if self.why is None else (self.why.b if self.why.a == self.id else self.why.a)
+
+    @property
     def why_text(self) -> str:
-        return why_text(self.why)
+        return why_text(self.why, self.why_with)
 
 
 @dataclass
@@ -85,6 +91,11 @@ class DupGroup:
     @property
     def keeper(self) -> Member:
         return next(m for m in self.members if m.id == self.keeper_id)
+
+    @property
+    def all_match_keeper(self) -> bool:
+        """Every other member matches the suggested keeper directly (else some match a clear copy of it)."""
+        return all(m.why_with == self.keeper_id for m in self.members if m.id != self.keeper_id)
 
 
 def parse_threshold(raw, default: int = dedup.DEFAULT_HASH_THRESHOLD) -> int:
@@ -376,22 +387,24 @@ def find_groups(session: Session, store: ImageStore | None = None, *,
         links = {frozenset((m.a, m.b)): m for m in g.matches}
         for member in members:
             if member.id != keeper:
-                member.why = links.get(frozenset((member.id, keeper)))
+                member.why = links.get(frozenset((member.id, keeper))) or min(
+                    (m for m in g.matches if member.id in (m.a, m.b)), key=dedup.match_order, default=None)
         out.append(DupGroup(members, keeper, g.kind, g.max_distance, g.matches))
     return out
 
 
-def why_text(match) -> str:
-    """Why two images were grouped, in words (the review page and the CLI)."""
+def why_text(match, other: int | None = None) -> str:
+    """Why two images were grouped, in words (the review page and the CLI); ``other``: the image it ties this one to."""
     if match is None:
         return ""
+    to = f" as #{other}" if other is not None else ""
     if match.kind == "exact":
-        return "the same file (identical bytes)"
+        return f"the same file{to} (identical bytes)"
     if match.kind == "same-pixels":
-        return "the same pixels in another encoding"
-    return (f"looks the same: similarity {match.score:.2f} after aligning (needs {dedup.DEFAULT_CONFIRM_THRESHOLD:.2f}), "
-            f"hash distance {min(match.phash_distance, match.dhash_distance)} bits "
-            f"(pHash {match.phash_distance}, dHash {match.dhash_distance})")
+        return f"the same pixels{to} in another encoding"
+    return (f"looks the same{to}: similarity {match.score:.2f} after aligning (needs "
+            f"{dedup.DEFAULT_CONFIRM_THRESHOLD:.2f}), hash distance {min(match.phash_distance, match.dhash_distance)} "
+            f"bits (pHash {match.phash_distance}, dHash {match.dhash_distance})")
 
 
 def suggest_keeper(members: list[Member]) -> int:
@@ -462,7 +475,7 @@ def group_summary(group: DupGroup) -> dict:
                          "why": None if m.why is None else {"kind": m.why.kind, "score": round(float(m.why.score), 3),
                                                             "phash_distance": m.why.phash_distance,
                                                             "dhash_distance": m.why.dhash_distance,
-                                                            "text": why_text(m.why)}}
+                                                            "with": m.why_with, "text": m.why_text}}
                         for m in group.members],
             "keeper": group.keeper_id, "kind": group.kind, "max_distance": group.max_distance}
 

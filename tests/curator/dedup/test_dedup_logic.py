@@ -260,9 +260,10 @@ def test_pairs_for_calibration_spreads_over_distances():
 
 
 def test_grouping_never_joins_two_pictures_that_do_not_match_directly():
-    # tried: a-b and b-c match but a-c does not (a chain through b); then a verifier that confirms a-c
-    from curator.dedup.matching import Match, groups_from_matches
-    ab, bc = Match("a", "b", "near", 3, 3, 0.9), Match("b", "c", "near", 4, 4, 0.8)
+    # tried: a-b and b-c match but a-c does not (a chain through b, b-c below KEEPER_MATCH); then a verifier that
+    # confirms a-c
+    from curator.dedup.matching import KEEPER_MATCH, Match, groups_from_matches
+    ab, bc = Match("a", "b", "near", 3, 3, 0.9), Match("b", "c", "near", 4, 4, KEEPER_MATCH - 0.01)
     groups = groups_from_matches([ab, bc])
     assert [g.members for g in groups] == [["a", "b"]]  # the stronger link wins, c is not chained in
     # once a is resolved away (a copy of b), b and c regroup from the matches found, those no group kept included
@@ -276,9 +277,31 @@ def test_grouping_never_joins_two_pictures_that_do_not_match_directly():
     groups = groups_from_matches([ab, bc], verify)
     assert [g.members for g in groups] == [["a", "b", "c"]] and asked == [("a", "c")]
     assert len(groups[0].matches) == 3  # every pair of the group is a direct match (regrouping needs no verifier)
-    # exact copies are one picture: they join without a check, and a near copy of one must match both
+    # exact copies are one picture: they join without a check; a near copy of one joins them when it matches that one
+    # clearly (it then matches the other's identical pixels as well), and otherwise only if it matches both
     e = Match("a", "a2", "exact", 0, 0, 1.0)
-    assert [g.members for g in groups_from_matches([e, Match("a", "x", "near", 2, 2, 0.9)])] == [["a", "a2"]]
+    assert [g.members for g in groups_from_matches([e, Match("a", "x", "near", 2, 2, 0.9)])] == [["a", "a2", "x"]]
+    assert [g.members for g in groups_from_matches([e, Match("a", "x", "near", 2, 2, 0.75)])] == [["a", "a2"]]
+
+
+def test_copies_that_all_match_one_picture_clearly_are_one_group():
+    # tried: two copies of b by different edits (a crop of a JPEG, a brightened resize) each match b clearly
+    # (KEEPER_MATCH or more) but not each other: one group centred on b; regrouped from its matches alone it is the
+    # same; one arm below KEEPER_MATCH, or the centre gone (resolved), and they are not joined
+    from curator.dedup.matching import KEEPER_MATCH, Match, groups_from_matches
+    ab, bc = Match("a", "b", "near", 3, 3, 0.9), Match("b", "c", "near", 4, 4, KEEPER_MATCH)
+    asked = []
+
+    def verify(pairs):
+        asked.extend(pairs)
+        return [None for _ in pairs]  # a and c do not match each other
+
+    groups = groups_from_matches([ab, bc], verify)
+    assert [g.members for g in groups] == [["a", "b", "c"]] and asked == [("a", "c")]
+    assert [g.members for g in groups_from_matches(groups[0].matches)] == [["a", "b", "c"]]
+    weak = Match("b", "c", "near", 4, 4, KEEPER_MATCH - 0.01)
+    assert [g.members for g in groups_from_matches([ab, weak], verify)] == [["a", "b"]]
+    assert groups_from_matches([m for m in groups[0].matches if "b" not in (m.a, m.b)]) == []
 
 
 def glyph_on_field(mark: str, side: int = 128, grey=(94, 94, 94)) -> bytes:

@@ -110,8 +110,24 @@ def test_review_page_shows_the_group_side_by_side(client, copies):
     assert "distance" in page and "class cat" in page
     # why each copy is in the group: its direct match with the keeper
     assert page.count('class="why"') == 5 and "the suggested keeper" in page
-    assert re.search(r"looks the same: similarity 0\.\d\d after aligning \(needs 0\.70\), hash distance \d+ bits", page)
+    assert re.search(r"looks the same as #\d+: similarity 0\.\d\d after aligning \(needs 0\.70\), hash distance \d+ bits", page)
     assert f'value="{copies[ORIGINAL]}" checked' in page
+
+
+def test_a_copy_that_matches_another_copy_but_not_the_keeper_says_which(client, copies, monkeypatch):
+    """Tried: a group held together by a clear copy (matching.KEEPER_MATCH) rather than by the keeper: the resized
+    copy matches the original (the keeper), the cropped copy matches only the resized one. The page says of the
+    cropped copy which image it looks the same as, and the keeper's note no longer claims every image matches it."""
+    from curator.dedup.matching import KEEPER_MATCH, Match
+    keeper, resized, cropped = copies[ORIGINAL], copies["cat/copy-resized.png"], copies["cat/copy-cropped.png"]
+    found = [Match(keeper, resized, "near", 2, 3, 0.95), Match(resized, cropped, "near", 5, 6, KEEPER_MATCH)]
+    monkeypatch.setattr(ds, "_matches", lambda *args, **kwargs: found)
+    page = client.get("/duplicates/").get_data(as_text=True)
+    assert page.count('class="dup-group"') == 1
+    member = re.search(rf'data-member="{cropped}">(?:(?!</label>).)*</label>', page, re.S).group(0)
+    assert f"looks the same as #{resized}: similarity {KEEPER_MATCH:.2f}" in member
+    assert "every other image matches it or a clear copy of it" in page
+    assert "every other image matches it directly" not in page
 
 
 def test_resolve_with_an_overridden_keeper_then_undo(client, app, copies):
