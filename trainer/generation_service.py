@@ -21,7 +21,7 @@ from pathlib import Path
 from sqlalchemy.orm import Session
 
 from core.models import Batch
-from core.processes import log_tail, process_alive, spawn_detached
+from core.processes import log_tail, process_alive, recorded_exit, spawn_recording_exit
 from curator.imports.service import import_candidates
 from curator.imports.sources import Candidate
 from curator.imports.storage import ImageStore
@@ -93,9 +93,7 @@ def start_generation(view: RunView, request: GenerationRequest) -> str:
     if request.gif:
         cmd.append("--gif")
     rundir.write_json_atomic(out / "request.json", {**asdict(request), "created": time.time()})
-    wrapper = ['/bin/sh', '-c', '"$@"; code=$?; echo $code > "$0/.exit_code.tmp" && mv "$0/.exit_code.tmp" '
-               '"$0/exit_code"', str(out), *cmd]
-    proc = spawn_detached(wrapper, out / "output.log")
+    proc = spawn_recording_exit(cmd, out, out / "output.log")
     rundir.write_json_atomic(out / "job.json", {"pid": proc.pid})
     return gen_id
 
@@ -123,9 +121,9 @@ def read_generation(view: RunView, gen_id: str) -> Generation | None:
             images.append({"class": names.get(class_dir.name, class_dir.name), "index": int(png.stem),
                            "png": str(png.relative_to(view.path)),
                            "gif": str(gif.relative_to(view.path)) if gif.exists() else None})
-    code_text = (out / "exit_code").read_text().strip() if (out / "exit_code").exists() else None
-    if code_text is not None:
-        state = "done" if code_text == "0" else "failed"
+    code = recorded_exit(out)
+    if code is not None:
+        state = "done" if code == 0 else "failed"
     else:
         pid = (rundir.read_json(out / "job.json", default={}) or {}).get("pid")
         state = "running" if process_alive(pid) else "failed"

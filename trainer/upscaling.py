@@ -17,7 +17,7 @@ from datetime import datetime
 from pathlib import Path
 
 from core.files import write_atomic
-from core.processes import log_tail, process_alive, spawn_detached
+from core.processes import log_tail, process_alive, recorded_exit, spawn_detached, spawn_recording_exit
 from diffusion import rundir
 
 SUBDIR = "upscaler"
@@ -196,9 +196,7 @@ def start_pack(instance: Path, run_dir: Path, *, scale: int, upscaler: str, outl
     cmd = [sys.executable, str(manage), "stickers", "--instance", str(instance), str(Path(run_dir).name),
            "--favourites", "--scale", str(scale), "--upscaler", upscaler, "--outline", str(outline),
            "--outline-colour", outline_colour, "--colours", str(colours), "--out", str(out / "pack.zip"), "--json"]
-    wrapper = ['/bin/sh', '-c', '"$@"; code=$?; echo $code > "$0/.exit_code.tmp" && mv "$0/.exit_code.tmp" '
-               '"$0/exit_code"', str(out), *cmd]
-    proc = spawn_detached(wrapper, out / "output.log")
+    proc = spawn_recording_exit(cmd, out, out / "output.log")
     rundir.write_json_atomic(out / "job.json", {"pid": proc.pid})
     return job_id
 
@@ -208,9 +206,9 @@ def read_pack(run_dir: Path, job_id: str) -> PackJob | None:
     request = rundir.read_json(out / "request.json", default=None)
     if request is None:
         return None
-    code = (out / "exit_code").read_text().strip() if (out / "exit_code").exists() else None
+    code = recorded_exit(out)
     if code is not None:
-        state = "done" if code == "0" and (out / "pack.zip").exists() else "failed"
+        state = "done" if code == 0 and (out / "pack.zip").exists() else "failed"
     else:
         pid = (rundir.read_json(out / "job.json", default={}) or {}).get("pid")
         state = "running" if process_alive(pid) else "failed"

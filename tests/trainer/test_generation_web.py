@@ -155,8 +155,8 @@ def test_a_kept_epoch_is_passed_to_the_sampler_and_remembered(client, instance_p
     from trainer import generation_service
     make_run(instance_path, checkpoints=True)
     commands = []
-    monkeypatch.setattr(generation_service, "spawn_detached",
-                        lambda cmd, log: commands.append(cmd) or types.SimpleNamespace(pid=2**22 + 1))
+    monkeypatch.setattr(generation_service, "spawn_recording_exit",
+                        lambda cmd, folder, log: commands.append(cmd) or types.SimpleNamespace(pid=2**22 + 1))
     response = client.post(f"/train/runs/{RUN_ID}/generate", data={
         "which": "1", "class": "dog", "n": "3", "steps": "5", "sampler": "ddim", "guidance": "2", "seed": "4"})
     assert response.status_code == 302
