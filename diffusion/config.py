@@ -5,10 +5,11 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 
-PRESETS = ("micro", "tiny", "small", "base")
-# Each preset's total downscaling (patch folding x 2^downsamplings): image_size must divide by it. Kept here
-# (torch-free, checked by a test against diffusion.unet) so the web process can validate settings.
+# Each model size's total downscaling (patch folding x 2^downsamplings): image_size must divide by it. Kept here
+# (torch-free) so the web process can validate settings; their architectures are diffusion.unet.PRESETS, and a test
+# checks that both name the same presets in the same order and that these factors are the UNet's.
 PRESET_SIZE_FACTOR = {"micro": 2, "tiny": 8, "small": 8, "base": 8}
+PRESETS = tuple(PRESET_SIZE_FACTOR)  # smallest first
 
 
 def patch_scale(image_size: int) -> int:
@@ -27,7 +28,8 @@ def schedule_shift(image_size: int) -> float:
 
 
 PREDICTIONS = ("v", "eps")
-SAMPLERS = ("dpm++2m", "ddim", "ddpm")  # the fast solver first: it is the default everywhere
+DEFAULT_SAMPLER = "dpm++2m"  # the fast solver: the default everywhere
+SAMPLERS = (DEFAULT_SAMPLER, "ddim", "ddpm")
 FITS = ("crop", "pad")  # how a snapshot's images become squares (curator.snapshots offers the same)
 DEVICES = ("auto", "cpu", "cuda", "mps")
 FLIPS = ("auto", "off", "on")  # auto: decided from the data at the start of the run (see diffusion.augment)
@@ -73,7 +75,7 @@ class TrainConfig:
     sample_minutes: float = 2.0
     preview_share: float = 0.1  # previews, evaluation and the guidance sweep: at most this share of the training time
     sample_steps: int = 20
-    sampler: str = "dpm++2m"
+    sampler: str = DEFAULT_SAMPLER
     guidance: float = 3.0
     guidance_interval: list | None = None  # [lo, hi] in sigma: guidance only there (None: at every noise level)
     guidance_sweep: bool = True  # at the end: score a few guidance settings, keep the best as the run's default

@@ -19,6 +19,7 @@ from core.files import write_with
 
 from . import rundir
 from .checkpoint import load_for_sampling, parse_which
+from .config import DEFAULT_SAMPLER
 from .rundir import safe_dir_name
 from .samplers import SAMPLERS, sample, to_uint8
 
@@ -118,7 +119,7 @@ def write_nearest_files(run_dir: Path, written: list[Path]) -> None:
 
 
 def generate_to_dir(run_dir, out_dir, *, classes: list[str] | None = None, n: int = 8, steps: int = 25,
-                    sampler: str = "dpm++2m", guidance: float | None = None, seed: int = 0, gif: bool = False,
+                    sampler: str = DEFAULT_SAMPLER, guidance: float | None = None, seed: int = 0, gif: bool = False,
                     which="best", device: str = "auto", batch_size: int = 256, progress=None,
                     interval="run", nearest: bool = True) -> list[Path]:
     """Write `out_dir/<class>/<i>.png` (i = 0..n-1) for each class (all by default); returns the PNG paths.
@@ -191,7 +192,7 @@ def main(argv=None) -> int:
     p.add_argument("--class", dest="classes", action="append")
     p.add_argument("--n", type=int, default=8)
     p.add_argument("--steps", type=int, default=25)
-    p.add_argument("--sampler", default="dpm++2m", choices=SAMPLERS)
+    p.add_argument("--sampler", default=DEFAULT_SAMPLER, choices=SAMPLERS)
     p.add_argument("--guidance", type=float, default=None, help="default: the run's (chosen by its guidance sweep)")
     p.add_argument("--interval", choices=("run", "on", "off"), default="run",
                    help="limited-interval guidance: the run's choice, on (the default interval) or off")

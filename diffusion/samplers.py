@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from .config import SAMPLERS
+from .config import DEFAULT_SAMPLER, SAMPLERS
 from .schedule import CosineSchedule
 
 
@@ -84,7 +84,7 @@ def _alpha_sigma(schedule: CosineSchedule, t: float, device):
 
 
 @torch.no_grad()
-def sample(model, schedule: CosineSchedule, labels: torch.Tensor, *, steps: int, sampler: str = "dpm++2m",
+def sample(model, schedule: CosineSchedule, labels: torch.Tensor, *, steps: int, sampler: str = DEFAULT_SAMPLER,
            guidance: float = 3.0, generator: torch.Generator, device=None, prediction: str = "v",
            image_shape: tuple | None = None, return_trajectory: bool = False, clip: bool = True,
            noise: torch.Tensor | None = None, bf16: bool | None = None, interval=None):

@@ -14,7 +14,7 @@ from flask import current_app
 from flask.cli import with_appcontext
 
 from core.cli import emit, json_option
-from diffusion.config import DEVICES, FLIPS, PRESETS, SAMPLERS
+from diffusion.config import DEFAULT_SAMPLER, DEVICES, FLIPS, PRESETS, SAMPLERS
 
 DEFAULT_MINUTES = 10.0
 
@@ -155,7 +155,7 @@ def train_command(snapshot, data, epochs, minutes, image_size, preset, batch_siz
 @click.option("--class", "classes", multiple=True, metavar="NAME", help="Class to sample (repeatable; default all).")
 @click.option("--n", "n", type=click.IntRange(min=1), default=8, show_default=True, help="Images per class.")
 @click.option("--steps", type=click.IntRange(min=1), default=25, show_default=True, help="Solver steps.")
-@click.option("--sampler", type=click.Choice(SAMPLERS), default="dpm++2m", show_default=True)
+@click.option("--sampler", type=click.Choice(SAMPLERS), default=DEFAULT_SAMPLER, show_default=True)
 @click.option("--guidance", type=click.FloatRange(min=0), default=None,
               help="Classifier-free guidance scale (1 = none; default: the run's, chosen by its guidance sweep).")
 @click.option("--interval", type=click.Choice(("run", "on", "off")), default="run", show_default=True,
@@ -234,7 +234,7 @@ def _sample_sources(run_dir: Path, classes, n: int, seed: int, steps: int, scrat
         known = []
     names = {safe_dir_name(c): c for c in known}
     return [{"path": p, "class": names.get(p.parent.name, p.parent.name), "index": int(p.stem), "seed": seed,
-             "steps": steps, "sampler": "dpm++2m", "guidance": 3.0, "source": "sampled"} for p in paths]
+             "steps": steps, "sampler": DEFAULT_SAMPLER, "guidance": 3.0, "source": "sampled"} for p in paths]
 
 
 def rundir_checkpoint(run_dir: Path) -> Path:

@@ -27,6 +27,7 @@ from curator.imports.sources import Candidate
 from curator.imports.storage import ImageStore
 from curator.imports.validation import Limits
 from diffusion import rundir
+from diffusion.config import DEFAULT_SAMPLER
 from trainer import favourites
 from trainer.service import RunError, RunView
 
@@ -41,7 +42,7 @@ class GenerationRequest:
     classes: list[str]
     n: int = 4
     steps: int = 25
-    sampler: str = "dpm++2m"
+    sampler: str = DEFAULT_SAMPLER
     guidance: float = 3.0
     seed: int = 0
     gif: bool = True

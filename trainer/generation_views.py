@@ -11,7 +11,7 @@ from core.forms import FormErrors
 from core.web import is_htmx
 from curator.imports.storage import ImageStore
 from curator.imports.validation import Limits
-from diffusion.config import SAMPLERS
+from diffusion.config import DEFAULT_SAMPLER, SAMPLERS
 from trainer import stickers
 from trainer.generation_service import (
     GenerationRequest,
@@ -37,7 +37,7 @@ def parse_generation_form(form, view: RunView) -> tuple[GenerationRequest | None
         e["class"] = f"Unknown class(es) {', '.join(unknown)}; this run knows {', '.join(view.class_names)}."
     n = e.number(form, "n", "Count", int, 1, 64)
     steps = e.number(form, "steps", "Steps", int, 1, 1000)
-    sampler = e.choice(form, "sampler", "Sampler", SAMPLERS, "dpm++2m")
+    sampler = e.choice(form, "sampler", "Sampler", SAMPLERS, DEFAULT_SAMPLER)
     guidance = e.number(form, "guidance", "Guidance", float, 0, 30)
     seed = e.number(form, "seed", "Seed", int, 0, 2**31 - 1)
     choices = checkpoint_choices(view)
@@ -53,7 +53,7 @@ def parse_generation_form(form, view: RunView) -> tuple[GenerationRequest | None
 def remembered_values(view: RunView) -> dict:
     """The form's starting values: the run's newest generation's settings, else the defaults."""
     last = last_request(view)
-    values = {"n": "4", "steps": "25", "sampler": "dpm++2m", "guidance": str(view.config.get("guidance", 3)),
+    values = {"n": "4", "steps": "25", "sampler": DEFAULT_SAMPLER, "guidance": str(view.config.get("guidance", 3)),
               "seed": "0", "which": "best", "class": ""}
     for key in ("n", "steps", "sampler", "guidance", "seed", "which"):
         if last.get(key) not in (None, ""):

@@ -74,8 +74,11 @@ def test_patch_folding_keeps_shapes_and_starts_at_zero():
 
 
 def test_config_knows_each_presets_size_factor():
-    """The torch-free TrainConfig.validate must refuse exactly the sizes the UNet would refuse."""
+    """The torch-free config names the UNet's presets, and its TrainConfig.validate refuses exactly the sizes the UNet
+    would refuse."""
+    from diffusion import config
     from diffusion.config import PRESET_SIZE_FACTOR, TrainConfig, patch_scale
+    assert tuple(PRESETS) == config.PRESETS  # the same presets, in the same order, in the form and the UNet
     for name in PRESETS:
         for size in (32, 64, 128):
             cfg = preset_config(name, in_channels=3, num_classes=2, image_size=size)
