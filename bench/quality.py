@@ -5,6 +5,7 @@
     python bench/quality.py --datasets demo@64 --epochs 215        # a fixed amount of training, whatever the load
     python bench/quality.py --rescore bench/out/quality/instance/runs/<id> --part both
     python bench/quality.py --check-reals         # the judge on real images posing as samples
+    python bench/quality.py --self-test           # only the benchmark's own maths checks (every call runs them first)
 
 Per dataset (bench/quality_data.py: ImageFolders split into train / tuned / untouched), exactly what a new user
 types: `manage.py train --data <dataset>/train --minutes 10` (plus `--image-size 64` for the 64 px figure), then
@@ -32,6 +33,7 @@ from datetime import datetime
 from pathlib import Path
 
 import common  # sets OMP_WAIT_POLICY=PASSIVE before torch loads
+import quality_checks
 import quality_data
 import quality_judge as qj
 import torch
@@ -197,8 +199,17 @@ def main(argv=None) -> int:
                    help="score existing runs (their bench-samples/) instead of training")
     p.add_argument("--check-reals", action="store_true",
                    help="no training: score the untouched reals as if they were samples (the yardstick's own check)")
+    p.add_argument("--self-test", action="store_true",
+                   help="only check the judge's and the split's maths (bench/quality_checks.py), which every call "
+                        "does first")
     p.add_argument("--out", type=Path, default=OUT)
     args = p.parse_args(argv)
+    try:
+        print(quality_checks.run())
+    except quality_checks.CheckFailed as exc:
+        raise SystemExit(str(exc)) from None
+    if args.self_test:
+        return 0
     parts = ["tuned", "untouched"] if args.part == "both" else [args.part]
     args.out.mkdir(parents=True, exist_ok=True)
 
