@@ -557,3 +557,26 @@ def test_rank_index_lists_classes(client, app, cats):
     assert 'href="/rank/unicorn/"' not in page
     assert 'href="/rank/cat/"' in page and 'href="/rank/dog/"' in page
     assert 'href="/rank/" aria-current="page">Rank</a>' in page  # the nav marks the section this page is in
+
+
+def test_the_counters_say_one_answer_one_image_and_one_top_place_in_the_singular(client, app, dataset):
+    """Tried: a class of three dogs with k = 1, before and after one answer, then with two of them flagged: the
+    counters above the pair read "1 top place", "1 answer" and "1 image competing", never "1 images"."""
+    dataset({"dog": 3}, size=16, imported="cli")
+    dogs = class_ids(app, "dog")
+    client.post("/rank/dog/k", data={"k": "1"})
+
+    def counters(html: str) -> str:
+        region = re.search(r'<div class="rank-progress" id="rank-progress">(.*?)</div>', html, re.S).group(1)
+        return " ".join(re.sub(r"<[^>]+>", " ", region).split())
+
+    html = client.get("/rank/dog/").get_data(as_text=True)
+    assert counters(html) == "0 of 1 top place settled 0 answers ( 0 yours) 3 images competing"
+    html = client.post("/rank/dog/answer", data={**form_of(html), "outcome": "left"}, headers=HX).get_data(as_text=True)
+    assert counters(html) == "0 of 1 top place settled 1 answer ( 1 yours) 3 images competing"
+    with app.app_context():
+        for dog in dogs[1:]:
+            db.session.get(Image, dog).flagged = True
+        db.session.commit()
+    assert counters(client.get("/rank/dog/").get_data(as_text=True)).endswith(
+        "1 answer ( 1 yours) 1 image competing · 2 flagged")
