@@ -6,7 +6,8 @@ the job's process once it has started) and `job.log` (its stdout and stderr). A 
 `python -m core.jobs JOB_DIR` in its own session, so it outlives the request, the server worker and a server
 restart; any worker reads its state from the files. A job whose process is gone without a final status reads as
 "failed", with the reason and the end of its log. Stdlib only: the web process reads jobs without loading anything
-else, and the job's function (in a feature's service) loads what it needs in the job's process.
+else, and the job's function (in a feature's service) loads what it needs in the job's process (`Job.session`, the
+database session every such function opens, loads core.db only when called).
 """
 from __future__ import annotations
 
@@ -14,13 +15,15 @@ import importlib
 import json
 import os
 import re
+import shutil
 import signal
 import sys
 import time
 import traceback
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from core.files import new_dated_folder, write_atomic
 from core.processes import log_tail, process_alive, reap, spawn_detached
@@ -221,6 +224,21 @@ class Job:
         if message is not None:
             fields["message"] = message
         self.update(**fields)
+
+    @contextmanager
+    def session(self, *, spool: Path | str | None = None) -> Iterator:
+        """A database session on the job's index (core.db.standalone_session, loaded only here), closed and its
+        connections ended however the job ends; `spool`, a folder only this job uses (uploads held for it), is
+        removed then too."""
+        from core.db import standalone_session
+        session = standalone_session(self.database_url)
+        try:
+            yield session
+        finally:
+            session.close()
+            session.get_bind().dispose()
+            if spool:
+                shutil.rmtree(spool, ignore_errors=True)
 
     def counter(self, message: str) -> Callable[[int], Callable[[int], None]]:
         """A `progress_factory(total) -> update(n)` for library calls that report that way."""

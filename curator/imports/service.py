@@ -484,32 +484,28 @@ def run_import_job(job) -> dict:
 
     `job.args`: kind, source, limits, class_name, and either paths (+ roots) or spooled (spool_uploads' entries,
     under `spool`, which is removed at the end, however the job ends)."""
-    from core.db import standalone_session
     from core.jobs import JobError
     from curator.imports.sources import SourceError
     from curator.imports.storing import CLI_WORKERS
     args = job.args
     limits = Limits(**args["limits"])
-    session = standalone_session(job.database_url)
-    try:
-        job.progress(0, None, "listing the files")
-        if args.get("spooled") is not None:
-            candidates = spooled_candidates(args["spooled"], args.get("class_name"), limits)
-        else:
-            roots = [Path(r) for r in args["roots"]] if args.get("roots") is not None else None
-            candidates = list(iter_paths([Path(p) for p in args["paths"]], args.get("class_name"), limits, roots))
-        job.progress(0, len(candidates), f"storing and indexing {len(candidates)} file(s)")
-        batch = import_candidates(session, ImageStore(job.instance), candidates, kind=args["kind"],
-                                  source=args["source"], limits=limits, workers=CLI_WORKERS,
-                                  progress=lambda n: job.progress(add=n), origin="job")
-        return {"batch": batch.id, "added": batch.added, "duplicates": batch.duplicates, "rejected": batch.rejected}
-    except (SourceError, ValueError, ImportBusy) as exc:
-        raise JobError(str(exc)) from None
-    finally:
-        session.close()
-        session.get_bind().dispose()
-        if args.get("spool"):
-            shutil.rmtree(args["spool"], ignore_errors=True)
+    with job.session(spool=args.get("spool")) as session:
+        try:
+            job.progress(0, None, "listing the files")
+            if args.get("spooled") is not None:
+                candidates = spooled_candidates(args["spooled"], args.get("class_name"), limits)
+            else:
+                roots = [Path(r) for r in args["roots"]] if args.get("roots") is not None else None
+                candidates = list(iter_paths([Path(p) for p in args["paths"]], args.get("class_name"), limits,
+                                             roots))
+            job.progress(0, len(candidates), f"storing and indexing {len(candidates)} file(s)")
+            batch = import_candidates(session, ImageStore(job.instance), candidates, kind=args["kind"],
+                                      source=args["source"], limits=limits, workers=CLI_WORKERS,
+                                      progress=lambda n: job.progress(add=n), origin="job")
+            return {"batch": batch.id, "added": batch.added, "duplicates": batch.duplicates,
+                    "rejected": batch.rejected}
+        except (SourceError, ValueError, ImportBusy) as exc:
+            raise JobError(str(exc)) from None
 
 
 # --- sweeping what killed imports left -------------------------------------------------------------------------

@@ -546,50 +546,38 @@ def dry_run(session: Session, store: ImageStore, candidates: list[Candidate], li
 def run_stage_job(job) -> dict:
     """Stage a merge in its own process (core.jobs target). `job.args`: source, limits, and paths (+ roots) or
     spooled uploads (under `spool`, removed at the end)."""
-    import shutil
-
-    from core.db import standalone_session
     from core.jobs import JobError
     from curator.imports.service import ImportBusy, spooled_candidates
     from curator.imports.storing import CLI_WORKERS
     args = job.args
     limits = Limits(**args["limits"])
-    session = standalone_session(job.database_url)
-    try:
-        job.progress(0, None, "listing the files")
-        if args.get("spooled") is not None:
-            candidates = spooled_candidates(args["spooled"], None, limits)
-        else:
-            roots = [Path(r) for r in args["roots"]] if args.get("roots") is not None else None
-            candidates = merge_candidates([Path(p) for p in args["paths"]], limits, roots)
-        job.progress(0, len(candidates), f"storing {len(candidates)} file(s)")
-        batch = import_candidates(session, ImageStore(job.instance), candidates, kind=MERGE, source=args["source"],
-                                  limits=limits, staged=True, workers=CLI_WORKERS, origin="job",
-                                  progress=lambda n: job.progress(add=n))
-        job.progress(message="comparing with the dataset")
-        analyse(session, ImageStore(job.instance), batch)
-        return {"batch": batch.id}
-    except (SourceError, ValueError, ImportBusy) as exc:
-        raise JobError(str(exc)) from None
-    finally:
-        session.close()
-        session.get_bind().dispose()
-        if args.get("spool"):
-            shutil.rmtree(args["spool"], ignore_errors=True)
+    with job.session(spool=args.get("spool")) as session:
+        try:
+            job.progress(0, None, "listing the files")
+            if args.get("spooled") is not None:
+                candidates = spooled_candidates(args["spooled"], None, limits)
+            else:
+                roots = [Path(r) for r in args["roots"]] if args.get("roots") is not None else None
+                candidates = merge_candidates([Path(p) for p in args["paths"]], limits, roots)
+            job.progress(0, len(candidates), f"storing {len(candidates)} file(s)")
+            batch = import_candidates(session, ImageStore(job.instance), candidates, kind=MERGE,
+                                      source=args["source"], limits=limits, staged=True, workers=CLI_WORKERS,
+                                      origin="job", progress=lambda n: job.progress(add=n))
+            job.progress(message="comparing with the dataset")
+            analyse(session, ImageStore(job.instance), batch)
+            return {"batch": batch.id}
+        except (SourceError, ValueError, ImportBusy) as exc:
+            raise JobError(str(exc)) from None
 
 
 def run_commit_job(job) -> dict:
     """Commit a staged merge in its own process (core.jobs target): one transaction, as in the request."""
-    from core.db import standalone_session
     from core.jobs import JobError
-    session = standalone_session(job.database_url)
-    try:
-        job.progress(0, None, "committing")
-        batch = get_merge(session, int(job.args["batch"]))
-        decision = commit(session, batch, job.args.get("mapping") or {}, actor=job.args.get("actor") or "")
-        return {"batch": batch.id, "added": batch.added, "decision": decision.id}
-    except MergeError as exc:
-        raise JobError(str(exc)) from None
-    finally:
-        session.close()
-        session.get_bind().dispose()
+    with job.session() as session:
+        try:
+            job.progress(0, None, "committing")
+            batch = get_merge(session, int(job.args["batch"]))
+            decision = commit(session, batch, job.args.get("mapping") or {}, actor=job.args.get("actor") or "")
+            return {"batch": batch.id, "added": batch.added, "decision": decision.id}
+        except MergeError as exc:
+            raise JobError(str(exc)) from None

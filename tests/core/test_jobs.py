@@ -109,3 +109,29 @@ def test_a_failed_job_page_says_why(client, app):
     wait_for(Path(app.instance_path), job_id)
     page = client.get(f"/jobs/{job_id}").get_data(as_text=True)
     assert "the folder is empty" in page and "every 1s" not in page
+
+
+@pytest.mark.parametrize("ending", ["returns", "refuses", "crashes"])
+def test_a_jobs_session_is_closed_and_its_spool_removed_however_the_job_ends(tmp_path, ending):
+    """Tried: a job function that uses `job.session(spool=...)` on the job's own SQLite index and returns, refuses
+    (JobError) or crashes. Inside, the session answers queries; after, whatever happened, its connection is closed,
+    the engine's pool holds none (disposed, not merely checked in) and the spool folder of uploads is gone."""
+    from sqlalchemy import text
+
+    folder = jobs.jobs_root(tmp_path) / "20260101-000000-ab12"
+    folder.mkdir(parents=True)
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    (spool / "upload.png").write_bytes(b"held for the job")
+    job = jobs.Job(folder)
+    errors = {"returns": None, "refuses": jobs.JobError("nothing to do"), "crashes": RuntimeError("boom")}
+    try:
+        with job.session(spool=spool) as session:
+            assert session.execute(text("select 1")).scalar() == 1
+            connection = session.connection()
+            if errors[ending] is not None:
+                raise errors[ending]
+    except (jobs.JobError, RuntimeError) as exc:
+        assert exc is errors[ending]
+    assert connection.closed and session.get_bind().pool.checkedin() == 0
+    assert not spool.exists()
