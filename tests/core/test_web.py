@@ -3,7 +3,6 @@ answer was not saved (a page, or a notice for an htmx region), never a 500; once
 goes through."""
 from __future__ import annotations
 
-import re
 import sqlite3
 from pathlib import Path
 
@@ -14,10 +13,8 @@ from sqlalchemy.pool import NullPool
 from core.db import db
 from core.models import Comparison, Image, ImageClass
 from core.web import is_busy
+from tests.conftest import HX, answer_form
 from tests.databases import on_postgres, sqlite_only
-
-HX = {"HX-Request": "true"}
-PAIR = re.compile(r'name="(left|right|next_left|next_right)" value="(\d+)"')
 
 
 @pytest.fixture
@@ -87,7 +84,7 @@ def test_a_ranking_answer_while_locked_is_a_503_and_stored_once_after(cats, inst
     """Tried: an htmx ranking answer while the write lock is held (503, nothing stored), then the same answer sent
     again once the lock is free (stored exactly once)."""
     client = cats.test_client()
-    shown = dict(PAIR.findall(client.get("/rank/cat/").get_data(as_text=True).split('class="rank-undo"')[0]))
+    shown = answer_form(client.get("/rank/cat/").get_data(as_text=True), "left", "right", "next_left", "next_right")
     assert {"left", "right"} <= set(shown)
     release = hold_write_lock(cats, instance_path)
     try:

@@ -22,6 +22,7 @@ from werkzeug.datastructures import FileStorage
 from app import ROOT
 from core.db import db
 from core.models import Batch, Comparison, Image, ImageClass
+from tests.conftest import at_once, follow_job
 from tests.imagefiles import picture, png_bytes
 
 MANAGE = [sys.executable, str(ROOT / "manage.py")]
@@ -148,13 +149,16 @@ def test_answers_during_an_import_are_all_stored(app, client, dataset, many, ins
             statuses.append(response.status_code)
             n += 1
 
-    thread = threading.Thread(target=answer)
-    thread.start()
-    try:
-        out, err = proc.communicate(timeout=300)
-    finally:
-        stop.set()
-        thread.join(timeout=60)
+    ended = []
+
+    def import_then_stop():
+        try:
+            ended.extend(proc.communicate(timeout=300))
+        finally:
+            stop.set()  # the answers go on until the import has ended
+
+    at_once(lambda step: step(), [(answer,), (import_then_stop,)])
+    out, err = ended
     assert proc.returncode == 0, err
     assert len(statuses) >= 10 and set(statuses) == {302}, statuses
     with app.app_context():
@@ -181,20 +185,6 @@ def test_two_imports_at_once_both_finish(app, dataset, instance_path, database_u
     unique = active_count(app)
     assert sum(r["added"] for r in reports) == unique
     assert sum(r["added"] + r["duplicates"] for r in reports) == 600
-
-
-def follow_job(client, response, timeout: float = 120):
-    """Follow a job page as htmx would: poll it until it sends the browser on, then open that page."""
-    assert response.status_code == 302 and "/jobs/" in response.location, response.status_code
-    url = response.location
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        polled = client.get(url, headers={"HX-Request": "true"})
-        if "HX-Redirect" in polled.headers:
-            return client.get(polled.headers["HX-Redirect"])
-        assert "It failed" not in polled.get_data(as_text=True), polled.get_data(as_text=True)
-        time.sleep(0.2)
-    raise AssertionError("the job did not finish")
 
 
 @pytest.fixture
