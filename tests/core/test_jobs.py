@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from core import jobs
+from tests.conftest import HX
 
 
 def counting(job) -> dict:
@@ -93,12 +94,12 @@ def test_the_job_page_follows_the_job_and_then_goes_on(client, app):
                         next_page={"endpoint": "imports.batch_list"})
     page = client.get(f"/jobs/{job_id}").get_data(as_text=True)
     assert f'id="job-{job_id}"' in page and 'hx-trigger="every 1s"' in page and "<html" in page
-    region = client.get(f"/jobs/{job_id}", headers={"HX-Request": "true"}).get_data(as_text=True)
+    region = client.get(f"/jobs/{job_id}", headers=HX).get_data(as_text=True)
     assert region.lstrip().startswith("<section") and "<html" not in region
     wait_for(Path(app.instance_path), job_id)
     done = client.get(f"/jobs/{job_id}")
     assert done.status_code == 302 and done.location.endswith("/batches")
-    assert client.get(f"/jobs/{job_id}", headers={"HX-Request": "true"}).headers["HX-Redirect"].endswith("/batches")
+    assert client.get(f"/jobs/{job_id}", headers=HX).headers["HX-Redirect"].endswith("/batches")
     assert client.get("/jobs/nope").status_code == 404
     assert client.get("/jobs/20990101-000000-abcd").status_code == 404
 

@@ -13,13 +13,13 @@ from sqlalchemy import select
 
 from core.db import db
 from core.models import Batch
+from tests.conftest import HX
 from tests.trainer.sticker_helpers import GEN2_ID, GEN_ID, RUN_ID, make_run
 from trainer import favourites
 
 URL = f"/stickers/runs/{RUN_ID}/favourites"
 SAMPLE = "samples/epoch_0001/dog/1.png"
 GENERATED = f"generated/{GEN2_ID}/cat/1.png"
-HTMX = {"HX-Request": "true"}
 
 
 def test_the_star_swaps_in_place_with_htmx_and_keeps_the_count_true(client, instance_path):
@@ -28,7 +28,7 @@ def test_the_star_swaps_in_place_with_htmx_and_keeps_the_count_true(client, inst
     run_dir = make_run(instance_path, checkpoints=True)
     steps = [(SAMPLE, "add", "on", "remove", 1), (GENERATED, "add", "on", "remove", 2), (SAMPLE, "remove", "", "add", 1)]
     for rel, action, state, next_action, count in steps:
-        response = client.post(URL, data={"file": rel, "action": action, "next": "/train/"}, headers=HTMX)
+        response = client.post(URL, data={"file": rel, "action": action, "next": "/train/"}, headers=HX)
         text = response.get_data(as_text=True)
         assert response.status_code == 200 and "<html" not in text
         assert re.search(r'<form method="post" [^>]*class="fav-toggle' + (" on" if state else "") + '"', text)
@@ -63,7 +63,7 @@ def test_hostile_favourite_paths_are_a_400_and_nothing_is_lost(client, instance_
     (other / "0.png").write_bytes(b"\x89PNG not really")
     run_dir = make_run(instance_path)
     favourites.add(run_dir, SAMPLE)
-    response = client.post(URL, data={"file": rel, "action": action}, headers=HTMX)
+    response = client.post(URL, data={"file": rel, "action": action}, headers=HX)
     assert 400 <= response.status_code < 500
     assert [f["png"] for f in favourites.read(run_dir)] == [SAMPLE]
 

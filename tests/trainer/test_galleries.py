@@ -15,6 +15,7 @@ from sqlalchemy import select
 from core.db import db
 from core.models import Image, Run
 from diffusion import rundir
+from tests.conftest import HX
 from tests.trainer.gallery_helpers import CLASSES, RUN_ID, make_gallery_run
 from trainer.service import derived_name, film_epochs, tile_px
 
@@ -174,9 +175,9 @@ def test_the_poll_that_sees_a_new_state_removes_the_pages_old_messages(client, a
     """The "created and started" flash stayed on a finished run's page: the page never reloads, only its live
     region. The poll that first answers with another state than the page showed removes the messages."""
     add_row(app)
-    changed = text(client.get(f"/train/runs/{RUN_ID}/live?was=running", headers={"HX-Request": "true"}))
+    changed = text(client.get(f"/train/runs/{RUN_ID}/live?was=running", headers=HX))
     assert 'hx-swap-oob="delete:main &gt; .flashes"' in changed or 'hx-swap-oob="delete:main > .flashes"' in changed
-    same = text(client.get(f"/train/runs/{RUN_ID}/live?was=completed", headers={"HX-Request": "true"}))
+    same = text(client.get(f"/train/runs/{RUN_ID}/live?was=completed", headers=HX))
     assert "hx-swap-oob" not in same
     assert "hx-get" not in same.split(">", 2)[1], "a finished run's region stops polling"
 
@@ -198,7 +199,7 @@ def test_runs_show_a_derived_name_until_renamed_and_keep_the_id_in_the_url(clien
 
 def test_rename_by_htmx_swaps_the_name_region(client, app, run_dir):
     add_row(app)
-    response = client.post(f"/train/runs/{RUN_ID}/name", data={"name": "Otter 🦦 run"}, headers={"HX-Request": "true"})
+    response = client.post(f"/train/runs/{RUN_ID}/name", data={"name": "Otter 🦦 run"}, headers=HX)
     html = text(response)
     assert response.status_code == 200 and html.lstrip().startswith('<div id="run-name"')
     assert '<span id="run-title">Otter 🦦 run</span>' in html and "<html" not in html
@@ -215,7 +216,7 @@ def test_rename_by_htmx_swaps_the_name_region(client, app, run_dir):
 ])
 def test_hostile_or_empty_names_are_refused_with_a_clear_400_and_nothing_changes(client, app, run_dir, typed, says):
     add_row(app, name="Kept name")
-    for headers in ({}, {"HX-Request": "true"}):
+    for headers in ({}, HX):
         response = client.post(f"/train/runs/{RUN_ID}/name", data={"name": typed}, headers=headers)
         assert response.status_code == 400 and says in text(response), (typed, text(response)[:300])
         assert "\x00" in typed or 'aria-invalid="true"' in text(response), "the field is marked"
@@ -292,12 +293,12 @@ def test_nearest_panel_shows_the_training_images_their_distances_and_a_memorised
                                                   {"sha256": None, "path": "/data/cat/tabby.png", "distance": 0.4}]},
     }}})
     url = f"/train/runs/{RUN_ID}/nearest?rel=samples/epoch_0003/cat/0.png"
-    html = text(client.get(url, headers={"HX-Request": "true"}))
+    html = text(client.get(url, headers=HX))
     assert "<html" not in html and "memorised-badge" in html and ">memorised<" in html
     assert f'href="/image/{image.id}"' in html and f'src="/image/{image.id}/thumb"' in html
     assert "0.012" in html and "0.200" in html and "not in the dataset now" in html and gone[:10] in html
     assert re.search(r'<li class="close">\s*<a href="/image/', html), "the one below the threshold is marked"
-    other = text(client.get(url.replace("0.png", "1.png"), headers={"HX-Request": "true"}))
+    other = text(client.get(url.replace("0.png", "1.png"), headers=HX))
     assert "not memorised" in other and "0.310" in other
     assert "not a curator image" in other and "tabby.png" in other  # an ImageFolder file: named by its path
     page = client.get(url)  # without JavaScript: the picture's page with the same panel
@@ -306,7 +307,7 @@ def test_nearest_panel_shows_the_training_images_their_distances_and_a_memorised
 
 def test_nearest_panel_says_plainly_when_a_run_has_no_record(client, app, run_dir):
     html = text(client.get(f"/train/runs/{RUN_ID}/nearest?rel=samples/epoch_0001/dog/2.png",
-                           headers={"HX-Request": "true"}))
+                           headers=HX))
     assert "No nearest training images recorded" in html and "made before the nearest-image check" in html
 
 
@@ -315,7 +316,7 @@ def test_nearest_panel_says_plainly_when_a_run_has_no_record(client, app, run_di
 def test_a_broken_nearest_record_is_reported_not_a_500(client, run_dir, content):
     rundir.nearest_path(rundir.epoch_samples_dir(run_dir, 1) / "cat").write_text(content)
     response = client.get(f"/train/runs/{RUN_ID}/nearest?rel=samples/epoch_0001/cat/0.png",
-                          headers={"HX-Request": "true"})
+                          headers=HX)
     assert response.status_code == 200 and "nearest-panel" in text(response)
 
 

@@ -21,6 +21,7 @@ from core.db import db
 from core.models import Batch, BatchItem, Decision, Image, ImageClass
 from curator.merge import service as merging
 from manage import cli
+from tests.conftest import HX
 
 EXISTING = ["cat/emojione__cat-face.png", "cat/twemoji__cat.png", "dog/emojione__dog.png"]
 NEW_CATS = ["noto__cat-face.png", "openmoji__cat.png"]
@@ -103,7 +104,7 @@ def test_merge_flow_mapping_accept_commit_gallery_and_undo(client, app, staged):
     items = items_by_name(app, staged)
     # decline one new cat, accept the near duplicate, one item at a time (htmx swaps the row)
     row = client.post(f"/merge/{staged}/accept", data={"item": items["kitty/openmoji__cat.png"][0], "accepted": "0"},
-                      headers={"HX-Request": "true"}).get_data(as_text=True)
+                      headers=HX).get_data(as_text=True)
     assert "<tr" in row and "not accepted" in row and "<html" not in row
     # the count and the commit button change with it (out of band): they went stale before
     assert '<strong id="accepted-count" hx-swap-oob="true">2</strong>' in row
