@@ -22,11 +22,11 @@ recompressed" from "another picture of the same subject in the same style":
    JPEG or resampling blended, trimmed by the import up to a thin line) is compared again without the outer 2 px.
    The work goes where it is needed: a cheap 8x8 signature correlation skips hopeless candidates, each picture's
    closest few candidates are compared, and a 16 px first look settles the clear cases. Each picture's thumbnail
-   is decoded once per search (``Thumbs``: one uint8 array, with each picture's content size, signature and edge),
-   not once per pair it is in.
-3. **Group**: two groups join only when every pair across them matches directly, or when one picture of the joined
-   group matches every other clearly (``KEEPER_MATCH``: copies of one picture by different edits) (``groups_from_matches``),
-   so pictures that are mostly background cannot chain unrelated pictures together.
+   is decoded once per search (``Thumbs``: one uint8 array, with each picture's content size and signature), not
+   once per pair it is in.
+3. **Group** (``groups_from_matches``): two groups join only when every pair across them matches directly, or when
+   one picture of the joined group matches every other clearly (``KEEPER_MATCH``: copies of one picture by different
+   edits), so pictures that are mostly background cannot chain unrelated pictures together.
 
 Exact copies (same sha256) and the same pixels in another encoding (same pixel hash) are grouped
 too, without the confirm stage. Inputs are "fingerprint-like" objects: anything with ``sha256``,
