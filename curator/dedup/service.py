@@ -321,9 +321,7 @@ def search_is_kept(session: Session, store: ImageStore, hash_threshold: int,
 
 def run_search_job(job) -> dict:
     """The duplicate search in its own process (core.jobs target): its matches are kept on disk for the pages."""
-    from core.db import standalone_session
-    session = standalone_session(job.database_url)
-    try:
+    with job.session() as session:
         job.progress(0, None, "updating old fingerprints")
         store = ImageStore(job.instance)
         refresh_fingerprints(session, store)
@@ -331,9 +329,6 @@ def run_search_job(job) -> dict:
         job.progress(0, None, f"comparing {len(fps)} images")
         matches = _matches(session, store, fps, int(job.args["threshold"]), dedup.DEFAULT_CONFIRM_THRESHOLD)
         return {"images": len(fps), "matches": len(matches)}
-    finally:
-        session.close()
-        session.get_bind().dispose()
 
 
 # Where ratings come from. Ranking depends on this service (near duplicates meet head to head), so this service
