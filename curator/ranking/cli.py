@@ -27,10 +27,15 @@ def _class_report(session, image_class) -> dict:
     }
 
 
+def _count(n: int, noun: str) -> str:
+    """'1 answer', '2 answers'."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def _human(report: dict) -> str:
     lines = [f"{report['class']}: top {report['k']}{'' if report['k_set'] else ' (default k)'}, "
-             f"{report['settled_in_top_k']} settled, {report['answers']} answers, "
-             f"{report['competing']} images competing"]
+             f"{report['settled_in_top_k']} settled, {_count(report['answers'], 'answer')}, "
+             f"{_count(report['competing'], 'image')} competing"]
     lines.append(f"  {'rank':>4} {'id':>7} {'rating':>8} {'±':>6} {'P(top)':>7} {'n':>5}  file")
     for row in report["images"]:
         p = "flagged" if row["p_top_k"] is None else f"{100 * row['p_top_k']:.0f}%"

@@ -559,9 +559,10 @@ def test_rank_index_lists_classes(client, app, cats):
     assert 'href="/rank/" aria-current="page">Rank</a>' in page  # the nav marks the section this page is in
 
 
-def test_the_counters_say_one_answer_one_image_and_one_top_place_in_the_singular(client, app, dataset):
+def test_the_counters_say_one_answer_one_image_and_one_top_place_in_the_singular(client, app, dataset, runner):
     """Tried: a class of three dogs with k = 1, before and after one answer, then with two of them flagged: the
-    counters above the pair read "1 top place", "1 answer" and "1 image competing", never "1 images"."""
+    counters above the pair, the leaderboard and `rank export` read "1 top place", "1 answer" and "1 image
+    competing", never "1 images"."""
     dataset({"dog": 3}, size=16, imported="cli")
     dogs = class_ids(app, "dog")
     client.post("/rank/dog/k", data={"k": "1"})
@@ -580,3 +581,7 @@ def test_the_counters_say_one_answer_one_image_and_one_top_place_in_the_singular
         db.session.commit()
     assert counters(client.get("/rank/dog/").get_data(as_text=True)).endswith(
         "1 answer ( 1 yours) 1 image competing · 2 flagged")
+    board = " ".join(re.sub(r"<[^>]+>", " ", client.get("/rank/dog/leaderboard").get_data(as_text=True)).split())
+    assert "1 answer · 1 image competing · 2 flagged" in board and "1 images" not in board
+    export = runner.invoke(cli, ["rank", "export", "--class", "dog"])
+    assert export.exit_code == 0 and "1 answer, 1 image competing" in export.output, export.output
