@@ -222,7 +222,7 @@ def _sticker_name(item: dict) -> str:
 def _sample_sources(run_dir: Path, classes, n: int, seed: int, steps: int, scratch: Path) -> list[dict]:
     """Draw n samples per class (diffusion.generate, the same seeds as `manage.py sample`)."""
     from diffusion.checkpoint import CheckpointError
-    from diffusion.generate import generate_to_dir, safe_dir_name
+    from diffusion.generate import generate_to_dir, run_guidance, safe_dir_name
     try:
         paths = generate_to_dir(run_dir, scratch, classes=list(classes) or None, n=n, steps=steps, seed=seed)
     except (CheckpointError, ValueError, RuntimeError) as e:
@@ -233,8 +233,9 @@ def _sample_sources(run_dir: Path, classes, n: int, seed: int, steps: int, scrat
     except (OSError, ValueError):
         known = []
     names = {safe_dir_name(c): c for c in known}
+    guidance = run_guidance(run_dir)[0]  # what generate_to_dir drew them with: the run's own default
     return [{"path": p, "class": names.get(p.parent.name, p.parent.name), "index": int(p.stem), "seed": seed,
-             "steps": steps, "sampler": DEFAULT_SAMPLER, "guidance": 3.0, "source": "sampled"} for p in paths]
+             "steps": steps, "sampler": DEFAULT_SAMPLER, "guidance": guidance, "source": "sampled"} for p in paths]
 
 
 def rundir_checkpoint(run_dir: Path) -> Path:

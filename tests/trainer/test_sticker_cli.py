@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import zipfile
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -25,6 +26,8 @@ def test_pack_from_new_samples_has_pngs_svgs_sheet_and_a_manifest_to_regenerate(
                                             "--image-size", "8", "--batch-size", "4", "--json"])
     assert trained.exit_code == 0, trained.output
     run_id = last_json(trained)["run_id"]
+    config = Path(app.instance_path) / "runs" / run_id / "config.json"
+    config.write_text(json.dumps({**json.loads(config.read_text()), "guidance": 1.5}))  # as a guidance sweep chose
     pack = tmp_path / "pack.zip"
     result = runner.invoke(stickers_command, [run_id, "--class", "red", "--n", "2", "--seed", "3", "--steps", "2",
                                               "--scale", "4", "--outline", "2", "--colours", "4", "--out",
@@ -37,6 +40,7 @@ def test_pack_from_new_samples_has_pngs_svgs_sheet_and_a_manifest_to_regenerate(
     assert manifest["run"] == run_id and manifest["settings"] == summary["settings"]
     assert [(s["class"], s["seed"], s["index"]) for s in manifest["stickers"]] == [("red", 3, 0), ("red", 3, 1)]
     for s in manifest["stickers"]:
+        assert s["guidance"] == 1.5  # what they were drawn with: the run's default, not a fixed 3.0
         img = Image.open(z.open(s["png"]))
         assert img.mode == "RGBA" and img.size == (36, 36)
         assert z.read(s["svg"]).lstrip().startswith(b"<?xml")
