@@ -662,7 +662,8 @@ def find_duplicate_groups(fingerprints, *, hash_threshold: int = DEFAULT_HASH_TH
     same = UnionFind()
     for i, j in seen:
         same.union(i, j)
-    fresh = np.array([same.find(int(i)) != same.find(int(j)) for i, j in zip(ci, cj)], dtype=bool)
+    root = np.array([same.find(k) for k in range(len(fps))])  # once per picture, not per candidate pair
+    fresh = root[ci] != root[cj]
     ci, cj = ci[fresh], cj[fresh]
     thumbs = Thumbs(fps) if confirm else None  # decoded once for the whole search
     matches += _confirm(ids, ids, thumbs, thumbs, ci, cj, phash, dhash, phash, dhash, confirm_threshold, confirm,
