@@ -156,7 +156,7 @@ def _thumb_stack(thumbs) -> np.ndarray:
     blobs = list(thumbs)
     for i, t in enumerate(blobs):
         if t is None or len(t) not in STORED_LENGTHS:
-            raise ValueError(f"thumbnail {i} has {0 if t is None else len(t)} bytes, expected {THUMB_BYTES}")
+            raise ValueError(f"thumbnail {i} has {0 if t is None else len(t)} bytes, expected one of {STORED_LENGTHS}")
     joined = b"".join(t if len(t) == THUMB_BYTES else memoryview(t)[:THUMB_BYTES] for t in blobs)
     return np.frombuffer(joined, dtype=np.uint8).reshape(-1, THUMB_SIDE, THUMB_SIDE, 3)
 
@@ -180,9 +180,6 @@ class Thumbs:
         self.sizes = _content_sizes(blobs)
         self._signatures = np.zeros((len(blobs), 3 * _SIGNATURE_CELLS ** 2), dtype=np.float32)
         self._signed = np.zeros(len(blobs), dtype=bool)
-
-    def __len__(self) -> int:
-        return len(self.stack)
 
     def signatures(self, positions: np.ndarray) -> np.ndarray:
         """(len(positions), 192) signatures of the pictures at ``positions``."""

@@ -27,7 +27,7 @@ Choices, with reasons:
 - **Pixel hash only from a full decode.** A JPEG decoded at reduced size has no exact pixels, so
   its ``pixel_hash`` is None; ``pixel_hash_of_bytes`` computes it on demand (the duplicate search
   does, for near-duplicate candidates of equal size: only those can be the same pixels).
-- **Content, not canvas** (fingerprint version 2, and 3). A plain margin (an added border, or the empty field around a
+- **Content, not canvas** (fingerprint versions 2 and 3). A plain margin (an added border, or the empty field around a
   small glyph) is trimmed before hashing (``content_box``): a uniform colour, then the white field inside it, are
   removed from the outside of the picture over the background, so a copy with a white, black or coloured border of a few percent and
   the picture without it give the same hashes and thumbnail, and a small glyph on a wide field is compared by its
