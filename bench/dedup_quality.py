@@ -19,9 +19,9 @@ end in one group; *true* when they are copies of one picture (or renditions of o
     python bench/dedup_quality.py [--part tune|untouched|untouched-2|untouched-3|all] [--show 10] [--hash BITS]
         [--confirm SCORE]
 
-"untouched-2" is the second untouched part (bench/dedup_set.py build_fresh: subjects neither first part uses, and
-brand logos), built after the defaults had been chosen; "untouched-3" (build_fresh3) the third, built after the
-confirm stage's edge retry was chosen on the tuning part; "all" is the first two parts.
+"untouched-2" is the second untouched part (bench/dedup_set.py EXTRA_PARTS: subjects neither first part uses, and
+brand logos), built after the defaults had been chosen; "untouched-3" the third, built after the confirm stage's edge
+retry was chosen on the tuning part; "all" is the first two parts.
 """
 from __future__ import annotations
 

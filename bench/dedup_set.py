@@ -20,11 +20,11 @@ the regular and filled icon of one name, neighbouring tiles of one photo, mostly
 **Split.** Each picture's *subject* (the emoji or icon name, the photo) is hashed (sha1); about 30 % of subjects form
 the **untouched** part, kept for a final check, the rest the **tuning** part. Look-alikes share their subject, so they
 fall in the same part. Every choice below is seeded: the same packages give the same files. A second untouched part,
-**untouched-2** (``build_fresh``, in bench/out/dedup-set-2/), was added after the first had been looked at once: the
-next names of the same shuffled lists, scikit-image samples not used before and the logos, no subject of the first
-two parts (the first two parts' files are unchanged by it). A third, **untouched-3** (``build_fresh3``, in
-bench/out/dedup-set-3/), was built the same way after the next change had been chosen on the tuning part: no
-subject of the other three parts.
+**untouched-2** (in bench/out/dedup-set-2/), was added after the first had been looked at once: the next names of the
+same shuffled lists, scikit-image samples not used before and the logos, no subject of the first two parts (the first
+two parts' files are unchanged by it). A third, **untouched-3** (bench/out/dedup-set-3/), was built the same way after
+the next change had been chosen on the tuning part: no subject of the other three parts. Each later part is an
+``ExtraPart`` recipe in ``EXTRA_PARTS``, built by ``build_extra``.
 
 Nothing is committed: the npm packages are installed into bench/out/npm (`npm install --prefix`, pinned) and the set
 is written to bench/out/dedup-set/ with a manifest.json; `build()` reuses it when its recipe has not changed.
@@ -42,6 +42,7 @@ import re
 import subprocess
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from common import DEMO_IMAGES, ROOT  # bench/common.py, beside this script
@@ -347,90 +348,96 @@ def build(seed: int = 0, rebuild: bool = False) -> tuple[Path, list[Item]]:
     return SET, w.items
 
 
-FRESH = OUT / "dedup-set-2"
-FRESH_VERSION = 1  # of the untouched-2 recipe (its own folder: the first two parts' files are not touched)
+class Take(NamedTuple):
+    """Which names of a source's shuffled list a part draws: from `start` on, the next `count` no other part uses."""
+    start: int
+    count: int
 
 
-def build_fresh(seed: int = 0, rebuild: bool = False) -> tuple[Path, list[Item]]:
-    """The second untouched part, "untouched-2" (built once, then reused): subjects that neither first part uses.
+@dataclass(frozen=True)
+class ExtraPart:
+    """The recipe of one untouched part built after the first two, in its own folder (so no other part's files are
+    touched): the next names of the same shuffled lists, its own logo families and maybe photos, and no subject of
+    the parts in `avoid` ("first" is the tune and untouched parts of `build()`)."""
+    name: str
+    folder: Path
+    version: int  # bump when this part's recipe changes: its cached files are rebuilt
+    seed_offset: int  # the writer's seed is the set's seed plus this
+    fluent: Take  # designs from `start`; the near-empty glyphs are the `glyphs` names after them
+    glyphs: int
+    octicons: Take
+    flat_color: Take
+    vscode: Take
+    pixel: Take
+    emoji: Take
+    logo_seed: int
+    avoid: tuple[str, ...]
+    photos: tuple[str, ...] = ()  # scikit-image samples, two tiles each
+    photo_seed: int = 0
+    logo_families: int = 25
 
-    Built after the defaults had been chosen, and scored once, so that a part no one had looked at remains: the next
-    designs and icons of the same shuffled lists (further Fluent System and Octicons renditions, flat, file and
-    pixel-art icons, emoji subjects), scikit-image samples not used before (moon, page, logo, colour wheel,
-    microaneurysms, Shepp-Logan phantom, the two views of the stereo motorcycle: look-alikes), and one kind the
-    first parts lack: brand logos (npm `@iconify-json/logos`, CC0), two of each family (look-alikes)."""
-    manifest = FRESH / "manifest.json"
+
+EXTRA_PARTS = {p.name: p for p in [
+    # built after the defaults had been chosen, and scored once, so that a part no one had looked at remains:
+    # scikit-image samples not used before (moon, page, logo, colour wheel, microaneurysms, Shepp-Logan phantom, the
+    # two views of the stereo motorcycle: look-alikes), and one kind the first parts lack: brand logos (npm
+    # `@iconify-json/logos`, CC0), two of each family (look-alikes)
+    ExtraPart("untouched-2", OUT / "dedup-set-2", version=1, seed_offset=1, fluent=Take(140, 40), glyphs=25,
+              octicons=Take(40, 25), flat_color=Take(60, 30), vscode=Take(70, 30), pixel=Take(50, 25),
+              emoji=Take(45, 20), logo_seed=15, avoid=("first",), photos=tuple(FRESH_PHOTOS), photo_seed=14),
+    # built after the confirm stage's edge retry had been chosen on the tuning part, and scored once; no photos: the
+    # scikit-image samples that need no download are all used by the other parts. Version 1 had two copies of
+    # another design's picture (a name with no regular rendition)
+    ExtraPart("untouched-3", OUT / "dedup-set-3", version=2, seed_offset=2, fluent=Take(230, 40), glyphs=25,
+              octicons=Take(65, 25), flat_color=Take(90, 30), vscode=Take(100, 30), pixel=Take(75, 25),
+              emoji=Take(65, 20), logo_seed=16, avoid=("first", "untouched-2")),
+]}
+
+
+def _subjects(part: str) -> frozenset[str]:
+    """Every subject of a part ("first": both parts of `build()`), from its cached build."""
+    return frozenset(i.subject for i in (build()[1] if part == "first" else build_extra(EXTRA_PARTS[part])[1]))
+
+
+def build_extra(recipe: ExtraPart, seed: int = 0, rebuild: bool = False) -> tuple[Path, list[Item]]:
+    """An untouched part built after the first two (built once, then reused): its folder and its items."""
+    manifest = recipe.folder / "manifest.json"
     if manifest.is_file() and not rebuild:
         meta = json.loads(manifest.read_text())
-        if meta.get("version") == FRESH_VERSION and meta.get("seed") == seed:
-            return FRESH, [Item(**it) for it in meta["items"]]
-    _, first = build(seed)
-    used = frozenset(i.subject for i in first)
+        if meta.get("version") == recipe.version and meta.get("seed") == seed:
+            return recipe.folder, [Item(**it) for it in meta["items"]]
+    used = frozenset().union(*(_subjects(p) for p in recipe.avoid))
     modules = ensure_npm()
-    if FRESH.exists():
+    if recipe.folder.exists():
         import shutil
-        shutil.rmtree(FRESH)
-    FRESH.mkdir(parents=True)
-    w = _Writer(FRESH, seed + 1, part="untouched-2")
-    _fluent(w, modules, n_designs=40, n_glyphs=25, start=140, skip=used)
-    _octicons(w, modules, 25, start=40, skip=used)
-    _iconify_set(w, modules, "flat-color-icons", 48, 30, "icon", 11, start=60, skip=used)
-    _iconify_set(w, modules, "vscode-icons", 32, 30, "icon", 12, start=70, skip=used)
-    _iconify_set(w, modules, "pixelarticons", 24, 25, "pixel", 13, pixel=True, start=50, skip=used)
-    _emoji(w, modules, 20, start=45, skip=used)
-    _photos(w, 2, FRESH_PHOTOS, seed=14)
-    _logos(w, modules, 25, seed=15, skip=used)
+        shutil.rmtree(recipe.folder)
+    recipe.folder.mkdir(parents=True)
+    w = _Writer(recipe.folder, seed + recipe.seed_offset, part=recipe.name)
+    _fluent(w, modules, n_designs=recipe.fluent.count, n_glyphs=recipe.glyphs, start=recipe.fluent.start, skip=used)
+    _octicons(w, modules, recipe.octicons.count, start=recipe.octicons.start, skip=used)
+    for name, size, take, kind, list_seed in [("flat-color-icons", 48, recipe.flat_color, "icon", 11),
+                                              ("vscode-icons", 32, recipe.vscode, "icon", 12),
+                                              ("pixelarticons", 24, recipe.pixel, "pixel", 13)]:
+        _iconify_set(w, modules, name, size, take.count, kind, list_seed, pixel=kind == "pixel", start=take.start,
+                     skip=used)
+    _emoji(w, modules, recipe.emoji.count, start=recipe.emoji.start, skip=used)
+    if recipe.photos:
+        _photos(w, 2, list(recipe.photos), seed=recipe.photo_seed)
+    _logos(w, modules, recipe.logo_families, seed=recipe.logo_seed, skip=used)
     clash = used & {i.subject for i in w.items}
     if clash:
-        raise RuntimeError(f"untouched-2 reuses subjects of the first parts: {sorted(clash)[:5]}")
-    manifest.write_text(json.dumps({"version": FRESH_VERSION, "seed": seed, "items": [asdict(i) for i in w.items]}))
-    return FRESH, w.items
+        raise RuntimeError(f"{recipe.name} reuses subjects of {', '.join(recipe.avoid)}: {sorted(clash)[:5]}")
+    manifest.write_text(json.dumps({"version": recipe.version, "seed": seed, "items": [asdict(i) for i in w.items]}))
+    return recipe.folder, w.items
 
 
-FRESH3 = OUT / "dedup-set-3"
-FRESH3_VERSION = 2  # 1 had two copies of another design's picture (a name with no regular rendition)
-
-
-def build_fresh3(seed: int = 0, rebuild: bool = False) -> tuple[Path, list[Item]]:
-    """The third untouched part, "untouched-3" (built once, then reused): subjects none of the other parts uses.
-
-    Built after the confirm stage's edge retry had been chosen on the tuning part, and scored once: the next designs
-    and icons of the same shuffled lists, other emoji subjects and other logo families. It has no photos: the
-    scikit-image samples that need no download are all used by the other parts."""
-    manifest = FRESH3 / "manifest.json"
-    if manifest.is_file() and not rebuild:
-        meta = json.loads(manifest.read_text())
-        if meta.get("version") == FRESH3_VERSION and meta.get("seed") == seed:
-            return FRESH3, [Item(**it) for it in meta["items"]]
-    _, first = build(seed)
-    _, second = build_fresh(seed)
-    used = frozenset(i.subject for i in first + second)
-    modules = ensure_npm()
-    if FRESH3.exists():
-        import shutil
-        shutil.rmtree(FRESH3)
-    FRESH3.mkdir(parents=True)
-    w = _Writer(FRESH3, seed + 2, part="untouched-3")
-    _fluent(w, modules, n_designs=40, n_glyphs=25, start=230, skip=used)
-    _octicons(w, modules, 25, start=65, skip=used)
-    _iconify_set(w, modules, "flat-color-icons", 48, 30, "icon", 11, start=90, skip=used)
-    _iconify_set(w, modules, "vscode-icons", 32, 30, "icon", 12, start=100, skip=used)
-    _iconify_set(w, modules, "pixelarticons", 24, 25, "pixel", 13, pixel=True, start=75, skip=used)
-    _emoji(w, modules, 20, start=65, skip=used)
-    _logos(w, modules, 25, seed=16, skip=used)
-    clash = used & {i.subject for i in w.items}
-    if clash:
-        raise RuntimeError(f"untouched-3 reuses subjects of the other parts: {sorted(clash)[:5]}")
-    manifest.write_text(json.dumps({"version": FRESH3_VERSION, "seed": seed, "items": [asdict(i) for i in w.items]}))
-    return FRESH3, w.items
+PARTS = ["tune", "untouched", *EXTRA_PARTS]
 
 
 def load_part(part: str) -> tuple[Path, list[Item]]:
-    """(folder, items) of one part: "tune", "untouched", "untouched-2", "untouched-3" or "all" (the first two)."""
-    if part == "untouched-3":
-        return build_fresh3()
-    if part == "untouched-2":
-        return build_fresh()
+    """(folder, items) of one part (one of PARTS) or "all" (the first two)."""
+    if part in EXTRA_PARTS:
+        return build_extra(EXTRA_PARTS[part])
     root, items = build()
     return root, items if part == "all" else [i for i in items if i.part == part]
 
@@ -441,13 +448,12 @@ def main() -> None:
     ap.add_argument("--rebuild", action="store_true")
     args = ap.parse_args()
     root, items = build(rebuild=args.rebuild)
-    fresh_root, fresh = build_fresh(rebuild=args.rebuild)
-    third_root, third = build_fresh3(rebuild=args.rebuild)
-    print(f"{len(items)} images in {root}, {len({i.group for i in items})} pictures; {len(fresh)} in {fresh_root}; "
-          f"{len(third)} in {third_root}")
-    fresh = fresh + third
-    for part in ("tune", "untouched", "untouched-2", "untouched-3"):
-        sel = [i for i in items + fresh if i.part == part]
+    extra = {name: build_extra(recipe, rebuild=args.rebuild) for name, recipe in EXTRA_PARTS.items()}
+    print(f"{len(items)} images in {root}, {len({i.group for i in items})} pictures; " +
+          "; ".join(f"{len(its)} in {folder}" for folder, its in extra.values()))
+    everything = items + [i for _, its in extra.values() for i in its]
+    for part in PARTS:
+        sel = [i for i in everything if i.part == part]
         by = {}
         for i in sel:
             by[i.source] = by.get(i.source, 0) + 1
