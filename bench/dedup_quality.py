@@ -16,12 +16,13 @@ end in one group; *true* when they are copies of one picture (or renditions of o
 - per source: pair precision and recall of the pairs that touch that source;
 - look-alikes: same subject (emoji of another artist, the filled icon, a neighbouring tile), never true pairs.
 
-    python bench/dedup_quality.py [--part tune|untouched|untouched-2|untouched-3|all] [--show 10] [--hash BITS]
-        [--confirm SCORE]
+    python bench/dedup_quality.py [--part tune|untouched|untouched-2|untouched-3|untouched-4|all] [--show 10]
+        [--hash BITS] [--confirm SCORE]
 
 "untouched-2" is the second untouched part (bench/dedup_set.py EXTRA_PARTS: subjects neither first part uses, and
 brand logos), built after the defaults had been chosen; "untouched-3" the third, built after the confirm stage's edge
-retry was chosen on the tuning part; "all" is the first two parts.
+retry was chosen on the tuning part; "untouched-4" the fourth, built after session 7's changes for checking the
+next change (kept unseen until then); "all" is the first two parts.
 """
 from __future__ import annotations
 
@@ -34,7 +35,7 @@ from collections import Counter, defaultdict
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numpy as np  # noqa: E402
-from dedup_set import load_part  # noqa: E402  (bench/dedup_set.py, beside this script)
+from dedup_set import PARTS, load_part  # noqa: E402  (bench/dedup_set.py, beside this script)
 
 from curator.dedup import matching  # noqa: E402
 from curator.imports.hashing import fingerprint_many  # noqa: E402
@@ -136,7 +137,7 @@ def evaluate(items, fps, groups, show: int = 0, label: str = "") -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--part", choices=["tune", "untouched", "untouched-2", "untouched-3", "all"], default="tune")
+    ap.add_argument("--part", choices=[*PARTS, "all"], default="tune")
     ap.add_argument("--show", type=int, default=8, help="mixed groups and missed pairs to print")
     ap.add_argument("--hash", type=int, default=matching.DEFAULT_HASH_THRESHOLD)
     ap.add_argument("--confirm", type=float, default=matching.DEFAULT_CONFIRM_THRESHOLD)

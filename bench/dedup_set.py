@@ -15,7 +15,7 @@ the regular and filled icon of one name, neighbouring tiles of one photo, mostly
 | Noto / Twemoji / OpenMoji / Fluent Emoji (3-D) / Fluent Emoji Flat (npm `@iconify-json/...`) | emoji, renders | Apache-2.0 / CC BY 4.0 / CC BY-SA 4.0 / MIT / MIT | 128 / 72 / 72 / 128 / 64 px; one subject from five artists: look-alikes |
 | scikit-image sample photos (`skimage.data`, PyPI `scikit-image` 0.26.0) | photos, textures | CC0 / public domain (each function's docstring) | tiles of astronaut, coffee, chelsea, rocket, hubble, retina, brick, grass, gravel, camera, coins, horse, clock, cell, text, immunohistochemistry as JPEG; neighbouring tiles: look-alikes |
 | the demo (`demo/animal-emoji`) | emoji | see its LICENSES.md | 128 px |
-| Logos (npm `@iconify-json/logos` 1.2.19; untouched-2 only) | brand logos | CC0-1.0 | 64 or 128 px on the longer side, wordmarks at their own aspect; two of one family (`adobe-photoshop`, `adobe-illustrator`): look-alikes |
+| Logos (npm `@iconify-json/logos` 1.2.19; untouched-2 to -4 only) | brand logos | CC0-1.0 | 64 or 128 px on the longer side, wordmarks at their own aspect; two of one family (`adobe-photoshop`, `adobe-illustrator`): look-alikes |
 
 **Split.** Each picture's *subject* (the emoji or icon name, the photo) is hashed (sha1); about 30 % of subjects form
 the **untouched** part, kept for a final check, the rest the **tuning** part. Look-alikes share their subject, so they
@@ -24,7 +24,9 @@ fall in the same part. Every choice below is seeded: the same packages give the 
 same shuffled lists, scikit-image samples not used before and the logos, no subject of the first two parts (the first
 two parts' files are unchanged by it). A third, **untouched-3** (bench/out/dedup-set-3/), was built the same way after
 the next change had been chosen on the tuning part: no subject of the other three parts. Each later part is an
-``ExtraPart`` recipe in ``EXTRA_PARTS``, built by ``build_extra``.
+``ExtraPart`` recipe in ``EXTRA_PARTS``, built by ``build_extra``. A fourth, **untouched-4** (bench/out/dedup-set-4/),
+was built after session 7's changes, for checking the next change, with this parameterised recipe: the next names
+again, other logo families, no photos and no subject of the other four parts.
 
 Nothing is committed: the npm packages are installed into bench/out/npm (`npm install --prefix`, pinned) and the set
 is written to bench/out/dedup-set/ with a manifest.json; `build()` reuses it when its recipe has not changed.
@@ -391,6 +393,12 @@ EXTRA_PARTS = {p.name: p for p in [
     ExtraPart("untouched-3", OUT / "dedup-set-3", version=2, seed_offset=2, fluent=Take(230, 40), glyphs=25,
               octicons=Take(65, 25), flat_color=Take(90, 30), vscode=Take(100, 30), pixel=Take(75, 25),
               emoji=Take(65, 20), logo_seed=16, avoid=("first", "untouched-2")),
+    # built after session 7's changes, for checking the next change: the names after untouched-3's (its Fluent
+    # designs and glyphs end at 230 + 40 + 25), other logo families; no photos for the reason above (the bundled
+    # samples left, lfw_subset's 25 px faces, checkerboard and binary_blobs, are not photos a user keeps)
+    ExtraPart("untouched-4", OUT / "dedup-set-4", version=1, seed_offset=3, fluent=Take(295, 40), glyphs=25,
+              octicons=Take(90, 25), flat_color=Take(120, 30), vscode=Take(130, 30), pixel=Take(100, 25),
+              emoji=Take(85, 20), logo_seed=17, avoid=("first", "untouched-2", "untouched-3")),
 ]}
 
 
