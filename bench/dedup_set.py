@@ -3,16 +3,17 @@
 Several openly licensed sources of several kinds, each at the sizes it ships, with transformed copies (the edits of
 curator.dedup.variants: resize, JPEG/WebP/GIF, crop, brightness, added borders and combinations), other renditions of
 one design (icon themes' hand-tuned sizes) and true look-alikes as negatives (the same emoji drawn by other artists,
-the regular and filled icon of one name, neighbouring tiles of one photo, mostly-background glyphs):
+the regular and filled icon of one name, neighbouring tiles of one photo, one person in other skin tones, one icon
+frame with other badges, mostly-background glyphs):
 
 | source | kind | licence | what |
 | --- | --- | --- | --- |
-| Fluent System Icons (npm `@fluentui/svg-icons` 1.1.343) | line art | MIT, Microsoft | one design hand-tuned at 16/20/24/28/32/48 px: renditions; its filled twin: a look-alike; small grey glyphs on a wide field: near-empty pictures |
+| Fluent System Icons (npm `@fluentui/svg-icons` 1.1.343) | line art | MIT, Microsoft | one design hand-tuned at 16/20/24/28/32/48 px: renditions; its filled twin: a look-alike; small grey glyphs on a wide field: near-empty pictures; badge siblings (`calendar_add`, `calendar_cancel`, `calendar_clock`: three designs of one frame at 20 and 24 px, kind `line-family`): look-alikes |
 | Octicons (npm `@primer/octicons` 19.42.0) | line art | MIT, GitHub | 16 and 24 px renditions |
 | Flat Color Icons (npm `@iconify-json/flat-color-icons` 1.2.3) | flat icons | MIT, Icons8 | 48 px |
 | VS Code Icons (npm `@iconify-json/vscode-icons` 1.2.97) | flat and shaded file icons | MIT, Roberto Huertas | 32 px; many differ by a small label only |
 | Pixelarticons (npm `@iconify-json/pixelarticons` 1.2.9) | pixel art | MIT, Gerrit Halfmann | 24 px, and ×4 nearest-neighbour (a rendition) |
-| Noto / Twemoji / OpenMoji / Fluent Emoji (3-D) / Fluent Emoji Flat (npm `@iconify-json/...`) | emoji, renders | Apache-2.0 / CC BY 4.0 / CC BY-SA 4.0 / MIT / MIT | 128 / 72 / 72 / 128 / 64 px; one subject from five artists: look-alikes |
+| Noto / Twemoji / OpenMoji / Fluent Emoji (3-D) / Fluent Emoji Flat (npm `@iconify-json/...`) | emoji, renders | Apache-2.0 / CC BY 4.0 / CC BY-SA 4.0 / MIT / MIT | 128 / 72 / 72 / 128 / 64 px; one subject from five artists: look-alikes; Noto / Twemoji / OpenMoji: one person or hand in three of its five skin tones (kind `emoji-tones`): look-alikes |
 | scikit-image sample photos (`skimage.data`, PyPI `scikit-image` 0.26.0) | photos, textures | CC0 / public domain (each function's docstring) | tiles of astronaut, coffee, chelsea, rocket, hubble, retina, brick, grass, gravel, camera, coins, horse, clock, cell, text, immunohistochemistry as JPEG; neighbouring tiles: look-alikes |
 | the demo (`demo/animal-emoji`) | emoji | see its LICENSES.md | 128 px |
 | Logos (npm `@iconify-json/logos` 1.2.19; untouched-2 to -4 only) | brand logos | CC0-1.0 | 64 or 128 px on the longer side, wordmarks at their own aspect; two of one family (`adobe-photoshop`, `adobe-illustrator`): look-alikes |
@@ -27,6 +28,15 @@ the next change had been chosen on the tuning part: no subject of the other thre
 ``ExtraPart`` recipe in ``EXTRA_PARTS``, built by ``build_extra``. A fourth, **untouched-4** (bench/out/dedup-set-4/),
 was built after session 7's changes, for checking the next change, with this parameterised recipe: the next names
 again, other logo families, no photos and no subject of the other four parts.
+
+**Families.** Found on 20k real icons: skin-tone variants and badge siblings were joined, and the benchmark had no
+such negatives, so its precision there was overstated. Version 5 of the first two parts appends them after version 4's
+files (which stay byte-identical): 40 person or hand emoji in three skin tones each (subject
+``tones:noto:person-surfing``, each tone its own picture with copies) and 40 Fluent frames with three badge siblings
+each (subject ``family:fluent:calendar``, each sibling its own picture: its 20 and 24 px renditions and copies).
+One subject per family, so a family falls in one part (30 tone bases and 28 frames went to tuning) and its pictures
+are look-alikes of one another; untouched-4 (version 2) appends 15 and 15 others. A sibling is never a Fluent design
+that `_fluent` draws for any part, so no picture is in two parts.
 
 Nothing is committed: the npm packages are installed into bench/out/npm (`npm install --prefix`, pinned) and the set
 is written to bench/out/dedup-set/ with a manifest.json; `build()` reuses it when its recipe has not changed.
@@ -55,7 +65,7 @@ from curator.dedup.variants import transform
 OUT = ROOT / "bench" / "out"
 NPM = OUT / "npm"
 SET = OUT / "dedup-set"
-VERSION = 4  # bump when the recipe changes: the cached set is rebuilt
+VERSION = 5  # bump when the recipe changes: the cached set is rebuilt
 NPM_PACKAGES = ["@fluentui/svg-icons@1.1.343", "@primer/octicons@19.42.0", "@iconify-json/flat-color-icons@1.2.3",
                 "@iconify-json/vscode-icons@1.2.97", "@iconify-json/pixelarticons@1.2.9", "@iconify-json/noto@1.2.9",
                 "@iconify-json/twemoji@1.2.5", "@iconify-json/openmoji@1.2.29", "@iconify-json/fluent-emoji@1.2.7",
@@ -149,8 +159,10 @@ class _Writer:
         self.groups += 1
         return self.groups
 
-    def add(self, data: bytes, ext: str, group: int, source: str, kind: str, subject: str, how: str) -> None:
-        safe = re.sub(r"[^A-Za-z0-9_.-]+", "-", f"{source}__{subject}__{how}")[:120]
+    def add(self, data: bytes, ext: str, group: int, source: str, kind: str, subject: str, how: str,
+            label: str | None = None) -> None:
+        """One file; its name says `label` (the icon's own name where several share a subject) or the subject."""
+        safe = re.sub(r"[^A-Za-z0-9_.-]+", "-", f"{source}__{label or subject}__{how}")[:120]
         name = f"{source}/{len(self.items):05d}-{safe}.{ext}"
         path = self.root / name
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -158,31 +170,57 @@ class _Writer:
         self.items.append(Item(name, group, source, kind, subject, how, self.part or part_of(subject)))
 
     def original_with_copies(self, img: Image.Image, source: str, kind: str, subject: str, recipes: list[str],
-                             copies: int, data: bytes | None = None, ext: str = "png") -> int:
+                             copies: int, data: bytes | None = None, ext: str = "png", label: str | None = None) -> int:
         g = self.new_group()
-        self.add(data or _png(img), ext, g, source, kind, subject, "original")
+        self.add(data or _png(img), ext, g, source, kind, subject, "original", label)
+        self.copies(img, g, source, kind, subject, recipes, copies, label)
+        return g
+
+    def copies(self, img: Image.Image, group: int, source: str, kind: str, subject: str, recipes: list[str],
+               copies: int, label: str | None = None) -> None:
+        """`copies` edits of `img` (the file written just before them), each with a recipe of its own."""
         for recipe in self.rng.sample(recipes, copies):
             blob, done = transform(img, recipe, self.rng)
             fmt = Image.open(io.BytesIO(blob)).format.lower()
-            self.add(blob, {"jpeg": "jpg"}.get(fmt, fmt), g, source, kind, subject, done)
-        return g
+            self.add(blob, {"jpeg": "jpg"}.get(fmt, fmt), group, source, kind, subject, done, label)
 
 
-def _fluent(w: _Writer, modules: Path, n_designs: int, n_glyphs: int, start: int = 0,
-            skip: frozenset = frozenset()) -> None:
-    folder = modules / "@fluentui" / "svg-icons" / "icons"
+def _fluent_sizes(modules: Path) -> dict[str, dict[int, dict[str, Path]]]:
+    """Each Fluent design's SVG files: {name: {size: {"regular" | "filled": path}}}."""
     sizes: dict[str, dict[int, dict[str, Path]]] = {}
-    for p in folder.glob("*.svg"):
+    for p in (modules / "@fluentui" / "svg-icons" / "icons").glob("*.svg"):
         m = re.fullmatch(r"(.+)_(\d+)_(regular|filled)", p.stem)
         if m:
             sizes.setdefault(m[1], {}).setdefault(int(m[2]), {})[m[3]] = p
-    names = sorted(n for n, s in sizes.items() if len([z for z in s if z in (16, 20, 24, 28, 32, 48)]) >= 3)
+    return sizes
+
+
+def _fluent_designs(sizes: dict) -> list[str]:
+    """The designs `_fluent` draws from (at least three of the usual sizes), sorted: it shuffles them with seed 1."""
+    return sorted(n for n, s in sizes.items() if len([z for z in s if z in (16, 20, 24, 28, 32, 48)]) >= 3)
+
+
+def _fluent(w: _Writer, modules: Path, n_designs: int, n_glyphs: int, start: int = 0,
+            skip: frozenset = frozenset(), v4_stream: bool = False) -> None:
+    """Fluent designs (renditions, a copy, the filled twin) and near-empty glyphs. `v4_stream`: as `build()`'s files
+    were written, before names with no regular rendition were skipped: such a name still draws its grey and its copy
+    coin and takes a group number (it wrote no file there: the coin fell at 0.5 or more)."""
+    sizes = _fluent_sizes(modules)
+    names = _fluent_designs(sizes)
     rng = random.Random(1)
     rng.shuffle(names)
+    position = {n: k for k, n in enumerate(names)}
     names = names[:start] + [n for n in names[start:] if n not in skip]
+    if any(position[n] >= FLUENT_RESERVED for n in names[start:start + n_designs + n_glyphs]):
+        raise RuntimeError("these Fluent designs may be family siblings: raise FLUENT_RESERVED and rebuild the parts")
     for name in names[start:start + n_designs]:
         shipped = sorted(z for z in sizes[name] if z in (16, 20, 24, 28, 32, 48) and "regular" in sizes[name][z])
         if not shipped:  # only filled renditions: the copy below would be of the previous design's picture
+            if v4_stream:
+                rng.choice(GREYS)
+                w.new_group()
+                if rng.random() < 0.5:
+                    raise RuntimeError(f"{name}: the version 4 stream would copy the previous design's picture")
             continue
         grey = rng.choice(GREYS)
         g = w.new_group()
@@ -253,6 +291,79 @@ def _emoji(w: _Writer, modules: Path, n: int, start: int = 0, skip: frozenset = 
             img = _render(_iconify_svg(sets[s], icon), EMOJI_SETS[s])
             w.original_with_copies(img, s, "render" if s == "fluent-emoji" else "emoji", icon, ICON_RECIPES,
                                    rng.choice([1, 2, 3]))
+
+
+SKIN_TONES = ["light", "medium-light", "medium", "medium-dark", "dark"]
+TONE_SETS = ["noto", "twemoji", "openmoji"]  # the emoji sets that ship every person in five skin tones
+TONE = re.compile(r"-(medium-light|medium-dark|medium|light|dark)-skin-tone")
+
+
+def _emoji_tones(w: _Writer, modules: Path, n: int, seed: int = 6, skip: frozenset = frozenset()) -> None:
+    """Skin-tone look-alikes: `n` person or hand emoji (the three sets in turn, no base twice), each in three of its
+    five tones; each tone is a picture with copies like `_emoji`'s, all tones of a base one subject
+    (``tones:noto:person-surfing``). A base is left out when it, or its ``tones:`` subject, is a subject in `skip`
+    or already written (the yellow emoji of `_emoji`, another part's tones)."""
+    rng = random.Random(seed)
+    lists = {}
+    for s in TONE_SETS:
+        data = _iconify(modules, s)
+        tones: dict[str, dict[str, str]] = {}
+        for icon in sorted(data["icons"]):
+            found = TONE.findall(icon)
+            if len(found) == 1:  # one person in one tone (not couples of two tones)
+                tones.setdefault(TONE.sub("", icon), {})[found[0]] = icon
+        bases = sorted(b for b, t in tones.items() if len(t) == len(SKIN_TONES))
+        rng.shuffle(bases)
+        lists[s] = (data, tones, iter(bases))
+    taken = set(skip) | {i.subject for i in w.items}
+    for k in range(n):
+        s = TONE_SETS[k % len(TONE_SETS)]
+        data, tones, bases = lists[s]
+        base = next(b for b in bases if b not in taken and f"tones:{s}:{b}" not in taken)
+        taken.add(base)
+        subject = f"tones:{s}:{base}"
+        for tone in rng.sample(SKIN_TONES, 3):
+            icon = tones[base][tone]
+            img = _render(_iconify_svg(data, icon), EMOJI_SETS[s])
+            w.original_with_copies(img, s, "emoji-tones", subject, ICON_RECIPES, rng.choice([1, 2, 3]), label=icon)
+
+
+FLUENT_RESERVED = 400  # `_fluent`'s shuffled list: the first names are for designs and glyphs (the parts draw < 363)
+
+
+def _fluent_stem(name: str) -> str:
+    """The frame a design shares with its siblings: all words but the last (``calendar_add`` -> ``calendar``,
+    ``document_arrow_up`` -> ``document_arrow``); a one-word name is the bare frame of its own stem."""
+    return name.rsplit("_", 1)[0]
+
+
+def _fluent_families(w: _Writer, modules: Path, n: int, seed: int = 7, skip: frozenset = frozenset()) -> None:
+    """Badge siblings: `n` stems with at least three designs regular at 20 and 24 px (``calendar_add``,
+    ``calendar_cancel``, ``calendar_clock``); three siblings each, in one grey, each a picture of its two renditions
+    and one or two copies of the larger; one subject per stem (``family:fluent:calendar``). Left out: designs
+    `_fluent` may draw (the first FLUENT_RESERVED of its list: so no picture is in two parts), designs and stems'
+    subjects that are subjects in `skip` or already written."""
+    sizes = _fluent_sizes(modules)
+    drawn = _fluent_designs(sizes)
+    random.Random(1).shuffle(drawn)  # the order `_fluent` draws them in
+    taken = set(skip) | {i.subject for i in w.items} | set(drawn[:FLUENT_RESERVED])
+    by_stem: dict[str, list[str]] = {}
+    for name in sorted(sizes):
+        if all("regular" in sizes[name].get(z, {}) for z in (20, 24)) and name not in taken:
+            by_stem.setdefault(_fluent_stem(name), []).append(name)
+    stems = sorted(s for s, names in by_stem.items() if len(names) >= 3 and f"family:fluent:{s}" not in taken)
+    rng = random.Random(seed)
+    rng.shuffle(stems)
+    for stem in stems[:n]:
+        subject = f"family:fluent:{stem}"
+        grey = rng.choice(GREYS)  # one theme paints the whole family
+        for name in rng.sample(by_stem[stem], 3):
+            g = w.new_group()
+            for z in (20, 24):
+                img = _tint(_render(sizes[name][z]["regular"].read_text(), z), grey)
+                w.add(_png(img), "png", g, "fluent-system", "line-family", subject, f"rendition {z}px", name)
+            w.copies(img, g, "fluent-system", "line-family", subject, ["jpeg", "border", "resize", "border+jpeg"],
+                     rng.choice([1, 2]), name)
 
 
 def _photos(w: _Writer, tiles: int, photos: list[str] = PHOTOS, seed: int = 4) -> None:
@@ -338,7 +449,7 @@ def build(seed: int = 0, rebuild: bool = False) -> tuple[Path, list[Item]]:
         shutil.rmtree(SET)
     SET.mkdir(parents=True)
     w = _Writer(SET, seed)
-    _fluent(w, modules, n_designs=70, n_glyphs=70)
+    _fluent(w, modules, n_designs=70, n_glyphs=70, v4_stream=True)
     _octicons(w, modules, 40)
     _iconify_set(w, modules, "flat-color-icons", 48, 60, "icon", 11)
     _iconify_set(w, modules, "vscode-icons", 32, 70, "icon", 12)
@@ -346,6 +457,9 @@ def build(seed: int = 0, rebuild: bool = False) -> tuple[Path, list[Item]]:
     _emoji(w, modules, 45)
     _photos(w, 4)
     _demo(w, 60)
+    # version 5: appended last, so the files above are version 4's, unchanged
+    _emoji_tones(w, modules, 40)
+    _fluent_families(w, modules, 40)
     manifest.write_text(json.dumps({"version": VERSION, "seed": seed, "items": [asdict(i) for i in w.items]}))
     return SET, w.items
 
@@ -377,6 +491,8 @@ class ExtraPart:
     photos: tuple[str, ...] = ()  # scikit-image samples, two tiles each
     photo_seed: int = 0
     logo_families: int = 25
+    tone_bases: int = 0  # skin-tone look-alikes (`_emoji_tones`), built after the logos
+    families: int = 0  # Fluent badge siblings (`_fluent_families`)
 
 
 EXTRA_PARTS = {p.name: p for p in [
@@ -396,9 +512,12 @@ EXTRA_PARTS = {p.name: p for p in [
     # built after session 7's changes, for checking the next change: the names after untouched-3's (its Fluent
     # designs and glyphs end at 230 + 40 + 25), other logo families; no photos for the reason above (the bundled
     # samples left, lfw_subset's 25 px faces, checkerboard and binary_blobs, are not photos a user keeps)
-    ExtraPart("untouched-4", OUT / "dedup-set-4", version=1, seed_offset=3, fluent=Take(295, 40), glyphs=25,
+    # version 2 adds the family look-alikes after version 1's files (which stay as they were): 15 skin-tone bases and
+    # 15 Fluent badge families, none the first parts use
+    ExtraPart("untouched-4", OUT / "dedup-set-4", version=2, seed_offset=3, fluent=Take(295, 40), glyphs=25,
               octicons=Take(90, 25), flat_color=Take(120, 30), vscode=Take(130, 30), pixel=Take(100, 25),
-              emoji=Take(85, 20), logo_seed=17, avoid=("first", "untouched-2", "untouched-3")),
+              emoji=Take(85, 20), logo_seed=17, avoid=("first", "untouched-2", "untouched-3"), tone_bases=15,
+              families=15),
 ]}
 
 
@@ -432,6 +551,10 @@ def build_extra(recipe: ExtraPart, seed: int = 0, rebuild: bool = False) -> tupl
     if recipe.photos:
         _photos(w, 2, list(recipe.photos), seed=recipe.photo_seed)
     _logos(w, modules, recipe.logo_families, seed=recipe.logo_seed, skip=used)
+    if recipe.tone_bases:
+        _emoji_tones(w, modules, recipe.tone_bases, skip=used)
+    if recipe.families:
+        _fluent_families(w, modules, recipe.families, skip=used)
     clash = used & {i.subject for i in w.items}
     if clash:
         raise RuntimeError(f"{recipe.name} reuses subjects of {', '.join(recipe.avoid)}: {sorted(clash)[:5]}")
