@@ -20,6 +20,9 @@ recompressed" from "another picture of the same subject in the same style":
    ``score = 1 - residual / 64 - w * (1 - worst structure) - info penalty >= confirm_threshold``.
    A pair that falls just short while one thumbnail has a frame at its edge that the other lacks (a border that
    JPEG or resampling blended, trimmed by the import up to a thin line) is compared again without the outer 2 px.
+   A pair that passes without being a clear copy loses some score when the colours of one picture's flat areas are
+   missing from the other's under every brightness gain (``flat_colours_differ``): the same emoji in another skin
+   tone, or with one part recoloured, differs only in part of its area and otherwise scores like a JPEG copy.
    The work goes where it is needed: a cheap 8x8 signature correlation skips hopeless candidates, each picture's
    closest few candidates are compared, and a 16 px first look settles the clear cases. Each picture's thumbnail
    is decoded once per search (``Thumbs``: one uint8 array, with each picture's content size and signature), not
@@ -44,6 +47,7 @@ from datetime import datetime
 from typing import Any, Hashable, Iterable, Mapping, Sequence
 
 import numpy as np
+from scipy import ndimage
 
 from curator.dedup.nearsearch import HammingIndex, UnionFind, all_pairs_within, as_uint64, hamming
 from curator.imports.hashing import STORED_LENGTHS, THUMB_BYTES, THUMB_SIDE, content_size
@@ -180,6 +184,18 @@ class Thumbs:
         self.sizes = _content_sizes(blobs)
         self._signatures = np.zeros((len(blobs), 3 * _SIGNATURE_CELLS ** 2), dtype=np.float32)
         self._signed = np.zeros(len(blobs), dtype=bool)
+        self._colours: dict = {}
+
+    def colours_differ(self, positions: np.ndarray, other: "Thumbs", other_positions: np.ndarray) -> np.ndarray:
+        """``flat_colours_differ`` of the pairs (``positions[k]`` here, ``other_positions[k]`` in ``other``), each
+        picture's flat colours found once per search."""
+        return np.array([_colours_differ(self._colours_at(int(p)), other._colours_at(int(q)))
+                         for p, q in zip(positions, other_positions)], dtype=bool)
+
+    def _colours_at(self, position: int):
+        if position not in self._colours:
+            self._colours[position] = _flat_colours(self.stack[position])
+        return self._colours[position]
 
     def signatures(self, positions: np.ndarray) -> np.ndarray:
         """(len(positions), 192) signatures of the pictures at ``positions``."""
@@ -434,12 +450,15 @@ def _pick(thumbs, keep: np.ndarray):
 
 
 def confirm_scores(thumbs_a, thumbs_b, chunk: int = 256, threshold: float | None = None,
-                   sizes_a=None, sizes_b=None) -> np.ndarray:
+                   sizes_a=None, sizes_b=None, colours_differ=None) -> np.ndarray:
     """Similarity in [-1, 1] of each pair of confirm thumbnails (1 = same picture): ``_confirm_scores``, and for a
     pair that falls just short while one thumbnail has a frame at its edge that the other lacks, the better of that
-    and the same comparison without the outer 2 px of both (see ``_INNER``). The bar is ``threshold``, or the
+    and the same comparison without the outer 2 px of both (see ``_INNER``). A pair that passes the bar without being
+    a clear copy (below KEEPER_MATCH) loses ``_COLOUR_PENALTY`` when the flat colours of one are missing from the
+    other (``flat_colours_differ``: another skin tone, a recoloured part). The bar is ``threshold``, or the
     default confirm threshold. Thumbnails are stored fingerprints (bytes), or arrays (N, S, S, 3) with their content
-    sizes in ``sizes_a``/``sizes_b`` (an array does not carry them)."""
+    sizes in ``sizes_a``/``sizes_b`` (an array does not carry them). ``colours_differ(positions)``, if given, answers
+    ``flat_colours_differ`` for those pairs (``Thumbs.colours_differ``: each picture's colours found once)."""
     if not isinstance(thumbs_a, np.ndarray):
         thumbs_a = list(thumbs_a)
     if not isinstance(thumbs_b, np.ndarray):
@@ -461,7 +480,65 @@ def confirm_scores(thumbs_a, thumbs_b, chunk: int = 256, threshold: float | None
             sa, sb = sizes_a[again[rich]], sizes_b[again[rich]]
             out[again[rich]] = np.maximum(out[again[rich]], _confirm_scores(
                 xa[rich].transpose(0, 2, 3, 1), xb[rich].transpose(0, 2, 3, 1), chunk, threshold, sa, sb))
+    unclear = np.flatnonzero((out >= bar) & (out < KEEPER_MATCH))
+    if unclear.size:
+        differ = (colours_differ(unclear) if colours_differ is not None
+                  else flat_colours_differ(_pick(thumbs_a, unclear), _pick(thumbs_b, unclear)))
+        out[unclear[differ]] -= _COLOUR_PENALTY
     return out
+
+
+# The same emoji in another skin tone, or a picture with one part recoloured, differs from it only in part of its area
+# and often scores like a JPEG copy. A copy (re-encoded, resized, cropped, brightened, given a border) keeps the
+# colours of its flat areas, up to one brightness gain; another tone does not. Chosen on the tuning part, whose
+# families include three skin tones of each of 30 emoji (bench/dedup_quality.py):
+_COLOUR_PENALTY = 0.1  # score taken from a pair that is not a clear copy and whose flat colours differ
+_FLAT_RANGE = 6.0  # grey levels: a pixel whose neighbourhood spans less is in a flat area
+_FLAT_SIZE = 3  # px (at 64 px), the side of that neighbourhood (5 loses the faces of small emoji; JPEG can move the
+# colour of thin strokes, but such a copy scores as a clear copy and is not tested)
+_FLAT_MIN = 20  # flat pixels (not white field) a picture needs for its colours to be compared
+_COLOUR_NEAR = 24.0  # RGB distance within which a flat colour of one picture is found in the other (JPEG moves
+# a saturated colour by up to ~20; the next skin tone lies 40-100 away)
+_COLOURS_MISSING = 0.2  # share of one picture's flat pixels whose colour the other lacks, above which they differ
+_COLOUR_GAINS = np.linspace(0.85, 1.18, 12, dtype=np.float32)  # brightness gains tried (an edit's +-10 % and more)
+_COLOUR_GRID = 4  # flat colours are counted on a grid of this many levels per channel
+_COLOURFUL = 8.0  # channel spread below which a flat pixel is grey: left to the brightness gain (and so is white)
+
+
+def _flat_colours(thumb: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """(colours (K, 3), share of the flat pixels (K,)) of the coloured flat areas of a (S, S, 3) uint8 thumbnail; None
+    when it has too few to tell. Grey and white are left out: a grey drawing differs from its copies by brightness,
+    which the score allows for, and another tone or a recoloured part is coloured."""
+    rgb = thumb.astype(np.float32)
+    grey = rgb.mean(axis=2)
+    flat = (ndimage.maximum_filter(grey, _FLAT_SIZE) - ndimage.minimum_filter(grey, _FLAT_SIZE)) < _FLAT_RANGE
+    flat &= rgb.max(axis=2) - rgb.min(axis=2) >= _COLOURFUL
+    if flat.sum() < _FLAT_MIN:
+        return None
+    colours = rgb[flat]
+    cells, counts = np.unique((colours // _COLOUR_GRID).astype(np.int32), axis=0, return_counts=True)
+    return (cells * _COLOUR_GRID + _COLOUR_GRID / 2).astype(np.float32), counts / counts.sum()
+
+
+def _colours_missing(x: tuple[np.ndarray, np.ndarray], y: tuple[np.ndarray, np.ndarray]) -> float:
+    """Share of ``x``'s flat pixels whose colour, under the brightness gain that fits best, is farther than
+    _COLOUR_NEAR from every flat colour of ``y``."""
+    colours, share = x
+    scaled = np.minimum(colours[None] * _COLOUR_GAINS[:, None, None], 255.0)  # (G, K, 3)
+    d2 = ((scaled[:, :, None, :] - y[0][None, None]) ** 2).sum(axis=-1).min(axis=2)  # (G, K)
+    return float(((d2 > _COLOUR_NEAR ** 2) * share).sum(axis=1).min())
+
+
+def _colours_differ(x, y) -> bool:
+    return x is not None and y is not None and max(_colours_missing(x, y), _colours_missing(y, x)) > _COLOURS_MISSING
+
+
+def flat_colours_differ(thumbs_a, thumbs_b) -> np.ndarray:
+    """(N,) bool: the flat colours of one thumbnail of each pair are missing from the other (stored fingerprints or
+    arrays (N, S, S, 3))."""
+    a = thumbs_a if isinstance(thumbs_a, np.ndarray) else _thumb_stack(thumbs_a)
+    b = thumbs_b if isinstance(thumbs_b, np.ndarray) else _thumb_stack(thumbs_b)
+    return np.array([_colours_differ(_flat_colours(x), _flat_colours(y)) for x, y in zip(a, b)], dtype=bool)
 
 
 def _confirm_scores(thumbs_a, thumbs_b, chunk: int = 256, threshold: float | None = None,
@@ -772,8 +849,10 @@ def _confirm(ids_a, ids_b, thumbs_a: Thumbs | None, thumbs_b: Thumbs | None, ia,
         for lo in range(0, worth.size, _CONFIRM_BLOCK):
             block = worth[lo:lo + _CONFIRM_BLOCK]
             a, b = ia[block], ib[block]
-            scores[block] = confirm_scores(thumbs_a.stack[a], thumbs_b.stack[b], threshold=confirm_threshold,
-                                           sizes_a=thumbs_a.sizes[a], sizes_b=thumbs_b.sizes[b])
+            scores[block] = confirm_scores(
+                thumbs_a.stack[a], thumbs_b.stack[b], threshold=confirm_threshold, sizes_a=thumbs_a.sizes[a],
+                sizes_b=thumbs_b.sizes[b],
+                colours_differ=lambda k, a=a, b=b: thumbs_a.colours_differ(a[k], thumbs_b, b[k]))
         ok = scores >= confirm_threshold
     else:
         scores = np.ones(ia.size)
