@@ -16,7 +16,7 @@ frame with other badges, mostly-background glyphs):
 | Noto / Twemoji / OpenMoji / Fluent Emoji (3-D) / Fluent Emoji Flat (npm `@iconify-json/...`) | emoji, renders | Apache-2.0 / CC BY 4.0 / CC BY-SA 4.0 / MIT / MIT | 128 / 72 / 72 / 128 / 64 px; one subject from five artists: look-alikes; Noto / Twemoji / OpenMoji: one person or hand in three of its five skin tones (kind `emoji-tones`): look-alikes |
 | scikit-image sample photos (`skimage.data`, PyPI `scikit-image` 0.26.0) | photos, textures | CC0 / public domain (each function's docstring) | tiles of astronaut, coffee, chelsea, rocket, hubble, retina, brick, grass, gravel, camera, coins, horse, clock, cell, text, immunohistochemistry as JPEG; neighbouring tiles: look-alikes |
 | the demo (`demo/animal-emoji`) | emoji | see its LICENSES.md | 128 px |
-| Logos (npm `@iconify-json/logos` 1.2.19; untouched-2 to -4 only) | brand logos | CC0-1.0 | 64 or 128 px on the longer side, wordmarks at their own aspect; two of one family (`adobe-photoshop`, `adobe-illustrator`): look-alikes |
+| Logos (npm `@iconify-json/logos` 1.2.19; untouched-2 to -5 only) | brand logos | CC0-1.0 | 64 or 128 px on the longer side, wordmarks at their own aspect; two of one family (`adobe-photoshop`, `adobe-illustrator`): look-alikes |
 
 **Split.** Each picture's *subject* (the emoji or icon name, the photo) is hashed (sha1); about 30 % of subjects form
 the **untouched** part, kept for a final check, the rest the **tuning** part. Look-alikes share their subject, so they
@@ -27,7 +27,8 @@ two parts' files are unchanged by it). A third, **untouched-3** (bench/out/dedup
 the next change had been chosen on the tuning part: no subject of the other three parts. Each later part is an
 ``ExtraPart`` recipe in ``EXTRA_PARTS``, built by ``build_extra``. A fourth, **untouched-4** (bench/out/dedup-set-4/),
 was built after session 7's changes, for checking the next change, with this parameterised recipe: the next names
-again, other logo families, no photos and no subject of the other four parts.
+again, other logo families, no photos and no subject of the other four parts. A fifth, **untouched-5**
+(bench/out/dedup-set-5/), was built like untouched-4 after session 8's flat-colour test, for checking the next change.
 
 **Families.** Found on 20k real icons: skin-tone variants and badge siblings were joined, and the benchmark had no
 such negatives, so its precision there was overstated. Version 5 of the first two parts appends them after version 4's
@@ -201,8 +202,9 @@ def _fluent_designs(sizes: dict) -> list[str]:
 
 
 def _fluent(w: _Writer, modules: Path, n_designs: int, n_glyphs: int, start: int = 0,
-            skip: frozenset = frozenset(), v4_stream: bool = False) -> None:
-    """Fluent designs (renditions, a copy, the filled twin) and near-empty glyphs. `v4_stream`: as `build()`'s files
+            skip: frozenset = frozenset(), v4_stream: bool = False, glyph_start: int | None = None) -> None:
+    """Fluent designs (renditions, a copy, the filled twin) and near-empty glyphs: the names from `start` on, then the
+    glyphs after them (or from `glyph_start` on), leaving out those in `skip`. `v4_stream`: as `build()`'s files
     were written, before names with no regular rendition were skipped: such a name still draws its grey and its copy
     coin and takes a group number (it wrote no file there: the coin fell at 0.5 or more)."""
     sizes = _fluent_sizes(modules)
@@ -210,10 +212,15 @@ def _fluent(w: _Writer, modules: Path, n_designs: int, n_glyphs: int, start: int
     rng = random.Random(1)
     rng.shuffle(names)
     position = {n: k for k, n in enumerate(names)}
-    names = names[:start] + [n for n in names[start:] if n not in skip]
-    if any(position[n] >= FLUENT_RESERVED for n in names[start:start + n_designs + n_glyphs]):
-        raise RuntimeError("these Fluent designs may be family siblings: raise FLUENT_RESERVED and rebuild the parts")
-    for name in names[start:start + n_designs]:
+
+    def take(first: int, n: int) -> list[str]:
+        return [m for m in names[first:] if m not in skip][:n]
+
+    designs = take(start, n_designs)
+    glyphs = take(start, n_designs + n_glyphs)[n_designs:] if glyph_start is None else take(glyph_start, n_glyphs)
+    if any(position[n] >= FLUENT_RESERVED for n in designs + glyphs):
+        raise RuntimeError("these Fluent designs may be family siblings (FLUENT_RESERVED): draw names before it")
+    for name in designs:
         shipped = sorted(z for z in sizes[name] if z in (16, 20, 24, 28, 32, 48) and "regular" in sizes[name][z])
         if not shipped:  # only filled renditions: the copy below would be of the previous design's picture
             if v4_stream:
@@ -238,8 +245,7 @@ def _fluent(w: _Writer, modules: Path, n_designs: int, n_glyphs: int, start: int
             img = _tint(_render(sizes[name][z]["filled"].read_text(), z), grey)
             w.original_with_copies(img, "fluent-system", "line", name, ["resize", "jpeg", "border"], 1)
     # near-empty pictures: a small grey glyph alone on a wide transparent or white field (tray and status icons)
-    first_glyph = start + n_designs if start else n_designs
-    for name in names[first_glyph:first_glyph + n_glyphs]:
+    for name in glyphs:
         z = 16 if 16 in sizes[name] and "regular" in sizes[name][16] else min(sizes[name])
         style = "regular" if "regular" in sizes[name][z] else "filled"
         glyph = _tint(_render(sizes[name][z][style].read_text(), z), rng.choice(GREYS))
@@ -328,7 +334,9 @@ def _emoji_tones(w: _Writer, modules: Path, n: int, seed: int = 6, skip: frozens
             w.original_with_copies(img, s, "emoji-tones", subject, ICON_RECIPES, rng.choice([1, 2, 3]), label=icon)
 
 
-FLUENT_RESERVED = 400  # `_fluent`'s shuffled list: the first names are for designs and glyphs (the parts draw < 363)
+# `_fluent`'s shuffled list: the first names are for designs and glyphs (untouched-5 takes the last of them). Fixed:
+# the families of the first parts and untouched-4 were drawn above it (one at 403), so raising it would change them
+FLUENT_RESERVED = 400
 
 
 def _fluent_stem(name: str) -> str:
@@ -493,6 +501,7 @@ class ExtraPart:
     logo_families: int = 25
     tone_bases: int = 0  # skin-tone look-alikes (`_emoji_tones`), built after the logos
     families: int = 0  # Fluent badge siblings (`_fluent_families`)
+    glyph_start: int | None = None  # the glyphs from this name of the Fluent list on instead of after the designs
 
 
 EXTRA_PARTS = {p.name: p for p in [
@@ -518,6 +527,14 @@ EXTRA_PARTS = {p.name: p for p in [
               octicons=Take(90, 25), flat_color=Take(120, 30), vscode=Take(130, 30), pixel=Take(100, 25),
               emoji=Take(85, 20), logo_seed=17, avoid=("first", "untouched-2", "untouched-3"), tone_bases=15,
               families=15),
+    # built after session 8's flat-colour test, for checking the next change: as untouched-4, with the names after
+    # its own in each list (Fluent 360 = 295 + 40 designs + 25 glyphs), but the Fluent names must stay below
+    # FLUENT_RESERVED: 36 designs up to it, and 24 glyphs from the 25 names untouched-2 and -3 left between them (205
+    # to 229: untouched-2's glyphs end at 204, untouched-3 starts at 230; one, briefcase, is another part's subject)
+    ExtraPart("untouched-5", OUT / "dedup-set-5", version=1, seed_offset=4, fluent=Take(360, 36), glyphs=24,
+              glyph_start=205, octicons=Take(115, 25), flat_color=Take(150, 30), vscode=Take(160, 30),
+              pixel=Take(125, 25), emoji=Take(105, 20), logo_seed=18,
+              avoid=("first", "untouched-2", "untouched-3", "untouched-4"), tone_bases=15, families=15),
 ]}
 
 
@@ -540,7 +557,8 @@ def build_extra(recipe: ExtraPart, seed: int = 0, rebuild: bool = False) -> tupl
         shutil.rmtree(recipe.folder)
     recipe.folder.mkdir(parents=True)
     w = _Writer(recipe.folder, seed + recipe.seed_offset, part=recipe.name)
-    _fluent(w, modules, n_designs=recipe.fluent.count, n_glyphs=recipe.glyphs, start=recipe.fluent.start, skip=used)
+    _fluent(w, modules, n_designs=recipe.fluent.count, n_glyphs=recipe.glyphs, start=recipe.fluent.start, skip=used,
+            glyph_start=recipe.glyph_start)
     _octicons(w, modules, recipe.octicons.count, start=recipe.octicons.start, skip=used)
     for name, size, take, kind, list_seed in [("flat-color-icons", 48, recipe.flat_color, "icon", 11),
                                               ("vscode-icons", 32, recipe.vscode, "icon", 12),
