@@ -14,15 +14,17 @@ end in one group; *true* when they are copies of one picture (or renditions of o
 - per edit against its source: each copy against the very file it was made from (renditions against the previous
   rendition), overall and per kind of source, so an edit's own misses are not mixed up with the renditions';
 - per source: pair precision and recall of the pairs that touch that source;
-- look-alikes: same subject (emoji of another artist, the filled icon, a neighbouring tile), never true pairs.
+- look-alikes: same subject (emoji of another artist, the filled icon, a neighbouring tile, the same emoji in another
+  skin tone, a sibling icon of one family), never true pairs.
 
-    python bench/dedup_quality.py [--part tune|untouched|untouched-2|untouched-3|untouched-4|all] [--show 10]
+    python bench/dedup_quality.py [--part tune|untouched|untouched-2|...|untouched-5|all] [--show 10]
         [--hash BITS] [--confirm SCORE]
 
 "untouched-2" is the second untouched part (bench/dedup_set.py EXTRA_PARTS: subjects neither first part uses, and
 brand logos), built after the defaults had been chosen; "untouched-3" the third, built after the confirm stage's edge
-retry was chosen on the tuning part; "untouched-4" the fourth, built after session 7's changes for checking the
-next change (kept unseen until then); "all" is the first two parts.
+retry was chosen on the tuning part; "untouched-4" the fourth, built after session 7's changes and given skin-tone and
+icon-family look-alikes, then scored once after the flat-colour test had been chosen on the tuning part; "all" is
+the first two parts (which gained the same families); "untouched-5" was built after that, for the next change.
 """
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
 """Duplicate search speed at 2k / 20k / 100k images, against imagededup's PHash on the same files, in the same run.
 
-The 2k set is the quality benchmark (bench/dedup_set.py, both parts: 1,884 files). Larger sets add every icon and emoji of the
+The 2k set is the quality benchmark's first 2,000 files (bench/dedup_set.py, both parts; the cached folder holds the
+1,884 it had before the skin-tone and icon-family look-alikes were added). Larger sets add every icon and emoji of the
 same npm packages (about 40,000 originals, each rendered once at its shipped size) and transformed copies of them
 (curator.dedup.variants) until they reach the size; they are written once to bench/out/speed-N/ as flat folders.
 
