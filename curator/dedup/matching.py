@@ -496,7 +496,7 @@ _COLOUR_PENALTY = 0.1  # score taken from a pair that is not a clear copy and wh
 _FLAT_RANGE = 6.0  # grey levels: a pixel whose neighbourhood spans less is in a flat area
 _FLAT_SIZE = 3  # px (at 64 px), the side of that neighbourhood (5 loses the faces of small emoji; JPEG can move the
 # colour of thin strokes, but such a copy scores as a clear copy and is not tested)
-_FLAT_MIN = 20  # flat pixels (not white field) a picture needs for its colours to be compared
+_FLAT_MIN = 20  # coloured flat pixels a picture needs for its colours to be compared
 _COLOUR_NEAR = 24.0  # RGB distance within which a flat colour of one picture is found in the other (JPEG moves
 # a saturated colour by up to ~20; the next skin tone lies 40-100 away)
 _COLOURS_MISSING = 0.2  # share of one picture's flat pixels whose colour the other lacks, above which they differ
