@@ -530,6 +530,8 @@ def _colours_missing(x: tuple[np.ndarray, np.ndarray], y: tuple[np.ndarray, np.n
 
 
 def _colours_differ(x, y) -> bool:
+    """Two pictures' ``_flat_colours`` differ: either way, more than _COLOURS_MISSING of one's is missing from the
+    other's (False when either has too few flat coloured pixels to tell)."""
     return x is not None and y is not None and max(_colours_missing(x, y), _colours_missing(y, x)) > _COLOURS_MISSING
 
 
@@ -938,11 +940,12 @@ def check_new(new_fps, index: DuplicateIndex, existing_fps: Mapping, *,
     cand = sorted((r, p) for r, p in cand if (r, index.id_at(p)) not in handled)
     if cand:
         ia = np.array([r for r, _ in cand], dtype=np.int64)
-        ex_ids = [index.id_at(p) for _, p in cand]
+        # each existing picture once, however many new ones it is a candidate of
+        positions, ib = np.unique(np.array([p for _, p in cand], dtype=np.int64), return_inverse=True)
+        ex_ids = [index.id_at(int(p)) for p in positions]
         ex_fps = [existing_fps[e] for e in ex_ids]
         ex_ph = _hash_array(ex_fps, "phash")
         ex_dh = _hash_array(ex_fps, "dhash")
-        ib = np.arange(len(ex_ids))
         for m in _confirm(ids, ex_ids, Thumbs(fps), Thumbs(ex_fps), ia, ib, phash, dhash, ex_ph, ex_dh,
                           confirm_threshold, True):
             result[m.a].append(m)
