@@ -50,6 +50,7 @@ import numpy as np
 from scipy import ndimage
 
 from curator.dedup.nearsearch import HammingIndex, UnionFind, all_pairs_within, as_uint64, hamming
+from curator.dedup.verifier import default_verifier
 from curator.imports.hashing import STORED_LENGTHS, THUMB_BYTES, THUMB_SIDE, content_size
 
 __all__ = [
@@ -383,13 +384,14 @@ def _content_sizes(thumbs) -> np.ndarray:
     return out
 
 
-def _reduced_pairs(x: np.ndarray, y: np.ndarray, sx: np.ndarray, sy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _reduced_pairs(x: np.ndarray, y: np.ndarray, sx: np.ndarray, sy: np.ndarray,
+                   detail: float = _DETAIL) -> tuple[np.ndarray, np.ndarray]:
     """Both thumbnails of each pair at _SIDE px, at the detail of the pair's smaller picture: an icon drawn at 16 px
     and its 48 px rendition (or a 32 px icon and its 200 px enlargement) differ mostly in detail that the small one
     cannot have, and hand-tuned renditions place each line a pixel apart, so pictures of different sizes are
     compared at half the smaller one's detail (the same size: at its own). The level is the largest of _LEVELS not
     above that (full detail from _SIDE)."""
-    smaller = np.minimum(sx, sy) * np.where(np.maximum(sx, sy) > 1.2 * np.minimum(sx, sy), _DETAIL, 1.0)
+    smaller = np.minimum(sx, sy) * np.where(np.maximum(sx, sy) > 1.2 * np.minimum(sx, sy), detail, 1.0)
     level = np.searchsorted(np.array(_LEVELS), smaller, side="right") - 1  # index of the largest level <= size
     level[(smaller >= _SIDE) | (level < 0)] = len(_LEVELS)
     level[smaller < _LEVELS[0]] = 0
@@ -485,7 +487,62 @@ def confirm_scores(thumbs_a, thumbs_b, chunk: int = 256, threshold: float | None
         differ = (colours_differ(unclear) if colours_differ is not None
                   else flat_colours_differ(_pick(thumbs_a, unclear), _pick(thumbs_b, unclear)))
         out[unclear[differ]] -= _COLOUR_PENALTY
+    verifier = default_verifier() if LEARNED_CHECK else None
+    asked = np.flatnonzero((out >= _ASK_FLOOR) & (out < _ASK_CEILING) & (np.minimum(sizes_a, sizes_b) < _ASK_BELOW)
+                           ) if verifier is not None else []
+    if len(asked):
+        xa, xb = (t[asked] if isinstance(t, np.ndarray) else _thumb_stack(_pick(t, asked)) for t in (thumbs_a, thumbs_b))
+        same = verifier.probabilities(*verifier_inputs(xa, xb, sizes_a[asked], sizes_b[asked], out[asked]))
+        out[asked] = second_opinion(out[asked], same, bar)
     return out
+
+
+# The learned check (curator.dedup.verifier) is asked about every pair whose score falls in a band around the bar,
+# and its verdict decides those pairs. The band and the verdict's bar were chosen on the Tango and GNOME icon themes,
+# the benchmark's tuning part and its fourth untouched part (none of which it was trained on: bench/dedup_verifier.py)
+# among a ceiling of 0.8, 0.9 or 1 and a bar of 0.8, 0.85 or 0.9: a higher ceiling lets it reject another skin tone
+# that scores like a copy, a lower bar finds more renditions and joins more siblings.
+LEARNED_CHECK = True  # False: the confirm score decides alone (benchmarks compare both)
+_ASK_FLOOR = 0.3  # pairs scoring below this are not asked (the network was trained on pairs from here up)
+_ASK_CEILING = 0.9  # ... nor those scoring this or more: plain copies (pixel art it never saw scores 0.8-0.9)
+_SAME = 0.85  # probability from which the network confirms a pair
+_ASK_BELOW = 2 * _SIDE  # ... and only pairs whose smaller picture is smaller than this (px): from 64 px up the
+# confirm score sees every line and highlight, and the network, which never saw such pictures restyled or brightened
+# alone, confirmed a flat emoji's 3-D rendering and rejected a brightened JPEG copy of a synthetic sticker
+LEARNED_ASK = (_ASK_FLOOR, _ASK_CEILING)  # the band, as the review page explains a match
+
+
+def second_opinion(scores: np.ndarray, same: np.ndarray, bar: float) -> np.ndarray:
+    """Scores of asked pairs after the network's verdict: a confirmed pair (``same`` >= _SAME) keeps its score or, if
+    that is lower, gets the bar plus up to just below KEEPER_MATCH as the network is surer (so the network alone
+    never makes a keeper link); a rejected one scores just below the bar (still shown, never confirmed)."""
+    raised = bar + (same - _SAME) / (1.0 - _SAME) * (KEEPER_MATCH - bar) * 0.999
+    return np.where(same >= _SAME, np.maximum(scores, raised), np.minimum(scores, bar - 0.001))
+
+
+def verifier_inputs(stack_a: np.ndarray, stack_b: np.ndarray, sizes_a: np.ndarray, sizes_b: np.ndarray,
+                    scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """What the learned check sees of each pair of thumbnails (N, 64, 64, 3) uint8: images (N, 9, 32, 32), the
+    smaller picture aligned into the larger one's frame (as the confirm stage aligns them), both at the smaller one's
+    full detail, and their difference (values / 255); scalars (N, 4), the confirm score, log2 of the size ratio, the
+    smaller size / 64 and the plainer picture's detail / _INFO_FULL (both capped)."""
+    swap = (np.asarray(sizes_a) > np.asarray(sizes_b))[:, None, None, None]
+    a, b = np.where(swap, stack_b, stack_a), np.where(swap, stack_a, stack_b)
+    small, large = np.minimum(sizes_a, sizes_b), np.maximum(sizes_a, sizes_b)
+    images = np.empty((len(a), 9, _SIDE, _SIDE), dtype=np.float32)
+    scalars = np.empty((len(a), 4), dtype=np.float32)
+    for lo in range(0, len(a), 512):
+        part = slice(lo, lo + 512)
+        x, y = _reduced_pairs(_as_thumbs(a[part]), _as_thumbs(b[part]), small[part], large[part], detail=1.0)
+        _, warped = _aligned_colour_score(x, y)
+        images[part, 0:3] = warped / 255.0
+        images[part, 3:6] = y / 255.0
+        images[part, 6:9] = (warped - y) / 255.0
+        scalars[part, 0] = scores[part]
+        scalars[part, 1] = np.log2(large[part] / np.maximum(small[part], 1))
+        scalars[part, 2] = np.minimum(small[part], 64) / 64.0
+        scalars[part, 3] = np.minimum(np.minimum(information(x), information(y)) / _INFO_FULL, 2.0)
+    return images, scalars
 
 
 # The same emoji in another skin tone, or a picture with one part recoloured, differs from it only in part of its area

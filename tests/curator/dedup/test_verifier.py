@@ -1,0 +1,93 @@
+"""The learned check (curator.dedup.verifier): its numpy forward pass is torch's, its weights ship with the package,
+and it only ever decides the pairs in its band."""
+import io
+
+import numpy as np
+import pytest
+from PIL import Image as PILImage
+
+from curator.dedup import matching
+from curator.dedup.verifier import STRIDES, WEIGHTS, Verifier, default_verifier
+from curator.imports.hashing import fingerprint_bytes
+from tests.imagefiles import DEMO_IMAGES as DEMO
+
+
+def test_the_shipped_weights_load():
+    assert WEIGHTS.exists(), "curator/dedup/verifier.npz is made by bench/dedup_verifier.py and must be committed"
+    assert default_verifier() is not None
+
+
+def test_numpy_forward_pass_equals_torch():
+    """Random weights and inputs: the numpy network (3x3 convolutions as one matrix product, strides 1-2-2-2, mean
+    and max pooling, two dense layers) gives torch's probabilities."""
+    torch = pytest.importorskip("torch")
+    nn = torch.nn
+    torch.manual_seed(0)
+    widths = (5, 6, 7, 8)
+    conv = nn.Sequential(*[m for k, w in enumerate(widths) for m in (
+        nn.Conv2d(9 if k == 0 else widths[k - 1], w, 3, stride=STRIDES[k], padding=1), nn.ReLU())])
+    head = nn.Sequential(nn.Linear(2 * widths[-1] + 4, 10), nn.ReLU(), nn.Linear(10, 1))
+    images = torch.rand(300, 9, 32, 32) - 0.3
+    scalars = torch.rand(300, 4)
+    with torch.no_grad():
+        h = conv(images)
+        expected = torch.sigmoid(head(torch.cat([h.mean((2, 3)), h.amax((2, 3)), scalars], 1))).squeeze(1).numpy()
+    weights = {**{f"conv.{k}": v.numpy() for k, v in conv.state_dict().items()},
+               **{f"head.{k}": v.numpy() for k, v in head.state_dict().items()}}
+    got = Verifier(weights).probabilities(images.numpy(), scalars.numpy())
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+def test_second_opinion_confirms_or_rejects_only_by_the_network():
+    bar = matching.DEFAULT_CONFIRM_THRESHOLD
+    scores = np.array([0.35, 0.5, 0.69, 0.72, 0.79, 0.75])
+    same = np.array([0.95, 0.99, 0.2, 0.91, 0.5, 1.0])
+    out = matching.second_opinion(scores, same, bar)
+    assert list(out >= bar) == [True, True, False, True, False, True]
+    assert out[4] == pytest.approx(bar - 0.001)  # rejected: just below the bar, still shown
+    assert out[3] >= 0.72 and out[5] >= 0.75  # confirmed: never lowered, raised as the network is surer
+    assert out[0] < out[1] < out[5]
+    assert (out < matching.KEEPER_MATCH).all()  # a network verdict never makes a keeper link
+
+
+def _small_demo(n: int, side: int) -> list:
+    """Fingerprints of ``n`` demo emoji reduced to ``side`` px (small icons: the pairs the network is asked about)."""
+    out = []
+    for path in sorted(DEMO.glob("*/*.png"))[:n]:
+        buf = io.BytesIO()
+        PILImage.open(path).convert("RGBA").resize((side, side), PILImage.LANCZOS).save(buf, "PNG")
+        out.append(fingerprint_bytes(buf.getvalue()))
+    return out
+
+
+def test_learned_check_decides_only_small_pictures_in_its_band(monkeypatch):
+    """Tried: every pair of 30 demo emoji at 24 px and at 96 px, with the check on and off. Scores below 0.3 and from
+    0.9 up (clear strangers, clear copies), and every pair of pictures of 64 px or more, are the confirm score's
+    alone; only small pairs in the band change, and each either passes the bar or falls just below it."""
+    bar = matching.DEFAULT_CONFIRM_THRESHOLD
+    for side, asked in ((24, True), (96, False)):
+        stack = matching.Thumbs(_small_demo(30, side))
+        a, b = np.triu_indices(len(stack.sizes), 1)
+        kw = dict(threshold=bar, sizes_a=stack.sizes[a], sizes_b=stack.sizes[b])
+        monkeypatch.setattr(matching, "LEARNED_CHECK", True)
+        checked = matching.confirm_scores(stack.stack[a], stack.stack[b], **kw)
+        monkeypatch.setattr(matching, "LEARNED_CHECK", False)
+        alone = matching.confirm_scores(stack.stack[a], stack.stack[b], **kw)
+        band = (alone >= matching._ASK_FLOOR) & (alone < matching._ASK_CEILING)
+        np.testing.assert_array_equal(checked[~band], alone[~band])
+        if asked:
+            assert band.sum() >= 10  # the test exercises the band
+            decided = checked[band]
+            assert ((decided >= bar) | np.isclose(decided, np.minimum(alone[band], bar - 0.001))).all()
+        else:
+            np.testing.assert_array_equal(checked, alone)
+
+
+def test_the_review_page_says_when_the_learned_check_decided(monkeypatch):
+    from curator.dedup.service import why_text
+    decided = matching.Match(1, 2, "near", 12, 14, 0.74)
+    plain = matching.Match(1, 2, "near", 3, 4, 0.93)
+    assert "the learned check agrees (it decides pairs scoring 0.30-0.90)" in why_text(decided, 1)
+    assert "learned" not in why_text(plain, 1) and "similarity 0.93" in why_text(plain, 1)
+    monkeypatch.setattr(matching, "LEARNED_CHECK", False)
+    assert "learned" not in why_text(decided, 1)
