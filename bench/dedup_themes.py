@@ -26,10 +26,10 @@ from collections import Counter
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numpy as np  # noqa: E402
-from dedup_verifier import OUT, THEMES_DIR, ensure_sources, theme_icons  # noqa: E402  (beside this script)
+from dedup_verifier import OUT, THEMES_DIR, ensure_sources, render_file, theme_icons  # noqa: E402  (beside this script)
 
 from curator.dedup import matching  # noqa: E402
-from curator.imports.hashing import fingerprint_many  # noqa: E402
+from curator.imports.hashing import fingerprint_bytes  # noqa: E402
 
 SEEN = ["Tango", "gnome"]
 UNTOUCHED = ["Faenza", "Moka", "Numix", "mate"]
@@ -108,8 +108,12 @@ def main() -> None:
     themes = UNTOUCHED if args.untouched else args.themes.split(",")
     out = [f"# {time.strftime('%Y-%m-%d %H:%M')} {args.icons} icons per theme"]
     for theme in themes:
-        files = sample(theme, args.icons)
-        fps = fingerprint_many([path for _, _, path in files])
+        files, fps = [], []
+        for key, size, path in sample(theme, args.icons):  # SVG themes (Numix) drawn at the size they ship for
+            data = render_file(path, size)
+            if data is not None:
+                files.append((key, size, path))
+                fps.append(fingerprint_bytes(data))
         picture = pictures(files, fps)
         out.append(f"{theme}: {len(files)} files, {len({k for k, _, _ in files})} icons "
                    f"({str(THEMES_DIR / 'usr/share/icons' / theme)})")

@@ -105,7 +105,7 @@ def theme_icons(theme: str) -> dict:
     return {k: sorted(v.items()) for k, v in found.items() if len(v) >= 2}
 
 
-def _render_file(path: str, size: int) -> bytes | None:
+def render_file(path: str, size: int) -> bytes | None:
     if not path.endswith(".svg"):
         return Path(path).read_bytes()
     import resvg_py
@@ -142,7 +142,7 @@ def _theme_records(themes: list[str], per_theme: int, rng: random.Random) -> lis
             rng.shuffle(sizes)
             made = []
             for size, path in sorted(sizes[:3]):
-                data = _render_file(path, size)
+                data = render_file(path, size)
                 if data is not None:
                     recs.append((picture, theme, key[2], f"rendition {size}", fingerprint_bytes(data)))
                     made.append(data)

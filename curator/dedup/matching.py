@@ -23,6 +23,10 @@ recompressed" from "another picture of the same subject in the same style":
    A pair that passes without being a clear copy loses some score when the colours of one picture's flat areas are
    missing from the other's under every brightness gain (``flat_colours_differ``): the same emoji in another skin
    tone, or with one part recoloured, differs only in part of its area and otherwise scores like a JPEG copy.
+   A pair of small pictures (under 64 px) whose score leaves it in doubt (0.3-0.9) is decided by a learned check
+   (``curator.dedup.verifier``: a small network trained on other icon themes and emoji sets), which tells another
+   hand-tuned rendition of an icon from a sibling of its family, and another skin tone from a copy, better than
+   any threshold on the score.
    The work goes where it is needed: a cheap 8x8 signature correlation skips hopeless candidates, each picture's
    closest few candidates are compared, and a 16 px first look settles the clear cases. Each picture's thumbnail
    is decoded once per search (``Thumbs``: one uint8 array, with each picture's content size and signature), not
@@ -389,8 +393,8 @@ def _reduced_pairs(x: np.ndarray, y: np.ndarray, sx: np.ndarray, sy: np.ndarray,
     """Both thumbnails of each pair at _SIDE px, at the detail of the pair's smaller picture: an icon drawn at 16 px
     and its 48 px rendition (or a 32 px icon and its 200 px enlargement) differ mostly in detail that the small one
     cannot have, and hand-tuned renditions place each line a pixel apart, so pictures of different sizes are
-    compared at half the smaller one's detail (the same size: at its own). The level is the largest of _LEVELS not
-    above that (full detail from _SIDE)."""
+    compared at half the smaller one's detail (the same size: at its own; ``detail`` sets that share, and the
+    learned check sees all of it). The level is the largest of _LEVELS not above that (full detail from _SIDE)."""
     smaller = np.minimum(sx, sy) * np.where(np.maximum(sx, sy) > 1.2 * np.minimum(sx, sy), detail, 1.0)
     level = np.searchsorted(np.array(_LEVELS), smaller, side="right") - 1  # index of the largest level <= size
     level[(smaller >= _SIDE) | (level < 0)] = len(_LEVELS)
@@ -504,7 +508,8 @@ def confirm_scores(thumbs_a, thumbs_b, chunk: int = 256, threshold: float | None
 # that scores like a copy, a lower bar finds more renditions and joins more siblings.
 LEARNED_CHECK = True  # False: the confirm score decides alone (benchmarks compare both)
 _ASK_FLOOR = 0.3  # pairs scoring below this are not asked (the network was trained on pairs from here up)
-_ASK_CEILING = 0.9  # ... nor those scoring this or more: plain copies (pixel art it never saw scores 0.8-0.9)
+_ASK_CEILING = 0.9  # ... nor those scoring this or more: plain copies (asked too, it rejected pixel-art copies,
+# a kind it never saw, that score 0.9 or more)
 _SAME = 0.85  # probability from which the network confirms a pair
 _ASK_BELOW = 2 * _SIDE  # ... and only pairs whose smaller picture is smaller than this (px): from 64 px up the
 # confirm score sees every line and highlight, and the network, which never saw such pictures restyled or brightened
