@@ -355,13 +355,27 @@ def train(data: tuple, epochs: int, seed: int = 0):
     return net
 
 
-def report_line(name: str, same: np.ndarray, scores: np.ndarray, p: np.ndarray) -> str:
+def report_line(name: str, same: np.ndarray, scores: np.ndarray, p: np.ndarray, small: np.ndarray) -> str:
+    """Pairs confirmed by the score alone and as the search decides them (``small``: the smaller picture is under
+    matching._ASK_BELOW px, so the network is asked)."""
     same = same > 0.5
     base = scores >= matching.DEFAULT_CONFIRM_THRESHOLD
-    net = np.where((scores >= FLOOR) & (scores < matching._ASK_CEILING), p >= matching._SAME, base)
+    net = np.where((scores >= FLOOR) & (scores < matching._ASK_CEILING) & small, p >= matching._SAME, base)
     return (f"{name:14s} {int(same.sum()):6d} true pairs | score alone: {int((same & base).sum()):6d} right "
             f"{int((~same & base).sum()):5d} wrong | with the network: {int((same & net).sum()):6d} right "
             f"{int((~same & net).sum()):5d} wrong")
+
+
+def report(data: dict, verifier, head: str) -> str:
+    lines = [f"{head}; the pairs the search asks about (score {FLOOR}-{matching._ASK_CEILING}, smaller picture under "
+             f"{matching._ASK_BELOW} px) decided by the network at p >= {matching._SAME}"]
+    for name in ("train-themes", "train-emoji", *(n for n in data if n.startswith("check-"))):
+        d = data[name]
+        images, scalars, same, scores = inputs(d)
+        keep = d["scores"] >= FLOOR
+        small = np.minimum(d["sizes"][d["a"][keep]], d["sizes"][d["b"][keep]]) < matching._ASK_BELOW
+        lines.append(report_line(name, same, scores, verifier.probabilities(images, scalars), small))
+    return "\n".join(lines)
 
 
 def main() -> None:
@@ -391,13 +405,8 @@ def main() -> None:
     weights = {k: v.detach().numpy() for k, v in net.state_dict().items()}
     np.savez(WEIGHTS, **weights)
     verifier = Verifier(weights)
-    lines = [f"trained on {len(train_data[2])} pairs ({int(train_data[2].sum())} of one picture), {args.epochs} "
-             f"epochs, {seconds:.0f} s; pairs the search would ask about (score {FLOOR}-{matching._ASK_CEILING}) "
-             f"decided by the network at p >= {matching._SAME}"]
-    for name in ("train-themes", "train-emoji", *(n for n in data if n.startswith("check-"))):
-        images, scalars, same, scores = inputs(data[name])
-        lines.append(report_line(name, same, scores, verifier.probabilities(images, scalars)))
-    text = "\n".join(lines)
+    text = report(data, verifier, f"trained on {len(train_data[2])} pairs ({int(train_data[2].sum())} of one "
+                                  f"picture), {args.epochs} epochs, {seconds:.0f} s")
     print(text)
     (WORK / "report.txt").write_text(text + "\n")
 
