@@ -514,7 +514,8 @@ _SAME = 0.85  # probability from which the network confirms a pair
 _ASK_BELOW = 2 * _SIDE  # ... and only pairs whose smaller picture is smaller than this (px): from 64 px up the
 # confirm score sees every line and highlight, and the network, which never saw such pictures restyled or brightened
 # alone, confirmed a flat emoji's 3-D rendering and rejected a brightened JPEG copy of a synthetic sticker
-LEARNED_ASK = (_ASK_FLOOR, _ASK_CEILING)  # the band, as the review page explains a match
+LEARNED_ASK = (_ASK_FLOOR, _ASK_CEILING)  # the band and the size, as the review page explains a match
+LEARNED_BELOW = _ASK_BELOW
 
 
 def second_opinion(scores: np.ndarray, same: np.ndarray, bar: float) -> np.ndarray:

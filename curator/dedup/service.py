@@ -397,11 +397,12 @@ def why_text(match, other: int | None = None) -> str:
         return f"the same file{to} (identical bytes)"
     if match.kind == "same-pixels":
         return f"the same pixels{to} in another encoding"
-    learned = (", and the learned check agrees (it decides pairs scoring "
-               f"{dedup.LEARNED_ASK[0]:.2f}-{dedup.LEARNED_ASK[1]:.2f})"
+    # a score in the learned check's band was its verdict if the smaller picture is under 64 px (a Match does not
+    # carry the sizes, so the text says the rule)
+    learned = (f"; under {dedup.LEARNED_BELOW} px the learned check decides"
                if dedup.LEARNED_CHECK and match.score < dedup.LEARNED_ASK[1] else "")
     return (f"looks the same{to}: similarity {match.score:.2f} after aligning (needs "
-            f"{dedup.DEFAULT_CONFIRM_THRESHOLD:.2f}){learned}, hash distance "
+            f"{dedup.DEFAULT_CONFIRM_THRESHOLD:.2f}{learned}), hash distance "
             f"{min(match.phash_distance, match.dhash_distance)} bits (pHash {match.phash_distance}, dHash "
             f"{match.dhash_distance})")
 

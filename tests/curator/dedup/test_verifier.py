@@ -87,7 +87,7 @@ def test_the_review_page_says_when_the_learned_check_decided(monkeypatch):
     from curator.dedup.service import why_text
     decided = matching.Match(1, 2, "near", 12, 14, 0.74)
     plain = matching.Match(1, 2, "near", 3, 4, 0.93)
-    assert "the learned check agrees (it decides pairs scoring 0.30-0.90)" in why_text(decided, 1)
+    assert "similarity 0.74 after aligning (needs 0.70; under 64 px the learned check decides)" in why_text(decided, 1)
     assert "learned" not in why_text(plain, 1) and "similarity 0.93" in why_text(plain, 1)
     monkeypatch.setattr(matching, "LEARNED_CHECK", False)
     assert "learned" not in why_text(decided, 1)
