@@ -26,7 +26,7 @@ from collections import Counter
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numpy as np  # noqa: E402
-from dedup_verifier import OUT, THEMES_DIR, ensure_sources, render_file, theme_icons  # noqa: E402  (beside this script)
+from dedup_verifier import OUT, THEMES_DIR, ensure_sources, render_file, same_picture, theme_icons  # noqa: E402
 
 from curator.dedup import matching  # noqa: E402
 from curator.imports.hashing import fingerprint_bytes  # noqa: E402
@@ -41,27 +41,6 @@ def sample(theme: str, icons: int, seed: int = 0) -> list[tuple]:
     keys = sorted(found)
     random.Random(seed).shuffle(keys)
     return [(key, size, path) for key in sorted(keys[:icons]) for size, path in found[key]]
-
-
-def pictures(files: list[tuple], fps: list) -> np.ndarray:
-    """One id per picture: an icon's sizes, joined with any file sharing its bytes or pixels."""
-    parent = list(range(len(files)))
-
-    def find(a):
-        while parent[a] != a:
-            parent[a] = parent[parent[a]]
-            a = parent[a]
-        return a
-
-    first: dict = {}
-    for i, (key, _, _) in enumerate(files):
-        for k in (key, fps[i].sha256, fps[i].pixel_hash):
-            if k:
-                if k in first:
-                    parent[find(i)] = find(first[k])
-                else:
-                    first[k] = i
-    return np.array([find(i) for i in range(len(files))])
 
 
 def score(files: list[tuple], picture: np.ndarray, groups: list) -> dict:
@@ -114,7 +93,8 @@ def main() -> None:
             if data is not None:
                 files.append((key, size, path))
                 fps.append(fingerprint_bytes(data))
-        picture = pictures(files, fps)
+        picture = same_picture(list(range(len(files))),  # an icon's sizes, and any file sharing bytes or pixels
+                               [(key, fp.sha256, fp.pixel_hash) for (key, _, _), fp in zip(files, fps)])
         out.append(f"{theme}: {len(files)} files, {len({k for k, _, _ in files})} icons "
                    f"({str(THEMES_DIR / 'usr/share/icons' / theme)})")
         for learned in (False, True):

@@ -17,7 +17,8 @@ Pairs that share a file (sha256 or pixels) are one picture whatever their names.
 
 Checks, never trained on: the Tango and GNOME themes (the same pairs, built the same way), and the benchmark's
 tuning part and fourth untouched part (pairs the hash stage proposes, and every pair of one subject). The report
-gives, per set, the pairs the confirm score alone confirms (>= 0.7) against those the network confirms (>= 0.9).
+gives, per set, the pairs the confirm score alone confirms (>= 0.7) against those confirmed as the search decides
+them (the network's verdict, p >= 0.85, on pairs scoring 0.3-0.9 whose smaller picture is under 64 px).
 
     python bench/dedup_verifier.py [--epochs 8] [--rebuild]
 
@@ -45,6 +46,7 @@ from dedup_set import OUT, load_part  # noqa: E402  (bench/dedup_set.py, beside 
 from PIL import Image  # noqa: E402
 
 from curator.dedup import matching  # noqa: E402
+from curator.dedup.nearsearch import UnionFind  # noqa: E402
 from curator.dedup.variants import RECIPES, transform  # noqa: E402
 from curator.dedup.verifier import WEIGHTS, Verifier  # noqa: E402
 from curator.imports.hashing import fingerprint_bytes, fingerprint_many  # noqa: E402
@@ -206,32 +208,24 @@ def _emoji_records(bases: int, plain: int, rng: random.Random) -> list[tuple]:
     return recs
 
 
-def _pictures(recs: list[tuple]) -> np.ndarray:
-    """Picture of each record, joining pictures that share a file (sha256) or its pixels."""
-    parent = list(range(max(r[0] for r in recs) + 1))
-
-    def find(a):
-        while parent[a] != a:
-            parent[a] = parent[parent[a]]
-            a = parent[a]
-        return a
-
-    first: dict = {}
-    for r in recs:
-        for key in (r[4].sha256, r[4].pixel_hash):
-            if key:
-                if key in first:
-                    parent[find(r[0])] = find(first[key])
-                else:
-                    first[key] = r[0]
-    return np.array([find(r[0]) for r in recs])
+def same_picture(ids: list, keys: list) -> np.ndarray:
+    """Each item's picture: its own ``ids`` entry, joined with every item sharing one of its ``keys`` (a file's
+    sha256 or pixel hash: the same file under another name)."""
+    joined, first = UnionFind(ids), {}
+    for i, ks in zip(ids, keys):
+        for k in ks:
+            if k and k in first:
+                joined.union(i, first[k])
+            elif k:
+                first[k] = i
+    return np.array([joined.find(i) for i in ids])
 
 
 def pair_set(recs: list[tuple], rng: random.Random, hard_per_positive: int = 3) -> dict:
     """Every pair of one picture; the hash stage's candidates between different pictures (up to
     ``hard_per_positive`` per positive); every pair of one name across pictures (other tones, other themes); random
     pairs (half as many as positives). Scored as the search scores them (``confirm_scores`` with the threshold)."""
-    picture = _pictures(recs)
+    picture = same_picture([r[0] for r in recs], [(r[4].sha256, r[4].pixel_hash) for r in recs])
     fps = [r[4] for r in recs]
     thumbs = matching.Thumbs(fps)
     pairs = set()
