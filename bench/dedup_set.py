@@ -104,13 +104,14 @@ def part_of(subject: str) -> str:
     return "untouched" if h < UNTOUCHED_SHARE else "tune"
 
 
-def ensure_npm() -> Path:
-    modules = NPM / "node_modules"
-    if not all((modules / p.rsplit("@", 1)[0]).is_dir() for p in NPM_PACKAGES):
-        NPM.mkdir(parents=True, exist_ok=True)
-        (NPM / "package.json").write_text('{"private": true}\n')
-        subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--ignore-scripts", "--prefix", str(NPM),
-                        *NPM_PACKAGES], check=True)
+def ensure_npm(prefix: Path = NPM, packages: list[str] = NPM_PACKAGES) -> Path:
+    """node_modules of ``packages`` (pinned) installed under ``prefix``, once."""
+    modules = prefix / "node_modules"
+    if not all((modules / p.rsplit("@", 1)[0]).is_dir() for p in packages):
+        prefix.mkdir(parents=True, exist_ok=True)
+        (prefix / "package.json").write_text('{"private": true}\n')
+        subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--ignore-scripts", "--prefix", str(prefix),
+                        *packages], check=True)
     return modules
 
 

@@ -42,7 +42,7 @@ from pathlib import Path
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numpy as np  # noqa: E402
-from dedup_set import OUT, load_part  # noqa: E402  (bench/dedup_set.py, beside this script)
+from dedup_set import OUT, _iconify_svg, ensure_npm, load_part  # noqa: E402  (bench/dedup_set.py, beside this script)
 from PIL import Image  # noqa: E402
 
 from curator.dedup import matching  # noqa: E402
@@ -63,7 +63,7 @@ CHECK_THEMES = ["Tango", "gnome"]
 EMOJI_SETS = ["emojione", "noto-v1"]
 SKIP = ("symbolic", "@2x", "scalable", "panel", "animations", "/cursors")
 TONE = re.compile(r"-(light|medium-light|medium|medium-dark|dark)-skin-tone")
-FLOOR = matching._ASK_FLOOR  # pairs are trained on from the score where the search starts asking
+FLOOR = matching.LEARNED_FLOOR  # pairs are trained on from the score where the search starts asking
 
 
 def ensure_sources() -> None:
@@ -76,11 +76,7 @@ def ensure_sources() -> None:
         for deb in sorted(debs.glob("*.deb")):
             subprocess.run(["dpkg", "-x", str(deb), str(THEMES_DIR)], check=True)
         unpacked.write_text("\n".join(DEBS) + "\n")
-    if not all((NPM / "node_modules/@iconify-json" / s).is_dir() for s in EMOJI_SETS):
-        NPM.mkdir(parents=True, exist_ok=True)
-        (NPM / "package.json").write_text('{"private": true}\n')
-        subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--ignore-scripts", "--prefix", str(NPM),
-                        *NPM_PACKAGES], check=True)
+    ensure_npm(NPM, NPM_PACKAGES)
 
 
 def theme_icons(theme: str) -> dict:
@@ -192,10 +188,7 @@ def _emoji_records(bases: int, plain: int, rng: random.Random) -> list[tuple]:
         chosen = [rng.sample(toned[p], min(3, len(toned[p]))) for p in people[:bases]] + [[o] for o in others[:plain]]
         for icons in chosen:
             for icon in icons:
-                body = data["icons"][icon]
-                w, h = body.get("width", data.get("width", 16)), body.get("height", data.get("height", 16))
-                svg = f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {w} {h}">{body["body"]}</svg>'
-                png = bytes(resvg_py.svg_to_bytes(svg_string=svg, width=size, height=size))
+                png = bytes(resvg_py.svg_to_bytes(svg_string=_iconify_svg(data, icon), width=size, height=size))
                 picture = len({r[0] for r in recs})
                 recs.append((picture, name, TONE.sub("", icon), "original", fingerprint_bytes(png)))
                 for copy, what in _copies(png, rng):
@@ -224,7 +217,7 @@ def same_picture(ids: list, keys: list) -> np.ndarray:
 def pair_set(recs: list[tuple], rng: random.Random, hard_per_positive: int = 3) -> dict:
     """Every pair of one picture; the hash stage's candidates between different pictures (up to
     ``hard_per_positive`` per positive); every pair of one name across pictures (other tones, other themes); random
-    pairs (half as many as positives). Scored as the search scores them (``confirm_scores`` with the threshold)."""
+    pairs (half as many as positives), scored (``_scored``)."""
     picture = same_picture([r[0] for r in recs], [(r[4].sha256, r[4].pixel_hash) for r in recs])
     fps = [r[4] for r in recs]
     thumbs = matching.Thumbs(fps)
@@ -246,6 +239,12 @@ def pair_set(recs: list[tuple], rng: random.Random, hard_per_positive: int = 3) 
         a, b = sorted(rng.sample(range(len(recs)), 2))
         if picture[a] != picture[b]:
             pairs.add((a, b))
+    return _scored(thumbs, pairs, picture)
+
+
+def _scored(thumbs, pairs: set, picture: np.ndarray) -> dict:
+    """A pair set as the training and the report read it: the thumbnails, each pair's positions, whether it is one
+    picture, and its score as the search scores it (``confirm_scores`` with the threshold)."""
     arr = np.array(sorted(pairs))
     a, b = arr[:, 0], arr[:, 1]
     scores = matching.confirm_scores(thumbs.stack[a], thumbs.stack[b], threshold=matching.DEFAULT_CONFIRM_THRESHOLD,
@@ -266,12 +265,7 @@ def benchmark_pairs(part: str) -> dict:
         by_subject[it.subject].append(k)
     for members in by_subject.values():
         pairs.update(itertools.combinations(members, 2))
-    arr = np.array(sorted(pairs))
-    a, b = arr[:, 0], arr[:, 1]
-    scores = matching.confirm_scores(thumbs.stack[a], thumbs.stack[b], threshold=matching.DEFAULT_CONFIRM_THRESHOLD,
-                                     sizes_a=thumbs.sizes[a], sizes_b=thumbs.sizes[b])
-    same = np.array([items[i].group == items[j].group for i, j in arr])
-    return dict(thumbs=thumbs.stack, sizes=thumbs.sizes, a=a, b=b, same=same, scores=scores)
+    return _scored(thumbs, pairs, np.array([it.group for it in items]))
 
 
 def cached(name: str, make, rebuild: bool) -> dict:
@@ -351,23 +345,23 @@ def train(data: tuple, epochs: int, seed: int = 0):
 
 def report_line(name: str, same: np.ndarray, scores: np.ndarray, p: np.ndarray, small: np.ndarray) -> str:
     """Pairs confirmed by the score alone and as the search decides them (``small``: the smaller picture is under
-    matching._ASK_BELOW px, so the network is asked)."""
+    matching.LEARNED_BELOW px, so the network is asked)."""
     same = same > 0.5
     base = scores >= matching.DEFAULT_CONFIRM_THRESHOLD
-    net = np.where((scores >= FLOOR) & (scores < matching._ASK_CEILING) & small, p >= matching._SAME, base)
+    net = np.where((scores >= FLOOR) & (scores < matching.LEARNED_CEILING) & small, p >= matching.LEARNED_SAME, base)
     return (f"{name:14s} {int(same.sum()):6d} true pairs | score alone: {int((same & base).sum()):6d} right "
             f"{int((~same & base).sum()):5d} wrong | with the network: {int((same & net).sum()):6d} right "
             f"{int((~same & net).sum()):5d} wrong")
 
 
 def report(data: dict, verifier, head: str) -> str:
-    lines = [f"{head}; the pairs the search asks about (score {FLOOR}-{matching._ASK_CEILING}, smaller picture under "
-             f"{matching._ASK_BELOW} px) decided by the network at p >= {matching._SAME}"]
+    lines = [f"{head}; the pairs the search asks about (score {FLOOR}-{matching.LEARNED_CEILING}, smaller picture under "
+             f"{matching.LEARNED_BELOW} px) decided by the network at p >= {matching.LEARNED_SAME}"]
     for name in ("train-themes", "train-emoji", *(n for n in data if n.startswith("check-"))):
         d = data[name]
         images, scalars, same, scores = inputs(d)
         keep = d["scores"] >= FLOOR
-        small = np.minimum(d["sizes"][d["a"][keep]], d["sizes"][d["b"][keep]]) < matching._ASK_BELOW
+        small = np.minimum(d["sizes"][d["a"][keep]], d["sizes"][d["b"][keep]]) < matching.LEARNED_BELOW
         lines.append(report_line(name, same, scores, verifier.probabilities(images, scalars), small))
     return "\n".join(lines)
 

@@ -492,8 +492,8 @@ def confirm_scores(thumbs_a, thumbs_b, chunk: int = 256, threshold: float | None
                   else flat_colours_differ(_pick(thumbs_a, unclear), _pick(thumbs_b, unclear)))
         out[unclear[differ]] -= _COLOUR_PENALTY
     verifier = default_verifier() if LEARNED_CHECK else None
-    asked = np.flatnonzero((out >= _ASK_FLOOR) & (out < _ASK_CEILING) & (np.minimum(sizes_a, sizes_b) < _ASK_BELOW)
-                           ) if verifier is not None else []
+    in_band = (out >= LEARNED_FLOOR) & (out < LEARNED_CEILING) & (np.minimum(sizes_a, sizes_b) < LEARNED_BELOW)
+    asked = np.flatnonzero(in_band) if verifier is not None else []
     if len(asked):
         xa, xb = (t[asked] if isinstance(t, np.ndarray) else _thumb_stack(_pick(t, asked)) for t in (thumbs_a, thumbs_b))
         same = verifier.probabilities(*verifier_inputs(xa, xb, sizes_a[asked], sizes_b[asked], out[asked]))
@@ -507,23 +507,22 @@ def confirm_scores(thumbs_a, thumbs_b, chunk: int = 256, threshold: float | None
 # among a ceiling of 0.8, 0.9 or 1 and a bar of 0.8, 0.85 or 0.9: a higher ceiling lets it reject another skin tone
 # that scores like a copy, a lower bar finds more renditions and joins more siblings.
 LEARNED_CHECK = True  # False: the confirm score decides alone (benchmarks compare both)
-_ASK_FLOOR = 0.3  # pairs scoring below this are not asked (the network was trained on pairs from here up)
-_ASK_CEILING = 0.9  # ... nor those scoring this or more: plain copies (asked too, it rejected pixel-art copies,
-# a kind it never saw, that score 0.9 or more)
-_SAME = 0.85  # probability from which the network confirms a pair
-_ASK_BELOW = 2 * _SIDE  # ... and only pairs whose smaller picture is smaller than this (px): from 64 px up the
-# confirm score sees every line and highlight, and the network, which never saw such pictures restyled or brightened
+LEARNED_FLOOR = 0.3  # pairs scoring below this are not asked (the network was trained on pairs from here up)
+LEARNED_CEILING = 0.9  # ... nor those scoring this or more: plain copies (asked too, it rejected pixel-art
+# copies, a kind it never saw, that score 0.9 or more)
+LEARNED_SAME = 0.85  # probability from which the network confirms a pair
+LEARNED_BELOW = 2 * _SIDE  # ... and only pairs whose smaller picture is smaller than this (px): from 64 px up
+# the confirm score sees every line and highlight, and the network, which never saw such pictures restyled or brightened
 # alone, confirmed a flat emoji's 3-D rendering and rejected a brightened JPEG copy of a synthetic sticker
-LEARNED_ASK = (_ASK_FLOOR, _ASK_CEILING)  # the band and the size, as the review page explains a match
-LEARNED_BELOW = _ASK_BELOW
 
 
 def second_opinion(scores: np.ndarray, same: np.ndarray, bar: float) -> np.ndarray:
-    """Scores of asked pairs after the network's verdict: a confirmed pair (``same`` >= _SAME) keeps its score or, if
-    that is lower, gets the bar plus up to just below KEEPER_MATCH as the network is surer (so the network alone
-    never makes a keeper link); a rejected one scores just below the bar (still shown, never confirmed)."""
-    raised = bar + (same - _SAME) / (1.0 - _SAME) * (KEEPER_MATCH - bar) * 0.999
-    return np.where(same >= _SAME, np.maximum(scores, raised), np.minimum(scores, bar - 0.001))
+    """Scores of asked pairs after the network's verdict: a confirmed pair (``same`` >= LEARNED_SAME) keeps its
+    score or, if that is lower, gets the bar plus up to just below KEEPER_MATCH as the network is surer (so the
+    network alone never makes a keeper link); a rejected one scores just below the bar (still shown, never
+    confirmed)."""
+    raised = bar + (same - LEARNED_SAME) / (1.0 - LEARNED_SAME) * (KEEPER_MATCH - bar) * 0.999
+    return np.where(same >= LEARNED_SAME, np.maximum(scores, raised), np.minimum(scores, bar - 0.001))
 
 
 def verifier_inputs(stack_a: np.ndarray, stack_b: np.ndarray, sizes_a: np.ndarray, sizes_b: np.ndarray,

@@ -400,7 +400,7 @@ def why_text(match, other: int | None = None) -> str:
     # a score in the learned check's band was its verdict if the smaller picture is under 64 px (a Match does not
     # carry the sizes, so the text says the rule)
     learned = (f"; under {dedup.LEARNED_BELOW} px the learned check decides"
-               if dedup.LEARNED_CHECK and match.score < dedup.LEARNED_ASK[1] else "")
+               if dedup.LEARNED_CHECK and match.score < dedup.LEARNED_CEILING else "")
     return (f"looks the same{to}: similarity {match.score:.2f} after aligning (needs "
             f"{dedup.DEFAULT_CONFIRM_THRESHOLD:.2f}{learned}), hash distance "
             f"{min(match.phash_distance, match.dhash_distance)} bits (pHash {match.phash_distance}, dHash "

@@ -73,7 +73,7 @@ def test_learned_check_decides_only_small_pictures_in_its_band(monkeypatch):
         checked = matching.confirm_scores(stack.stack[a], stack.stack[b], **kw)
         monkeypatch.setattr(matching, "LEARNED_CHECK", False)
         alone = matching.confirm_scores(stack.stack[a], stack.stack[b], **kw)
-        band = (alone >= matching._ASK_FLOOR) & (alone < matching._ASK_CEILING)
+        band = (alone >= matching.LEARNED_FLOOR) & (alone < matching.LEARNED_CEILING)
         np.testing.assert_array_equal(checked[~band], alone[~band])
         if asked:
             assert band.sum() >= 10  # the test exercises the band
