@@ -368,13 +368,14 @@ def test_pixel_hashes_from_before_xxh3_are_cleared_and_same_pixels_still_found(r
     assert group.kind == "same-pixels" and len(group.ids) == 2 and len(new_hash) == 32
 
 
-@pytest.mark.parametrize("size_bytes", [0, 4], ids=["version 1", "version 2"])
+@pytest.mark.parametrize("size_bytes", [0, 4, 5], ids=["version 1", "version 2", "version 3"])
 def test_fingerprints_of_an_older_version_are_recomputed_when_a_search_needs_them(app, runner, dataset, demo_images,
                                                                                   size_bytes):
-    """Tried: an index from before fingerprint version 3, as version 1 left it (a bare 12,288-byte thumbnail and hashes
-    of the whole canvas) or as version 2 did (the content size, no version byte), holding a sticker and a copy with a
-    black border that those hashes never proposed: the search recomputes both from the stored files and groups them;
-    a search without the store (ranking's) still reads the old ones."""
+    """Tried: an index from before fingerprint version 4, as version 1 left it (a bare 12,288-byte thumbnail and hashes
+    of the whole canvas), as version 2 did (the content size, no version byte) or as version 3 did (a one-byte
+    version), holding a sticker and a copy with a black border that those hashes never proposed: the search
+    recomputes both from the stored files and groups them; a search without the store (ranking's) still reads the old
+    ones."""
     from curator.imports.hashing import FINGERPRINT_BYTES, THUMB_BYTES, to_signed64
     from curator.imports.storage import ImageStore
     src = dataset(["cat/noto__cat.png"], kind="demo")
@@ -386,7 +387,7 @@ def test_fingerprints_of_an_older_version_are_recomputed_when_a_search_needs_the
     with app.app_context():
         images = list(db.session.scalars(select(Image)))
         fresh = {i.id: (i.phash, i.dhash, i.fingerprint) for i in images}
-        for k, image in enumerate(images):  # as an older version left them: 64 bits apart, no version byte
+        for k, image in enumerate(images):  # as an older version left them: 64 bits apart, shorter
             image.phash = image.dhash = to_signed64((1 << 64) - 1 if k else 0)
             image.fingerprint = image.fingerprint[:THUMB_BYTES + size_bytes]
         db.session.commit()

@@ -67,7 +67,7 @@ def test_transparent_sticker_hashes_like_itself_flattened_on_the_background():
     assert (a.phash, a.dhash, a.thumb) == (b.phash, b.dhash, b.thumb)
     assert a.has_alpha and not b.has_alpha
     assert a.sha256 != b.sha256
-    assert len(a.thumb) == FINGERPRINT_BYTES == THUMB_SIDE * THUMB_SIDE * 3 + 5 and a.thumb[-1] == 3  # version 3
+    assert len(a.thumb) == FINGERPRINT_BYTES == THUMB_SIDE * THUMB_SIDE * 3 + 6 and a.thumb[-2:] == bytes([4, 0])  # v4
 
 
 def test_different_alpha_content_differs():
