@@ -30,6 +30,14 @@ was built after session 7's changes, for checking the next change, with this par
 again, other logo families, no photos and no subject of the other four parts. A fifth, **untouched-5**
 (bench/out/dedup-set-5/), was built like untouched-4 after session 8's flat-colour test, for checking the next change.
 
+**Wallpapers.** The issue's own check had wallpapers and photos at the sizes users keep them; the parts above had only
+photo tiles of 180-320 px. Debian 12's wallpaper packages (KDE Plasma, GNOME, MATE, UKUI: see WALLPAPER_DEBS) give
+74 designs, stored at 960-1920 px with two or three copies each; a design's dark variant, portrait recomposition or
+colour variant is another picture of the same subject (a look-alike). Half of the designs form **wallpapers**
+(bench/out/dedup-set-wallpapers/), a part to tune on; the other half went into a sixth part, **untouched-6**
+(bench/out/dedup-set-6/), built after session 10's finer margin cut with the next names of every icon list (no Fluent
+designs or near-empty glyphs: their names are used up), to be scored once.
+
 **Families.** Found on 20k real icons: skin-tone variants and badge siblings were joined, and the benchmark had no
 such negatives, so its precision there was overstated. Version 5 of the first two parts appends them after version 4's
 files (which stay byte-identical): 40 person or hand emoji in three skin tones each (subject
@@ -85,6 +93,13 @@ FRESH_PHOTOS = ["moon", "page", "logo", "colorwheel", "microaneurysms", "shepp_l
 PHOTO_SUBJECTS = {"motorcycle_left": "motorcycle", "motorcycle_right": "motorcycle"}
 PHOTO_RECIPES = ["resize", "jpeg", "crop", "bright", "border", "border+jpeg", "resize+border", "crop+resize",
                  "resize+bright+jpeg", "border+resize+jpeg"]
+# Debian 12's desktop wallpapers (`apt-get download`, unpacked under bench/out/wallpapers, nothing installed; KDE's
+# are LGPL/CC BY-SA, GNOME's CC BY-SA, MATE's (photographs among them) GPL-2+, UKUI's CC BY-SA 3.0): KDE ships each
+# design as a landscape picture, and many a portrait recomposition and a dark variant too; GNOME a light and a dark
+# one; MATE colour variants of two designs. Those are other pictures of one subject (look-alikes)
+WALLPAPER_DEBS = ["plasma-workspace-wallpapers", "gnome-backgrounds", "mate-backgrounds", "ukui-wallpapers"]
+WALLPAPERS = OUT / "wallpapers"
+WALLPAPER_SIDES = [960, 1280, 1920]  # longer side of a wallpaper as the benchmark stores it (as users keep them)
 
 
 @dataclass
@@ -396,6 +411,75 @@ def _photos(w: _Writer, tiles: int, photos: list[str] = PHOTOS, seed: int = 4) -
                                        PHOTO_RECIPES, rng.choice([2, 3]), data=_jpeg(tile), ext="jpg")
 
 
+def ensure_wallpapers() -> Path:
+    """The unpacked wallpaper packages (fetched once)."""
+    done = WALLPAPERS / "unpacked.txt"
+    if not done.exists() or done.read_text().split() != WALLPAPER_DEBS:
+        debs = WALLPAPERS / "debs"
+        debs.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["apt-get", "download", *WALLPAPER_DEBS], cwd=debs, check=True)
+        for deb in sorted(debs.glob("*.deb")):
+            subprocess.run(["dpkg", "-x", str(deb), str(WALLPAPERS / "x")], check=True)
+        done.write_text("\n".join(WALLPAPER_DEBS) + "\n")
+    return WALLPAPERS / "x"
+
+
+def _raster(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.glob("*") if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".webp"))
+
+
+def _wallpaper_designs(unpacked: Path) -> list[tuple[str, list[tuple[str, Path]]]]:
+    """[(subject, [(variant, file)])], shuffled (fixed): KDE's landscape picture (the widest file), its portrait one
+    and its dark landscape one where shipped; GNOME's light and dark raster pictures (its SVGs are left out); MATE's
+    and UKUI's pictures, colour variants of one design together."""
+    designs = []
+    for folder in sorted((unpacked / "usr/share/wallpapers").iterdir()):
+        variants = []
+        for sub, dark in (("images", ""), ("images_dark", "dark ")):
+            files = _raster(folder / "contents" / sub)
+            sizes = {f: tuple(int(v) for v in f.stem.split("x")) for f in files if re.fullmatch(r"\d+x\d+", f.stem)}
+            wide = [f for f, (w, h) in sizes.items() if w > h]
+            tall = [f for f, (w, h) in sizes.items() if h > w]
+            if wide:
+                variants.append((f"{dark}landscape", max(wide, key=lambda f: sizes[f][0])))
+            if tall and not dark:
+                variants.append(("portrait", max(tall, key=lambda f: sizes[f][1])))
+        if variants:
+            designs.append((f"kde:{folder.name}", variants))
+    gnome = unpacked / "usr/share/backgrounds/gnome"
+    for light in sorted(gnome.glob("*-l.webp")):
+        dark = light.with_name(light.name.replace("-l.webp", "-d.webp"))
+        designs.append((f"gnome:{light.name[:-7]}", [("light", light)] + ([("dark", dark)] if dark.exists() else [])))
+    others: dict = {}
+    for folder, source in ((unpacked / "usr/share/backgrounds/mate", "mate"), (unpacked / "usr/share/backgrounds",
+                                                                               "ukui")):
+        for path in sorted(folder.glob("*/*") if source == "mate" else folder.glob("*")):
+            if path.suffix.lower() not in (".png", ".jpg") or re.search(r"_\d+x\d+$", path.stem):
+                continue  # the same picture at other sizes: the base file stands for it
+            design = re.sub(r"-(Light|Dark|Warm|Cold|Radioactive)(?=-|$)", "", path.stem).lower()
+            others.setdefault(f"{source}:{design}", []).append((path.stem, path))
+    designs += sorted(others.items())
+    random.Random(8).shuffle(designs)
+    return designs
+
+
+def _wallpapers(w: _Writer, take: Take) -> None:
+    """Wallpapers of ``take`` designs, each variant its own picture (JPEG 90 at one of WALLPAPER_SIDES) with two or
+    three copies; the variants of one design share its subject (look-alikes)."""
+    rng = random.Random(9 + take.start)
+    Image.MAX_IMAGE_PIXELS = None  # KDE ships 5120x2880 (14.7 M pixels): Debian's own files, not an upload
+    for subject, variants in _wallpaper_designs(ensure_wallpapers())[take.start:take.start + take.count]:
+        for variant, path in variants:
+            with Image.open(path) as src:
+                src.draft("RGB", (2000, 2000))
+                img = src.convert("RGB")
+            side = rng.choice(WALLPAPER_SIDES)
+            if max(img.size) > side:
+                img.thumbnail((side, side), Image.Resampling.LANCZOS)
+            w.original_with_copies(img.convert("RGBA"), subject.split(":")[0], "wallpaper", subject, PHOTO_RECIPES,
+                                   rng.choice([2, 3]), data=_jpeg(img), ext="jpg", label=f"{subject} {variant}")
+
+
 def _photo_array(data, name: str) -> np.ndarray:
     """A scikit-image sample as an RGB or grey uint8 array (the stereo pair's two views by name; RGBA over white)."""
     if name.startswith("motorcycle_"):
@@ -503,6 +587,7 @@ class ExtraPart:
     tone_bases: int = 0  # skin-tone look-alikes (`_emoji_tones`), built after the logos
     families: int = 0  # Fluent badge siblings (`_fluent_families`)
     glyph_start: int | None = None  # the glyphs from this name of the Fluent list on instead of after the designs
+    wallpapers: Take | None = None  # designs of `_wallpaper_designs`'s list
 
 
 EXTRA_PARTS = {p.name: p for p in [
@@ -536,6 +621,19 @@ EXTRA_PARTS = {p.name: p for p in [
               glyph_start=205, octicons=Take(115, 25), flat_color=Take(150, 30), vscode=Take(160, 30),
               pixel=Take(125, 25), emoji=Take(105, 20), logo_seed=18,
               avoid=("first", "untouched-2", "untouched-3", "untouched-4"), tone_bases=15, families=15),
+    # session 10: the kind the issue's own check had and no part had: wallpapers at the sizes users keep them, with
+    # their dark variants and portrait recompositions as look-alikes. Half of the designs form "wallpapers", a part
+    # to tune on (nothing else in it); the other half go to untouched-6, built with them after the import's finer
+    # margin cut had been chosen, to be scored once. Untouched-6's icons are the names after untouched-5's in each
+    # list; no Fluent designs or near-empty glyphs (the names below FLUENT_RESERVED are all used)
+    ExtraPart("wallpapers", OUT / "dedup-set-wallpapers", version=1, seed_offset=5, fluent=Take(0, 0), glyphs=0,
+              octicons=Take(0, 0), flat_color=Take(0, 0), vscode=Take(0, 0), pixel=Take(0, 0), emoji=Take(0, 0),
+              logo_seed=0, logo_families=0, avoid=(), wallpapers=Take(37, 37)),
+    ExtraPart("untouched-6", OUT / "dedup-set-6", version=1, seed_offset=6, fluent=Take(0, 0), glyphs=0,
+              octicons=Take(140, 25), flat_color=Take(180, 30), vscode=Take(190, 30), pixel=Take(150, 25),
+              emoji=Take(125, 20), logo_seed=19,
+              avoid=("first", "untouched-2", "untouched-3", "untouched-4", "untouched-5"), tone_bases=15, families=15,
+              wallpapers=Take(0, 37)),
 ]}
 
 
@@ -574,6 +672,8 @@ def build_extra(recipe: ExtraPart, seed: int = 0, rebuild: bool = False) -> tupl
         _emoji_tones(w, modules, recipe.tone_bases, skip=used)
     if recipe.families:
         _fluent_families(w, modules, recipe.families, skip=used)
+    if recipe.wallpapers:
+        _wallpapers(w, recipe.wallpapers)
     clash = used & {i.subject for i in w.items}
     if clash:
         raise RuntimeError(f"{recipe.name} reuses subjects of {', '.join(recipe.avoid)}: {sorted(clash)[:5]}")
