@@ -94,8 +94,9 @@ HASH_WORK_SIDE = 64  # decoded images are box-reduced until their shorter side i
 THUMB_SIDE = 64  # confirm-stage thumbnail: THUMB_SIDE x THUMB_SIDE RGB, uint8, row-major (12 KiB)
 THUMB_BYTES = THUMB_SIDE * THUMB_SIDE * 3
 # fingerprint version 4 (of the trimmed content): the thumbnail, then the content's width and height and the version
-# (three uint16, little-endian). Version 3 ended in a one-byte version and cut a margin on the work image only, keeping
-# its last line where the reduction blends it with the content (see ``_content``); version 2 had no version byte and a
+# (three uint16, little-endian). Version 3 ended in a one-byte version, cut a margin on the work image only, keeping
+# its last line where the reduction blends it with the content (see ``_content``), and cut a picture's own plain sky
+# or wall as if it were a border (see ``content_box``); version 2 had no version byte and a
 # trim that kept a border blended over two lines; version 1 was the bare thumbnail of the whole canvas (THUMB_BYTES).
 # Each version has its own length, so older ones are recognised without reading the blob (SQLite keeps a blob's length
 # in the record header) and recomputed from the stored file (curator.dedup.service).
@@ -106,6 +107,7 @@ MARGIN_TOLERANCE = 40  # grey levels (any channel) within which a pixel is still
 MARGIN_UNIFORM = 0.9  # share of a side's outer line that must be the margin's colour; two sides make a margin
 BLEND_LINES = 2  # lines between two margins that may blend them (a border enlarged with smoothing, then reduced)
 MARGIN_LAYERS = 3  # e.g. an added black border, a line blending it (resampling), the picture's own white field
+GLYPH_SHARE = 0.85  # content under this share of the work image's side (and under 64 px there) is a glyph on a field
 MARGIN_SIDE = 192  # a margin found on the work image is cut on the picture reduced only to this (shorter side;
 # a large JPEG is decoded at >= 192 px, see reduced_decode): its last blended line is a third of the work image's
 _MASK64 = (1 << 64) - 1
@@ -259,10 +261,12 @@ def content_box(pixels: np.ndarray, tolerance: int = MARGIN_TOLERANCE, uniform: 
 
     A margin is the median colour of the outer ring of what is left, when it holds at least ``uniform`` of the outer
     line of two sides or more (a picture may touch the other two); everything outside the bounding box of the pixels
-    that differ from it by more than ``tolerance`` is trimmed. The first margin may be any colour (an added border,
-    or the picture's own field); after it only the white background (the field inside an added border) and a line
-    blending two margins are removed, so a drawn outline is never peeled off. A photo whose edges are not one colour
-    keeps its canvas, and so does a blank picture (nothing would be left).
+    that differ from it by more than ``tolerance`` is trimmed. The first margin may be any colour: a white one (the
+    background a transparent picture is composited on) is cut to the content however uneven; a coloured one is an
+    added border and is cut equally on every side (``_border_width``), so a wallpaper's own sky or wall stays, as it
+    must once a border has been added around it. After it only the white background (the field inside an added
+    border) and a line blending two margins are removed, so a drawn outline is never peeled off. A photo whose edges
+    are not one colour keeps its canvas, and so does a blank picture (nothing would be left).
     """
     h, w = pixels.shape[:2]
     left, top, right, bottom = 0, 0, w, h
@@ -295,10 +299,35 @@ def content_box(pixels: np.ndarray, tolerance: int = MARGIN_TOLERANCE, uniform: 
         if rows.size == 0:
             break
         box = (left + int(cols[0]), top + int(rows[0]), left + int(cols[-1]) + 1, top + int(rows[-1]) + 1)
+        if colour.min() < 255 - tolerance:  # a coloured margin: an added border, as thick on every side
+            cuts = (box[0] - left, box[1] - top, right - box[2], bottom - box[3])
+            t = _border_width(sub, colour, tolerance, uniform, sorted(cuts))
+            cuts = [max(t, min(cut, t + 1)) for cut in cuts]  # a resampled border's edge may move by a line
+            box = (left + cuts[0], top + cuts[1], right - cuts[2], bottom - cuts[3])
         if box == (left, top, right, bottom):
             break
         left, top, right, bottom = box
     return left, top, right, bottom
+
+
+def _border_width(sub: np.ndarray, colour: np.ndarray, slack: float, uniform: float, cuts: list[int]) -> int:
+    """How many lines of ``sub`` a coloured margin of ``colour`` takes on every side: the fewest outer lines of any
+    side that hold the colour on ``uniform`` of their pixels, and no more than the content box leaves on its second
+    thinnest side (``cuts``, sorted) beyond BLEND_LINES. An added border is equally thick all round, while a picture's
+    own sky or wall, plain along one or two sides, is no border (cut in the original, it would not be once a border
+    is added around it); JPEG's ringing may break a thin border's colour on a side or two, and a star field or a snowy
+    field holds its colour on most of every line but not over its whole width."""
+    sides = (sub, sub[::-1], sub.transpose(1, 0, 2), sub.transpose(1, 0, 2)[::-1])
+    depth = min(_plain_depth(lines[: len(lines) // 2], colour, slack, uniform) for lines in sides)
+    return min(depth, max(cuts[1], BLEND_LINES))
+
+
+def _plain_depth(lines: np.ndarray, colour: np.ndarray, slack: float, uniform: float) -> int:
+    """How many of ``lines`` (outermost first) hold ``colour`` on ``uniform`` of their pixels."""
+    for k, line in enumerate(lines):
+        if (np.abs(line - colour).max(axis=1) <= slack).mean() < uniform:
+            return k
+    return len(lines)
 
 
 def _without_specks(mask: np.ndarray) -> np.ndarray:
@@ -315,27 +344,35 @@ def _without_specks(mask: np.ndarray) -> np.ndarray:
 
 def _content(img: Image.Image, premultiplied: Image.Image | None) -> tuple[Image.Image, float]:
     """The picture's content over the background (``content_box``), and how many of ``img``'s pixels one of its
-    pixels spans. Found on the reduced work image; when the content is small there (a glyph on a wide field), it is
-    cut from ``img`` itself, so a 16 px glyph keeps its 16 px of detail instead of the few the work image has.
-    Otherwise a margin found there is cut again on the picture reduced only to MARGIN_SIDE, one line further on each
-    side it was found (the line a reduction or a smoothing resize blends margin and content into), and never less
-    than the work image cut (a JPEG's ringing can widen the box at the finer scale): on the work image the margin's
-    last line is blended with the content (a photo's border under a box filter of 8 px or more) and was kept.
-    Chosen on the benchmark's tuning part and its fourth untouched part (bench/dedup_quality.py): photos with a
-    border recall 0.79 -> 0.89, logos 0.88 -> 0.91; two pairs of a resized JPEG sticker lost."""
+    pixels spans. Found on the reduced work image; when the content is small there and well inside its canvas (a
+    glyph on a wide field: under HASH_WORK_SIDE and under GLYPH_SHARE of the work image's side), it is cut from
+    ``img`` itself, so a 16 px glyph keeps its 16 px of detail instead of the few the work image has.
+
+    Otherwise (a 400-800 px photo with a border is under 64 px there too) a margin found there is cut again on the
+    picture reduced only to MARGIN_SIDE, never less than the work image cut (a JPEG's ringing can widen the box at
+    the finer scale), and one line further on each side it was found where a reduction or a coloured border blends
+    a line of margin into the content (not a sticker's own edge on white at full size): on the work image the
+    margin's last line is blended with the content (a photo's border under a box filter of 8 px or more) and was
+    kept. Chosen on the benchmark's tuning part, its fourth and fifth untouched parts and its wallpapers
+    (bench/dedup_quality.py), with the even border cut of ``content_box``."""
     work = _work_image(img, premultiplied)
     box = content_box(np.asarray(work))
     if box == (0, 0, work.width, work.height):
         return work, img.width / work.width
     factor = img.width / work.width
-    if factor > 1 and min(box[2] - box[0], box[3] - box[1]) < HASH_WORK_SIDE:
+    side = min(box[2] - box[0], box[3] - box[1])
+    glyph = factor > 1 and side < HASH_WORK_SIDE and side < GLYPH_SHARE * min(work.size)
+    if glyph:
         wide = (int(box[0] * factor), int(box[1] * factor),  # the work image's box holds its blended edge pixels
                 min(img.width, int(np.ceil(box[2] * factor))), min(img.height, int(np.ceil(box[3] * factor))))
         return _content(img.crop(wide), None if premultiplied is None else premultiplied.crop(wide))
     fine = _work_image(img, premultiplied, MARGIN_SIDE) if factor > 1 else work
     if fine.width > work.width:
-        left, top, right, bottom = _finer_box(content_box(np.asarray(fine)), box, fine.size,
-                                              (fine.width / work.width, fine.height / work.height))
+        pixels = np.asarray(fine)
+        ring = np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])
+        blend = int(fine.width < img.width or np.median(ring, axis=0).min() < 255 - MARGIN_TOLERANCE)
+        left, top, right, bottom = _finer_box(content_box(pixels), box, fine.size,
+                                              (fine.width / work.width, fine.height / work.height), blend)
         if right > left and bottom > top:
             cut = fine.crop((left, top, right, bottom))
             reduce = min(cut.width, cut.height) // HASH_WORK_SIDE
@@ -344,17 +381,18 @@ def _content(img: Image.Image, premultiplied: Image.Image | None) -> tuple[Image
     return work.crop(box), factor
 
 
-def _finer_box(fine: tuple, work: tuple, size: tuple[int, int], scale: tuple[float, float]) -> tuple[int, ...]:
-    """The content box found on the finer picture (of ``size``), one line further in on each side where it cut a
-    margin, and never wider than the work image's box (``work``, ``scale`` times smaller): at the finer scale a
+def _finer_box(fine: tuple, work: tuple, size: tuple[int, int], scale: tuple[float, float],
+               blend: int = 1) -> tuple[int, ...]:
+    """The content box found on the finer picture (of ``size``), ``blend`` lines further in on each side where it
+    cut a margin, and never wider than the work image's box (``work``, ``scale`` times smaller): at the finer scale a
     JPEG's ringing can keep a line of the margin."""
     out = []
     for k, (edge, coarse) in enumerate(zip(fine, work)):
         coarse *= scale[k % 2]
         if k < 2:
-            out.append(max(edge + (edge > 0), int(coarse)))
+            out.append(max(edge + blend * (edge > 0), int(coarse)))
         else:
-            out.append(min(edge - (edge < size[k % 2]), int(np.ceil(coarse))))
+            out.append(min(edge - blend * (edge < size[k % 2]), int(np.ceil(coarse))))
     return tuple(out)
 
 
