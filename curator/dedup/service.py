@@ -56,6 +56,7 @@ class Member:
     distance: int | None = None  # smallest hash distance to another member (0 for exact / same pixels)
     why: object = None  # the match (curator.dedup.matching.Match) that ties it to the suggested keeper, or to the
     # member of the group that every other matches clearly (matching.KEEPER_MATCH) when it does not match the keeper
+    why_smaller: int | None = None  # the smaller content side (px) of the two pictures of ``why``, when known
 
     @property
     def id(self) -> int:
@@ -68,7 +69,7 @@ class Member:
 
     @property
     def why_text(self) -> str:
-        return why_text(self.why, self.why_with)
+        return why_text(self.why, self.why_with, self.why_smaller)
 
 
 @dataclass
@@ -384,12 +385,23 @@ def find_groups(session: Session, store: ImageStore | None = None, *,
             if member.id != keeper:
                 member.why = links.get(frozenset((member.id, keeper))) or min(
                     (m for m in g.matches if member.id in (m.a, m.b)), key=dedup.match_order, default=None)
+                member.why_smaller = _smaller_content(images, member.why)
         out.append(DupGroup(members, keeper, g.kind, g.max_distance, g.matches))
     return out
 
 
-def why_text(match, other: int | None = None) -> str:
-    """Why two images were grouped, in words (the review page and the CLI); ``other``: the image it ties this one to."""
+def _smaller_content(images: dict, match) -> int | None:
+    """The smaller content side (px) of the two images of ``match`` (None if either fingerprint does not say)."""
+    from curator.imports.hashing import content_size
+    if match is None or match.a not in images or match.b not in images:
+        return None
+    sizes = [content_size(images[i].fingerprint) for i in (match.a, match.b)]
+    return None if None in sizes else min(min(size) for size in sizes)
+
+
+def why_text(match, other: int | None = None, smaller: int | None = None) -> str:
+    """Why two images were grouped, in words (the review page and the CLI); ``other``: the image it ties this one to,
+    ``smaller``: the smaller content side of the two (px), which tells whether the learned check decided."""
     if match is None:
         return ""
     to = f" as #{other}" if other is not None else ""
@@ -397,10 +409,14 @@ def why_text(match, other: int | None = None) -> str:
         return f"the same file{to} (identical bytes)"
     if match.kind == "same-pixels":
         return f"the same pixels{to} in another encoding"
-    # a score in the learned check's band was its verdict if the smaller picture is under 64 px (a Match does not
-    # carry the sizes, so the text says the rule)
-    learned = (f"; under {dedup.LEARNED_BELOW} px the learned check decides"
-               if dedup.LEARNED_CHECK and match.score < dedup.LEARNED_CEILING else "")
+    # a score in the learned check's band was its verdict where the smaller picture is under 64 px; without the
+    # sizes the text says the rule
+    learned = ""
+    if dedup.LEARNED_CHECK and dedup.LEARNED_FLOOR <= match.score < dedup.LEARNED_CEILING:
+        if smaller is None:
+            learned = f"; under {dedup.LEARNED_BELOW} px the learned check decides"
+        elif smaller < dedup.LEARNED_BELOW:
+            learned = f"; confirmed by the learned check, the smaller picture being {smaller} px"
     return (f"looks the same{to}: similarity {match.score:.2f} after aligning (needs "
             f"{dedup.DEFAULT_CONFIRM_THRESHOLD:.2f}{learned}), hash distance "
             f"{min(match.phash_distance, match.dhash_distance)} bits (pHash {match.phash_distance}, dHash "

@@ -89,5 +89,8 @@ def test_the_review_page_says_when_the_learned_check_decided(monkeypatch):
     plain = matching.Match(1, 2, "near", 3, 4, 0.93)
     assert "similarity 0.74 after aligning (needs 0.70; under 64 px the learned check decides)" in why_text(decided, 1)
     assert "learned" not in why_text(plain, 1) and "similarity 0.93" in why_text(plain, 1)
+    # with the pictures' sizes it says whether the check decided: a 24 px icon's pair, not a pair of wallpapers
+    assert "(needs 0.70; confirmed by the learned check, the smaller picture being 24 px)" in why_text(decided, 1, 24)
+    assert "learned" not in why_text(decided, 1, 1080) and "(needs 0.70)" in why_text(decided, 1, 1080)
     monkeypatch.setattr(matching, "LEARNED_CHECK", False)
-    assert "learned" not in why_text(decided, 1)
+    assert "learned" not in why_text(decided, 1) and "learned" not in why_text(decided, 1, 24)
