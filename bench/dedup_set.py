@@ -411,16 +411,20 @@ def _photos(w: _Writer, tiles: int, photos: list[str] = PHOTOS, seed: int = 4) -
                                        PHOTO_RECIPES, rng.choice([2, 3]), data=_jpeg(tile), ext="jpg")
 
 
+def ensure_debs(packages: list[str], debs: Path, into: Path, marker: Path) -> None:
+    """Debian ``packages`` downloaded into ``debs`` and unpacked (``dpkg -x``, nothing installed) into ``into``, once:
+    ``marker`` lists what was unpacked."""
+    if not marker.exists() or marker.read_text().split() != packages:
+        debs.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["apt-get", "download", *packages], cwd=debs, check=True)
+        for deb in sorted(debs.glob("*.deb")):
+            subprocess.run(["dpkg", "-x", str(deb), str(into)], check=True)
+        marker.write_text("\n".join(packages) + "\n")
+
+
 def ensure_wallpapers() -> Path:
     """The unpacked wallpaper packages (fetched once)."""
-    done = WALLPAPERS / "unpacked.txt"
-    if not done.exists() or done.read_text().split() != WALLPAPER_DEBS:
-        debs = WALLPAPERS / "debs"
-        debs.mkdir(parents=True, exist_ok=True)
-        subprocess.run(["apt-get", "download", *WALLPAPER_DEBS], cwd=debs, check=True)
-        for deb in sorted(debs.glob("*.deb")):
-            subprocess.run(["dpkg", "-x", str(deb), str(WALLPAPERS / "x")], check=True)
-        done.write_text("\n".join(WALLPAPER_DEBS) + "\n")
+    ensure_debs(WALLPAPER_DEBS, WALLPAPERS / "debs", WALLPAPERS / "x", WALLPAPERS / "unpacked.txt")
     return WALLPAPERS / "x"
 
 

@@ -35,14 +35,13 @@ import json
 import os
 import random
 import re
-import subprocess
 import time
 from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numpy as np  # noqa: E402
-from dedup_set import OUT, _iconify_svg, ensure_npm, load_part  # noqa: E402  (bench/dedup_set.py, beside this script)
+from dedup_set import OUT, _iconify_svg, ensure_debs, ensure_npm, load_part  # noqa: E402  (bench/dedup_set.py, beside this script)
 from PIL import Image  # noqa: E402
 
 from curator.dedup import matching  # noqa: E402
@@ -68,14 +67,7 @@ FLOOR = matching.LEARNED_FLOOR  # pairs are trained on from the score where the 
 
 def ensure_sources() -> None:
     """Debian's icon themes (unpacked, not installed) and the two npm emoji sets, fetched once into bench/out."""
-    unpacked = THEMES_DIR / "unpacked.txt"
-    if not unpacked.exists() or unpacked.read_text().split() != DEBS:
-        debs = WORK / "debs"
-        debs.mkdir(parents=True, exist_ok=True)
-        subprocess.run(["apt-get", "download", *DEBS], cwd=debs, check=True)
-        for deb in sorted(debs.glob("*.deb")):
-            subprocess.run(["dpkg", "-x", str(deb), str(THEMES_DIR)], check=True)
-        unpacked.write_text("\n".join(DEBS) + "\n")
+    ensure_debs(DEBS, WORK / "debs", THEMES_DIR, THEMES_DIR / "unpacked.txt")
     ensure_npm(NPM, NPM_PACKAGES)
 
 
