@@ -102,7 +102,7 @@ THUMB_BYTES = THUMB_SIDE * THUMB_SIDE * 3
 # in the record header) and recomputed from the stored file (curator.dedup.service).
 FINGERPRINT_VERSION = 4
 FINGERPRINT_BYTES = THUMB_BYTES + 6
-STORED_LENGTHS = (THUMB_BYTES, THUMB_BYTES + 4, THUMB_BYTES + 5, FINGERPRINT_BYTES)  # versions 1-4: all hold a thumbnail
+STORED_LENGTHS = (THUMB_BYTES, THUMB_BYTES + 4, THUMB_BYTES + 5, FINGERPRINT_BYTES)  # versions 1-4 (each a thumbnail)
 MARGIN_TOLERANCE = 40  # grey levels (any channel) within which a pixel is still the margin's colour (JPEG-proof)
 MARGIN_UNIFORM = 0.9  # share of a side's outer line that must be the margin's colour; two sides make a margin
 BLEND_LINES = 2  # lines between two margins that may blend them (a border enlarged with smoothing, then reduced)
