@@ -96,8 +96,8 @@ THUMB_BYTES = THUMB_SIDE * THUMB_SIDE * 3
 # fingerprint version 4 (of the trimmed content): the thumbnail, then the content's width and height and the version
 # (three uint16, little-endian). Version 3 ended in a one-byte version, cut a margin on the work image only, keeping
 # its last line where the reduction blends it with the content (see ``_content``), and cut a picture's own plain sky
-# or wall as if it were a border (see ``content_box``); version 2 had no version byte and a
-# trim that kept a border blended over two lines; version 1 was the bare thumbnail of the whole canvas (THUMB_BYTES).
+# or wall as if it were a border (see ``content_box``); version 2 had no version byte and a trim that kept a border
+# blended over two lines; version 1 was the bare thumbnail of the whole canvas (THUMB_BYTES).
 # Each version has its own length, so older ones are recognised without reading the blob (SQLite keeps a blob's length
 # in the record header) and recomputed from the stored file (curator.dedup.service).
 FINGERPRINT_VERSION = 4
