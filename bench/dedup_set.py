@@ -36,7 +36,8 @@ photo tiles of 180-320 px. Debian 12's wallpaper packages (KDE Plasma, GNOME, MA
 colour variant is another picture of the same subject (a look-alike). Half of the designs form **wallpapers**
 (bench/out/dedup-set-wallpapers/), a part to tune on; the other half went into a sixth part, **untouched-6**
 (bench/out/dedup-set-6/), built after session 10's finer margin cut with the next names of every icon list (no Fluent
-designs or near-empty glyphs: their names are used up), to be scored once.
+designs or near-empty glyphs: their names are used up). It was scored after that cut, and again after the even
+border cut, which was chosen on the other parts.
 
 **Families.** Found on 20k real icons: skin-tone variants and badge siblings were joined, and the benchmark had no
 such negatives, so its precision there was overstated. Version 5 of the first two parts appends them after version 4's
@@ -628,7 +629,7 @@ EXTRA_PARTS = {p.name: p for p in [
     # session 10: the kind the issue's own check had and no part had: wallpapers at the sizes users keep them, with
     # their dark variants and portrait recompositions as look-alikes. Half of the designs form "wallpapers", a part
     # to tune on (nothing else in it); the other half go to untouched-6, built with them after the import's finer
-    # margin cut had been chosen, to be scored once. Untouched-6's icons are the names after untouched-5's in each
+    # margin cut had been chosen (scored then, and after the even border cut). Untouched-6's icons are the names after untouched-5's in each
     # list; no Fluent designs or near-empty glyphs (the names below FLUENT_RESERVED are all used)
     ExtraPart("wallpapers", OUT / "dedup-set-wallpapers", version=1, seed_offset=5, fluent=Take(0, 0), glyphs=0,
               octicons=Take(0, 0), flat_color=Take(0, 0), vscode=Take(0, 0), pixel=Take(0, 0), emoji=Take(0, 0),

@@ -26,7 +26,7 @@ from core.files import write_atomic
 from core.history import record
 from core.models import ACTIVE, DUPLICATE, Decision, Image
 from curator.dedup import matching as dedup
-from curator.imports.hashing import FINGERPRINT_BYTES
+from curator.imports.hashing import FINGERPRINT_BYTES, content_size
 from curator.imports.storage import ImageStore
 
 MAX_THRESHOLD = 32  # beyond this nearly every pair of a large dataset is a candidate: a mistake, not a setting
@@ -392,7 +392,6 @@ def find_groups(session: Session, store: ImageStore | None = None, *,
 
 def _smaller_content(images: dict, match) -> int | None:
     """The smaller content side (px) of the two images of ``match`` (None if either fingerprint does not say)."""
-    from curator.imports.hashing import content_size
     if match is None or match.a not in images or match.b not in images:
         return None
     sizes = [content_size(images[i].fingerprint) for i in (match.a, match.b)]
@@ -426,7 +425,6 @@ def why_text(match, other: int | None = None, smaller: int | None = None) -> str
 def suggest_keeper(members: list[Member]) -> int:
     """Highest resolution of the content, then best rating, then oldest (then lowest id): the curator.dedup.matching
     rule."""
-    from curator.imports.hashing import content_size
     rows = sorted(({"id": m.id, "width": m.image.width, "height": m.image.height, "rating": m.rating,
                     "created": m.image.created,
                     **dict(zip(("content_width", "content_height"), content_size(m.image.fingerprint) or ())),
