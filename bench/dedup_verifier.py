@@ -295,7 +295,7 @@ def network():
 
         def forward(self, images, scalars):
             import torch
-            h = self.conv(images)
+            h = self.conv(torch.cat([images, images[:, 0:3] - images[:, 3:6]], 1))  # see fold_difference
             return self.head(torch.cat([h.mean((2, 3)), h.amax((2, 3)), scalars], 1)).squeeze(1)
 
     return Net()

@@ -46,14 +46,16 @@ part was scored once, at the end.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any, Hashable, Iterable, Mapping, Sequence
+from itertools import combinations
+from typing import Any, Hashable, Iterable, Mapping, NamedTuple, Sequence
 
 import numpy as np
 from scipy import ndimage
+from scipy.spatial import cKDTree
 
-from curator.dedup.nearsearch import HammingIndex, UnionFind, all_pairs_within, as_uint64, hamming
+from curator.dedup.nearsearch import HammingIndex, UnionFind, all_pairs_within, as_uint64, group_pairs, hamming
 from curator.dedup.verifier import default_verifier
 from curator.imports.hashing import STORED_LENGTHS, THUMB_BYTES, THUMB_SIDE, content_size
 
@@ -335,17 +337,19 @@ def _worst_structure(x: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 def _aligned_colour_score(src: np.ndarray, dst: np.ndarray, geometry: "_Geometry | None" = None
                           ) -> tuple[np.ndarray, np.ndarray]:
-    """(colour score, ``src`` warped into the frame of ``dst``) for (N, C, S, S) thumbnails.
-
-    The per-axis crop/shift is found on 1-D intensity profiles; the colour score is
-    ``1 - colour residual / _RESIDUAL_SCALE``.
-    """
-    gs, gd = _grey(src), _grey(dst)  # (N, S, S)
+    """(colour score, ``src`` warped into the frame of ``dst``: ``_warped``) for (N, C, S, S) thumbnails; the colour
+    score is ``1 - colour residual / _RESIDUAL_SCALE``."""
     g = geometry or _FULL
-    kx = _best_axis_warp(gs.mean(axis=1), gd.mean(axis=1), g)  # column profiles
-    ky = _best_axis_warp(gs.mean(axis=2), gd.mean(axis=2), g)  # row profiles
-    warped = g.mats[ky][:, None] @ src @ g.mats[kx].transpose(0, 2, 1)[:, None]
+    warped = _warped(src, dst, g)
     return 1.0 - _colour_residual(warped, dst, g.cells) / _RESIDUAL_SCALE, warped
+
+
+def _warped(src: np.ndarray, dst: np.ndarray, geometry: "_Geometry") -> np.ndarray:
+    """``src`` cropped/shifted into the frame of ``dst``, per axis, as found on their 1-D intensity profiles."""
+    gs, gd = _grey(src), _grey(dst)  # (N, S, S)
+    kx = _best_axis_warp(gs.mean(axis=1), gd.mean(axis=1), geometry)  # column profiles
+    ky = _best_axis_warp(gs.mean(axis=2), gd.mean(axis=2), geometry)  # row profiles
+    return geometry.mats[ky][:, None] @ src @ geometry.mats[kx].transpose(0, 2, 1)[:, None]
 
 
 _LEVELS = (6, 8, 12, 16, 24)  # effective resolutions (px) a pair can be compared at, below _SIDE
@@ -507,7 +511,7 @@ def confirm_scores(thumbs_a, thumbs_b, chunk: int = 256, threshold: float | None
 # among a ceiling of 0.8, 0.9 or 1 and a bar of 0.8, 0.85 or 0.9: a higher ceiling lets it reject another skin tone
 # that scores like a copy, a lower bar finds more renditions and joins more siblings.
 LEARNED_CHECK = True  # False: the confirm score decides alone (benchmarks compare both)
-LEARNED_FLOOR = 0.3  # pairs scoring below this are not asked (the network was trained on pairs from here up)
+LEARNED_FLOOR = 0.5  # pairs scoring below this are not asked (see the note above)
 LEARNED_CEILING = 0.9  # ... nor those scoring this or more: plain copies (asked too, it rejected pixel-art
 # copies, a kind it never saw, that score 0.9 or more)
 LEARNED_SAME = 0.85  # probability from which the network confirms a pair
@@ -527,22 +531,21 @@ def second_opinion(scores: np.ndarray, same: np.ndarray, bar: float) -> np.ndarr
 
 def verifier_inputs(stack_a: np.ndarray, stack_b: np.ndarray, sizes_a: np.ndarray, sizes_b: np.ndarray,
                     scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """What the learned check sees of each pair of thumbnails (N, 64, 64, 3) uint8: images (N, 9, 32, 32), the
-    smaller picture aligned into the larger one's frame (as the confirm stage aligns them), both at the smaller one's
-    full detail, and their difference (values / 255); scalars (N, 4), the confirm score, log2 of the size ratio, the
+    """What the learned check sees of each pair of thumbnails (N, 64, 64, 3) uint8: images (N, 6, 32, 32), the
+    smaller picture aligned into the larger one's frame (as the confirm stage aligns them) and the larger one, both at
+    the smaller one's full detail (values / 255; the network also sees their difference: ``fold_difference``); scalars (N, 4), the confirm score, log2 of the size ratio, the
     smaller size / 64 and the plainer picture's detail / _INFO_FULL (both capped)."""
     swap = (np.asarray(sizes_a) > np.asarray(sizes_b))[:, None, None, None]
     a, b = np.where(swap, stack_b, stack_a), np.where(swap, stack_a, stack_b)
     small, large = np.minimum(sizes_a, sizes_b), np.maximum(sizes_a, sizes_b)
-    images = np.empty((len(a), 9, _SIDE, _SIDE), dtype=np.float32)
+    images = np.empty((len(a), 6, _SIDE, _SIDE), dtype=np.float32)
     scalars = np.empty((len(a), 4), dtype=np.float32)
     for lo in range(0, len(a), 512):
         part = slice(lo, lo + 512)
         x, y = _reduced_pairs(_as_thumbs(a[part]), _as_thumbs(b[part]), small[part], large[part], detail=1.0)
-        _, warped = _aligned_colour_score(x, y)
+        warped = _warped(x, y, _FULL)
         images[part, 0:3] = warped / 255.0
         images[part, 3:6] = y / 255.0
-        images[part, 6:9] = (warped - y) / 255.0
         scalars[part, 0] = scores[part]
         scalars[part, 1] = np.log2(large[part] / np.maximum(small[part], 1))
         scalars[part, 2] = np.minimum(small[part], 64) / 64.0
@@ -567,10 +570,19 @@ _COLOUR_GRID = 4  # flat colours are counted on a grid of this many levels per c
 _COLOURFUL = 8.0  # channel spread below which a flat pixel is grey: left to the brightness gain (and so is white)
 
 
-def _flat_colours(thumb: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-    """(colours (K, 3), share of the flat pixels (K,)) of the coloured flat areas of a (S, S, 3) uint8 thumbnail; None
-    when it has too few to tell. Grey and white are left out: a grey drawing differs from its copies by brightness,
-    which the score allows for, and another tone or a recoloured part is coloured."""
+class Palette(NamedTuple):
+    """The coloured flat areas of one picture: their colours (K, 3) on the _COLOUR_GRID, each one's share of the flat
+    pixels (K,), and a k-d tree of the colours (each picture's is built once, then asked about many others')."""
+
+    colours: np.ndarray
+    share: np.ndarray
+    tree: cKDTree
+
+
+def _flat_colours(thumb: np.ndarray) -> Palette | None:
+    """The ``Palette`` of a (S, S, 3) uint8 thumbnail; None when it has too few flat coloured pixels to tell. Grey
+    and white are left out: a grey drawing differs from its copies by brightness, which the score allows for, and
+    another tone or a recoloured part is coloured."""
     rgb = thumb.astype(np.float32)
     grey = rgb.mean(axis=2)
     flat = (ndimage.maximum_filter(grey, _FLAT_SIZE) - ndimage.minimum_filter(grey, _FLAT_SIZE)) < _FLAT_RANGE
@@ -579,16 +591,16 @@ def _flat_colours(thumb: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
         return None
     colours = rgb[flat]
     cells, counts = np.unique((colours // _COLOUR_GRID).astype(np.int32), axis=0, return_counts=True)
-    return (cells * _COLOUR_GRID + _COLOUR_GRID / 2).astype(np.float32), counts / counts.sum()
+    centres = (cells * _COLOUR_GRID + _COLOUR_GRID / 2).astype(np.float32)
+    return Palette(centres, counts / counts.sum(), cKDTree(centres))
 
 
-def _colours_missing(x: tuple[np.ndarray, np.ndarray], y: tuple[np.ndarray, np.ndarray]) -> float:
+def _colours_missing(x: Palette, y: Palette) -> float:
     """Share of ``x``'s flat pixels whose colour, under the brightness gain that fits best, is farther than
-    _COLOUR_NEAR from every flat colour of ``y``."""
-    colours, share = x
-    scaled = np.minimum(colours[None] * _COLOUR_GAINS[:, None, None], 255.0)  # (G, K, 3)
-    d2 = ((scaled[:, :, None, :] - y[0][None, None]) ** 2).sum(axis=-1).min(axis=2)  # (G, K)
-    return float(((d2 > _COLOUR_NEAR ** 2) * share).sum(axis=1).min())
+    _COLOUR_NEAR from every flat colour of ``y`` (the nearest found in ``y``'s tree, looked no farther than that)."""
+    scaled = np.minimum(x.colours[None] * _COLOUR_GAINS[:, None, None], 255.0)  # (G, K, 3)
+    nearest, _ = y.tree.query(scaled.reshape(-1, 3), distance_upper_bound=_COLOUR_NEAR * 1.001)  # inf: none so near
+    return float(((nearest.reshape(len(_COLOUR_GAINS), -1) > _COLOUR_NEAR) * x.share).sum(axis=1).min())
 
 
 def _colours_differ(x, y) -> bool:
@@ -824,18 +836,47 @@ def find_duplicate_groups(fingerprints, *, hash_threshold: int = DEFAULT_HASH_TH
                         nearest=NEAREST)
     position = {i: k for k, i in enumerate(ids)}
 
-    def verify(pairs):
+    def confirmed(pairs) -> dict:
         ia = np.array([position[a] for a, _ in pairs], dtype=np.int64)
         ib = np.array([position[b] for _, b in pairs], dtype=np.int64)
         found = _confirm(ids, ids, thumbs, thumbs, ia, ib, phash, dhash, phash, dhash, confirm_threshold, confirm)
+        return {frozenset((m.a, m.b)): m for m in found}
+
+    ahead = _pairs_the_grouping_may_ask(matches)
+    checked = dict.fromkeys(map(frozenset, ahead))
+    checked.update(confirmed(ahead))
+
+    def verify(pairs):
+        todo = [p for p in pairs if frozenset(p) not in checked]
+        checked.update(dict.fromkeys(map(frozenset, todo)))
+        if todo:
+            checked.update(confirmed(todo))
+        found = [_facing(checked[frozenset(p)], *p) for p in pairs]
         if all_matches is not None:
-            all_matches.extend(found)
-        by_pair = {(m.a, m.b): m for m in found}
-        return [by_pair.get(p) for p in pairs]
+            all_matches.extend(m for m in found if m is not None)
+        return found
 
     if all_matches is not None:
         all_matches.extend(matches)
     return groups_from_matches(matches, verify)
+
+
+def _facing(match: Match | None, a, b) -> Match | None:
+    """``match`` with its pictures in the order (a, b) asked about."""
+    return match if match is None or match.a == a else replace(match, a=a, b=b)
+
+
+PREFETCH_MAX = 12  # pictures in a set of linked ones whose unlinked pairs are all confirmed up front
+
+
+def _pairs_the_grouping_may_ask(matches: list[Match]) -> list[tuple]:
+    """The unmatched pairs within each set of pictures that the matches link (of 3 to PREFETCH_MAX pictures): the
+    grouping asks about the pairs across two parts it joins, one join at a time, and confirming them in one batch
+    costs a fraction of many small calls (each pair's score is the same either way). Larger sets are asked about as
+    the grouping goes (a long chain would cost its square)."""
+    known = {frozenset((m.a, m.b)) for m in matches}
+    return [(x, y) for part in group_pairs([(m.a, m.b) for m in matches], min_size=3) if len(part) <= PREFETCH_MAX
+            for x, y in combinations(part, 2) if frozenset((x, y)) not in known]
 
 
 _SIGNATURE_CELLS = 8  # the cheap first look: 8x8 cell means of each colour channel

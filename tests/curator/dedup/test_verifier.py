@@ -18,8 +18,9 @@ def test_the_shipped_weights_load():
 
 
 def test_numpy_forward_pass_equals_torch():
-    """Random weights and inputs: the numpy network (3x3 convolutions as one matrix product, strides 1-2-2-2, mean
-    and max pooling, two dense layers) gives torch's probabilities."""
+    """Random weights and inputs: the numpy network (3x3 convolutions as matrix products, strides 1-2-2-2, mean
+    and max pooling, two dense layers; the difference of the two pictures folded into the first layer's weights)
+    gives torch's probabilities from the two pictures and their difference."""
     torch = pytest.importorskip("torch")
     nn = torch.nn
     torch.manual_seed(0)
@@ -27,10 +28,10 @@ def test_numpy_forward_pass_equals_torch():
     conv = nn.Sequential(*[m for k, w in enumerate(widths) for m in (
         nn.Conv2d(9 if k == 0 else widths[k - 1], w, 3, stride=STRIDES[k], padding=1), nn.ReLU())])
     head = nn.Sequential(nn.Linear(2 * widths[-1] + 4, 10), nn.ReLU(), nn.Linear(10, 1))
-    images = torch.rand(300, 9, 32, 32) - 0.3
+    images = torch.rand(300, 6, 32, 32) - 0.3
     scalars = torch.rand(300, 4)
     with torch.no_grad():
-        h = conv(images)
+        h = conv(torch.cat([images, images[:, 0:3] - images[:, 3:6]], 1))
         expected = torch.sigmoid(head(torch.cat([h.mean((2, 3)), h.amax((2, 3)), scalars], 1))).squeeze(1).numpy()
     weights = {**{f"conv.{k}": v.numpy() for k, v in conv.state_dict().items()},
                **{f"head.{k}": v.numpy() for k, v in head.state_dict().items()}}
