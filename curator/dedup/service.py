@@ -408,14 +408,17 @@ def why_text(match, other: int | None = None, smaller: int | None = None) -> str
         return f"the same file{to} (identical bytes)"
     if match.kind == "same-pixels":
         return f"the same pixels{to} in another encoding"
-    # a score in the learned check's band was its verdict where the smaller picture is under 64 px; without the
-    # sizes the text says the rule
+    # a score in the learned check's band was its verdict where the smaller picture is under 64 px, and from 64 px
+    # up a confirmed score below its ceiling was shown to it, which may only veto; without the sizes the text says
+    # the rule
     learned = ""
     if dedup.LEARNED_CHECK and dedup.LEARNED_FLOOR <= match.score < dedup.LEARNED_CEILING:
         if smaller is None:
-            learned = f"; under {dedup.LEARNED_BELOW} px the learned check decides"
+            learned = f"; under {dedup.LEARNED_BELOW} px the learned check decides, from it up it may veto"
         elif smaller < dedup.LEARNED_BELOW:
             learned = f"; confirmed by the learned check, the smaller picture being {smaller} px"
+        elif match.score >= dedup.DEFAULT_CONFIRM_THRESHOLD:
+            learned = "; the learned check, which may veto such a pair, did not"
     return (f"looks the same{to}: similarity {match.score:.2f} after aligning (needs "
             f"{dedup.DEFAULT_CONFIRM_THRESHOLD:.2f}{learned}), hash distance "
             f"{min(match.phash_distance, match.dhash_distance)} bits (pHash {match.phash_distance}, dHash "

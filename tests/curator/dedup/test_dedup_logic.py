@@ -396,7 +396,10 @@ def test_another_skin_tone_is_not_a_copy_but_edited_copies_are(monkeypatch):
     light = person(MEDIUM_LIGHT)
     a, other = encoded(light), encoded(person(MEDIUM))
     monkeypatch.setattr(matching, "_COLOUR_PENALTY", 0.0)
-    assert T <= confirm_scores([a.thumb], [other.thumb])[0] < KEEPER_MATCH  # the colour test is what decides
+    monkeypatch.setattr(matching, "LEARNED_CHECK", False)
+    assert T <= confirm_scores([a.thumb], [other.thumb])[0] < KEEPER_MATCH  # the score alone would confirm it
+    monkeypatch.setattr(matching, "LEARNED_CHECK", True)  # the learned check's veto (256 px pictures) undoes it too
+    assert confirm_scores([a.thumb], [other.thumb])[0] < T
     monkeypatch.undo()
     assert flat_colours_differ([a.thumb], [other.thumb])[0]
     assert confirm_scores([a.thumb], [other.thumb])[0] < T

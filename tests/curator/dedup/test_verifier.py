@@ -51,6 +51,16 @@ def test_second_opinion_confirms_or_rejects_only_by_the_network():
     assert (out < matching.KEEPER_MATCH).all()  # a network verdict never makes a keeper link
 
 
+def test_learned_veto_only_lowers_pairs_the_network_is_sure_differ():
+    bar = matching.DEFAULT_CONFIRM_THRESHOLD
+    scores = np.array([0.72, 0.85, 0.88, 0.75])
+    same = np.array([0.01, 0.049, 0.06, 0.99])
+    out = matching.learned_veto(scores, same, bar)
+    assert list(out >= bar) == [False, False, True, True]
+    assert out[0] == pytest.approx(bar - 0.001) and out[1] == pytest.approx(bar - 0.001)  # still shown, below the bar
+    np.testing.assert_array_equal(out[2:], scores[2:])  # never raised: from 64 px up the network only vetoes
+
+
 def _small_demo(n: int, side: int) -> list:
     """Fingerprints of ``n`` demo emoji reduced to ``side`` px (small icons: the pairs the network is asked about)."""
     out = []
@@ -62,9 +72,10 @@ def _small_demo(n: int, side: int) -> list:
 
 
 def test_learned_check_decides_only_small_pictures_in_its_band(monkeypatch):
-    """Tried: every pair of 30 demo emoji at 24 px and at 96 px, with the check on and off. Scores below 0.3 and from
-    0.9 up (clear strangers, clear copies), and every pair of pictures of 64 px or more, are the confirm score's
-    alone; only small pairs in the band change, and each either passes the bar or falls just below it."""
+    """Tried: every pair of 30 demo emoji at 24 px and at 96 px, with the check on and off. Scores below the floor
+    and from 0.9 up (clear strangers, clear copies) are the confirm score's alone; small pairs in the band change,
+    each either passing the bar or falling just below it; pairs of 64 px or more are at most vetoed (confirmed ones
+    only), and none of the demo's 96 px pairs is."""
     bar = matching.DEFAULT_CONFIRM_THRESHOLD
     for side, asked in ((24, True), (96, False)):
         stack = matching.Thumbs(_small_demo(30, side))
@@ -81,17 +92,22 @@ def test_learned_check_decides_only_small_pictures_in_its_band(monkeypatch):
             decided = checked[band]
             assert ((decided >= bar) | np.isclose(decided, np.minimum(alone[band], bar - 0.001))).all()
         else:
-            np.testing.assert_array_equal(checked, alone)
+            vetoed = checked != alone
+            assert ((alone[vetoed] >= bar) & (alone[vetoed] < matching.LEARNED_CEILING)).all()
+            np.testing.assert_allclose(checked[vetoed], bar - 0.001)
+            assert not vetoed.any()  # the demo's different emoji at 96 px: the confirm score already keeps them apart
 
 
 def test_the_review_page_says_when_the_learned_check_decided(monkeypatch):
     from curator.dedup.service import why_text
     decided = matching.Match(1, 2, "near", 12, 14, 0.74)
     plain = matching.Match(1, 2, "near", 3, 4, 0.93)
-    assert "similarity 0.74 after aligning (needs 0.70; under 64 px the learned check decides)" in why_text(decided, 1)
+    assert ("similarity 0.74 after aligning (needs 0.70; under 64 px the learned check decides, from it up it may "
+            "veto)") in why_text(decided, 1)
     assert "learned" not in why_text(plain, 1) and "similarity 0.93" in why_text(plain, 1)
     # with the pictures' sizes it says whether the check decided: a 24 px icon's pair, not a pair of wallpapers
     assert "(needs 0.70; confirmed by the learned check, the smaller picture being 24 px)" in why_text(decided, 1, 24)
-    assert "learned" not in why_text(decided, 1, 1080) and "(needs 0.70)" in why_text(decided, 1, 1080)
+    assert "(needs 0.70; the learned check, which may veto such a pair, did not)" in why_text(decided, 1, 1080)
+    assert "learned" not in why_text(plain, 1, 1080)
     monkeypatch.setattr(matching, "LEARNED_CHECK", False)
     assert "learned" not in why_text(decided, 1) and "learned" not in why_text(decided, 1, 24)
