@@ -549,8 +549,9 @@ def verifier_inputs(stack_a: np.ndarray, stack_b: np.ndarray, sizes_a: np.ndarra
                     scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """What the learned check sees of each pair of thumbnails (N, 64, 64, 3) uint8: images (N, 6, 32, 32), the
     smaller picture aligned into the larger one's frame (as the confirm stage aligns them) and the larger one, both at
-    the smaller one's full detail (values / 255; the network also sees their difference: ``fold_difference``); scalars (N, 4), the confirm score, log2 of the size ratio, the
-    smaller size / 64 and the plainer picture's detail / _INFO_FULL (both capped)."""
+    the smaller one's full detail (values / 255; the network also sees their difference: ``fold_difference``);
+    scalars (N, 4), the confirm score, log2 of the size ratio, the smaller size / 64 and the plainer picture's
+    detail / _INFO_FULL (both capped)."""
     swap = (np.asarray(sizes_a) > np.asarray(sizes_b))[:, None, None, None]
     a, b = np.where(swap, stack_b, stack_a), np.where(swap, stack_a, stack_b)
     small, large = np.minimum(sizes_a, sizes_b), np.maximum(sizes_a, sizes_b)
