@@ -62,7 +62,7 @@ import os
 import random
 import re
 import subprocess
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import NamedTuple
 
@@ -468,16 +468,48 @@ def _wallpaper_designs(unpacked: Path) -> list[tuple[str, list[tuple[str, Path]]
     return designs
 
 
+def _mate_shades(unpacked: Path) -> dict[str, tuple[str, str, str]]:
+    """{file name: (shade type, primary colour, secondary colour)} from MATE's background properties: its
+    translucent wallpapers (Silk, Flow, the Stripes...) are white or black at partial opacity, drawn over that shade."""
+    import xml.etree.ElementTree as ET
+    shades = {}
+    for xml in sorted((unpacked / "usr/share/mate-background-properties").glob("*.xml")):
+        for paper in ET.parse(xml).getroot().iter("wallpaper"):
+            name = Path(paper.findtext("filename") or "").name
+            shades[name] = (paper.findtext("shade_type") or "solid", paper.findtext("pcolor") or "#808080",
+                            paper.findtext("scolor") or paper.findtext("pcolor") or "#808080")
+    return shades
+
+
+def _on_desktop(img: Image.Image, shade: tuple[str, str, str] | None) -> Image.Image:
+    """The wallpaper as the desktop shows it (RGB): a translucent one over its MATE shade (a solid colour or a
+    gradient), any other as it is. Converting a translucent one straight to RGB dropped its picture: session 10's
+    parts had blank white and black MATE wallpapers, which any detector rightly takes for one picture."""
+    if img.mode not in ("RGBA", "LA", "PA") and "transparency" not in img.info:
+        return img.convert("RGB")
+    kind, first, second = shade or ("solid", "#808080", "#808080")
+    a, b = (np.array(Image.new("RGB", (1, 1), c).getpixel((0, 0)), dtype=np.float32) for c in (first, second))
+    w, h = img.size
+    t = {"horizontal-gradient": np.linspace(0, 1, w)[None, :, None],
+         "vertical-gradient": np.linspace(0, 1, h)[:, None, None]}.get(kind, np.zeros((1, 1, 1)))
+    field = np.broadcast_to(a + (b - a) * t, (h, w, 3)).round().astype(np.uint8)
+    out = Image.fromarray(np.ascontiguousarray(field), "RGB").convert("RGBA")
+    out.alpha_composite(img.convert("RGBA"))
+    return out.convert("RGB")
+
+
 def _wallpapers(w: _Writer, take: Take) -> None:
     """Wallpapers of ``take`` designs, each variant its own picture (JPEG 90 at one of WALLPAPER_SIDES) with two or
     three copies; the variants of one design share its subject (look-alikes)."""
     rng = random.Random(9 + take.start)
     Image.MAX_IMAGE_PIXELS = None  # KDE ships 5120x2880 (14.7 M pixels): Debian's own files, not an upload
-    for subject, variants in _wallpaper_designs(ensure_wallpapers())[take.start:take.start + take.count]:
+    unpacked = ensure_wallpapers()
+    shades = _mate_shades(unpacked)
+    for subject, variants in _wallpaper_designs(unpacked)[take.start:take.start + take.count]:
         for variant, path in variants:
             with Image.open(path) as src:
                 src.draft("RGB", (2000, 2000))
-                img = src.convert("RGB")
+                img = _on_desktop(src, shades.get(path.name))
             side = rng.choice(WALLPAPER_SIDES)
             if max(img.size) > side:
                 img.thumbnail((side, side), Image.Resampling.LANCZOS)
@@ -593,6 +625,8 @@ class ExtraPart:
     families: int = 0  # Fluent badge siblings (`_fluent_families`)
     glyph_start: int | None = None  # the glyphs from this name of the Fluent list on instead of after the designs
     wallpapers: Take | None = None  # designs of `_wallpaper_designs`'s list
+    # (file, file): one design from two sources, found after the build (`_one_design`)
+    shared_designs: tuple[tuple[str, str], ...] = ()
 
 
 EXTRA_PARTS = {p.name: p for p in [
@@ -631,14 +665,19 @@ EXTRA_PARTS = {p.name: p for p in [
     # to tune on (nothing else in it); the other half go to untouched-6, built with them after the import's finer
     # margin cut had been chosen (scored then, and after the even border cut). Untouched-6's icons are the names after untouched-5's in each
     # list; no Fluent designs or near-empty glyphs (the names below FLUENT_RESERVED are all used)
-    ExtraPart("wallpapers", OUT / "dedup-set-wallpapers", version=1, seed_offset=5, fluent=Take(0, 0), glyphs=0,
+    # version 2 of both: MATE's translucent wallpapers drawn over their shade (version 1 had them blank white or
+    # black); untouched-6's vscode-icons "file-type-reason" is the ReasonML logo's square mark, which the logos set
+    # ships too: one design (seen in a group mixing them; a scan of every part's originals across sources at 24 px
+    # found no other)
+    ExtraPart("wallpapers", OUT / "dedup-set-wallpapers", version=2, seed_offset=5, fluent=Take(0, 0), glyphs=0,
               octicons=Take(0, 0), flat_color=Take(0, 0), vscode=Take(0, 0), pixel=Take(0, 0), emoji=Take(0, 0),
               logo_seed=0, logo_families=0, avoid=(), wallpapers=Take(37, 37)),
-    ExtraPart("untouched-6", OUT / "dedup-set-6", version=1, seed_offset=6, fluent=Take(0, 0), glyphs=0,
+    ExtraPart("untouched-6", OUT / "dedup-set-6", version=2, seed_offset=6, fluent=Take(0, 0), glyphs=0,
               octicons=Take(140, 25), flat_color=Take(180, 30), vscode=Take(190, 30), pixel=Take(150, 25),
               emoji=Take(125, 20), logo_seed=19,
               avoid=("first", "untouched-2", "untouched-3", "untouched-4", "untouched-5"), tone_bases=15, families=15,
-              wallpapers=Take(0, 37)),
+              wallpapers=Take(0, 37), shared_designs=(("vscode-icons/00206-vscode-icons__file-type-reason__original.png",
+                                                        "logos/00647-logos__reasonml__original.png"),)),
 ]}
 
 
@@ -682,8 +721,21 @@ def build_extra(recipe: ExtraPart, seed: int = 0, rebuild: bool = False) -> tupl
     clash = used & {i.subject for i in w.items}
     if clash:
         raise RuntimeError(f"{recipe.name} reuses subjects of {', '.join(recipe.avoid)}: {sorted(clash)[:5]}")
-    manifest.write_text(json.dumps({"version": recipe.version, "seed": seed, "items": [asdict(i) for i in w.items]}))
-    return recipe.folder, w.items
+    items = _one_design(w.items, recipe.shared_designs)
+    manifest.write_text(json.dumps({"version": recipe.version, "seed": seed, "items": [asdict(i) for i in items]}))
+    return recipe.folder, items
+
+
+def _one_design(items: list[Item], shared: tuple[tuple[str, str], ...]) -> list[Item]:
+    """`items` with the pictures of each pair of files in `shared` made one (the same design shipped by two
+    sources: a copy of either is a copy of the other)."""
+    group_of = {i.file: i.group for i in items}
+    merge = {}
+    for a, b in shared:
+        if a not in group_of or b not in group_of:
+            raise RuntimeError(f"shared design {a} / {b}: no such file in the part (its build changed)")
+        merge[group_of[a]] = group_of[b]
+    return [replace(i, group=merge.get(i.group, i.group)) for i in items]
 
 
 PARTS = ["tune", "untouched", *EXTRA_PARTS]
