@@ -9,16 +9,17 @@ Training data (nothing of it is in bench/dedup_set.py's parts, so every benchmar
 - Debian's Oxygen, Papirus, Breeze and elementary-xfce icon themes (`apt-get download`, unpacked under
   bench/out/verifier/themes; GPL/LGPL/CC BY-SA): each icon's sizes (up to three) are renditions of one picture,
   plus two copies made with curator.dedup.variants (JPEG, WebP, GIF, crops, borders, brightness, resizes);
-  negatives are the pairs the hash stage proposes between different icons (siblings of a family), the same icon
-  name in another theme (another artist) and random pairs;
+  negatives are the pairs the hash stage proposes between different icons (siblings of a family), each picture's
+  nearest signatures (matching.NEIGHBOURS: the search confirms those too), the same icon name in another theme
+  (another artist) and random pairs;
 - EmojiOne and Noto v1 emoji (npm `@iconify-json/emojione`, `@iconify-json/noto-v1`): three skin tones of one
   person (negatives: another tone) and other emoji, each with two copies.
 Pairs that share a file (sha256 or pixels) are one picture whatever their names.
 
 Checks, never trained on: the Tango and GNOME themes (the same pairs, built the same way), and the benchmark's
-tuning part and fourth untouched part (pairs the hash stage proposes, and every pair of one subject). The report
-gives, per set, the pairs the confirm score alone confirms (>= 0.7) against those confirmed as the search decides
-them (the network's verdict, p >= 0.85, on pairs scoring 0.3-0.9 whose smaller picture is under 64 px).
+tuning part and fourth untouched part (pairs the hash stage proposes, nearest signatures, and every pair of one
+subject). The report gives, per set, the pairs the confirm score alone confirms (>= 0.7) against those confirmed as
+the search decides them (the network's verdict on the pairs it is asked about, whose smaller picture is under 64 px).
 
     python bench/dedup_verifier.py [--epochs 8] [--rebuild]
 
@@ -45,7 +46,7 @@ from dedup_set import OUT, _iconify_svg, ensure_debs, ensure_npm, load_part  # n
 from PIL import Image  # noqa: E402
 
 from curator.dedup import matching  # noqa: E402
-from curator.dedup.nearsearch import UnionFind  # noqa: E402
+from curator.dedup.nearsearch import UnionFind, nearest_pairs  # noqa: E402
 from curator.dedup.variants import RECIPES, transform  # noqa: E402
 from curator.dedup.verifier import WEIGHTS, Verifier  # noqa: E402
 from curator.imports.hashing import fingerprint_bytes, fingerprint_many  # noqa: E402
@@ -231,7 +232,14 @@ def pair_set(recs: list[tuple], rng: random.Random, hard_per_positive: int = 3) 
         a, b = sorted(rng.sample(range(len(recs)), 2))
         if picture[a] != picture[b]:
             pairs.add((a, b))
-    return _scored(thumbs, pairs, picture)
+    return _scored(thumbs, pairs | _neighbours(thumbs), picture)
+
+
+def _neighbours(thumbs) -> set:
+    """Each picture's nearest signatures, which the search also confirms (matching.NEIGHBOURS): renditions the
+    hashes miss, and the siblings closest to a picture."""
+    ni, nj = nearest_pairs(thumbs.signatures(np.arange(len(thumbs.stack))), matching.NEIGHBOURS)
+    return set(zip(ni.tolist(), nj.tolist()))
 
 
 def _scored(thumbs, pairs: set, picture: np.ndarray) -> dict:
@@ -257,7 +265,7 @@ def benchmark_pairs(part: str) -> dict:
         by_subject[it.subject].append(k)
     for members in by_subject.values():
         pairs.update(itertools.combinations(members, 2))
-    return _scored(thumbs, pairs, np.array([it.group for it in items]))
+    return _scored(thumbs, pairs | _neighbours(thumbs), np.array([it.group for it in items]))
 
 
 def cached(name: str, make, rebuild: bool) -> dict:

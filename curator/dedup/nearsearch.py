@@ -11,6 +11,9 @@ The number of bands trades probes (many when ``r`` is large) against candidates 
 are narrow); ``plan_bands`` picks it from a cost model, so 100k hashes use 4 bands of 16 bits and
 1M hashes 3 bands of ~21 bits for ``d = 10``.
 
+``nearest_pairs`` is the other way of proposing pairs: each vector's few most similar others by dot product,
+however far apart their hashes are (exact, in blocks of rows).
+
 Pure NumPy; nothing here knows about images or databases.
 """
 from __future__ import annotations
@@ -29,6 +32,7 @@ __all__ = [
     "HammingIndex",
     "all_pairs_within",
     "brute_force_pairs",
+    "nearest_pairs",
     "UnionFind",
     "group_pairs",
 ]
@@ -398,6 +402,61 @@ def brute_force_pairs(hashes, max_distance: int, rows: np.ndarray | None = None)
 
 
 # --------------------------------------------------------------------------- incremental index
+
+
+def nearest_pairs(vectors: np.ndarray, k: int, others: np.ndarray | None = None,
+                  block: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """Each row of ``vectors`` with its ``k`` most similar rows by dot product: of ``others`` (then (row, other
+    row) positions) or of ``vectors`` themselves (then each pair once, as (i, j) with i < j, whichever of the two
+    chose the other). Rows of zeros (nothing to compare) neither choose nor are chosen. Exact: every row against
+    every other, ``block`` rows at a time (memory: block x len(others) floats)."""
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    self_join = others is None
+    others = vectors if self_join else np.ascontiguousarray(others, dtype=np.float32)
+    empty = np.zeros(0, dtype=np.int64)
+    live = np.flatnonzero(vectors.any(axis=1))
+    blank = ~others.any(axis=1)
+    k = min(k, int((~blank).sum()) - (1 if self_join else 0))  # a row is never its own neighbour
+    if k <= 0 or live.size == 0:
+        return empty, empty
+    rows, cols = [], []
+    for lo in range(0, live.size, block):
+        chosen = live[lo:lo + block]
+        sim = vectors[chosen] @ others.T
+        sim[:, blank] = -np.inf
+        if self_join:
+            sim[np.arange(chosen.size), chosen] = -np.inf
+        r, c = _top_k(sim, k)
+        rows.append(chosen[r])
+        cols.append(c)
+    i, j = np.concatenate(rows), np.concatenate(cols)
+    if not self_join:
+        return i, j
+    pairs = np.unique(np.stack([np.minimum(i, j), np.maximum(i, j)], axis=1), axis=0)
+    return pairs[:, 0], pairs[:, 1]
+
+
+_TOP_GROUP = 64  # columns whose maximum stands for them in the first pass of ``_top_k``
+
+
+def _top_k(sim: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(row, column) of each row's ``k`` largest values. A full partition of every row costs ten times a comparison:
+    the k-th largest of the maxima of groups of 64 columns is a lower bound of the row's k-th largest value (k groups
+    each hold a value that large), so only the values from it up are sorted."""
+    b, n = sim.shape
+    pad = -n % _TOP_GROUP
+    grouped = np.pad(sim, ((0, 0), (0, pad)), constant_values=-np.inf).reshape(b, -1, _TOP_GROUP).max(axis=2)
+    if grouped.shape[1] > k:
+        bound = -np.partition(-grouped, k - 1, axis=1)[:, k - 1]
+        r, c = np.nonzero(sim >= bound[:, None])
+    else:  # as few groups as wanted values: every value
+        r, c = np.nonzero(sim > -np.inf)
+    order = np.lexsort((-sim[r, c], r))
+    r, c = r[order], c[order]
+    first = np.r_[0, np.flatnonzero(np.diff(r)) + 1]
+    rank = np.arange(r.size) - np.repeat(first, np.diff(np.r_[first, r.size]))
+    keep = rank < k
+    return r[keep], c[keep]
 
 
 class _Segment:

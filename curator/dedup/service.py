@@ -115,8 +115,8 @@ def parse_threshold(raw, default: int = dedup.DEFAULT_HASH_THRESHOLD) -> int:
 # --- reading fingerprints ------------------------------------------------------------------------------------
 
 def load_hashes(session: Session, status: str = ACTIVE, class_id: int | None = None) -> dict[int, Fingerprint]:
-    """Hashes of every image with `status` (of one class if given; no thumbnails: those are read for candidates
-    only)."""
+    """Hashes of every image with `status` (of one class if given; their thumbnails are read by ``load_thumbs``, in
+    chunks)."""
     query = (select(Image.id, Image.sha256, Image.pixel_hash, Image.phash, Image.dhash)
              .where(Image.status == status, Image.phash.is_not(None), Image.dhash.is_not(None)).order_by(Image.id))
     if class_id is not None:
@@ -134,31 +134,14 @@ def load_thumbs(session: Session, fps: Mapping[int, Fingerprint], ids: Iterable[
             fps[image_id].thumb = thumb
 
 
-class LazyThumbs(Mapping):
-    """id -> Fingerprint whose thumbnail is read on first access (check_new reads candidates only)."""
-
-    def __init__(self, session: Session, fps: dict[int, Fingerprint]):
-        self.session, self.fps = session, fps
-
-    def __getitem__(self, image_id):
-        fp = self.fps[image_id]
-        if fp.thumb is None:
-            load_thumbs(self.session, self.fps, [image_id])
-        return fp
-
-    def __iter__(self):
-        return iter(self.fps)
-
-    def __len__(self) -> int:
-        return len(self.fps)
-
-
-def existing_index(session: Session) -> tuple[dedup.DuplicateIndex, LazyThumbs]:
-    """The active images as a DuplicateIndex (for checking new images against them) and their fingerprints."""
+def existing_index(session: Session) -> tuple[dedup.DuplicateIndex, dict[int, Fingerprint]]:
+    """The active images as a DuplicateIndex (for checking new images against them) and their fingerprints, with
+    their thumbnails: a new picture's nearest signatures among them are candidates too (``dedup.NEIGHBOURS``)."""
     fps = load_hashes(session, ACTIVE)
+    load_thumbs(session, fps, list(fps))
     index = dedup.DuplicateIndex()
     index.add(fps)
-    return index, LazyThumbs(session, fps)
+    return index, fps
 
 
 # --- fingerprints of older indexes ---------------------------------------------------------------------------
@@ -192,26 +175,6 @@ refresh_fingerprints = transactional(recompute_old_fingerprints)
 
 # --- finding groups ------------------------------------------------------------------------------------------
 
-def _involved(fps: dict[int, Fingerprint], hash_threshold: int) -> list[int]:
-    """Ids that can be in a group: in a hash-candidate pair, or sharing a pixel hash with another image."""
-    ids = list(fps)
-    if len(ids) < 2:
-        return []
-    ph = [fps[i].phash for i in ids]
-    dh = [fps[i].dhash for i in ids]
-    ci, cj = dedup.candidate_pairs(ph, dh, hash_threshold)
-    keep = set(ci.tolist()) | set(cj.tolist())
-    seen: dict[str, int] = {}
-    for pos, i in enumerate(ids):
-        key = fps[i].pixel_hash
-        if key:
-            if key in seen:
-                keep.update((pos, seen[key]))
-            else:
-                seen[key] = pos
-    return [ids[p] for p in sorted(keep)]
-
-
 # The confirm stage costs seconds per thousand candidate pairs, and a pair's verdict never changes (fingerprints
 # are immutable), so the matches found over a set of active images are kept: while the active set stays a subset
 # of it (resolving groups, undoing resolutions), the groups are regrouped from the kept matches instead of re-run.
@@ -232,11 +195,10 @@ def _matches(session: Session, store: ImageStore | None, fps: dict[int, Fingerpr
     cached = _cached(slot, store, active)
     if cached is not None:
         return cached
-    involved = _involved(fps, hash_threshold)
-    load_thumbs(session, fps, involved)
+    load_thumbs(session, fps, list(fps))  # any picture may be another's nearest signature, not only hash candidates
     matches: list = []  # every match found, so that regrouping after a resolution can use those no group kept
-    dedup.find_duplicate_groups({i: fps[i] for i in involved}, hash_threshold=hash_threshold,
-                                confirm_threshold=confirm_threshold, all_matches=matches)
+    dedup.find_duplicate_groups(fps, hash_threshold=hash_threshold, confirm_threshold=confirm_threshold,
+                                all_matches=matches)
     if store is not None:
         matches = upgrade_same_pixels(session, store, matches)
     _keep(slot, store, active, matches)
@@ -419,10 +381,12 @@ def why_text(match, other: int | None = None, smaller: int | None = None) -> str
             learned = f"; confirmed by the learned check, the smaller picture being {smaller} px"
         elif match.score >= dedup.DEFAULT_CONFIRM_THRESHOLD:
             learned = "; the learned check, which may veto such a pair, did not"
+    distance = min(match.phash_distance, match.dhash_distance)
+    nearest = ("; too far apart for the hashes, proposed as one of the pictures whose layout is nearest"
+               if distance > dedup.DEFAULT_HASH_THRESHOLD else "")
     return (f"looks the same{to}: similarity {match.score:.2f} after aligning (needs "
-            f"{dedup.DEFAULT_CONFIRM_THRESHOLD:.2f}{learned}), hash distance "
-            f"{min(match.phash_distance, match.dhash_distance)} bits (pHash {match.phash_distance}, dHash "
-            f"{match.dhash_distance})")
+            f"{dedup.DEFAULT_CONFIRM_THRESHOLD:.2f}{learned}), hash distance {distance} bits (pHash "
+            f"{match.phash_distance}, dHash {match.dhash_distance}{nearest})")
 
 
 def suggest_keeper(members: list[Member]) -> int:

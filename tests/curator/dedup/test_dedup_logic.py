@@ -193,6 +193,28 @@ def test_check_new_against_index_and_within_batch():
         index.add({10: existing[10]})
 
 
+def test_a_copy_far_in_hash_space_is_found_through_its_nearest_signature():
+    # tried: a JPEG copy of a sticker whose hashes are made 64 bits away from its original's (as far as another
+    # rendition drawn again can be), among two other pictures: no hash proposes the pair, but its signature is the
+    # nearest; the whole search and the check of a new file against an index both find it; an index built without
+    # thumbnails (hashes only) has no signatures to look in
+    from dataclasses import replace
+    orig, other, third = (fp_of(p) for p in ("frog/noto__frog.png", "rabbit/twemoji__rabbit.png",
+                                             "turtle/openmoji__turtle.png"))
+    copy = copies("frog/noto__frog.png", ["jpeg"])["jpeg"]
+    far = replace(copy, phash=~orig.phash, dhash=~orig.dhash)
+    groups = find_duplicate_groups({1: orig, 2: other, 3: third, 4: far})
+    assert [sorted(g.members) for g in groups] == [[1, 4]]
+    assert groups[0].matches[0].phash_distance == 64
+    index = DuplicateIndex()
+    index.add({1: orig, 2: other, 3: third})
+    assert [(m.b, m.kind) for m in check_new({"n": far}, index, {1: orig, 2: other, 3: third})["n"]] == [(1, "near")]
+    hashes_only = DuplicateIndex()
+    hashes_only.add({1: replace(orig, thumb=None), 2: replace(other, thumb=None)})
+    assert hashes_only.signatures() is None
+    assert check_new({"n": far}, hashes_only, {1: orig, 2: other})["n"] == []
+
+
 def test_suggest_keeper_resolution_then_rating_then_age():
     # tried: resolution wins over rating; rating breaks resolution ties (missing rating loses); age last
     old, new = datetime(2020, 1, 1), datetime(2024, 1, 1)

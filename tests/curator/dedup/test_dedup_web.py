@@ -392,7 +392,9 @@ def test_fingerprints_of_an_older_version_are_recomputed_when_a_search_needs_the
             image.fingerprint = image.fingerprint[:THUMB_BYTES + size_bytes]
         db.session.commit()
         cat = images[0].class_id
-        assert ds.class_groups(db.session, cat) == []  # old fingerprints are still readable
+        # old fingerprints are still readable (their hashes are 64 bits apart: only the nearest signatures propose
+        # the pair, and whatever the old thumbnails say, nothing else can be grouped)
+        assert all(sorted(g.members) == sorted(fresh) for g in ds.class_groups(db.session, cat))
         groups = ds.find_groups(db.session, ImageStore(app.instance_path))
         assert [sorted(g.ids) for g in groups] == [sorted(fresh)]
         for image in db.session.scalars(select(Image)):

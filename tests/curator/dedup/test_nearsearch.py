@@ -11,6 +11,7 @@ from curator.dedup.nearsearch import (
     brute_force_pairs,
     group_pairs,
     hamming,
+    nearest_pairs,
     popcount64,
 )
 
@@ -112,3 +113,56 @@ def test_union_find_and_group_pairs():
     assert uf.groups() == [[1, 2, 3, 4]]
     assert group_pairs([(5, 6, 1), (7, 8), (6, 9)]) == [[5, 6, 9], [7, 8]]
     assert group_pairs([]) == []
+
+
+def brute_nearest(vectors, k, others=None):
+    """Each row's k most similar rows by sorting every similarity (rows of zeros excluded)."""
+    own = others is None
+    others = vectors if own else others
+    sim = vectors @ others.T
+    sim[:, ~others.any(axis=1)] = -np.inf
+    if own:
+        np.fill_diagonal(sim, -np.inf)
+    out = set()
+    for r in np.flatnonzero(vectors.any(axis=1)):
+        for c in np.argsort(-sim[r], kind="stable")[:k]:
+            if np.isfinite(sim[r, c]):
+                out.add((min(r, c), max(r, c)) if own else (r, c))
+    return out
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(0, 10_000), st.integers(1, 400), st.integers(1, 5))
+def test_nearest_pairs_are_every_rows_k_most_similar(seed, n, k):
+    # tried: random unit vectors (more rows than one block of 256 and than a group of 64 columns, and fewer than k),
+    # a row of zeros (a flat picture: never chosen, chooses nothing), a repeated row (ties), a self-join and a
+    # join against other rows
+    rng = np.random.default_rng(seed)
+    v = rng.normal(size=(n, 6)).astype(np.float32)
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    v[0] = 0
+    if n > 3:
+        v[3] = v[2]
+    i, j = nearest_pairs(v, k)
+    assert np.all(i < j) and len(set(zip(i.tolist(), j.tolist()))) == i.size
+    got = set(zip(i.tolist(), j.tolist()))
+    want = brute_nearest(v, k)
+    if n <= 3:
+        assert got == want
+    else:  # the repeated row's twin may win a tie either way: compare everything else
+        assert {p for p in got if 2 not in p and 3 not in p} == {p for p in want if 2 not in p and 3 not in p}
+        assert (2, 3) in got
+    probe = rng.normal(size=(7, 6)).astype(np.float32)
+    a, b = nearest_pairs(probe, k, others=v)
+    sim = probe @ v.T  # each probe row's chosen similarities are the k best (whichever twin a tie gave)
+    for r in range(7):
+        best = sorted(sim[r, 1:], reverse=True)[:k]
+        assert np.allclose(sorted(sim[r, b[a == r]], reverse=True), best)
+    assert 0 not in b.tolist() and a.size == 7 * min(k, n - 1)
+
+
+def test_nearest_pairs_of_nothing_comparable_is_empty():
+    # tried: all rows zero, a single row, an empty set
+    assert all(x.size == 0 for x in nearest_pairs(np.zeros((5, 4), dtype=np.float32), 3))
+    assert all(x.size == 0 for x in nearest_pairs(np.ones((1, 4), dtype=np.float32), 3))
+    assert all(x.size == 0 for x in nearest_pairs(np.zeros((0, 4), dtype=np.float32), 3))

@@ -111,3 +111,8 @@ def test_the_review_page_says_when_the_learned_check_decided(monkeypatch):
     assert "learned" not in why_text(plain, 1, 1080)
     monkeypatch.setattr(matching, "LEARNED_CHECK", False)
     assert "learned" not in why_text(decided, 1) and "learned" not in why_text(decided, 1, 24)
+    # a pair the hashes did not propose (a rendition drawn again) says how it was found
+    assert "nearest" not in why_text(decided, 1)
+    assert why_text(matching.Match(1, 2, "near", 30, 34, 0.82), 1).endswith(
+        "hash distance 30 bits (pHash 30, dHash 34; too far apart for the hashes, proposed as one of the pictures "
+        "whose layout is nearest)")
