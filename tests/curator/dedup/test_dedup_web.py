@@ -114,6 +114,21 @@ def test_review_page_shows_the_group_side_by_side(client, copies):
     assert f'value="{copies[ORIGINAL]}" checked' in page
 
 
+def test_small_pictures_are_enlarged_with_crisp_pixels(app, runner, client, dataset, demo_images):
+    """Tried: a sticker and its copies at 32 and 40 px: on the review page the two small ones, shown over four times
+    their size, keep crisp pixels (so two renditions show what differs); the original, under twice, is smoothed."""
+    src = dataset(["cat/noto__cat.png"], kind="demo")
+    img = PILImage.open(demo_images / "cat/noto__cat.png").convert("RGBA")
+    for side in (32, 40):
+        img.resize((side, side), PILImage.Resampling.LANCZOS).save(src / "cat" / f"small-{side}.png")
+    assert runner.invoke(cli, ["import", str(src)]).exit_code == 0
+    page = client.get("/duplicates/").get_data(as_text=True)
+    classes = {alt: cls for cls, alt in re.findall(r'<img class="([^"]*)" src="[^"]*" alt="image #(\d+)"', page)}
+    sizes = dict(re.findall(r'alt="image #(\d+)".*?(\d+)×\d+', page, re.S))
+    assert sorted(sizes.values(), key=int) == ["32", "40", str(img.width)] and img.width >= 92
+    assert all((classes[i] == "checker pixel") == (int(w) < 92) for i, w in sizes.items())
+
+
 def test_a_copy_that_matches_another_copy_but_not_the_keeper_says_which(client, copies, monkeypatch):
     """Tried: a group held together by a clear copy (matching.KEEPER_MATCH) rather than by the keeper: the resized
     copy matches the original (the keeper), the cropped copy matches only the resized one. The page says of the
