@@ -1032,8 +1032,8 @@ class DuplicateIndex:
         self.dhash = HammingIndex()
         self._hashes: dict[Any, tuple[int, int]] = {}
         self._ids: list = []  # HammingIndex wants int64 ids: we index positions in this list
-        self._signatures: list[np.ndarray] = []  # per add(), rows in position order (None once one came without)
-        self._signed = True
+        self._signatures: list[np.ndarray] = []  # one block per add(), rows in position order
+        self._signed = True  # every indexed picture came with its thumbnail
 
     def __len__(self) -> int:
         return len(self._ids)

@@ -401,7 +401,7 @@ def brute_force_pairs(hashes, max_distance: int, rows: np.ndarray | None = None)
     return i[order], j[order], d[order]
 
 
-# --------------------------------------------------------------------------- incremental index
+# --------------------------------------------------------------------------- nearest by dot product
 
 
 def nearest_pairs(vectors: np.ndarray, k: int, others: np.ndarray | None = None,
@@ -457,6 +457,9 @@ def _top_k(sim: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     rank = np.arange(r.size) - np.repeat(first, np.diff(np.r_[first, r.size]))
     keep = rank < k
     return r[keep], c[keep]
+
+
+# --------------------------------------------------------------------------- incremental index
 
 
 class _Segment:
