@@ -21,7 +21,7 @@ tuning part and fourth untouched part (pairs the hash stage proposes, nearest si
 subject). The report gives, per set, the pairs the confirm score alone confirms (>= 0.7) against those confirmed as
 the search decides them (the network's verdict on the pairs it is asked about, whose smaller picture is under 64 px).
 
-    python bench/dedup_verifier.py [--epochs 8] [--rebuild]
+    python bench/dedup_verifier.py [--epochs 8] [--seed 0] [--rebuild]
 
 Takes about 15 minutes on 2 CPU cores (data 3 min, training 10); writes curator/dedup/verifier.npz and
 bench/out/verifier/report.txt.
@@ -369,6 +369,7 @@ def report(data: dict, verifier, head: str) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--epochs", type=int, default=8)
+    ap.add_argument("--seed", type=int, default=0, help="the training's seed (its order of batches and flips)")
     ap.add_argument("--rebuild", action="store_true", help="rebuild the pair sets (cached in bench/out/verifier)")
     args = ap.parse_args()
     ensure_sources()
@@ -388,13 +389,13 @@ def main() -> None:
     train_parts = [inputs(data[n]) for n in ("train-themes", "train-emoji")]
     train_data = tuple(np.concatenate([p[k] for p in train_parts]) for k in range(4))
     t0 = time.time()
-    net = train(train_data, args.epochs)
+    net = train(train_data, args.epochs, seed=args.seed)
     seconds = time.time() - t0
     weights = {k: v.detach().numpy() for k, v in net.state_dict().items()}
     np.savez(WEIGHTS, **weights)
     verifier = Verifier(weights)
     text = report(data, verifier, f"trained on {len(train_data[2])} pairs ({int(train_data[2].sum())} of one "
-                                  f"picture), {args.epochs} epochs, {seconds:.0f} s")
+                                  f"picture), {args.epochs} epochs, seed {args.seed}, {seconds:.0f} s")
     print(text)
     (WORK / "report.txt").write_text(text + "\n")
 
