@@ -13,7 +13,11 @@ Training data (nothing of it is in bench/dedup_set.py's parts, so every benchmar
   nearest signatures (matching.NEIGHBOURS: the search confirms those too), the same icon name in another theme
   (another artist) and random pairs;
 - EmojiOne and Noto v1 emoji (npm `@iconify-json/emojione`, `@iconify-json/noto-v1`): three skin tones of one
-  person (negatives: another tone) and other emoji, each with two copies.
+  person (negatives: another tone) and other emoji, each with two copies;
+- monochrome glyphs hand-tuned at each size, as the benchmark's Octicons and Fluent are (npm `@blueprintjs/icons`,
+  Apache-2.0: 16 and 20 px; `heroicons`, MIT: solid at 16, 20 and 24 px, the 24 px outline a look-alike), in black
+  or a grey, with two copies each (added in session 14: the themes above paint in colour, and line art was the kind
+  the search missed most).
 Pairs that share a file (sha256 or pixels) are one picture whatever their names.
 
 Checks, never trained on: the Tango and GNOME themes (the same pairs, built the same way), and the benchmark's
@@ -21,10 +25,10 @@ tuning part and fourth untouched part (pairs the hash stage proposes, nearest si
 subject). The report gives, per set, the pairs the confirm score alone confirms (>= 0.7) against those confirmed as
 the search decides them (the network's verdict on the pairs it is asked about, whose smaller picture is under 64 px).
 
-    python bench/dedup_verifier.py [--epochs 8] [--seed 0] [--rebuild]
+    python bench/dedup_verifier.py [--epochs 16] [--seed 0] [--rebuild] [--report]
 
-Takes about 15 minutes on 2 CPU cores (data 3 min, training 10); writes curator/dedup/verifier.npz and
-bench/out/verifier/report.txt.
+Takes about 20 minutes on 2 CPU cores (data 3 min, training 16); writes curator/dedup/verifier.npz and
+bench/out/verifier/report.txt. ``--report`` only scores the shipped weights, at the search's current bar.
 """
 from __future__ import annotations
 
@@ -42,13 +46,13 @@ from pathlib import Path
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numpy as np  # noqa: E402
-from dedup_set import OUT, _iconify_svg, ensure_debs, ensure_npm, load_part  # noqa: E402  (bench/dedup_set.py, beside this script)
+from dedup_set import GREYS, OUT, _iconify_svg, _png, _render, _tint, ensure_debs, ensure_npm, load_part  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from curator.dedup import matching  # noqa: E402
 from curator.dedup.nearsearch import UnionFind, nearest_pairs  # noqa: E402
 from curator.dedup.variants import RECIPES, transform  # noqa: E402
-from curator.dedup.verifier import WEIGHTS, Verifier  # noqa: E402
+from curator.dedup.verifier import WEIGHTS, Verifier, default_verifier  # noqa: E402
 from curator.imports.hashing import fingerprint_bytes, fingerprint_many  # noqa: E402
 
 WORK = OUT / "verifier"
@@ -57,12 +61,14 @@ NPM = WORK / "npm"
 DEBS = ["oxygen-icon-theme", "papirus-icon-theme", "breeze-icon-theme", "elementary-xfce-icon-theme",  # training
         "tango-icon-theme", "gnome-icon-theme",  # its checks
         "faenza-icon-theme", "moka-icon-theme", "numix-icon-theme", "mate-icon-theme"]  # bench/dedup_themes.py
-NPM_PACKAGES = ["@iconify-json/emojione@1.2.3", "@iconify-json/noto-v1@1.2.5"]
+NPM_PACKAGES = ["@iconify-json/emojione@1.2.3", "@iconify-json/noto-v1@1.2.5",
+                "@blueprintjs/icons@6.14.1", "heroicons@2.2.0"]
 TRAIN_THEMES = ["oxygen/base", "Papirus", "breeze", "elementary-xfce"]
 CHECK_THEMES = ["Tango", "gnome"]
 EMOJI_SETS = ["emojione", "noto-v1"]
 SKIP = ("symbolic", "@2x", "scalable", "panel", "animations", "/cursors")
 TONE = re.compile(r"-(light|medium-light|medium|medium-dark|dark)-skin-tone")
+TRAIN_SETS = ("train-themes", "train-emoji", "train-line")
 FLOOR = matching.LEARNED_FLOOR  # pairs are trained on from the score where the search starts asking
 
 
@@ -191,6 +197,57 @@ def _emoji_records(bases: int, plain: int, rng: random.Random) -> list[tuple]:
                     recs.append((picture + 1, name, icon, "shaded", fingerprint_bytes(shaded)))
                     for copy, what in _copies(shaded, rng, 1):
                         recs.append((picture + 1, name, icon, f"shaded+{what}", fingerprint_bytes(copy)))
+    return recs
+
+
+def _line_designs() -> list[tuple[str, str, dict, dict]]:
+    """(source, name, {size: svg} renditions of one design, {what: svg} its look-alikes) of two monochrome icon sets
+    hand-tuned at each size, as octicons and Fluent are in the benchmark: Blueprint (Apache-2.0; 16 and 20 px path
+    sets) and Heroicons (MIT; solid at 16, 20 and 24 px, and the 24 px outline: another picture of the name)."""
+    modules = NPM / "node_modules"
+    out = []
+    paths = modules / "@blueprintjs/icons/src/generated"
+    for f in sorted((paths / "16px/paths").glob("*.ts")):
+        other = paths / "20px/paths" / f.name
+        if other.exists():
+            sizes = {z: "".join(f'<path d="{d}"/>' for d in re.findall(r'"([^"]+)"', g.read_text()))
+                     for z, g in ((16, f), (20, other))}
+            out.append(("blueprint", f.stem, {z: f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {z} {z}">'
+                                              f'{body}</svg>' for z, body in sizes.items()}, {}))
+    hero = modules / "heroicons"
+    for f in sorted((hero / "24/solid").glob("*.svg")):
+        sizes = {z: (hero / f"{z}/solid" / f.name) for z in (16, 20, 24)}
+        outline = hero / "24/outline" / f.name
+        out.append(("heroicons", f.stem, {z: g.read_text() for z, g in sizes.items() if g.exists()},
+                    {"outline": outline.read_text()} if outline.exists() else {}))
+    return out
+
+
+def _line_records(per_source: int, rng: random.Random) -> list[tuple]:
+    """Up to ``per_source`` designs of each ``_line_designs`` source in one grey or black: each rendition at its own
+    size (one picture) and two copies of one, the look-alike with one copy (the same name: a negative)."""
+    designs = _line_designs()
+    rng.shuffle(designs)
+    taken: collections.Counter = collections.Counter()
+    recs = []
+    for source, name, renditions, alikes in designs:
+        if taken[source] >= per_source or len(renditions) < 2:
+            continue
+        taken[source] += 1
+        colour = rng.choice([(0, 0, 0), *GREYS])
+        picture = len({r[0] for r in recs})
+        made = []
+        for z, svg in sorted(renditions.items()):
+            png = _png(_tint(_render(svg.replace("currentColor", "black"), z), colour))
+            recs.append((picture, source, name, f"rendition {z}", fingerprint_bytes(png)))
+            made.append(png)
+        for data, what in _copies(rng.choice(made), rng):
+            recs.append((picture, source, name, what, fingerprint_bytes(data)))
+        for what, svg in alikes.items():
+            png = _png(_tint(_render(svg.replace("currentColor", "black"), 24), colour))
+            recs.append((picture + 1, source, name, what, fingerprint_bytes(png)))
+            for data, how in _copies(png, rng, 1):
+                recs.append((picture + 1, source, name, f"{what}+{how}", fingerprint_bytes(data)))
     return recs
 
 
@@ -357,7 +414,7 @@ def report_line(name: str, same: np.ndarray, scores: np.ndarray, p: np.ndarray, 
 def report(data: dict, verifier, head: str) -> str:
     lines = [f"{head}; the pairs the search asks about (score {FLOOR}-{matching.LEARNED_CEILING}, smaller picture under "
              f"{matching.LEARNED_BELOW} px) decided by the network at p >= {matching.LEARNED_SAME}"]
-    for name in ("train-themes", "train-emoji", *(n for n in data if n.startswith("check-"))):
+    for name in (*TRAIN_SETS, *(n for n in data if n.startswith("check-"))):
         d = data[name]
         images, scalars, same, scores = inputs(d)
         keep = d["scores"] >= FLOOR
@@ -368,9 +425,10 @@ def report(data: dict, verifier, head: str) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--epochs", type=int, default=8)
+    ap.add_argument("--epochs", type=int, default=16)
     ap.add_argument("--seed", type=int, default=0, help="the training's seed (its order of batches and flips)")
     ap.add_argument("--rebuild", action="store_true", help="rebuild the pair sets (cached in bench/out/verifier)")
+    ap.add_argument("--report", action="store_true", help="score the shipped weights without training")
     args = ap.parse_args()
     ensure_sources()
     matching.LEARNED_CHECK = False  # the sets are scored by the confirm score alone (the network's own input)
@@ -381,12 +439,16 @@ def main() -> None:
     sets = {
         "train-themes": lambda: seeded(lambda rng: _theme_records(TRAIN_THEMES, 1200, rng), 2),
         "train-emoji": lambda: seeded(lambda rng: _emoji_records(150, 300, rng), 3),
+        "train-line": lambda: seeded(lambda rng: _line_records(320, rng), 4),
         **{f"check-{t}": (lambda t=t: pair_set(_theme_records([t], 400, random.Random(1)), random.Random(1)))
            for t in CHECK_THEMES},
         **{f"check-{p}": (lambda p=p: benchmark_pairs(p)) for p in ("tune", "untouched-4")},
     }
     data = {name: cached(name, make, args.rebuild) for name, make in sets.items()}
-    train_parts = [inputs(data[n]) for n in ("train-themes", "train-emoji")]
+    if args.report:
+        print(report(data, default_verifier(), f"{WEIGHTS.name} as shipped"))
+        return
+    train_parts = [inputs(data[n]) for n in TRAIN_SETS]
     train_data = tuple(np.concatenate([p[k] for p in train_parts]) for k in range(4))
     t0 = time.time()
     net = train(train_data, args.epochs, seed=args.seed)

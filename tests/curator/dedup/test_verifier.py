@@ -61,6 +61,29 @@ def test_learned_veto_only_lowers_pairs_the_network_is_sure_differ():
     np.testing.assert_array_equal(out[2:], scores[2:])  # never raised: from 64 px up the network only vetoes
 
 
+def test_a_faint_pair_is_shown_to_the_network_with_its_contrast_raised_alike():
+    """Two light-grey glyphs on white (a panel indicator: 215-255) span 40 grey levels; the network sees both pictures
+    raised by the same gain, 96 / 40, about the pair's mid grey (so their difference keeps its sign and grows alike),
+    white clipped at 255. A pair spanning 96 or more is shown as it is, and no pair is raised more than 8 times."""
+    faint = np.full((1, 3, 4, 4), 255.0, dtype=np.float32)
+    other = faint.copy()
+    faint[..., 1, 1] = 215.0
+    other[..., 2, 2] = 225.0
+    x, y = matching._stretched(faint, other)
+    assert x[0, 0, 1, 1] == pytest.approx(235.0 - 20.0 * 2.4) and y[0, 0, 2, 2] == pytest.approx(235.0 - 10.0 * 2.4)
+    assert x[0, 0, 0, 0] == 255.0 and y[0, 0, 0, 0] == 255.0  # 235 + 20 * 2.4 = 283, clipped
+    contrasty = faint.copy()
+    contrasty[..., 3, 3] = 40.0
+    same_x, same_y = matching._stretched(contrasty, other)
+    np.testing.assert_array_equal(same_x, contrasty)
+    np.testing.assert_array_equal(same_y, other)
+    flat = np.full((1, 3, 4, 4), 128.0, dtype=np.float32)
+    barely = flat.copy()
+    barely[..., 0, 0] = 126.0
+    x, y = matching._stretched(flat, barely)
+    assert x[0, 0, 0, 0] - y[0, 0, 0, 0] == pytest.approx(2.0 * matching._STRETCH_MAX)
+
+
 def _small_demo(n: int, side: int) -> list:
     """Fingerprints of ``n`` demo emoji reduced to ``side`` px (small icons: the pairs the network is asked about)."""
     out = []
