@@ -595,13 +595,14 @@ def verifier_inputs(stack_a: np.ndarray, stack_b: np.ndarray, sizes_a: np.ndarra
     for lo in range(0, len(a), 512):
         part = slice(lo, lo + 512)
         x, y = _reduced_pairs(_as_thumbs(a[part]), _as_thumbs(b[part]), small[part], large[part], detail=1.0)
-        warped, y = _stretched(_warped(x, y, _FULL), y)
+        warped, shown = _stretched(_warped(x, y, _FULL), y)
         images[part, 0:3] = warped / 255.0
-        images[part, 3:6] = y / 255.0
+        images[part, 3:6] = shown / 255.0
         scalars[part, 0] = scores[part]
         scalars[part, 1] = np.log2(large[part] / np.maximum(small[part], 1))
         scalars[part, 2] = np.minimum(small[part], 64) / 64.0
-        scalars[part, 3] = np.minimum(np.minimum(information(x), information(y)) / _INFO_FULL, 2.0)
+        # the larger picture's detail as shown, after a faint pair's raise (session 14's network was trained so)
+        scalars[part, 3] = np.minimum(np.minimum(information(x), information(shown)) / _INFO_FULL, 2.0)
     return images, scalars
 
 
