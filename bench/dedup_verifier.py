@@ -218,9 +218,14 @@ def _line_designs() -> list[tuple[str, str, dict, dict]]:
     for f in sorted((hero / "24/solid").glob("*.svg")):
         sizes = {z: (hero / f"{z}/solid" / f.name) for z in (16, 20, 24)}
         outline = hero / "24/outline" / f.name
-        out.append(("heroicons", f.stem, {z: g.read_text() for z, g in sizes.items() if g.exists()},
-                    {"outline": outline.read_text()} if outline.exists() else {}))
+        out.append(("heroicons", f.stem, {z: _black(g) for z, g in sizes.items() if g.exists()},
+                    {"outline": _black(outline)} if outline.exists() else {}))
     return out
+
+
+def _black(svg_file: Path) -> str:
+    """A Heroicons SVG drawn in black (it paints in ``currentColor``)."""
+    return svg_file.read_text().replace("currentColor", "black")
 
 
 def _line_records(per_source: int, rng: random.Random) -> list[tuple]:
@@ -238,13 +243,13 @@ def _line_records(per_source: int, rng: random.Random) -> list[tuple]:
         picture = len({r[0] for r in recs})
         made = []
         for z, svg in sorted(renditions.items()):
-            png = _png(_tint(_render(svg.replace("currentColor", "black"), z), colour))
+            png = _png(_tint(_render(svg, z), colour))
             recs.append((picture, source, name, f"rendition {z}", fingerprint_bytes(png)))
             made.append(png)
         for data, what in _copies(rng.choice(made), rng):
             recs.append((picture, source, name, what, fingerprint_bytes(data)))
         for what, svg in alikes.items():
-            png = _png(_tint(_render(svg.replace("currentColor", "black"), 24), colour))
+            png = _png(_tint(_render(svg, 24), colour))
             recs.append((picture + 1, source, name, what, fingerprint_bytes(png)))
             for data, how in _copies(png, rng, 1):
                 recs.append((picture + 1, source, name, f"{what}+{how}", fingerprint_bytes(data)))

@@ -563,8 +563,9 @@ def learned_veto(scores: np.ndarray, same: np.ndarray, bar: float) -> np.ndarray
     return np.where(same < LEARNED_VETO, np.minimum(scores, bar - 0.001), scores)
 
 
-_STRETCH_RANGE = 96.0  # grey levels: a pair spanning fewer is shown to the learned check with its contrast raised to
-_STRETCH_MAX = 8.0  # ... this many, at most this many times (faint glyphs, light grey on white, otherwise all look alike)
+_STRETCH_RANGE = 96.0  # grey levels: the learned check sees a pair spanning fewer with its contrast raised by this
+# over its span (faint glyphs, light grey on white, otherwise all look alike to it)
+_STRETCH_MAX = 8.0  # ... but never more than this many times
 
 
 def _stretched(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -576,7 +577,7 @@ def _stretched(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     hi = np.maximum(gx.max(axis=(1, 2)), gy.max(axis=(1, 2)))
     gain = np.clip(_STRETCH_RANGE / np.maximum(hi - lo, 1e-3), 1.0, _STRETCH_MAX)[:, None, None, None]
     mid = ((lo + hi) / 2.0)[:, None, None, None]
-    return (np.clip(mid + (x - mid) * gain, 0.0, 255.0), np.clip(mid + (y - mid) * gain, 0.0, 255.0))
+    return np.clip(mid + (x - mid) * gain, 0.0, 255.0), np.clip(mid + (y - mid) * gain, 0.0, 255.0)
 
 
 def verifier_inputs(stack_a: np.ndarray, stack_b: np.ndarray, sizes_a: np.ndarray, sizes_b: np.ndarray,
