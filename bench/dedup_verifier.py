@@ -25,9 +25,9 @@ tuning part and fourth untouched part (pairs the hash stage proposes, nearest si
 subject). The report gives, per set, the pairs the confirm score alone confirms (>= 0.7) against those confirmed as
 the search decides them (the network's verdict on the pairs it is asked about, whose smaller picture is under 64 px).
 
-    python bench/dedup_verifier.py [--epochs 16] [--seed 0] [--rebuild] [--report]
+    python bench/dedup_verifier.py [--epochs 16] [--seed 0] [--widths 32 48 64 96] [--rebuild] [--report]
 
-Takes about 20 minutes on 2 CPU cores (data 3 min, training 16); writes curator/dedup/verifier.npz and
+Takes about 30 minutes on 2 CPU cores (data 3 min, training 28); writes curator/dedup/verifier.npz and
 bench/out/verifier/report.txt. ``--report`` only scores the shipped weights, at the search's current bar.
 """
 from __future__ import annotations
@@ -69,6 +69,8 @@ EMOJI_SETS = ["emojione", "noto-v1"]
 SKIP = ("symbolic", "@2x", "scalable", "panel", "animations", "/cursors")
 TONE = re.compile(r"-(light|medium-light|medium|medium-dark|dark)-skin-tone")
 TRAIN_SETS = ("train-themes", "train-emoji", "train-line")
+WIDTHS = (32, 48, 64, 96)  # channels of the four convolutions (24-32-48-64 until session 14: it fitted its own
+# training pairs about as well as the checks, so a wider one could learn more)
 FLOOR = matching.LEARNED_FLOOR  # pairs are trained on from the score where the search starts asking
 
 
@@ -348,13 +350,13 @@ def inputs(d: dict) -> tuple:
     return images, scalars, d["same"][keep].astype(np.float32), d["scores"][keep]
 
 
-def network():
+def network(widths=WIDTHS):
     import torch.nn as nn
 
     class Net(nn.Module):
         """curator.dedup.verifier's network (its numpy forward pass reads these parameter names)."""
 
-        def __init__(self, widths=(24, 32, 48, 64)):
+        def __init__(self, widths):
             super().__init__()
             self.conv = nn.Sequential(
                 nn.Conv2d(9, widths[0], 3, padding=1), nn.ReLU(),
@@ -368,17 +370,17 @@ def network():
             h = self.conv(torch.cat([images, images[:, 0:3] - images[:, 3:6]], 1))  # see fold_difference
             return self.head(torch.cat([h.mean((2, 3)), h.amax((2, 3)), scalars], 1)).squeeze(1)
 
-    return Net()
+    return Net(widths)
 
 
-def train(data: tuple, epochs: int, seed: int = 0):
+def train(data: tuple, epochs: int, seed: int = 0, widths=WIDTHS):
     """Binary cross-entropy, Adam with a one-cycle schedule; each batch flipped and turned a quarter at random (both
     pictures alike: a pair is a copy whichever way it is looked at)."""
     import torch
     import torch.nn.functional as F
     torch.manual_seed(seed)
     gen = np.random.default_rng(seed)
-    net = network()
+    net = network(widths)
     images, scalars, labels = (torch.from_numpy(x) for x in data[:3])
     steps = epochs * ((len(labels) + 255) // 256)
     opt = torch.optim.Adam(net.parameters(), 2e-3, weight_decay=1e-4)
@@ -434,6 +436,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0, help="the training's seed (its order of batches and flips)")
     ap.add_argument("--rebuild", action="store_true", help="rebuild the pair sets (cached in bench/out/verifier)")
     ap.add_argument("--report", action="store_true", help="score the shipped weights without training")
+    ap.add_argument("--widths", type=int, nargs=4, default=list(WIDTHS), help="channels of the four convolutions")
     args = ap.parse_args()
     ensure_sources()
     matching.LEARNED_CHECK = False  # the sets are scored by the confirm score alone (the network's own input)
@@ -456,7 +459,7 @@ def main() -> None:
     train_parts = [inputs(data[n]) for n in TRAIN_SETS]
     train_data = tuple(np.concatenate([p[k] for p in train_parts]) for k in range(4))
     t0 = time.time()
-    net = train(train_data, args.epochs, seed=args.seed)
+    net = train(train_data, args.epochs, seed=args.seed, widths=tuple(args.widths))
     seconds = time.time() - t0
     weights = {k: v.detach().numpy() for k, v in net.state_dict().items()}
     np.savez(WEIGHTS, **weights)

@@ -42,7 +42,7 @@ def test_numpy_forward_pass_equals_torch():
 def test_second_opinion_confirms_or_rejects_only_by_the_network():
     bar = matching.DEFAULT_CONFIRM_THRESHOLD
     scores = np.array([0.35, 0.5, 0.69, 0.72, 0.79, 0.75])
-    same = np.array([0.95, 0.99, 0.2, 0.91, 0.5, 1.0])
+    same = np.array([0.95, 0.99, 0.2, 0.91, matching.LEARNED_SAME - 0.01, 1.0])
     out = matching.second_opinion(scores, same, bar)
     assert list(out >= bar) == [True, True, False, True, False, True]
     assert out[4] == pytest.approx(bar - 0.001)  # rejected: just below the bar, still shown
