@@ -69,8 +69,8 @@ EMOJI_SETS = ["emojione", "noto-v1"]
 SKIP = ("symbolic", "@2x", "scalable", "panel", "animations", "/cursors")
 TONE = re.compile(r"-(light|medium-light|medium|medium-dark|dark)-skin-tone")
 TRAIN_SETS = ("train-themes", "train-emoji", "train-line")
-WIDTHS = (32, 48, 64, 96)  # channels of the four convolutions (24-32-48-64 until session 14: it fitted its own
-# training pairs about as well as the checks, so a wider one could learn more)
+WIDTHS = (32, 48, 64, 96)  # channels of the four convolutions (24-32-48-64 until session 14, which had not learned
+# its own training pairs by heart: it found 91 % of its training themes' true pairs and 83 % of Tango's)
 FLOOR = matching.LEARNED_FLOOR  # pairs are trained on from the score where the search starts asking
 
 
