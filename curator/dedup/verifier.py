@@ -4,8 +4,9 @@ changed) or the same person in another skin tone.
 
 The network is trained by bench/dedup_verifier.py on sources the duplicate benchmark never uses (the Oxygen,
 Papirus, Breeze and elementary-xfce icon themes from Debian, EmojiOne and Noto v1 emoji, the Blueprint and Heroicons
-glyph sets) and stored beside this module as ``verifier.npz``; its layers' widths are read from the weights. The web process never imports torch, so the forward pass is written here with numpy;
-a test checks it against torch's. Its inputs are made by ``curator.dedup.matching.verifier_inputs``.
+glyph sets) and stored beside this module as ``verifier.npz``; its layers' widths are read from the weights. The web
+process never imports torch, so the forward pass is written here with numpy; a test checks it against torch's. Its
+inputs are made by ``curator.dedup.matching.verifier_inputs``.
 """
 from __future__ import annotations
 
