@@ -444,7 +444,7 @@ def test_another_skin_tone_is_not_a_copy_but_edited_copies_are(monkeypatch):
 
 def golfer(hand, side: int = 128) -> Image.Image:
     """A person in a green shirt and grey trousers on white, holding a club, the skin tone shown only on one hand (about
-    6 x 5 px at 64 px), as Noto draws its golfers: another tone changes 1 % of the picture."""
+    6 x 5 px at 64 px), as Noto draws its golfers: another tone changes under 1 % of the picture."""
     yy, xx = (np.mgrid[0:side, 0:side] + 0.5) * (64 / side)
     img = np.full((side, side, 3), 255.0)
     img[(abs(xx - 30) < 9) & (yy > 18) & (yy < 38)] = (0, 150, 120)  # shirt
