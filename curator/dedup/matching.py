@@ -48,6 +48,7 @@ part was scored once, at the end.
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -705,7 +706,12 @@ _RECOLOUR_AREA = 8  # pixels (at 64 px) of one connected area of such pixels who
 # which the pair differs (chosen among 5, 8 and 12 by a rule fixed beforehand: 5 vetoed 3 of the two parts' 722 right
 # pairs from 64 px, 12 caught 15 of their 24 wrong ones, not 21)
 _RECOLOUR_MARGIN = 2  # px of the thumbnail's edge left out (the alignment clamps there)
-_DETAILED = _Geometry(THUMB_SIDE, _RESIDUAL_CELLS)  # the crops at 64 px
+
+
+@functools.cache
+def _detailed() -> _Geometry:
+    """The crops at 64 px, made when first needed (13 ms: not at every start of the web process or the CLI)."""
+    return _Geometry(THUMB_SIDE, _RESIDUAL_CELLS)
 
 
 def _tolerant_distance(x: np.ndarray, y: np.ndarray, reach: int = 1) -> np.ndarray:
@@ -760,7 +766,7 @@ def recoloured(stack_a: np.ndarray, stack_b: np.ndarray, chunk: int = 256) -> np
         left = np.arange(len(x))
         for src, dst in ((x, y), (y, x)):
             src, dst = src[left], dst[left]
-            warped = _warped(src, dst, _DETAILED)
+            warped = _warped(src, dst, _detailed())
             colourful = np.minimum(np.ptp(warped, axis=1), np.ptp(dst, axis=1)) >= _RECOLOUR_COLOURFUL
             maybe = _differing_core(warped, dst, colourful, 0).sum(axis=(1, 2)) >= _RECOLOUR_AREA
             if maybe.any():
