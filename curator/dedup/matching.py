@@ -27,9 +27,10 @@ recompressed" from "another picture of the same subject in the same style":
    (``curator.dedup.verifier``: a small network trained on other icon themes and emoji sets), which tells another
    hand-tuned rendition of an icon from a sibling of its family, and another skin tone from a copy, better than
    any threshold on the score. From 64 px up it may only veto a confirmed pair that is not a clear copy
-   (0.7-0.9), when it is sure they differ (``LEARNED_VETO``); and a pair from 64 px up is not confirmed when one
-   coloured area of a few pixels changed colour while the rest kept its own (``recoloured``: another skin tone on
-   one hand, which the residual averages away).
+   (0.7-0.9), when it is sure they differ (``LEARNED_VETO``); and a pair from 28 px up (``RECOLOUR_FROM``) is not
+   confirmed when one coloured area of a few pixels changed colour while the rest kept its own (``recoloured``:
+   another skin tone on one hand, which the residual averages away; under 64 px compared at the smaller picture's
+   own size).
    The work goes where it is needed: a cheap 8x8 signature correlation skips hopeless candidates, each picture's
    closest few candidates are compared, and a 16 px first look settles the clear cases. Each picture's thumbnail
    is decoded once per search (``Thumbs``: one uint8 array, with each picture's content size and signature), not
@@ -491,7 +492,8 @@ def confirm_scores(thumbs_a, thumbs_b, chunk: int = 256, threshold: float | None
     sizes in ``sizes_a``/``sizes_b`` (an array does not carry them). ``colours_differ(positions)``, if given, answers
     ``flat_colours_differ`` for those pairs (``Thumbs.colours_differ``: each picture's colours found once).
     Pairs in doubt are then asked of the learned check (see LEARNED_CHECK), and a confirmed pair whose smaller picture
-    is 64 px or more scores just below the bar when one coloured area changed colour (``recoloured``)."""
+    is RECOLOUR_FROM px or more scores just below the bar when one coloured area changed colour (``recoloured``; under
+    64 px at the smaller picture's own size)."""
     if not isinstance(thumbs_a, np.ndarray):
         thumbs_a = list(thumbs_a)
     if not isinstance(thumbs_b, np.ndarray):
@@ -526,11 +528,14 @@ def confirm_scores(thumbs_a, thumbs_b, chunk: int = 256, threshold: float | None
         xa, xb = (t[asked] if isinstance(t, np.ndarray) else _thumb_stack(_pick(t, asked)) for t in (thumbs_a, thumbs_b))
         same = verifier.probabilities(*verifier_inputs(xa, xb, sizes_a[asked], sizes_b[asked], out[asked]))
         out[asked] = np.where(small[asked], second_opinion(out[asked], same, bar), learned_veto(out[asked], same, bar))
-    detailed = np.flatnonzero((out >= bar) & ~small) if RECOLOUR_CHECK else []
-    if len(detailed):
-        xa, xb = (t[detailed] if isinstance(t, np.ndarray) else _thumb_stack(_pick(t, detailed))
-                  for t in (thumbs_a, thumbs_b))
-        out[detailed[recoloured(xa, xb)]] = bar - 0.001
+    if RECOLOUR_CHECK:
+        least = np.minimum(sizes_a, sizes_b)
+        for checked, sides in ((np.flatnonzero((out >= bar) & ~small), None),
+                               (np.flatnonzero((out >= bar) & small & (least >= RECOLOUR_FROM)), least)):
+            if checked.size:
+                xa, xb = (t[checked] if isinstance(t, np.ndarray) else _thumb_stack(_pick(t, checked))
+                          for t in (thumbs_a, thumbs_b))
+                out[checked[recoloured(xa, xb, None if sides is None else sides[checked])]] = bar - 0.001
     return out
 
 
@@ -555,7 +560,7 @@ def confirm_scores(thumbs_a, thumbs_b, chunk: int = 256, threshold: float | None
 # (no more than 31 mixed groups, no set's precision 0.01 lower, and as many pictures found whole) its bar is 0.5:
 # tune 0.961 / 0.949, untouched-4 0.944 / 0.932, Tango 0.988 / 0.648, GNOME 0.980 / 0.486; 28 mixed groups.
 LEARNED_CHECK = True  # False: the confirm score decides alone (benchmarks compare both)
-RECOLOUR_CHECK = True  # False: confirmed pairs from 64 px are not checked for a recoloured area (``recoloured``)
+RECOLOUR_CHECK = True  # False: confirmed pairs are not checked for a recoloured area (``recoloured``)
 LEARNED_FLOOR = 0.5  # pairs scoring below this are not asked
 LEARNED_CEILING = 0.9  # ... nor those scoring this or more: plain copies (asked too, it rejected pixel-art
 # copies, a kind it never saw, that score 0.9 or more)
@@ -706,12 +711,34 @@ _RECOLOUR_AREA = 8  # pixels (at 64 px) of one connected area of such pixels who
 # which the pair differs (chosen among 5, 8 and 12 by a rule fixed beforehand: 5 vetoed 3 of the two parts' 722 right
 # pairs from 64 px, 12 caught 15 of their 24 wrong ones, not 21)
 _RECOLOUR_MARGIN = 2  # px of the thumbnail's edge left out (the alignment clamps there)
+# Below 64 px the thumbnail is the picture enlarged, and a JPEG or GIF copy's noise is enlarged with it into areas
+# that pass the test above (it vetoed 35-77 right pairs of each tuning set there). So a confirmed pair whose smaller
+# picture is under 64 px is compared at that picture's own size: both aligned thumbnails are averaged down to it, both
+# pictures' colour planes are smoothed alike (``_chroma_smoothed``: JPEG and WebP keep colour at half size, which moves
+# a thin stripe's colour further than another tone), and the test counts that size's pixels. Chosen on the small pairs
+# of the tone set (EmojiOne and Noto v1 drawn at 24-63 px), a set of small colourful icons with lossy copies (Firefox
+# OS emoji, flag-icons, Devicon at 28-63 px: none in the benchmark) and the confirmed pairs under 64 px of the tuning
+# part, the fourth untouched part, Tango and GNOME, then among three settings by a rule fixed beforehand (the highest
+# mean pair F1 of whole searches over those four sets, no more mixed groups, no recall 0.005 lower; see the README):
+RECOLOUR_FROM = 28  # px: below this a face or a hand is a pixel or two, and renditions hand-tuned at 16-24 px recolour
+_SMALL_DISTANCE = 40.0  # RGB distance (32 and 36 with larger areas scored the same or vetoed more right pairs)
+_SMALL_AREA = 2  # pixels of the smaller picture's own grid in one connected area (each with its 4 neighbours)
 
 
 @functools.cache
 def _detailed() -> _Geometry:
     """The crops at 64 px, made when first needed (13 ms: not at every start of the web process or the CLI)."""
     return _Geometry(THUMB_SIDE, _RESIDUAL_CELLS)
+
+
+@functools.cache
+def _area_matrix(side: int, n: int = THUMB_SIDE) -> np.ndarray:
+    """(side, n) matrix: ``P @ img @ P.T`` averages an n x n image down to side x side, each output pixel the mean of
+    the input area it covers (the picture's own pixels, where the thumbnail enlarged a smaller picture)."""
+    edges = np.arange(side + 1) * (n / side)
+    cover = np.clip(np.minimum(edges[1:, None], np.arange(1, n + 1)) - np.maximum(edges[:-1, None], np.arange(n)),
+                    0.0, None)
+    return (cover / cover.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
 def _tolerant_distance(x: np.ndarray, y: np.ndarray, reach: int = 1) -> np.ndarray:
@@ -744,41 +771,75 @@ def _within_each(structure: np.ndarray) -> np.ndarray:
 
 
 _CROSS = _within_each(ndimage.generate_binary_structure(2, 1))  # a pixel and its 4 neighbours
-_INNER_AREA = (slice(None), slice(_RECOLOUR_MARGIN, -_RECOLOUR_MARGIN), slice(_RECOLOUR_MARGIN, -_RECOLOUR_MARGIN))
 
 
-def _differing_core(x: np.ndarray, y: np.ndarray, colourful: np.ndarray, reach: int) -> np.ndarray:
-    """(N, S', S') pixels of ``y`` (inside the margin) farther than _RECOLOUR_DISTANCE from ``x`` within ``reach``,
+def _differing_core(x: np.ndarray, y: np.ndarray, colourful: np.ndarray, reach: int, distance: float,
+                    margin: int) -> np.ndarray:
+    """(N, S', S') pixels of ``y`` (inside ``margin`` px) farther than ``distance`` from ``x`` within ``reach``,
     coloured, with their 4 neighbours so too."""
-    differs = (_tolerant_distance(x, y, reach) > _RECOLOUR_DISTANCE) & colourful
-    return ndimage.binary_erosion(differs[_INNER_AREA], structure=_CROSS)
+    differs = (_tolerant_distance(x, y, reach) > distance) & colourful
+    return ndimage.binary_erosion(differs[:, margin:-margin, margin:-margin], structure=_CROSS)
 
 
-def recoloured(stack_a: np.ndarray, stack_b: np.ndarray, chunk: int = 256) -> np.ndarray:
+# JPEG's (and lossy WebP's) YCbCr: the colour planes are kept at half size, which at a small picture's own size
+# moves a thin coloured stripe or a small dot by more than another skin tone
+_TO_YCBCR = np.array([[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]], np.float32)
+_FROM_YCBCR = np.linalg.inv(_TO_YCBCR).astype(np.float32)
+_SMOOTHING = np.array([0.25, 0.5, 0.25], np.float32)
+
+
+def _chroma_smoothed(x: np.ndarray) -> np.ndarray:
+    """(N, 3, S, S) RGB with its colour planes (Cb, Cr) smoothed by [1, 2, 1] / 4 each way and its brightness kept:
+    what a copy re-encoded with half-size colour keeps, for both pictures alike."""
+    ycc = np.einsum("kc,ncij->nkij", _TO_YCBCR, x)
+    ycc[:, 1:] = ndimage.convolve1d(ndimage.convolve1d(ycc[:, 1:], _SMOOTHING, axis=2, mode="nearest"),
+                                    _SMOOTHING, axis=3, mode="nearest")
+    return np.einsum("kc,ncij->nkij", _FROM_YCBCR, ycc)
+
+
+def _differing_areas(x: np.ndarray, y: np.ndarray, reduce: np.ndarray | None, distance: float, area: int,
+                     margin: int) -> np.ndarray:
+    """(N,) bool: ``y`` has ``area`` connected pixels, each with its 4 neighbours farther than ``distance`` from the
+    pixels of ``x`` near their place and coloured in both (``x`` aligned to ``y``, both (N, 3, 64, 64), compared at
+    the size of ``reduce``: ``_area_matrix``, or None for 64 px). A pair whose pixels differ too little in place is
+    not compared within a pixel (that can only differ less)."""
+    if reduce is not None:
+        x, y = reduce @ x @ reduce.T, reduce @ y @ reduce.T
+    colourful = np.minimum(np.ptp(x, axis=1), np.ptp(y, axis=1)) >= _RECOLOUR_COLOURFUL
+    if reduce is not None:
+        x, y = _chroma_smoothed(x), _chroma_smoothed(y)
+    maybe = _differing_core(x, y, colourful, 0, distance, margin).sum(axis=(1, 2)) >= area
+    if maybe.any():
+        labels, _ = ndimage.label(_differing_core(x[maybe], y[maybe], colourful[maybe], 1, distance, margin),
+                                  structure=_CROSS)
+        sizes = np.bincount(labels.ravel())
+        sizes[0] = 0
+        maybe[maybe] = (sizes[labels] >= area).any(axis=(1, 2))
+    return maybe
+
+
+def recoloured(stack_a: np.ndarray, stack_b: np.ndarray, sides: np.ndarray | None = None, chunk: int = 256
+               ) -> np.ndarray:
     """(N,) bool: one coloured area of each pair of thumbnails (N, 64, 64, 3) changed colour while the rest kept
     its own (another skin tone, a recoloured part), either way: _RECOLOUR_AREA connected pixels, each with its 4
     neighbours farther than _RECOLOUR_DISTANCE from the other picture's pixels near their place
-    (``_tolerant_distance``) and coloured in both (_RECOLOUR_COLOURFUL). Meant for pictures of 64 px or more.
-    A pair whose pixels differ too little in place is not compared within a pixel (that can only differ less)."""
+    (``_tolerant_distance``) and coloured in both (_RECOLOUR_COLOURFUL). ``sides``: for pairs under 64 px, the
+    smaller picture's content size of each, at which the pair is compared instead (the _SMALL_ settings)."""
     found = np.zeros(len(stack_a), dtype=bool)
-    for lo in range(0, len(stack_a), chunk):
-        x, y = _as_thumbs(stack_a[lo : lo + chunk]), _as_thumbs(stack_b[lo : lo + chunk])
-        left = np.arange(len(x))
-        for src, dst in ((x, y), (y, x)):
-            src, dst = src[left], dst[left]
-            warped = _warped(src, dst, _detailed())
-            colourful = np.minimum(np.ptp(warped, axis=1), np.ptp(dst, axis=1)) >= _RECOLOUR_COLOURFUL
-            maybe = _differing_core(warped, dst, colourful, 0).sum(axis=(1, 2)) >= _RECOLOUR_AREA
-            if maybe.any():
-                labels, _ = ndimage.label(_differing_core(warped[maybe], dst[maybe], colourful[maybe], 1),
-                                          structure=_CROSS)
-                sizes = np.bincount(labels.ravel())
-                sizes[0] = 0
-                maybe[maybe] = (sizes[labels] >= _RECOLOUR_AREA).any(axis=(1, 2))
-            left = left[maybe]
-            if not left.size:
-                break
-        found[lo + left] = True
+    keys = np.zeros(len(stack_a), dtype=int) if sides is None else np.asarray(sides)
+    for side in np.unique(keys):
+        reduce, distance, area, margin = ((None, _RECOLOUR_DISTANCE, _RECOLOUR_AREA, _RECOLOUR_MARGIN)
+                                          if sides is None else
+                                          (_area_matrix(int(side)), _SMALL_DISTANCE, _SMALL_AREA, 1))
+        for block in np.array_split(np.flatnonzero(keys == side), -(-np.sum(keys == side) // chunk)):
+            x, y = _as_thumbs(stack_a[block]), _as_thumbs(stack_b[block])
+            left = np.arange(len(block))
+            for src, dst in ((x, y), (y, x)):
+                src, dst = src[left], dst[left]
+                left = left[_differing_areas(_warped(src, dst, _detailed()), dst, reduce, distance, area, margin)]
+                if not left.size:
+                    break
+            found[block[left]] = True
     return found
 
 

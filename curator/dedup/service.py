@@ -363,7 +363,7 @@ def _smaller_content(images: dict, match) -> int | None:
 def why_text(match, other: int | None = None, smaller: int | None = None) -> str:
     """Why two images were grouped, in words (the review page and the CLI); ``other``: the image it ties this one to,
     ``smaller``: the smaller content side of the two (px), which tells whether the learned check decided (and, from
-    64 px, that the recolour check was passed)."""
+    RECOLOUR_FROM px, that the recolour check was passed)."""
     if match is None:
         return ""
     to = f" as #{other}" if other is not None else ""
@@ -382,7 +382,7 @@ def why_text(match, other: int | None = None, smaller: int | None = None) -> str
             learned = f"; confirmed by the learned check, the smaller picture being {smaller} px"
         elif match.score >= dedup.DEFAULT_CONFIRM_THRESHOLD:
             learned = "; the learned check, which may veto such a pair, did not"
-    if dedup.RECOLOUR_CHECK and smaller is not None and smaller >= dedup.LEARNED_BELOW:
+    if dedup.RECOLOUR_CHECK and smaller is not None and smaller >= dedup.RECOLOUR_FROM:
         learned += "; no coloured area changed colour"  # ``recoloured``: asked about every such pair confirmed
     distance = min(match.phash_distance, match.dhash_distance)
     nearest = ("; too far apart for the hashes, proposed as one of the pictures whose layout is nearest"

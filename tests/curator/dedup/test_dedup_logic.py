@@ -491,6 +491,74 @@ def test_another_skin_tone_on_one_hand_is_not_a_copy_from_64_px(monkeypatch):
     assert sorted(g.members for g in groups) == [[0, 1, 2], [3, 4]]
 
 
+def test_another_skin_tone_under_64_px_is_found_at_the_pictures_own_size(monkeypatch):
+    # tried: the golfer drawn at 80 px (56 px of content, its hand about 5 x 4 px) in two tones, which every other
+    # check confirms, against copies that stay under 64 px, whose JPEG, GIF and resampling noise the 64 px thumbnail
+    # enlarges: JPEG q60, WebP, GIF, brightness +-10 % (kept or flattened background), a crop, a border, resize +
+    # JPEG, brightness + JPEG, and a 2x enlargement (the pair is then compared at the smaller picture's 56 px)
+    from curator.dedup import matching
+    from curator.dedup.matching import DEFAULT_CONFIRM_THRESHOLD as T
+    from curator.dedup.matching import RECOLOUR_FROM, _content_sizes, recoloured
+    dark = golfer(DARK, side=80)
+    a, other = encoded(dark), encoded(golfer(MEDIUM_DARK, side=80))
+    monkeypatch.setattr(matching, "RECOLOUR_CHECK", False)
+    assert confirm_scores([a.thumb], [other.thumb])[0] >= 0.9  # every other check confirms it
+    monkeypatch.undo()
+    assert confirm_scores([a.thumb], [other.thumb])[0] < T
+    stack = lambda f: thumb_array(f.thumb)[None].astype(np.uint8)  # noqa: E731
+    side = lambda f, g: _content_sizes([f.thumb, g.thumb]).min(keepdims=True)  # noqa: E731 (as the search sees it)
+    assert recoloured(stack(a), stack(other), side(a, other))[0]
+    assert recoloured(stack(other), stack(a), side(a, other))[0]
+    rng = random.Random(5)
+    cps = {r: transform(dark.convert("RGBA"), r, rng)[0] for r in ("jpeg", "webp", "gif", "bright", "flatten+bright",
+                                                                   "crop", "border", "resize+jpeg", "bright+jpeg")}
+    cps["jpeg60"] = encoded(dark, "JPEG", quality=60)
+    cps["bright0.9"] = encoded(Image.fromarray((np.asarray(dark) * 0.9).astype(np.uint8)))
+    cps["x2"] = encoded(dark.resize((160, 160), Image.Resampling.LANCZOS))
+    fps = {k: v if hasattr(v, "thumb") else fingerprint_bytes(v) for k, v in cps.items()}
+    assert all(RECOLOUR_FROM <= side(a, f)[0] < 64 for f in fps.values()), {k: side(a, f) for k, f in fps.items()}
+    assert not any(recoloured(stack(a), stack(f), side(a, f))[0] for f in fps.values()), list(fps)
+    scores = confirm_scores([a.thumb] * len(fps), [f.thumb for f in fps.values()])
+    assert all(s >= T for s in scores), dict(zip(fps, scores))
+    groups = find_duplicate_groups([a, fps["jpeg60"], fps["x2"], other, encoded(golfer(MEDIUM_DARK, side=80), "JPEG",
+                                                                                   quality=75)])
+    assert sorted(g.members for g in groups) == [[0, 1, 2], [3, 4]]
+
+
+def aruba_like(width: int = 48) -> Image.Image:
+    """A small 4:3 flag: a blue field, two yellow stripes about a pixel thick, a red disc: JPEG and WebP keep its
+    colour at half size, which moves the thin stripes' colour by more than another skin tone."""
+    height = width * 3 // 4
+    yy, xx = (np.mgrid[0:height, 0:width] + 0.5) * (30 / width)
+    img = np.full((height, width, 3), (65, 143, 222), float)
+    img[(abs(yy - 14.5) < 0.75) | (abs(yy - 17) < 0.75)] = (249, 209, 0)
+    img[(xx - 5) ** 2 + (yy - 6) ** 2 < 2.5 ** 2] = (239, 51, 64)
+    return Image.fromarray(img.astype(np.uint8))
+
+
+def test_lossy_copies_of_a_small_flag_keep_their_colours_once_colour_planes_are_smoothed(monkeypatch):
+    # tried: a 48 x 36 px flag with stripes about a pixel thick (as Aruba's), saved as JPEG q60, q75, q85, q95 and
+    # lossy WebP (both keep colour at half size); without smoothing both pictures' colour planes alike, the check
+    # would take each copy for a recolouring
+    from curator.dedup import matching
+    from curator.dedup.matching import DEFAULT_CONFIRM_THRESHOLD as T
+    from curator.dedup.matching import _content_sizes, recoloured
+    flag = aruba_like()
+    a = encoded(flag)
+    copies = {f"jpeg{q}": encoded(flag, "JPEG", quality=q) for q in (60, 75, 85, 95)}
+    copies["webp"] = encoded(flag, "WEBP", quality=80)
+    stack = lambda f: thumb_array(f.thumb)[None].astype(np.uint8)  # noqa: E731
+
+    def vetoed():
+        return {k: bool(recoloured(stack(a), stack(f), _content_sizes([a.thumb, f.thumb]).min(keepdims=True))[0])
+                for k, f in copies.items()}
+
+    assert not any(vetoed().values()), vetoed()
+    assert all(s >= T for s in confirm_scores([a.thumb] * len(copies), [f.thumb for f in copies.values()]))
+    monkeypatch.setattr(matching, "_chroma_smoothed", lambda x: x)
+    assert all(vetoed().values()), vetoed()
+
+
 def test_flat_colours_of_grey_or_busy_pictures_are_not_compared():
     # tried: a grey glyph on white (only grey and white: left to the brightness gain) and random noise (no flat area)
     from curator.dedup.matching import _flat_colours

@@ -133,8 +133,9 @@ def test_the_review_page_says_when_the_learned_check_decided(monkeypatch):
     assert ("(needs 0.70; the learned check, which may veto such a pair, did not; no coloured area changed colour)"
             in why_text(decided, 1, 1080))
     assert "learned" not in why_text(plain, 1, 1080)
-    # from 64 px every confirmed pair also passed the recolour check (matching.recoloured), whatever its score
+    # from 28 px every confirmed pair also passed the recolour check (matching.recoloured), whatever its score
     assert "(needs 0.70; no coloured area changed colour)" in why_text(plain, 1, 1080)
+    assert "(needs 0.70; no coloured area changed colour)" in why_text(plain, 1, matching.RECOLOUR_FROM)
     assert "colour" not in why_text(plain, 1, 24) and "colour" not in why_text(plain, 1)
     monkeypatch.setattr(matching, "LEARNED_CHECK", False)
     assert "learned" not in why_text(decided, 1) and "learned" not in why_text(decided, 1, 24)
