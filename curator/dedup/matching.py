@@ -1337,10 +1337,14 @@ def _get(member, key, default=None):
     return getattr(member, key, default)
 
 
+LOSSY_FORMATS = frozenset({"JPEG", "GIF"})  # a copy in these lost detail or colours (GIF: 256 of them) to its encoding
+
+
 def keeper_sort_key(member):
     """Sort key: highest resolution first (of the content, ``content_width``/``content_height`` where given: an added
-    border adds none; sizes within 10 % of each other count as equal, as re-encodings trim a pixel apart), then best
-    rating (missing = worst), then oldest."""
+    border adds none; sizes within 10 % of each other count as equal, as re-encodings trim a pixel apart), then a
+    ``format`` outside LOSSY_FORMATS (a PNG before its JPEG copy of one size), then best rating (missing = worst),
+    then oldest."""
     w = _get(member, "content_width") or _get(member, "width") or 0
     h = _get(member, "content_height") or _get(member, "height") or 0
     rating = _get(member, "rating")
@@ -1352,14 +1356,15 @@ def keeper_sort_key(member):
     else:
         created_key = float(created)
     size = math.floor(math.log(w * h) / math.log(1.1)) if w and h else 0
-    return (-size, 0 if rating is not None else 1, -(rating or 0.0), created_key)
+    lossy = str(_get(member, "format") or "").upper() in LOSSY_FORMATS
+    return (-size, lossy, 0 if rating is not None else 1, -(rating or 0.0), created_key)
 
 
 def suggest_keeper(members: Sequence):
-    """The member to keep: highest resolution, then best rating, then oldest (``created``).
+    """The member to keep: highest resolution, then not JPEG or GIF, then best rating, then oldest (``created``).
 
-    Members are dicts or objects with ``width``, ``height``, optional ``rating`` and ``created``
-    (datetime or number). Returns the member itself.
+    Members are dicts or objects with ``width``, ``height``, optional ``content_width``, ``content_height``,
+    ``format``, ``rating`` and ``created`` (datetime or number). Returns the member itself.
     """
     if not members:
         raise ValueError("suggest_keeper needs at least one member")

@@ -393,10 +393,10 @@ def why_text(match, other: int | None = None, smaller: int | None = None) -> str
 
 
 def suggest_keeper(members: list[Member]) -> int:
-    """Highest resolution of the content, then best rating, then oldest (then lowest id): the curator.dedup.matching
-    rule."""
-    rows = sorted(({"id": m.id, "width": m.image.width, "height": m.image.height, "rating": m.rating,
-                    "created": m.image.created,
+    """Highest resolution of the content, then not JPEG or GIF, then best rating, then oldest (then lowest id): the
+    curator.dedup.matching rule."""
+    rows = sorted(({"id": m.id, "width": m.image.width, "height": m.image.height, "format": m.image.format,
+                    "rating": m.rating, "created": m.image.created,
                     **dict(zip(("content_width", "content_height"), content_size(m.image.fingerprint) or ())),
                     } for m in members), key=lambda r: r["id"])
     return dedup.suggest_keeper(rows)["id"]

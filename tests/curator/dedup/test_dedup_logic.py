@@ -215,8 +215,10 @@ def test_a_copy_far_in_hash_space_is_found_through_its_nearest_signature():
     assert check_new({"n": far}, hashes_only, {1: orig, 2: other})["n"] == []
 
 
-def test_suggest_keeper_resolution_then_rating_then_age():
-    # tried: resolution wins over rating; rating breaks resolution ties (missing rating loses); age last
+def test_suggest_keeper_resolution_then_format_then_rating_then_age():
+    # tried: resolution wins over rating; at one resolution a PNG wins over an older, better-rated JPEG or GIF copy
+    # (formats in any case), but a larger JPEG over a PNG; rating breaks the remaining ties (missing rating loses);
+    # age last
     old, new = datetime(2020, 1, 1), datetime(2024, 1, 1)
     big = {"id": 1, "width": 256, "height": 256, "rating": None, "created": new}
     small_rated = {"id": 2, "width": 128, "height": 128, "rating": 9.0, "created": old}
@@ -228,6 +230,12 @@ def test_suggest_keeper_resolution_then_rating_then_age():
     d = {"id": 6, "width": 64, "height": 64, "created": old}
     e = {"id": 7, "width": 64, "height": 64, "created": new}
     assert suggest_keeper([e, d])["id"] == 6
+    png = {"id": 11, "width": 64, "height": 64, "format": "PNG", "rating": 1.0, "created": new}
+    jpeg = {"id": 12, "width": 64, "height": 64, "format": "JPEG", "rating": 5.0, "created": old}
+    gif = {"id": 13, "width": 64, "height": 64, "format": "gif", "rating": 5.0, "created": old}
+    assert suggest_keeper([jpeg, gif, png])["id"] == 11
+    assert suggest_keeper([jpeg, gif])["id"] == 12  # both lossy: rating, then age (both old), then order
+    assert suggest_keeper([png, {**jpeg, "width": 128, "height": 128}])["id"] == 12
     with pytest.raises(ValueError):
         suggest_keeper([])
     # the content counts, not the canvas: a copy with an added border is no larger, a re-encoding that trims a pixel

@@ -86,6 +86,19 @@ def test_copies_are_grouped_and_the_hard_negative_is_not(app, copies):
     assert group.keeper_id == copies[ORIGINAL]
 
 
+def test_a_lossless_file_is_suggested_over_an_older_jpeg_of_its_size(app, copies):
+    """Tried: the JPEG re-encoding (128 px, like the original) made the oldest image of the group: age alone would
+    suggest it, but the PNG of the same size is kept."""
+    jpeg, orig = copies["cat/copy-recompressed.jpg"], copies[ORIGINAL]
+    with app.app_context():
+        images = {i.id: i for i in db.session.scalars(select(Image).where(Image.id.in_([jpeg, orig])))}
+        assert images[jpeg].format == "JPEG" and images[orig].format == "PNG"
+        images[jpeg].created = images[orig].created.replace(year=images[orig].created.year - 1)
+        db.session.commit()
+        group = ds.find_groups(db.session)[0]
+    assert jpeg in group.ids and group.keeper_id == orig
+
+
 def test_best_rating_breaks_a_resolution_tie(app, copies):
     """Tried: the brighter copy (same 128 px as the original) wins comparisons: it becomes the keeper."""
     bright, orig = copies["cat/copy-brighter.png"], copies[ORIGINAL]
