@@ -17,8 +17,8 @@ from core.cli import emit, json_option
 @json_option("the groups (and resolutions)")
 @with_appcontext
 def dedup_command(threshold: str | None, apply: bool, as_json: bool) -> None:
-    """List duplicate groups among the active images with the suggested keeper (highest resolution, then not JPEG
-    or GIF, then best rating, then oldest); --apply resolves them all."""
+    """List duplicate groups among the active images with the suggested keeper (highest resolution, then not JPEG,
+    WebP or GIF, then best rating, then oldest); --apply resolves them all."""
     from core.db import db
     from curator.dedup.service import DedupError, find_groups, group_summary, parse_threshold, resolve_all_suggested
     from curator.imports.storage import ImageStore

@@ -1337,13 +1337,14 @@ def _get(member, key, default=None):
     return getattr(member, key, default)
 
 
-LOSSY_FORMATS = frozenset({"JPEG", "GIF"})  # a copy in these lost detail or colours (GIF: 256 of them) to its encoding
+# formats in which a copy may have lost detail or colours to its encoding (WebP may be lossy; GIF keeps 256 colours)
+LOSSY_FORMATS = frozenset({"JPEG", "WEBP", "GIF"})
 
 
 def keeper_sort_key(member):
     """Sort key: highest resolution first (of the content, ``content_width``/``content_height`` where given: an added
     border adds none; sizes within 10 % of each other count as equal, as re-encodings trim a pixel apart), then a
-    ``format`` outside LOSSY_FORMATS (a PNG before its JPEG copy of one size), then best rating (missing = worst),
+    ``format`` outside LOSSY_FORMATS (a PNG before its JPEG or WebP copy of one size), then best rating (missing = worst),
     then oldest."""
     w = _get(member, "content_width") or _get(member, "width") or 0
     h = _get(member, "content_height") or _get(member, "height") or 0
@@ -1361,7 +1362,7 @@ def keeper_sort_key(member):
 
 
 def suggest_keeper(members: Sequence):
-    """The member to keep: highest resolution, then not JPEG or GIF, then best rating, then oldest (``created``).
+    """The member to keep: highest resolution, then not JPEG, WebP or GIF, then best rating, then oldest (``created``).
 
     Members are dicts or objects with ``width``, ``height``, optional ``content_width``, ``content_height``,
     ``format``, ``rating`` and ``created`` (datetime or number). Returns the member itself.

@@ -216,7 +216,7 @@ def test_a_copy_far_in_hash_space_is_found_through_its_nearest_signature():
 
 
 def test_suggest_keeper_resolution_then_format_then_rating_then_age():
-    # tried: resolution wins over rating; at one resolution a PNG wins over an older, better-rated JPEG or GIF copy
+    # tried: resolution wins over rating; at one resolution a PNG wins over an older, better-rated JPEG, WebP or GIF copy
     # (formats in any case), but a larger JPEG over a PNG; rating breaks the remaining ties (missing rating loses);
     # age last
     old, new = datetime(2020, 1, 1), datetime(2024, 1, 1)
@@ -233,7 +233,8 @@ def test_suggest_keeper_resolution_then_format_then_rating_then_age():
     png = {"id": 11, "width": 64, "height": 64, "format": "PNG", "rating": 1.0, "created": new}
     jpeg = {"id": 12, "width": 64, "height": 64, "format": "JPEG", "rating": 5.0, "created": old}
     gif = {"id": 13, "width": 64, "height": 64, "format": "gif", "rating": 5.0, "created": old}
-    assert suggest_keeper([jpeg, gif, png])["id"] == 11
+    webp = {"id": 14, "width": 64, "height": 64, "format": "WEBP", "rating": 5.0, "created": old}
+    assert suggest_keeper([jpeg, gif, webp, png])["id"] == 11
     assert suggest_keeper([jpeg, gif])["id"] == 12  # both lossy: rating, then age (both old), then order
     assert suggest_keeper([png, {**jpeg, "width": 128, "height": 128}])["id"] == 12
     with pytest.raises(ValueError):
