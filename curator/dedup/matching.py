@@ -1344,8 +1344,8 @@ LOSSY_FORMATS = frozenset({"JPEG", "WEBP", "GIF"})
 def keeper_sort_key(member):
     """Sort key: highest resolution first (of the content, ``content_width``/``content_height`` where given: an added
     border adds none; sizes within 10 % of each other count as equal, as re-encodings trim a pixel apart), then a
-    ``format`` outside LOSSY_FORMATS (a PNG before its JPEG or WebP copy of one size), then best rating (missing = worst),
-    then oldest."""
+    ``format`` outside LOSSY_FORMATS (a PNG before its JPEG or WebP copy of one size), then best rating (missing =
+    worst), then oldest."""
     w = _get(member, "content_width") or _get(member, "width") or 0
     h = _get(member, "content_height") or _get(member, "height") or 0
     rating = _get(member, "rating")
@@ -1362,7 +1362,8 @@ def keeper_sort_key(member):
 
 
 def suggest_keeper(members: Sequence):
-    """The member to keep: highest resolution, then not JPEG, WebP or GIF, then best rating, then oldest (``created``).
+    """The member to keep: highest resolution, then not JPEG, WebP or GIF, then best rating, then oldest
+    (``created``).
 
     Members are dicts or objects with ``width``, ``height``, optional ``content_width``, ``content_height``,
     ``format``, ``rating`` and ``created`` (datetime or number). Returns the member itself.

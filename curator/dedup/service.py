@@ -393,8 +393,8 @@ def why_text(match, other: int | None = None, smaller: int | None = None) -> str
 
 
 def suggest_keeper(members: list[Member]) -> int:
-    """Highest resolution of the content, then not JPEG, WebP or GIF, then best rating, then oldest (then lowest id): the
-    curator.dedup.matching rule."""
+    """Highest resolution of the content, then not JPEG, WebP or GIF, then best rating, then oldest (then lowest id):
+    the curator.dedup.matching rule."""
     rows = sorted(({"id": m.id, "width": m.image.width, "height": m.image.height, "format": m.image.format,
                     "rating": m.rating, "created": m.image.created,
                     **dict(zip(("content_width", "content_height"), content_size(m.image.fingerprint) or ())),

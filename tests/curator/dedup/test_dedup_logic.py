@@ -216,9 +216,9 @@ def test_a_copy_far_in_hash_space_is_found_through_its_nearest_signature():
 
 
 def test_suggest_keeper_resolution_then_format_then_rating_then_age():
-    # tried: resolution wins over rating; at one resolution a PNG wins over an older, better-rated JPEG, WebP or GIF copy
-    # (formats in any case), but a larger JPEG over a PNG; rating breaks the remaining ties (missing rating loses);
-    # age last
+    # tried: resolution wins over rating; at one resolution a PNG wins over an older, better-rated JPEG, WebP or GIF
+    # copy (formats in any case), but a larger JPEG over a PNG; rating breaks the remaining ties (missing rating
+    # loses); age last
     old, new = datetime(2020, 1, 1), datetime(2024, 1, 1)
     big = {"id": 1, "width": 256, "height": 256, "rating": None, "created": new}
     small_rated = {"id": 2, "width": 128, "height": 128, "rating": 9.0, "created": old}
