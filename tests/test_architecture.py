@@ -1,10 +1,11 @@
 """Dependencies point one way (README, "Layout"), checked in clean interpreters.
 
-Every module of ours is imported in a fresh process (forked from an interpreter that loaded only third-party modules no
-check asks about for it: ``probe_tree``), and what it loaded is compared with the directions allowed below; pure modules must load neither Flask nor SQLAlchemy; the import graph read from
-the source has no cycle between feature packages nor between modules. The last test proves the checks can fail: it
-breaks a copy of the tree the way a careless change would (a pure ranking module importing Flask, the dedup
-service importing ranking) and expects both to be caught.
+Every module of ours is imported in a fresh process (forked from an interpreter that loaded only third-party modules
+no check asks about for it: ``probe_tree``), and what it loaded is compared with the directions allowed below; pure
+modules must load neither Flask nor SQLAlchemy; the import graph read from the source has no cycle between feature
+packages nor between modules. The last test proves the checks can fail: it breaks a copy of the tree the way a
+careless change would (a pure ranking module importing Flask, the dedup service importing ranking) and expects both to
+be caught.
 """
 from __future__ import annotations
 
