@@ -378,9 +378,12 @@ _LEVELS = (6, 8, 12, 16, 24)  # effective resolutions (px) a pair can be compare
 _DETAIL = 0.5  # pictures of other sizes are compared at half the smaller one's: a hand-tuned rendition moves lines
 
 
+@functools.cache
 def _reduce_matrix(level: int | None, n: int = THUMB_SIDE, out: int = _SIDE) -> np.ndarray:
     """(out, n) matrix: ``R @ img @ R.T`` reduces an n px thumbnail to ``out`` px, at the detail of a ``level`` px
-    picture (area-reduced to ``level`` px, then linearly scaled to ``out``); ``level`` None: plain area reduction."""
+    picture (area-reduced to ``level`` px, then linearly scaled to ``out``); ``level`` None: plain area reduction
+    (``recoloured`` uses it to take a thumbnail back to a smaller picture's own pixels). Made once per arguments:
+    callers must not write into it."""
 
     def area(m: int, k: int) -> np.ndarray:  # (m, k): area weights of the k source pixels under each of m
         w = np.zeros((m, k))
@@ -521,7 +524,8 @@ def confirm_scores(thumbs_a, thumbs_b, chunk: int = 256, threshold: float | None
                   else flat_colours_differ(_pick(thumbs_a, unclear), _pick(thumbs_b, unclear)))
         out[unclear[differ]] -= _COLOUR_PENALTY
     verifier = default_verifier() if LEARNED_CHECK else None
-    small = np.minimum(sizes_a, sizes_b) < LEARNED_BELOW
+    least = np.minimum(sizes_a, sizes_b)
+    small = least < LEARNED_BELOW
     in_band = (out >= np.where(small, LEARNED_FLOOR, bar)) & (out < LEARNED_CEILING)
     asked = np.flatnonzero(in_band) if verifier is not None else []
     if len(asked):
@@ -529,7 +533,6 @@ def confirm_scores(thumbs_a, thumbs_b, chunk: int = 256, threshold: float | None
         same = verifier.probabilities(*verifier_inputs(xa, xb, sizes_a[asked], sizes_b[asked], out[asked]))
         out[asked] = np.where(small[asked], second_opinion(out[asked], same, bar), learned_veto(out[asked], same, bar))
     if RECOLOUR_CHECK:
-        least = np.minimum(sizes_a, sizes_b)
         for checked, sides in ((np.flatnonzero((out >= bar) & ~small), None),
                                (np.flatnonzero((out >= bar) & small & (least >= RECOLOUR_FROM)), least)):
             if checked.size:
@@ -731,16 +734,6 @@ def _detailed() -> _Geometry:
     return _Geometry(THUMB_SIDE, _RESIDUAL_CELLS)
 
 
-@functools.cache
-def _area_matrix(side: int, n: int = THUMB_SIDE) -> np.ndarray:
-    """(side, n) matrix: ``P @ img @ P.T`` averages an n x n image down to side x side, each output pixel the mean of
-    the input area it covers (the picture's own pixels, where the thumbnail enlarged a smaller picture)."""
-    edges = np.arange(side + 1) * (n / side)
-    cover = np.clip(np.minimum(edges[1:, None], np.arange(1, n + 1)) - np.maximum(edges[:-1, None], np.arange(n)),
-                    0.0, None)
-    return (cover / cover.sum(axis=1, keepdims=True)).astype(np.float32)
-
-
 def _tolerant_distance(x: np.ndarray, y: np.ndarray, reach: int = 1) -> np.ndarray:
     """(N, S, S) RGB distance from each pixel of ``y`` to the nearest of ``x``'s pixels within ``reach`` px of its
     place (both (N, 3, S, S), aligned), under ``_brightness_models``: a copy resized or re-encoded moves edges by a
@@ -801,7 +794,7 @@ def _differing_areas(x: np.ndarray, y: np.ndarray, reduce: np.ndarray | None, di
                      margin: int) -> np.ndarray:
     """(N,) bool: ``y`` has ``area`` connected pixels, each with its 4 neighbours farther than ``distance`` from the
     pixels of ``x`` near their place and coloured in both (``x`` aligned to ``y``, both (N, 3, 64, 64), compared at
-    the size of ``reduce``: ``_area_matrix``, or None for 64 px). A pair whose pixels differ too little in place is
+    the size of ``reduce``: an area reduction by ``_reduce_matrix``, or None for 64 px). A pair whose pixels differ too little in place is
     not compared within a pixel (that can only differ less)."""
     if reduce is not None:
         x, y = reduce @ x @ reduce.T, reduce @ y @ reduce.T
@@ -830,7 +823,7 @@ def recoloured(stack_a: np.ndarray, stack_b: np.ndarray, sides: np.ndarray | Non
     for side in np.unique(keys):
         reduce, distance, area, margin = ((None, _RECOLOUR_DISTANCE, _RECOLOUR_AREA, _RECOLOUR_MARGIN)
                                           if sides is None else
-                                          (_area_matrix(int(side)), _SMALL_DISTANCE, _SMALL_AREA, 1))
+                                          (_reduce_matrix(None, out=int(side)), _SMALL_DISTANCE, _SMALL_AREA, 1))
         for block in np.array_split(np.flatnonzero(keys == side), -(-np.sum(keys == side) // chunk)):
             x, y = _as_thumbs(stack_a[block]), _as_thumbs(stack_b[block])
             left = np.arange(len(block))

@@ -467,6 +467,28 @@ def golfer(hand, side: int = 128) -> Image.Image:
 DARK, MEDIUM_DARK = (94, 60, 40), (150, 100, 62)
 
 
+def edited_copies(img: Image.Image, recipes: tuple[str, ...]) -> dict:
+    """Fingerprints of copies of ``img``: the benchmark's ``recipes``, JPEG q60, brightness x0.9 and a 2x Lanczos
+    enlargement."""
+    rng = random.Random(5)
+    cps = {r: transform(img.convert("RGBA"), r, rng)[0] for r in recipes}
+    cps["jpeg60"] = encoded(img, "JPEG", quality=60)
+    cps["bright0.9"] = encoded(Image.fromarray((np.asarray(img) * 0.9).astype(np.uint8)))
+    cps["x2"] = encoded(img.resize((2 * img.width, 2 * img.height), Image.Resampling.LANCZOS))
+    return {k: v if hasattr(v, "thumb") else fingerprint_bytes(v) for k, v in cps.items()}
+
+
+def stacked(fp) -> np.ndarray:
+    """A fingerprint's thumbnail as the (1, 64, 64, 3) stack ``recoloured`` takes."""
+    return thumb_array(fp.thumb)[None].astype(np.uint8)
+
+
+def smaller_side(*fps) -> np.ndarray:
+    """(1,) the smaller content side of the pictures, as the search sees it (``recoloured``'s ``sides``)."""
+    from curator.dedup.matching import _content_sizes
+    return _content_sizes([fp.thumb for fp in fps]).min(keepdims=True)
+
+
 def test_another_skin_tone_on_one_hand_is_not_a_copy_from_64_px(monkeypatch):
     # tried: a golfer whose only skin is one hand, in the next tone (the score, the flat-colour check and the learned
     # check all pass it: Noto's golfers in two tones scored 0.93), against copies from 64 px: JPEG q60, WebP, GIF,
@@ -480,18 +502,10 @@ def test_another_skin_tone_on_one_hand_is_not_a_copy_from_64_px(monkeypatch):
     assert confirm_scores([a.thumb], [other.thumb])[0] >= 0.9  # every other check confirms it
     monkeypatch.undo()
     assert confirm_scores([a.thumb], [other.thumb])[0] < T
-    rng = random.Random(5)
-    cps = {r: transform(dark.convert("RGBA"), r, rng)[0] for r in ("jpeg", "webp", "gif", "bright", "flatten+bright",
-                                                                   "crop", "border", "resize+jpeg")}
-    pixels = np.asarray(dark).astype(float)
-    cps["jpeg60"] = encoded(dark, "JPEG", quality=60)
-    cps["bright0.9"] = encoded(Image.fromarray((pixels * 0.9).astype(np.uint8)))
-    cps["x2"] = encoded(dark.resize((256, 256), Image.Resampling.LANCZOS))
-    fps = {k: v if hasattr(v, "thumb") else fingerprint_bytes(v) for k, v in cps.items()}
+    fps = edited_copies(dark, ("jpeg", "webp", "gif", "bright", "flatten+bright", "crop", "border", "resize+jpeg"))
     assert min(min(content_size(f.thumb)) for f in fps.values()) >= 64  # the check is for pictures from 64 px
-    stack = lambda f: thumb_array(f.thumb)[None].astype(np.uint8)  # noqa: E731
-    assert recoloured(stack(a), stack(other))[0] and recoloured(stack(other), stack(a))[0]  # either way
-    assert not any(recoloured(stack(a), stack(f))[0] for f in fps.values()), list(fps)
+    assert recoloured(stacked(a), stacked(other))[0] and recoloured(stacked(other), stacked(a))[0]  # either way
+    assert not any(recoloured(stacked(a), stacked(f))[0] for f in fps.values()), list(fps)
     scores = confirm_scores([a.thumb] * len(fps), [f.thumb for f in fps.values()])
     assert all(s >= T for s in scores), dict(zip(fps, scores))
     outline = np.asarray(Image.open(io.BytesIO(glyph_on_field("B"))).convert("RGB").resize((64, 64)))
@@ -507,26 +521,20 @@ def test_another_skin_tone_under_64_px_is_found_at_the_pictures_own_size(monkeyp
     # JPEG, brightness + JPEG, and a 2x enlargement (the pair is then compared at the smaller picture's 56 px)
     from curator.dedup import matching
     from curator.dedup.matching import DEFAULT_CONFIRM_THRESHOLD as T
-    from curator.dedup.matching import RECOLOUR_FROM, _content_sizes, recoloured
+    from curator.dedup.matching import RECOLOUR_FROM, recoloured
     dark = golfer(DARK, side=80)
     a, other = encoded(dark), encoded(golfer(MEDIUM_DARK, side=80))
     monkeypatch.setattr(matching, "RECOLOUR_CHECK", False)
     assert confirm_scores([a.thumb], [other.thumb])[0] >= 0.9  # every other check confirms it
     monkeypatch.undo()
     assert confirm_scores([a.thumb], [other.thumb])[0] < T
-    stack = lambda f: thumb_array(f.thumb)[None].astype(np.uint8)  # noqa: E731
-    side = lambda f, g: _content_sizes([f.thumb, g.thumb]).min(keepdims=True)  # noqa: E731 (as the search sees it)
-    assert recoloured(stack(a), stack(other), side(a, other))[0]
-    assert recoloured(stack(other), stack(a), side(a, other))[0]
-    rng = random.Random(5)
-    cps = {r: transform(dark.convert("RGBA"), r, rng)[0] for r in ("jpeg", "webp", "gif", "bright", "flatten+bright",
-                                                                   "crop", "border", "resize+jpeg", "bright+jpeg")}
-    cps["jpeg60"] = encoded(dark, "JPEG", quality=60)
-    cps["bright0.9"] = encoded(Image.fromarray((np.asarray(dark) * 0.9).astype(np.uint8)))
-    cps["x2"] = encoded(dark.resize((160, 160), Image.Resampling.LANCZOS))
-    fps = {k: v if hasattr(v, "thumb") else fingerprint_bytes(v) for k, v in cps.items()}
-    assert all(RECOLOUR_FROM <= side(a, f)[0] < 64 for f in fps.values()), {k: side(a, f) for k, f in fps.items()}
-    assert not any(recoloured(stack(a), stack(f), side(a, f))[0] for f in fps.values()), list(fps)
+    assert recoloured(stacked(a), stacked(other), smaller_side(a, other))[0]
+    assert recoloured(stacked(other), stacked(a), smaller_side(a, other))[0]
+    fps = edited_copies(dark, ("jpeg", "webp", "gif", "bright", "flatten+bright", "crop", "border", "resize+jpeg",
+                               "bright+jpeg"))
+    assert all(RECOLOUR_FROM <= smaller_side(a, f)[0] < 64 for f in fps.values()), \
+        {k: smaller_side(a, f) for k, f in fps.items()}
+    assert not any(recoloured(stacked(a), stacked(f), smaller_side(a, f))[0] for f in fps.values()), list(fps)
     scores = confirm_scores([a.thumb] * len(fps), [f.thumb for f in fps.values()])
     assert all(s >= T for s in scores), dict(zip(fps, scores))
     groups = find_duplicate_groups([a, fps["jpeg60"], fps["x2"], other, encoded(golfer(MEDIUM_DARK, side=80), "JPEG",
@@ -551,16 +559,14 @@ def test_lossy_copies_of_a_small_flag_keep_their_colours_once_colour_planes_are_
     # would take each copy for a recolouring
     from curator.dedup import matching
     from curator.dedup.matching import DEFAULT_CONFIRM_THRESHOLD as T
-    from curator.dedup.matching import _content_sizes, recoloured
+    from curator.dedup.matching import recoloured
     flag = aruba_like()
     a = encoded(flag)
     copies = {f"jpeg{q}": encoded(flag, "JPEG", quality=q) for q in (60, 75, 85, 95)}
     copies["webp"] = encoded(flag, "WEBP", quality=80)
-    stack = lambda f: thumb_array(f.thumb)[None].astype(np.uint8)  # noqa: E731
 
     def vetoed():
-        return {k: bool(recoloured(stack(a), stack(f), _content_sizes([a.thumb, f.thumb]).min(keepdims=True))[0])
-                for k, f in copies.items()}
+        return {k: bool(recoloured(stacked(a), stacked(f), smaller_side(a, f))[0]) for k, f in copies.items()}
 
     assert not any(vetoed().values()), vetoed()
     assert all(s >= T for s in confirm_scores([a.thumb] * len(copies), [f.thumb for f in copies.values()]))
