@@ -146,8 +146,8 @@ def existing_index(session: Session) -> tuple[dedup.DuplicateIndex, dict[int, Fi
 
 # --- fingerprints of older indexes ---------------------------------------------------------------------------
 # Fingerprints of an older version (1: a bare 12,288-byte thumbnail and hashes of the whole canvas; 2: a trim that
-# kept some borders; 3: a margin's last line kept where the work image blends it) cannot be compared with current
-# ones. They are recognised by their length (each version has its own) and recomputed from the stored file the first
+# kept some borders; 3: a margin's last line kept where the work image blends it; 4: outlines and edges touching an
+# added border peeled as if they blended two margins) cannot be compared with current ones. They are recognised by their length (each version has its own) and recomputed from the stored file the first
 # time a search needs them; SQLite reads a blob's length from its record header, so the check is cheap.
 
 def recompute_old_fingerprints(session: Session, store: ImageStore) -> int:

@@ -27,18 +27,21 @@ Choices, with reasons:
 - **Pixel hash only from a full decode.** A JPEG decoded at reduced size has no exact pixels, so
   its ``pixel_hash`` is None; ``pixel_hash_of_bytes`` computes it on demand (the duplicate search
   does, for near-duplicate candidates of equal size: only those can be the same pixels).
-- **Content, not canvas** (fingerprint versions 2 and 3). A plain margin (an added border, or the empty field around a
+- **Content, not canvas** (fingerprint versions 2 to 5). A plain margin (an added border, or the empty field around a
   small glyph) is trimmed before hashing (``content_box``): a uniform colour, then the white field inside it, are
-  removed from the outside of the picture over the background, so a copy with a white, black or coloured border of a few percent and
-  the picture without it give the same hashes and thumbnail, and a small glyph on a wide field is compared by its
-  glyph, not by its mostly identical background (a content that is small in the reduced work image is cut from the
-  full-resolution picture, so it keeps its detail). The stored fingerprint is the thumbnail followed by the content's
-  size in the file's pixels and the version (``FINGERPRINT_BYTES``; the confirm stage matches renditions of different
-  detail at the smaller one's resolution). Version 3 trims a border that smoothing blended over two lines into the
-  field inside it (a thin border enlarged, then reduced: ``BLEND_LINES``), and a lone pixel that differs from a margin
-  (JPEG ringing) no longer stretches the content's box to the edge. Older fingerprints (version 1: the bare 12,288-byte
-  thumbnail of the canvas; version 2: no version byte) are recognised by their length and recomputed from the stored
-  file when a search needs them (curator.dedup.service).
+  removed from the outside of the picture over the background, so a copy with a white, black or coloured border of a
+  few percent and the picture without it give the same hashes and thumbnail, and a small glyph on a wide field is
+  compared by its glyph, not by its mostly identical background (a content that is small in the reduced work image is
+  cut from the full-resolution picture, so it keeps its detail). The stored fingerprint is the thumbnail followed by
+  the content's size in the file's pixels and the version (``FINGERPRINT_BYTES``; the confirm stage matches
+  renditions of different detail at the smaller one's resolution). Version 3 trims a border that smoothing blended
+  over two lines into the field inside it (a thin border enlarged, then reduced: ``BLEND_LINES``), and a lone pixel
+  that differs from a margin (JPEG ringing) no longer stretches the content's box to the edge. Version 5 skips such
+  lines only after a coloured margin, and only lines that are one even mix of the two margins' colours (version 4
+  also peeled a grey outline inside the white background, and a wordmark's edge inside an added border). Older
+  fingerprints (version 1: the bare 12,288-byte thumbnail of the canvas; version 2: no version byte; versions 3 and
+  4: a shorter version field) are recognised by their length and recomputed from the stored file when a search needs
+  them (curator.dedup.service).
 - **pHash / dHash are imagehash's algorithms** (same resampling, same DCT, same bit order; a test
   checks bit equality with ``imagehash``), computed without its per-call string conversions.
 """
@@ -93,16 +96,18 @@ BACKGROUND = (255, 255, 255)
 HASH_WORK_SIDE = 64  # decoded images are box-reduced until their shorter side is just above this
 THUMB_SIDE = 64  # confirm-stage thumbnail: THUMB_SIDE x THUMB_SIDE RGB, uint8, row-major (12 KiB)
 THUMB_BYTES = THUMB_SIDE * THUMB_SIDE * 3
-# fingerprint version 4 (of the trimmed content): the thumbnail, then the content's width and height and the version
-# (three uint16, little-endian). Version 3 ended in a one-byte version, cut a margin on the work image only, keeping
+# fingerprint version 5 (of the trimmed content): the thumbnail, then the content's width and height (two uint16) and
+# the version (uint32; little-endian). Version 4 (the version a uint16) skipped lines after the white background too,
+# and any lines "blending" two margins that were near their midway colour (see ``_blends``): a grey outline between
+# white and a near-white fill, or a wordmark's edge inside a red border, was cut away. Version 3 ended in a one-byte version, cut a margin on the work image only, keeping
 # its last line where the reduction blends it with the content (see ``_content``), and cut a picture's own plain sky
 # or wall as if it were a border (see ``content_box``); version 2 had no version byte and a trim that kept a border
 # blended over two lines; version 1 was the bare thumbnail of the whole canvas (THUMB_BYTES).
 # Each version has its own length, so older ones are recognised without reading the blob (SQLite keeps a blob's length
 # in the record header) and recomputed from the stored file (curator.dedup.service).
-FINGERPRINT_VERSION = 4
-FINGERPRINT_BYTES = THUMB_BYTES + 6
-STORED_LENGTHS = (THUMB_BYTES, THUMB_BYTES + 4, THUMB_BYTES + 5, FINGERPRINT_BYTES)  # versions 1-4 (each a thumbnail)
+FINGERPRINT_VERSION = 5
+FINGERPRINT_BYTES = THUMB_BYTES + 8
+STORED_LENGTHS = (THUMB_BYTES, THUMB_BYTES + 4, THUMB_BYTES + 5, THUMB_BYTES + 6, FINGERPRINT_BYTES)  # versions 1-5
 MARGIN_TOLERANCE = 40  # grey levels (any channel) within which a pixel is still the margin's colour (JPEG-proof)
 MARGIN_UNIFORM = 0.9  # share of a side's outer line that must be the margin's colour; two sides make a margin
 BLEND_LINES = 2  # lines between two margins that may blend them (a border enlarged with smoothing, then reduced)
@@ -272,21 +277,20 @@ def content_box(pixels: np.ndarray, tolerance: int = MARGIN_TOLERANCE, uniform: 
     left, top, right, bottom = 0, 0, w, h
     previous = None
 
-    def plain(sub, colour, slack):
-        sides = (sub[0], sub[-1], sub[:, 0], sub[:, -1])
-        return sum((np.abs(side - colour).max(axis=1) <= slack).mean() >= uniform for side in sides) >= 2
-
     for _ in range(layers):
-        for inset in range(BLEND_LINES + 1) if previous is not None else (0,):
+        # only an added border (a coloured margin) may be blended into what follows, by resampling the picture with
+        # it: the white background a transparent picture is composited on is cut to the content and blends nothing
+        blended = previous is not None and previous.min() < 255 - tolerance
+        for inset in range(BLEND_LINES + 1) if blended else (0,):
             sub = pixels[top + inset:bottom - inset, left + inset:right - inset].astype(np.int16)
             if sub.shape[0] < 3 or sub.shape[1] < 3:
                 return left, top, right, bottom
             ring = np.concatenate([sub[0], sub[-1], sub[1:-1, 0], sub[1:-1, -1]])
             colour = np.median(ring, axis=0)
-            if plain(sub, colour, tolerance) and (previous is None or colour.min() >= 255 - tolerance):
+            if _plain(sub, colour, tolerance, uniform) and (previous is None or colour.min() >= 255 - tolerance):
                 # skipping lines is only right when they blend the previous margin into this one (resampling)
-                if all(plain(pixels[top + k:bottom - k, left + k:right - k].astype(np.int16), (previous + colour) / 2,
-                             np.abs(previous - colour).max() / 2 + tolerance) for k in range(inset)):
+                if all(_blends(pixels[top + k:bottom - k, left + k:right - k].astype(np.int16), previous, colour,
+                               tolerance, uniform) for k in range(inset)):
                     break
         else:
             break
@@ -308,6 +312,34 @@ def content_box(pixels: np.ndarray, tolerance: int = MARGIN_TOLERANCE, uniform: 
             break
         left, top, right, bottom = box
     return left, top, right, bottom
+
+
+def _plain(sub: np.ndarray, colour: np.ndarray, slack: float, uniform: float) -> bool:
+    """True when the outer line of two sides or more of ``sub`` is ``colour`` (within ``slack``, any channel) on
+    ``uniform`` of its pixels: a margin (a picture may touch the other two sides)."""
+    sides = (sub[0], sub[-1], sub[:, 0], sub[:, -1])
+    return sum((np.abs(side - colour).max(axis=1) <= slack).mean() >= uniform for side in sides) >= 2
+
+
+def _one_mix(line: np.ndarray, first: np.ndarray, second: np.ndarray, slack: float, uniform: float) -> bool:
+    """True when ``line`` is one even colour (``uniform`` of its pixels within ``slack`` of its median) that mixes
+    ``first`` and ``second`` (the median within ``slack`` of the segment between them)."""
+    colour = np.median(line, axis=0)
+    span = (second - first).astype(np.float64)
+    length = float(span @ span)
+    t = float(np.clip((colour - first) @ span / length, 0.0, 1.0)) if length else 0.0
+    return bool(np.abs(colour - (first + t * span)).max() <= slack
+                and (np.abs(line - colour).max(axis=1) <= slack).mean() >= uniform)
+
+
+def _blends(sub: np.ndarray, first: np.ndarray, second: np.ndarray, slack: float, uniform: float) -> bool:
+    """True when the outer lines of ``sub`` blend the margin colours ``first`` and ``second`` (an added border
+    resampled with the picture): within half their distance plus ``slack`` of the colour midway (``_plain``), and
+    on two sides or more one even mix of them (``_one_mix``). Without the second test a wordmark whose purple ink
+    touches its edges passed as a blend of a red border and white, and lost two lines on every side."""
+    midway = _plain(sub, (first + second) / 2, np.abs(first - second).max() / 2 + slack, uniform)
+    sides = (sub[0], sub[-1], sub[:, 0], sub[:, -1])
+    return midway and sum(_one_mix(side, first, second, slack, uniform) for side in sides) >= 2
 
 
 def _border_width(sub: np.ndarray, colour: np.ndarray, slack: float, uniform: float, cuts: list[int]) -> int:
@@ -499,8 +531,8 @@ def fingerprint_image(img: Image.Image, data: bytes | None = None, *,
     phash, dhash, thumb = _hashes_and_thumb(content)
     width, height = (img.width, img.height) if full else full_size
     scale = span * width / img.width  # content size in the file's pixels (img may be a reduced decode)
-    thumb += np.array([min(round(content.width * scale), 65535), min(round(content.height * scale), 65535),
-                       FINGERPRINT_VERSION], "<u2").tobytes()
+    thumb += np.array([min(round(content.width * scale), 65535), min(round(content.height * scale), 65535)],
+                      "<u2").tobytes() + np.array([FINGERPRINT_VERSION], "<u4").tobytes()
     return ImageFingerprint(
         sha256=sha256_bytes(data) if data is not None else "",
         pixel_hash=_pixel_hash(img, premultiplied) if full else None,

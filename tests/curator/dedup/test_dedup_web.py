@@ -396,12 +396,12 @@ def test_pixel_hashes_from_before_xxh3_are_cleared_and_same_pixels_still_found(r
     assert group.kind == "same-pixels" and len(group.ids) == 2 and len(new_hash) == 32
 
 
-@pytest.mark.parametrize("size_bytes", [0, 4, 5], ids=["version 1", "version 2", "version 3"])
+@pytest.mark.parametrize("size_bytes", [0, 4, 5, 6], ids=["version 1", "version 2", "version 3", "version 4"])
 def test_fingerprints_of_an_older_version_are_recomputed_when_a_search_needs_them(app, runner, dataset, demo_images,
                                                                                   size_bytes):
-    """Tried: an index from before fingerprint version 4, as version 1 left it (a bare 12,288-byte thumbnail and hashes
-    of the whole canvas), as version 2 did (the content size, no version byte) or as version 3 did (a one-byte
-    version), holding a sticker and a copy with a black border that those hashes never proposed: the search
+    """Tried: an index from before fingerprint version 5, as version 1 left it (a bare 12,288-byte thumbnail and hashes
+    of the whole canvas), as version 2 did (the content size, no version byte), as version 3 did (a one-byte
+    version) or as version 4 did (a two-byte version), holding a sticker and a copy with a black border that those hashes never proposed: the search
     recomputes both from the stored files and groups them; a search without the store (ranking's) still reads the old
     ones."""
     from curator.imports.hashing import FINGERPRINT_BYTES, THUMB_BYTES, to_signed64
