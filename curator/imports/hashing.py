@@ -37,7 +37,7 @@ Choices, with reasons:
   renditions of different detail at the smaller one's resolution). Version 3 trims a border that smoothing blended
   over two lines into the field inside it (a thin border enlarged, then reduced: ``BLEND_LINES``), and a lone pixel
   that differs from a margin (JPEG ringing) no longer stretches the content's box to the edge. Version 5 skips such
-  lines only after a coloured margin, and only lines that are one even mix of the two margins' colours (version 4
+  lines only after a coloured margin, and only lines of one even colour near the two margins' (version 4
   also peeled a grey outline inside the white background, and a wordmark's edge inside an added border). Older
   fingerprints (version 1: the bare 12,288-byte thumbnail of the canvas; version 2: no version byte; versions 3 and
   4: a shorter version field) are recognised by their length and recomputed from the stored file when a search needs
@@ -98,7 +98,7 @@ THUMB_SIDE = 64  # confirm-stage thumbnail: THUMB_SIDE x THUMB_SIDE RGB, uint8, 
 THUMB_BYTES = THUMB_SIDE * THUMB_SIDE * 3
 # fingerprint version 5 (of the trimmed content): the thumbnail, then the content's width and height (two uint16) and
 # the version (uint32; little-endian). Version 4 (the version a uint16) skipped lines after the white background too,
-# and any lines "blending" two margins that were near their midway colour (see ``_blends``): a grey outline between
+# and any line "blending" two margins that was near their midway colour (see ``_blends``): a grey outline between
 # white and a near-white fill, or a wordmark's edge inside a red border, was cut away. Version 3 ended in a one-byte version, cut a margin on the work image only, keeping
 # its last line where the reduction blends it with the content (see ``_content``), and cut a picture's own plain sky
 # or wall as if it were a border (see ``content_box``); version 2 had no version byte and a trim that kept a border
@@ -321,25 +321,21 @@ def _plain(sub: np.ndarray, colour: np.ndarray, slack: float, uniform: float) ->
     return sum((np.abs(side - colour).max(axis=1) <= slack).mean() >= uniform for side in sides) >= 2
 
 
-def _one_mix(line: np.ndarray, first: np.ndarray, second: np.ndarray, slack: float, uniform: float) -> bool:
-    """True when ``line`` is one even colour (``uniform`` of its pixels within ``slack`` of its median) that mixes
-    ``first`` and ``second`` (the median within ``slack`` of the segment between them)."""
-    colour = np.median(line, axis=0)
-    span = (second - first).astype(np.float64)
-    length = float(span @ span)
-    t = float(np.clip((colour - first) @ span / length, 0.0, 1.0)) if length else 0.0
-    return bool(np.abs(colour - (first + t * span)).max() <= slack
-                and (np.abs(line - colour).max(axis=1) <= slack).mean() >= uniform)
+def _even(line: np.ndarray, slack: float, uniform: float) -> bool:
+    """True when ``uniform`` of ``line``'s pixels are within ``slack`` (any channel) of its median colour."""
+    return bool((np.abs(line - np.median(line, axis=0)).max(axis=1) <= slack).mean() >= uniform)
 
 
 def _blends(sub: np.ndarray, first: np.ndarray, second: np.ndarray, slack: float, uniform: float) -> bool:
     """True when the outer lines of ``sub`` blend the margin colours ``first`` and ``second`` (an added border
-    resampled with the picture): within half their distance plus ``slack`` of the colour midway (``_plain``), and
-    on two sides or more one even mix of them (``_one_mix``). Without the second test a wordmark whose purple ink
-    touches its edges passed as a blend of a red border and white, and lost two lines on every side."""
-    midway = _plain(sub, (first + second) / 2, np.abs(first - second).max() / 2 + slack, uniform)
+    resampled with the picture, or its last line darkened by JPEG's ringing): within half their distance plus
+    ``slack`` of the colour midway (``_plain``), and one even colour along two sides or more (``_even``). Without
+    the second test a wordmark whose purple ink touches its edges passed as a blend of a red border and white, and
+    lost a line on every side. (Asking the colour to lie between the two margins' too lost the ringing line: 408 of
+    2,196 bordered JPEG copies of the tuning part's pictures were then cut wrong, against 34.)"""
     sides = (sub[0], sub[-1], sub[:, 0], sub[:, -1])
-    return midway and sum(_one_mix(side, first, second, slack, uniform) for side in sides) >= 2
+    return (_plain(sub, (first + second) / 2, np.abs(first - second).max() / 2 + slack, uniform)
+            and sum(_even(side, slack, uniform) for side in sides) >= 2)
 
 
 def _border_width(sub: np.ndarray, colour: np.ndarray, slack: float, uniform: float, cuts: list[int]) -> int:
