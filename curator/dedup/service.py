@@ -15,6 +15,7 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Callable, Hashable, Iterable, Mapping
 
 from PIL import Image as PILImage
@@ -150,18 +151,30 @@ def existing_index(session: Session) -> tuple[dedup.DuplicateIndex, dict[int, Fi
 # added border peeled as if they blended two margins) cannot be compared with current ones. They are recognised by their length (each version has its own) and recomputed from the stored file the first
 # time a search needs them; SQLite reads a blob's length from its record header, so the check is cheap.
 
-def recompute_old_fingerprints(session: Session, store: ImageStore) -> int:
+def recompute_old_fingerprints(session: Session, store: ImageStore,
+                               progress: Callable[[int, int], None] | None = None) -> int:
     """Recompute every fingerprint older than the current version from its stored file; returns how many changed.
-    A file that cannot be read any more keeps its old fingerprint (it is still compared, less well). Writes without
-    committing (for services that own a transaction); `refresh_fingerprints` is the same as one transaction."""
+    A file that cannot be read any more keeps its old fingerprint (it is still compared, less well). `progress(done,
+    total)` follows the files (after an upgrade, every image of an index is recomputed once: minutes at 100,000).
+    Writes without committing (for services that own a transaction); `refresh_fingerprints` is the same as one
+    transaction."""
     from curator.imports.hashing import FingerprintError, fingerprint_many
 
     rows = session.execute(select(Image.id, Image.path).where(
         Image.fingerprint.is_not(None), func.length(Image.fingerprint) != FINGERPRINT_BYTES)).all()
     if not rows:
         return 0
+    counted = 0
+
+    def advance(files: int) -> None:
+        nonlocal counted
+        counted += files
+        progress(counted, len(rows))
+
+    fps = fingerprint_many([store.absolute(p) for _, p in rows], on_error="return",
+                           progress=SimpleNamespace(update=advance) if progress is not None else None)
     done = 0
-    for (image_id, _), fp in zip(rows, fingerprint_many([store.absolute(p) for _, p in rows], on_error="return")):
+    for (image_id, _), fp in zip(rows, fps):
         if not isinstance(fp, FingerprintError):
             session.execute(update(Image).where(Image.id == image_id)
                             .values(phash=fp.phash, dhash=fp.dhash, fingerprint=fp.thumb))
@@ -285,11 +298,12 @@ def search_is_kept(session: Session, store: ImageStore, hash_threshold: int,
 def run_search_job(job) -> dict:
     """The duplicate search in its own process (core.jobs target): its matches are kept on disk for the pages."""
     with job.session() as session:
-        job.progress(0, None, "updating old fingerprints")
+        job.progress(0, None, "looking for fingerprints of an older version")
         store = ImageStore(job.instance)
-        refresh_fingerprints(session, store)
+        refresh_fingerprints(session, store, progress=lambda done, total: job.progress(
+            done, total, "updating fingerprints of an older version (once after an upgrade)"))
         fps = load_hashes(session, ACTIVE)
-        job.progress(0, None, f"comparing {len(fps)} images")
+        job.progress(0, 0, f"comparing {len(fps)} images")
         matches = _matches(session, store, fps, int(job.args["threshold"]), dedup.DEFAULT_CONFIRM_THRESHOLD)
         return {"images": len(fps), "matches": len(matches)}
 

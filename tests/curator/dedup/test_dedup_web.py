@@ -396,6 +396,26 @@ def test_pixel_hashes_from_before_xxh3_are_cleared_and_same_pixels_still_found(r
     assert group.kind == "same-pixels" and len(group.ids) == 2 and len(new_hash) == 32
 
 
+def test_recomputing_old_fingerprints_reports_each_file(app, dataset):
+    """Tried: an index of three pictures whose fingerprints are version 4's (two bytes shorter), as every index is
+    after an upgrade: the refresh reports (done, total) per file up to (3, 3), so the search job can show it, and the
+    next refresh finds nothing to do."""
+    from curator.imports.hashing import FINGERPRINT_BYTES
+    from curator.imports.storage import ImageStore
+    dataset({"cat": 3}, size=24, imported="service")
+    with app.app_context():
+        for image in db.session.scalars(select(Image)):
+            image.fingerprint = image.fingerprint[:FINGERPRINT_BYTES - 2]
+        db.session.commit()
+        calls: list[tuple[int, int]] = []
+        store = ImageStore(app.instance_path)
+        assert ds.refresh_fingerprints(db.session, store, progress=lambda done, total: calls.append((done, total))) == 3
+        assert calls == [(1, 3), (2, 3), (3, 3)]
+        assert all(len(i.fingerprint) == FINGERPRINT_BYTES for i in db.session.scalars(select(Image)))
+        assert ds.refresh_fingerprints(db.session, store, progress=lambda *args: calls.append(args)) == 0
+        assert len(calls) == 3
+
+
 @pytest.mark.parametrize("size_bytes", [0, 4, 5, 6], ids=["version 1", "version 2", "version 3", "version 4"])
 def test_fingerprints_of_an_older_version_are_recomputed_when_a_search_needs_them(app, runner, dataset, demo_images,
                                                                                   size_bytes):
