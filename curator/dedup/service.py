@@ -151,6 +151,19 @@ def existing_index(session: Session) -> tuple[dedup.DuplicateIndex, dict[int, Fi
 # added border peeled as if they blended two margins) cannot be compared with current ones. They are recognised by their length (each version has its own) and recomputed from the stored file the first
 # time a search needs them; SQLite reads a blob's length from its record header, so the check is cheap.
 
+OLD_VERSION = "updating fingerprints of an older version (once after an upgrade)"
+
+
+def _old_version():
+    """The images whose stored fingerprint is of an older version (its length tells: see above)."""
+    return (Image.fingerprint.is_not(None), func.length(Image.fingerprint) != FINGERPRINT_BYTES)
+
+
+def old_fingerprints(session: Session) -> int:
+    """How many images still have a fingerprint of an older version (the pages send a large number to a job)."""
+    return session.scalar(select(func.count()).select_from(Image).where(*_old_version())) or 0
+
+
 def recompute_old_fingerprints(session: Session, store: ImageStore,
                                progress: Callable[[int, int], None] | None = None) -> int:
     """Recompute every fingerprint older than the current version from its stored file; returns how many changed.
@@ -160,8 +173,7 @@ def recompute_old_fingerprints(session: Session, store: ImageStore,
     transaction."""
     from curator.imports.hashing import FingerprintError, fingerprint_many
 
-    rows = session.execute(select(Image.id, Image.path).where(
-        Image.fingerprint.is_not(None), func.length(Image.fingerprint) != FINGERPRINT_BYTES)).all()
+    rows = session.execute(select(Image.id, Image.path).where(*_old_version())).all()
     if not rows:
         return 0
     counted = 0
@@ -184,6 +196,15 @@ def recompute_old_fingerprints(session: Session, store: ImageStore,
 
 
 refresh_fingerprints = transactional(recompute_old_fingerprints)
+
+
+def run_refresh_job(job) -> dict:
+    """Fingerprints of an older version recomputed in their own process (core.jobs target), for a page that needs
+    them current and found too many to recompute in a request."""
+    with job.session() as session:
+        updated = refresh_fingerprints(session, ImageStore(job.instance),
+                                       progress=lambda done, total: job.progress(done, total, OLD_VERSION))
+        return {"updated": updated}
 
 
 # --- finding groups ------------------------------------------------------------------------------------------
@@ -289,10 +310,11 @@ def _forget_kept(store: ImageStore | None) -> None:
 def search_is_kept(session: Session, store: ImageStore, hash_threshold: int,
                    confirm_threshold: float = dedup.DEFAULT_CONFIRM_THRESHOLD) -> tuple[bool, int]:
     """(whether find_groups would answer from kept matches, how many active images there are): the page decides
-    from it whether to search in the request or start a job."""
+    from it whether to search in the request or start a job. Not kept while fingerprints of an older version remain:
+    find_groups would recompute them all first (after an upgrade, every image: minutes at 100,000)."""
     fps = load_hashes(session, ACTIVE)
     slot = (str(session.get_bind().url), "all", True, hash_threshold, confirm_threshold)
-    return _cached(slot, store, frozenset(fps)) is not None, len(fps)
+    return _cached(slot, store, frozenset(fps)) is not None and not old_fingerprints(session), len(fps)
 
 
 def run_search_job(job) -> dict:
@@ -300,8 +322,7 @@ def run_search_job(job) -> dict:
     with job.session() as session:
         job.progress(0, None, "looking for fingerprints of an older version")
         store = ImageStore(job.instance)
-        refresh_fingerprints(session, store, progress=lambda done, total: job.progress(
-            done, total, "updating fingerprints of an older version (once after an upgrade)"))
+        refresh_fingerprints(session, store, progress=lambda done, total: job.progress(done, total, OLD_VERSION))
         fps = load_hashes(session, ACTIVE)
         job.progress(0, 0, f"comparing {len(fps)} images")
         matches = _matches(session, store, fps, int(job.args["threshold"]), dedup.DEFAULT_CONFIRM_THRESHOLD)

@@ -133,6 +133,13 @@ def dedup_decision(decision_id: int):
 
 @bp.get("/duplicates/calibrate")
 def calibrate_page():
+    """Pairs to label. Fingerprints of an older version are recomputed first: in the request when they are few, as a
+    job this page follows when there are more than SEARCH_INLINE_MAX (every image, once after an upgrade)."""
+    if ds.old_fingerprints(db.session) > int(current_app.config.get("DEDUP_INLINE_MAX", SEARCH_INLINE_MAX)):
+        running = jobs.find_unfinished(current_app.instance_path, "fingerprint update", {})
+        return to_job(running.id if running else start_job(
+            "fingerprint update", "curator.dedup.service:run_refresh_job", {},
+            {"endpoint": "dedup.calibrate_page", "values": {}}))
     ds.refresh_fingerprints(db.session, ImageStore(current_app.instance_path))
     pair, done, offered = ds.next_calibration_pair(db.session)
     images = (db.session.get(Image, pair[0]), db.session.get(Image, pair[1])) if pair else None

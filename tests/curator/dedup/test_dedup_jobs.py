@@ -76,3 +76,37 @@ def test_a_resolution_keeps_the_search_and_a_new_image_needs_a_new_one(client, a
         assert not ds.search_is_kept(db.session, store, 16)[0]
         assert db.session.scalar(select(Image.id).where(Image.original_filename.like("fish%"))) is not None
     assert "/jobs/" in client.get("/duplicates/").location
+
+
+def age_fingerprints(app) -> None:
+    """Every fingerprint as version 4 left it (two bytes shorter): an index just after an upgrade."""
+    with app.app_context():
+        for image in db.session.scalars(select(Image)):
+            image.fingerprint = image.fingerprint[:-2]
+        db.session.commit()
+
+
+def test_after_an_upgrade_old_fingerprints_are_recomputed_in_a_job_not_in_a_request(client, app, copies,
+                                                                                    instance_path):
+    """Tried: a kept search, then every fingerprint made a version older (as after an upgrade; the inline limit at
+    0): the review does not answer from the kept search, which would recompute them all in the request, but starts
+    a search job, which updates them and finds the same group of five; the calibration page, asked with old
+    fingerprints left, starts a fingerprint update job and returns to its pairs when it is done."""
+    follow_job(client, client.get("/duplicates/"))
+    age_fingerprints(app)
+    store = ImageStore(instance_path)
+    with app.app_context():
+        assert ds.old_fingerprints(db.session) == 6 and not ds.search_is_kept(db.session, store, 16)[0]
+    answer = client.get("/duplicates/")
+    assert "/jobs/" in answer.location and len(job_folders(instance_path)) == 2
+    assert follow_job(client, answer).get_data(as_text=True).count('name="member"') == 5
+    with app.app_context():
+        assert ds.old_fingerprints(db.session) == 0
+    age_fingerprints(app)
+    answer = client.get("/duplicates/calibrate")
+    assert "/jobs/" in answer.location and len(job_folders(instance_path)) == 3
+    page = follow_job(client, answer)
+    assert page.status_code == 200 and "Calibrate" in page.get_data(as_text=True)
+    with app.app_context():
+        assert ds.old_fingerprints(db.session) == 0
+    assert client.get("/duplicates/calibrate").status_code == 200 and len(job_folders(instance_path)) == 3
