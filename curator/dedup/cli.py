@@ -5,7 +5,17 @@ import click
 from flask import current_app
 from flask.cli import with_appcontext
 
-from core.cli import emit, json_option
+from core.cli import emit, json_option, progress_bar
+
+
+def update_old_fingerprints(session, store) -> None:
+    """Fingerprints of an older version recomputed with a progress bar on stderr (once after an upgrade: every
+    image's, minutes at 100,000), before a command that compares the dataset's images."""
+    from curator.dedup.service import old_fingerprints, refresh_fingerprints
+    old = old_fingerprints(session)
+    if old:
+        with progress_bar(old, "fingerprints of an older version") as bar:
+            refresh_fingerprints(session, store, progress=lambda done, _total: bar.update(done - bar.n))
 
 
 @click.command("dedup")
@@ -26,7 +36,9 @@ def dedup_command(threshold: str | None, apply: bool, as_json: bool) -> None:
         bits = parse_threshold(threshold)
     except DedupError as exc:
         raise click.BadParameter(str(exc), param_hint="--threshold") from None
-    groups = find_groups(db.session, ImageStore(current_app.instance_path), hash_threshold=bits)
+    store = ImageStore(current_app.instance_path)
+    update_old_fingerprints(db.session, store)
+    groups = find_groups(db.session, store, hash_threshold=bits)
     result = {"threshold": bits, "groups": [group_summary(g) for g in groups], "applied": False, "decisions": []}
     lines = [f"{len(groups)} duplicate group(s) at threshold {bits} bits."]
     for n, g in enumerate(groups, 1):

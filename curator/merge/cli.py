@@ -9,6 +9,7 @@ from flask import current_app
 from flask.cli import with_appcontext
 
 from core.cli import emit, json_option, progress_bar
+from curator.dedup.cli import update_old_fingerprints
 
 
 def _item_row(item) -> dict:
@@ -84,6 +85,8 @@ def _merge(paths: tuple[Path, ...], dry_run: bool, as_json: bool) -> None:
     if bad and not dry_run:
         raise click.ClickException("folder names that cannot be class names (rename them, or merge from the web "
                                    "page to map them): " + "; ".join(bad.values()) + ". Nothing was stored.")
+    if not dry_run:  # what the analysis after staging would otherwise do silently (once after an upgrade)
+        update_old_fingerprints(db.session, store)
     bar = progress_bar(len(candidates), "merge")
     try:
         if dry_run:

@@ -237,13 +237,15 @@ def _set_note(batch: Batch, **values) -> None:
 
 
 @transactional
-def analyse(session: Session, store: ImageStore, batch: Batch) -> None:
+def analyse(session: Session, store: ImageStore, batch: Batch,
+            progress: Callable[[int, int], None] | None = None) -> None:
     """Sort the staged images into new / duplicate / near duplicate against the active images.
 
     Exact byte duplicates were found by the import (no staged image); this adds same-pixels and near duplicates and
     sets what is accepted by default (new images only). Safe to run again (the preview does if it was interrupted).
+    `progress(done, total)` follows the recomputing of fingerprints of an older version, if any.
     """
-    dedup_service.recompute_old_fingerprints(session, store)  # an index from an older fingerprint version
+    dedup_service.recompute_old_fingerprints(session, store, progress)  # an index from an older fingerprint version
     items = [i for i in batch.items if i.image is not None and i.image.status == STAGED]
     new = {i.image.id: dedup_service.Fingerprint(i.image.sha256, i.image.pixel_hash, i.image.phash,
                                                   i.image.dhash, i.image.fingerprint) for i in items}
@@ -262,6 +264,12 @@ def analyse(session: Session, store: ImageStore, batch: Batch) -> None:
             if item.outcome == "duplicate" and item.existing is not None and item.existing.status != ACTIVE:
                 item.reason = f"{item.reason} (#{item.existing_id} is {item.existing.status})"
     _set_note(batch, analysed=True)
+
+
+def fits_in_a_request(session: Session, files: int, limit: int) -> bool:
+    """Whether staging `files` files may run in the request: they are few, and so are the dataset's fingerprints of
+    an older version, which the analysis recomputes first (after an upgrade, every image's)."""
+    return files <= limit and dedup_service.old_fingerprints(session) <= limit
 
 
 def ensure_analysed(session: Session, store: ImageStore, batch: Batch) -> None:
@@ -564,7 +572,12 @@ def run_stage_job(job) -> dict:
                                       source=args["source"], limits=limits, staged=True, workers=CLI_WORKERS,
                                       origin="job", progress=lambda n: job.progress(add=n))
             job.progress(message="comparing with the dataset")
-            analyse(session, ImageStore(job.instance), batch)
+
+            def updating(done: int, total: int) -> None:  # then back to comparing, open-ended
+                job.progress(*((done, total, dedup_service.OLD_VERSION) if done < total
+                               else (0, 0, "comparing with the dataset")))
+
+            analyse(session, ImageStore(job.instance), batch, progress=updating)
             return {"batch": batch.id}
         except (SourceError, ValueError, ImportBusy) as exc:
             raise JobError(str(exc)) from None

@@ -65,7 +65,7 @@ def merge_stage_path():
         candidates = merging.merge_candidates([Path(raw)], _limits(), _roots())
     except (SourceError, ValueError) as exc:
         return _refused(f"{exc}. Nothing was staged.")
-    if len(candidates) <= inline_max():
+    if merging.fits_in_a_request(db.session, len(candidates), inline_max()):
         batch = merging.stage(db.session, _store(), candidates, source=raw, limits=_limits())
         return redirect(url_for("merge.merge_preview", batch_id=batch.id))
     job_id = start_job("merge", "curator.merge.service:run_stage_job",
@@ -88,7 +88,7 @@ def merge_stage_upload():
         return _refused(f"{exc}. Nothing was staged.")
     names = ", ".join(f.filename for f in files[:3]) + (" …" if len(files) > 3 else "")
     size = sum(Path(e["path"]).stat().st_size for e in spooled)
-    if len(candidates) <= inline_max() and size <= INLINE_UPLOAD_BYTES:
+    if merging.fits_in_a_request(db.session, len(candidates), inline_max()) and size <= INLINE_UPLOAD_BYTES:
         try:
             batch = merging.stage(db.session, _store(), candidates, source=f"upload: {names}", limits=_limits())
         finally:

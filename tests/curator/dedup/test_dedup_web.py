@@ -255,6 +255,21 @@ def test_dedup_command_json_and_apply(runner, app, copies):
     assert bad.exit_code == 2 and "between 0 and 32" in bad.output
 
 
+def test_dedup_command_updates_fingerprints_of_an_older_version_first(runner, app, copies):
+    """Tried: `manage.py dedup --json` on an index whose fingerprints are all a version older (as after an upgrade):
+    it updates them (a progress bar on stderr, none in --json's stdout) and finds the same group of five."""
+    from curator.imports.hashing import FINGERPRINT_BYTES
+    with app.app_context():
+        for image in db.session.scalars(select(Image)):
+            image.fingerprint = image.fingerprint[:FINGERPRINT_BYTES - 2]
+        db.session.commit()
+    result = runner.invoke(cli, ["dedup", "--json"])
+    assert result.exit_code == 0, result.output
+    assert [len(g["members"]) for g in json.loads(result.stdout)["groups"]] == [5]
+    with app.app_context():
+        assert ds.old_fingerprints(db.session) == 0
+
+
 def test_dedup_command_human_output(runner, copies):
     result = runner.invoke(cli, ["dedup", "--threshold", "12"])
     assert result.exit_code == 0 and "1 duplicate group(s) at threshold 12 bits" in result.output

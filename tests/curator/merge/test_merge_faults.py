@@ -103,3 +103,25 @@ def test_jobs_leave_no_spool_behind(app, client, instance_path):
     follow_job(client, client.post("/merge/upload", data={"files": files}, content_type="multipart/form-data"))
     assert merges(app)[0][1] == "staged"
     assert list(Path(instance_path / "spool").iterdir()) == []
+
+
+def test_after_an_upgrade_a_small_merge_is_staged_as_a_job_that_updates_old_fingerprints(app, client, dataset,
+                                                                                        instance_path):
+    """Tried: a dataset of 4 pictures whose fingerprints are a version older (as after an upgrade; request limit 2
+    files), then a web merge of one file: not staged in the request, which would recompute the whole dataset's
+    fingerprints first, but as a job leading to the preview; the dataset's fingerprints are then current."""
+    from curator.dedup import service as dedup_service
+    from curator.imports.hashing import FINGERPRINT_BYTES
+    dataset({"cat": 2, "dog": 2}, size=24, seed=70, imported="service")
+    with app.app_context():
+        for image in db.session.scalars(select(Image)):
+            image.fingerprint = image.fingerprint[:FINGERPRINT_BYTES - 2]
+        db.session.commit()
+        assert dedup_service.old_fingerprints(db.session) == 4
+    src = dataset({"cat": 1}, size=24, seed=71, root=instance_path / "imports" / "one")
+    response = client.post("/merge/stage", data={"path": str(src)})
+    assert "/jobs/" in response.location
+    preview = follow_job(client, response)
+    assert preview.status_code == 200 and "Merge #" in preview.get_data(as_text=True)
+    with app.app_context():
+        assert dedup_service.old_fingerprints(db.session) == 0
