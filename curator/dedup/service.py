@@ -167,11 +167,12 @@ def old_fingerprints(session: Session) -> int:
 def recompute_old_fingerprints(session: Session, store: ImageStore,
                                progress: Callable[[int, int], None] | None = None) -> int:
     """Recompute every fingerprint older than the current version from its stored file; returns how many changed.
-    A file that cannot be read any more keeps its old fingerprint (it is still compared, less well). `progress(done,
-    total)` follows the files (after an upgrade, every image of an index is recomputed once: minutes at 100,000).
+    A file that cannot be read any more keeps its old fingerprint's thumbnail, restamped as current (it is still
+    compared, less well, and is not tried again on every search: pages send a search with many old fingerprints to
+    a job, and would otherwise do so on every visit). `progress(done, total)` follows the files (after an upgrade, every image of an index is recomputed once: minutes at 100,000).
     Writes without committing (for services that own a transaction); `refresh_fingerprints` is the same as one
     transaction."""
-    from curator.imports.hashing import FingerprintError, fingerprint_many
+    from curator.imports.hashing import FingerprintError, fingerprint_many, restamped
 
     rows = session.execute(select(Image.id, Image.path).where(*_old_version())).all()
     if not rows:
@@ -187,7 +188,12 @@ def recompute_old_fingerprints(session: Session, store: ImageStore,
                            progress=SimpleNamespace(update=advance) if progress is not None else None)
     done = 0
     for (image_id, _), fp in zip(rows, fps):
-        if not isinstance(fp, FingerprintError):
+        if isinstance(fp, FingerprintError):
+            old, width, height = session.execute(
+                select(Image.fingerprint, Image.width, Image.height).where(Image.id == image_id)).one()
+            session.execute(update(Image).where(Image.id == image_id)
+                            .values(fingerprint=restamped(old, (width, height))))
+        else:
             session.execute(update(Image).where(Image.id == image_id)
                             .values(phash=fp.phash, dhash=fp.dhash, fingerprint=fp.thumb))
             done += 1

@@ -82,6 +82,7 @@ __all__ = [
     "thumb_array",
     "content_box",
     "content_size",
+    "restamped",
     "FINGERPRINT_BYTES",
     "FINGERPRINT_VERSION",
     "STORED_LENGTHS",
@@ -442,6 +443,17 @@ def content_size(fingerprint: bytes | None) -> tuple[int, int] | None:
         return None
     w, h = np.frombuffer(fingerprint, "<u2", 2, THUMB_BYTES)
     return int(w), int(h)
+
+
+def restamped(fingerprint: bytes, canvas: tuple[int, int]) -> bytes:
+    """An older fingerprint in the current layout, its thumbnail and content size kept (version 1 had no size: the
+    canvas's), for a picture whose file cannot be read any more: it is compared as before and no longer counted as
+    waiting for a recompute (``curator.dedup.service.recompute_old_fingerprints``)."""
+    if len(fingerprint) not in STORED_LENGTHS:
+        raise ValueError(f"fingerprint has {len(fingerprint)} bytes, expected one of {STORED_LENGTHS}")
+    width, height = content_size(fingerprint) or canvas
+    return (fingerprint[:THUMB_BYTES] + np.array([min(width, 65535), min(height, 65535)], "<u2").tobytes()
+            + np.array([FINGERPRINT_VERSION], "<u4").tobytes())
 
 
 def phash_of(img: Image.Image) -> int:

@@ -11,6 +11,7 @@ from sqlalchemy import select
 from core.db import db
 from core.models import Image
 from curator.dedup import service as ds
+from curator.imports.hashing import FINGERPRINT_BYTES, THUMB_BYTES
 from curator.imports.storage import ImageStore
 from tests.conftest import follow_job
 from tests.curator.dedup.test_dedup_web import ORIGINAL, transformed_copies
@@ -110,3 +111,25 @@ def test_after_an_upgrade_old_fingerprints_are_recomputed_in_a_job_not_in_a_requ
     with app.app_context():
         assert ds.old_fingerprints(db.session) == 0
     assert client.get("/duplicates/calibrate").status_code == 200 and len(job_folders(instance_path)) == 3
+
+
+def test_a_picture_whose_file_is_gone_does_not_send_every_visit_to_a_job(client, app, copies, instance_path):
+    """Tried: after an upgrade (every fingerprint a version older), one picture's stored file deleted from disk (the
+    inline limit at 0): the search job updates the others and restamps the missing one's old thumbnail as current,
+    so the next visits answer from the kept search and the calibration page opens, with no further job each time
+    (before, every visit would have started a job, and the calibration page would have looped through one)."""
+    follow_job(client, client.get("/duplicates/"))
+    age_fingerprints(app)
+    with app.app_context():
+        image = db.session.scalar(select(Image).where(Image.original_filename.like("%copy-cropped.png")))
+        kept_thumb = image.fingerprint[:THUMB_BYTES]
+        ImageStore(instance_path).absolute(image.path).unlink()
+    follow_job(client, client.get("/duplicates/"))
+    jobs_then = len(job_folders(instance_path))
+    with app.app_context():
+        assert ds.old_fingerprints(db.session) == 0
+        image = db.session.scalar(select(Image).where(Image.original_filename.like("%copy-cropped.png")))
+        assert image.fingerprint[:THUMB_BYTES] == kept_thumb and len(image.fingerprint) == FINGERPRINT_BYTES
+    assert client.get("/duplicates/").status_code == 200
+    assert client.get("/duplicates/calibrate").status_code == 200
+    assert len(job_folders(instance_path)) == jobs_then

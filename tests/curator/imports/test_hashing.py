@@ -13,6 +13,7 @@ from curator.imports.hashing import (
     composite_for_hashing,
     content_box,
     content_size,
+    restamped,
     fingerprint_bytes,
     fingerprint_many,
     perceptual_hashes,
@@ -358,3 +359,17 @@ def test_a_coloured_border_saved_as_jpeg_is_cut_with_its_darkened_last_line():
         for quality in (95, 75, 60):
             width, height = content_size(fingerprint_bytes(encode(flat.convert("RGB"), "JPEG", quality=quality)).thumb)
             assert abs(width - 24) <= 2 and abs(height - 40) <= 2, (colour, quality, (width, height))
+
+
+def test_an_old_fingerprint_restamped_keeps_its_thumbnail_and_size():
+    # tried: a version-4 fingerprint (content size, two-byte version) and a version-1 one (the bare thumbnail of the
+    # canvas, no size) of a picture whose file is gone: both come back in the current layout with the same
+    # thumbnail, version 4's content size, version 1's canvas size; a blob of another length is refused
+    current = fingerprint_bytes(encode(sticker(), "PNG")).thumb
+    version4 = current[:THUMB_SIDE * THUMB_SIDE * 3 + 4] + bytes([4, 0])
+    version1 = current[:THUMB_SIDE * THUMB_SIDE * 3]
+    assert restamped(version4, (300, 200)) == current
+    again = restamped(version1, (300, 200))
+    assert len(again) == FINGERPRINT_BYTES and again[:len(version1)] == version1 and content_size(again) == (300, 200)
+    with pytest.raises(ValueError):
+        restamped(current[:100], (300, 200))
