@@ -15,7 +15,10 @@ def update_old_fingerprints(session, store) -> None:
     old = old_fingerprints(session)
     if old:
         with progress_bar(old, "fingerprints of an older version") as bar:
-            refresh_fingerprints(session, store, progress=lambda done, _total: bar.update(done - bar.n))
+            done = refresh_fingerprints(session, store, progress=lambda files, _total: bar.update(files - bar.n))
+        if done.unreadable:
+            click.echo(f"{done.unreadable} stored file(s) could not be read: their old fingerprints are kept.",
+                       err=True)
 
 
 @click.command("dedup")

@@ -16,7 +16,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Callable, Hashable, Iterable, Mapping
+from typing import Callable, Hashable, Iterable, Mapping, NamedTuple
 
 from PIL import Image as PILImage
 from sqlalchemy import func, select, update
@@ -148,10 +148,17 @@ def existing_index(session: Session) -> tuple[dedup.DuplicateIndex, dict[int, Fi
 # --- fingerprints of older indexes ---------------------------------------------------------------------------
 # Fingerprints of an older version (1: a bare 12,288-byte thumbnail and hashes of the whole canvas; 2: a trim that
 # kept some borders; 3: a margin's last line kept where the work image blends it; 4: outlines and edges touching an
-# added border peeled as if they blended two margins) cannot be compared with current ones. They are recognised by their length (each version has its own) and recomputed from the stored file the first
-# time a search needs them; SQLite reads a blob's length from its record header, so the check is cheap.
+# added border peeled as if they blended two margins) cannot be compared with current ones. They are recognised by
+# their length (each version has its own; SQLite reads a blob's length from its record header, so the check is cheap)
+# and recomputed from the stored files once, before anything compares them: after an upgrade, every image's.
 
 OLD_VERSION = "updating fingerprints of an older version (once after an upgrade)"
+REFRESH_CHUNK = 500  # files recomputed and written per transaction (no lock or idle transaction held for minutes)
+
+
+class Refreshed(NamedTuple):
+    recomputed: int
+    unreadable: int  # files that could not be read: their old thumbnail was restamped as current
 
 
 def _old_version():
@@ -164,53 +171,71 @@ def old_fingerprints(session: Session) -> int:
     return session.scalar(select(func.count()).select_from(Image).where(*_old_version())) or 0
 
 
-def recompute_old_fingerprints(session: Session, store: ImageStore,
-                               progress: Callable[[int, int], None] | None = None) -> int:
-    """Recompute every fingerprint older than the current version from its stored file; returns how many changed.
-    A file that cannot be read any more keeps its old fingerprint's thumbnail, restamped as current (it is still
-    compared, less well, and is not tried again on every search: pages send a search with many old fingerprints to
-    a job, and would otherwise do so on every visit). `progress(done, total)` follows the files (after an upgrade, every image of an index is recomputed once: minutes at 100,000).
-    Writes without committing (for services that own a transaction); `refresh_fingerprints` is the same as one
-    transaction."""
+def refresh_fingerprints(session: Session, store: ImageStore,
+                         progress: Callable[[int, int], None] | None = None) -> Refreshed:
+    """Recompute every fingerprint older than the current version from its stored file, REFRESH_CHUNK files per
+    committed transaction, no transaction open while files are read (PostgreSQL ends one idle for 60 s, and SQLite's
+    write lock would stop every other writer for as long). The session must hold no pending changes.
+
+    A file that cannot be read keeps its old thumbnail, restamped as current: it is still compared, less well, and
+    is not tried again on every visit (pages send many old fingerprints to a job: one that stayed old would send
+    every visit there). `progress(done, total)` follows the files (every image's once after an upgrade: about two
+    minutes at 100,000)."""
     from curator.imports.hashing import FingerprintError, fingerprint_many, restamped
 
+    if session.new or session.dirty or session.deleted:
+        raise RuntimeError("refresh_fingerprints commits as it goes: call it with no pending changes")
     rows = session.execute(select(Image.id, Image.path).where(*_old_version())).all()
-    if not rows:
-        return 0
-    counted = 0
+    session.commit()  # ends the read: nothing is held while the files are read
+    recomputed = unreadable = counted = 0
 
     def advance(files: int) -> None:
         nonlocal counted
         counted += files
         progress(counted, len(rows))
 
-    fps = fingerprint_many([store.absolute(p) for _, p in rows], on_error="return",
-                           progress=SimpleNamespace(update=advance) if progress is not None else None)
-    done = 0
-    for (image_id, _), fp in zip(rows, fps):
-        if isinstance(fp, FingerprintError):
-            old, width, height = session.execute(
-                select(Image.fingerprint, Image.width, Image.height).where(Image.id == image_id)).one()
-            session.execute(update(Image).where(Image.id == image_id)
-                            .values(fingerprint=restamped(old, (width, height))))
-        else:
-            session.execute(update(Image).where(Image.id == image_id)
-                            .values(phash=fp.phash, dhash=fp.dhash, fingerprint=fp.thumb))
-            done += 1
-    _forget_kept(store)  # matches found with the old fingerprints
-    return done
+    for lo in range(0, len(rows), REFRESH_CHUNK):
+        chunk = rows[lo:lo + REFRESH_CHUNK]
+        fps = fingerprint_many([store.absolute(p) for _, p in chunk], on_error="return",
+                               progress=SimpleNamespace(update=advance) if progress is not None else None)
+        try:
+            for (image_id, _), fp in zip(chunk, fps):
+                still_old = (Image.id == image_id, *_old_version())  # another job may have done it meanwhile
+                if isinstance(fp, FingerprintError):
+                    old = session.execute(select(Image.fingerprint, Image.width, Image.height).where(*still_old))
+                    for fingerprint, width, height in old.all():
+                        session.execute(update(Image).where(*still_old)
+                                        .values(fingerprint=restamped(fingerprint, (width, height))))
+                        unreadable += 1
+                else:
+                    changed = session.execute(update(Image).where(*still_old)
+                                              .values(phash=fp.phash, dhash=fp.dhash, fingerprint=fp.thumb))
+                    recomputed += changed.rowcount
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+    if recomputed or unreadable:
+        _forget_kept(store)  # matches found with the old fingerprints
+    return Refreshed(recomputed, unreadable)
 
 
-refresh_fingerprints = transactional(recompute_old_fingerprints)
+def search_needs_a_job(session: Session, store: ImageStore, hash_threshold: int, limit: int) -> bool:
+    """Whether the review's search must run as a job rather than in a request of at most `limit` images' work:
+    more active images than that and no kept search, or fingerprints of an older version to recompute first (which
+    also ends a kept search), or more of those than that (of any status: all are recomputed)."""
+    kept, count = search_is_kept(session, store, hash_threshold)
+    old = old_fingerprints(session)
+    return (count > limit and (not kept or old > 0)) or old > limit
 
 
 def run_refresh_job(job) -> dict:
     """Fingerprints of an older version recomputed in their own process (core.jobs target), for a page that needs
     them current and found too many to recompute in a request."""
     with job.session() as session:
-        updated = refresh_fingerprints(session, ImageStore(job.instance),
-                                       progress=lambda done, total: job.progress(done, total, OLD_VERSION))
-        return {"updated": updated}
+        done = refresh_fingerprints(session, ImageStore(job.instance),
+                                    progress=lambda files, total: job.progress(files, total, OLD_VERSION))
+        return done._asdict()
 
 
 # --- finding groups ------------------------------------------------------------------------------------------
@@ -316,11 +341,10 @@ def _forget_kept(store: ImageStore | None) -> None:
 def search_is_kept(session: Session, store: ImageStore, hash_threshold: int,
                    confirm_threshold: float = dedup.DEFAULT_CONFIRM_THRESHOLD) -> tuple[bool, int]:
     """(whether find_groups would answer from kept matches, how many active images there are): the page decides
-    from it whether to search in the request or start a job. Not kept while fingerprints of an older version remain:
-    find_groups would recompute them all first (after an upgrade, every image: minutes at 100,000)."""
+    from it (``search_needs_a_job``) whether to search in the request or start a job."""
     fps = load_hashes(session, ACTIVE)
     slot = (str(session.get_bind().url), "all", True, hash_threshold, confirm_threshold)
-    return _cached(slot, store, frozenset(fps)) is not None and not old_fingerprints(session), len(fps)
+    return _cached(slot, store, frozenset(fps)) is not None, len(fps)
 
 
 def run_search_job(job) -> dict:
@@ -355,14 +379,16 @@ def class_groups(session: Session, class_id: int) -> list[dedup.Group]:
                              scope=("class", class_id)), set(fps))
 
 
-def find_groups(session: Session, store: ImageStore | None = None, *,
+def find_groups(session: Session, store: ImageStore | None = None, *, refresh: bool = True,
                 hash_threshold: int = dedup.DEFAULT_HASH_THRESHOLD,
                 confirm_threshold: float = dedup.DEFAULT_CONFIRM_THRESHOLD,
                 with_ratings: bool = True, ratings: RatingsOf | None = None) -> list[DupGroup]:
     """Duplicate groups among the active images, each with its suggested keeper. With the image `store`, near pairs
-    that are the same pixels (JPEGs have no pixel hash from the import) are labelled so (see 'same pixels in another encoding' below).
-    Ratings (for the keeper rule and the page) come from `ratings`, or the source the app plugged in."""
-    if store is not None:
+    that are the same pixels (JPEGs have no pixel hash from the import) are labelled so (see 'same pixels in another
+    encoding' below), and fingerprints of an older version are recomputed first unless `refresh` is False (a request
+    that must stay short: they are then compared as they are). Ratings (for the keeper rule and the page) come from
+    `ratings`, or the source the app plugged in."""
+    if store is not None and refresh:
         refresh_fingerprints(session, store)
     fps = load_hashes(session, ACTIVE)
     groups = _regroup(_matches(session, store, fps, hash_threshold, confirm_threshold), set(fps))

@@ -34,6 +34,11 @@ def _threshold(source) -> tuple[int, str | None]:
 SEARCH_INLINE_MAX = 1000  # active images the search may take in the request (config DEDUP_INLINE_MAX overrides)
 
 
+def inline_limit() -> int:
+    """Images whose search, or whose fingerprints of an older version, a request may take on (else: a job)."""
+    return int(current_app.config.get("DEDUP_INLINE_MAX", SEARCH_INLINE_MAX))
+
+
 @bp.get("/duplicates/")
 def dedup_index():
     """The review. A search that is not kept yet over more than SEARCH_INLINE_MAX images runs as a job (a second
@@ -42,8 +47,7 @@ def dedup_index():
     if error:
         flash(f"{error}; showing the default ({DEFAULT_HASH_THRESHOLD} bits).", "error")
     store = ImageStore(current_app.instance_path)
-    kept, count = ds.search_is_kept(db.session, store, threshold)
-    if not kept and count > int(current_app.config.get("DEDUP_INLINE_MAX", SEARCH_INLINE_MAX)) and not error:
+    if ds.search_needs_a_job(db.session, store, threshold, inline_limit()) and not error:
         args = {"threshold": threshold}
         running = jobs.find_unfinished(current_app.instance_path, "duplicate search", args)
         job_id = running.id if running else start_job(
@@ -84,7 +88,7 @@ def dedup_resolve():
         except ds.DedupError:
             bits = DEFAULT_HASH_THRESHOLD
         total = len(ds.find_groups(db.session, ImageStore(current_app.instance_path), hash_threshold=bits,
-                                   with_ratings=False))
+                                   with_ratings=False, refresh=False))
         return render_template("dedup/_resolved.html", decision=decision, keeper=keeper_img, copies=copies,
                                key="-".join(sorted(members, key=int)), total=total, threshold=bits,
                                recent=ds.recent_resolutions(db.session), oob=True)
@@ -101,9 +105,9 @@ def dedup_resolve_all():
         flash(f"{exc}: nothing was changed.", "error")
         return _back()
     store = ImageStore(current_app.instance_path)
-    kept, count = ds.search_is_kept(db.session, store, threshold)
-    if not kept and count > int(current_app.config.get("DEDUP_INLINE_MAX", SEARCH_INLINE_MAX)):
-        flash("The dataset changed since the groups were found: here they are again; nothing was changed.", "error")
+    if ds.search_needs_a_job(db.session, store, threshold, inline_limit()):
+        flash("The groups must be found again (the dataset or its fingerprints changed): here they are; nothing was "
+              "changed.", "error")
         return _back(threshold)  # the review starts the search job; this request stays short
     groups = ds.find_groups(db.session, store, hash_threshold=threshold)
     try:
@@ -134,8 +138,8 @@ def dedup_decision(decision_id: int):
 @bp.get("/duplicates/calibrate")
 def calibrate_page():
     """Pairs to label. Fingerprints of an older version are recomputed first: in the request when they are few, as a
-    job this page follows when there are more than SEARCH_INLINE_MAX (every image, once after an upgrade)."""
-    if ds.old_fingerprints(db.session) > int(current_app.config.get("DEDUP_INLINE_MAX", SEARCH_INLINE_MAX)):
+    job this page follows when there are more than ``inline_limit()`` (every image's, once after an upgrade)."""
+    if ds.old_fingerprints(db.session) > inline_limit():
         running = jobs.find_unfinished(current_app.instance_path, "fingerprint update", {})
         return to_job(running.id if running else start_job(
             "fingerprint update", "curator.dedup.service:run_refresh_job", {},

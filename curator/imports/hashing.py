@@ -100,10 +100,11 @@ THUMB_BYTES = THUMB_SIDE * THUMB_SIDE * 3
 # fingerprint version 5 (of the trimmed content): the thumbnail, then the content's width and height (two uint16) and
 # the version (uint32; little-endian). Version 4 (the version a uint16) skipped lines after the white background too,
 # and any line "blending" two margins that was near their midway colour (see ``_blends``): a grey outline between
-# white and a near-white fill, or a wordmark's edge inside a red border, was cut away. Version 3 ended in a one-byte version, cut a margin on the work image only, keeping
-# its last line where the reduction blends it with the content (see ``_content``), and cut a picture's own plain sky
-# or wall as if it were a border (see ``content_box``); version 2 had no version byte and a trim that kept a border
-# blended over two lines; version 1 was the bare thumbnail of the whole canvas (THUMB_BYTES).
+# white and a near-white fill, or a wordmark's edge inside a red border, was cut away. Version 3 ended in a one-byte
+# version, cut a margin on the work image only, keeping its last line where the reduction blends it with the content
+# (see ``_content``), and cut a picture's own plain sky or wall as if it were a border (see ``content_box``); version
+# 2 had no version byte and a trim that kept a border blended over two lines; version 1 was the bare thumbnail of the
+# whole canvas (THUMB_BYTES).
 # Each version has its own length, so older ones are recognised without reading the blob (SQLite keeps a blob's length
 # in the record header) and recomputed from the stored file (curator.dedup.service).
 FINGERPRINT_VERSION = 5
@@ -281,14 +282,14 @@ def content_box(pixels: np.ndarray, tolerance: int = MARGIN_TOLERANCE, uniform: 
     for _ in range(layers):
         # only an added border (a coloured margin) may be blended into what follows, by resampling the picture with
         # it: the white background a transparent picture is composited on is cut to the content and blends nothing
-        blended = previous is not None and previous.min() < 255 - tolerance
+        blended = previous is not None and _coloured(previous, tolerance)
         for inset in range(BLEND_LINES + 1) if blended else (0,):
             sub = pixels[top + inset:bottom - inset, left + inset:right - inset].astype(np.int16)
             if sub.shape[0] < 3 or sub.shape[1] < 3:
                 return left, top, right, bottom
             ring = np.concatenate([sub[0], sub[-1], sub[1:-1, 0], sub[1:-1, -1]])
             colour = np.median(ring, axis=0)
-            if _plain(sub, colour, tolerance, uniform) and (previous is None or colour.min() >= 255 - tolerance):
+            if _plain(sub, colour, tolerance, uniform) and (previous is None or not _coloured(colour, tolerance)):
                 # skipping lines is only right when they blend the previous margin into this one (resampling)
                 if all(_blends(pixels[top + k:bottom - k, left + k:right - k].astype(np.int16), previous, colour,
                                tolerance, uniform) for k in range(inset)):
@@ -304,7 +305,7 @@ def content_box(pixels: np.ndarray, tolerance: int = MARGIN_TOLERANCE, uniform: 
         if rows.size == 0:
             break
         box = (left + int(cols[0]), top + int(rows[0]), left + int(cols[-1]) + 1, top + int(rows[-1]) + 1)
-        if colour.min() < 255 - tolerance:  # a coloured margin: an added border, as thick on every side
+        if _coloured(colour, tolerance):  # an added border, as thick on every side
             cuts = (box[0] - left, box[1] - top, right - box[2], bottom - box[3])
             t = _border_width(sub, colour, tolerance, uniform, sorted(cuts))
             cuts = [max(t, min(cut, t + 1)) for cut in cuts]  # a resampled border's edge may move by a line
@@ -313,6 +314,11 @@ def content_box(pixels: np.ndarray, tolerance: int = MARGIN_TOLERANCE, uniform: 
             break
         left, top, right, bottom = box
     return left, top, right, bottom
+
+
+def _coloured(colour: np.ndarray, tolerance: float) -> bool:
+    """A margin colour that is not the white background (within ``tolerance``): an added border."""
+    return bool(colour.min() < 255 - tolerance)
 
 
 def _plain(sub: np.ndarray, colour: np.ndarray, slack: float, uniform: float) -> bool:
@@ -448,7 +454,7 @@ def content_size(fingerprint: bytes | None) -> tuple[int, int] | None:
 def restamped(fingerprint: bytes, canvas: tuple[int, int]) -> bytes:
     """An older fingerprint in the current layout, its thumbnail and content size kept (version 1 had no size: the
     canvas's), for a picture whose file cannot be read any more: it is compared as before and no longer counted as
-    waiting for a recompute (``curator.dedup.service.recompute_old_fingerprints``)."""
+    waiting for a recompute (``curator.dedup.service.refresh_fingerprints``)."""
     if len(fingerprint) not in STORED_LENGTHS:
         raise ValueError(f"fingerprint has {len(fingerprint)} bytes, expected one of {STORED_LENGTHS}")
     width, height = content_size(fingerprint) or canvas

@@ -75,6 +75,7 @@ def _merge(paths: tuple[Path, ...], dry_run: bool, as_json: bool) -> None:
         if found:  # killed between staging and commit: finish that merge instead of staging the files again
             batch = found[0].batch
             click.echo(f"Resuming: {found[0].reason}.", err=True)
+            update_old_fingerprints(db.session, store)
             ensure_analysed(db.session, store, batch)
             return _commit_and_report(batch, as_json, resumed=True)
     try:

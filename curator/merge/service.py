@@ -191,6 +191,7 @@ def stage(session: Session, store: ImageStore, candidates: list[Candidate], *, s
         raise MergeError(f"a staged batch is of kind {' or '.join(KINDS)}, not {kind!r}")
     batch = import_candidates(session, store, candidates, kind=kind, source=source, limits=limits, staged=True,
                               workers=workers, progress=progress, origin=origin)
+    dedup_service.refresh_fingerprints(session, store)  # the dataset's, compared below (after an upgrade)
     analyse(session, store, batch)
     return batch
 
@@ -237,15 +238,13 @@ def _set_note(batch: Batch, **values) -> None:
 
 
 @transactional
-def analyse(session: Session, store: ImageStore, batch: Batch,
-            progress: Callable[[int, int], None] | None = None) -> None:
+def analyse(session: Session, store: ImageStore, batch: Batch) -> None:
     """Sort the staged images into new / duplicate / near duplicate against the active images.
 
     Exact byte duplicates were found by the import (no staged image); this adds same-pixels and near duplicates and
     sets what is accepted by default (new images only). Safe to run again (the preview does if it was interrupted).
-    `progress(done, total)` follows the recomputing of fingerprints of an older version, if any.
+    The dataset's fingerprints of an older version are recomputed before (``dedup_service.refresh_fingerprints``).
     """
-    dedup_service.recompute_old_fingerprints(session, store, progress)  # an index from an older fingerprint version
     items = [i for i in batch.items if i.image is not None and i.image.status == STAGED]
     new = {i.image.id: dedup_service.Fingerprint(i.image.sha256, i.image.pixel_hash, i.image.phash,
                                                   i.image.dhash, i.image.fingerprint) for i in items}
@@ -266,14 +265,20 @@ def analyse(session: Session, store: ImageStore, batch: Batch,
     _set_note(batch, analysed=True)
 
 
-def fits_in_a_request(session: Session, files: int, limit: int) -> bool:
-    """Whether staging `files` files may run in the request: they are few, and so are the dataset's fingerprints of
-    an older version, which the analysis recomputes first (after an upgrade, every image's)."""
-    return files <= limit and dedup_service.old_fingerprints(session) <= limit
+def fits_in_a_request(session: Session, files: int, file_limit: int, fingerprint_limit: int) -> bool:
+    """Whether staging `files` files may run in the request: at most `file_limit`, and at most `fingerprint_limit`
+    fingerprints of an older version in the dataset, which are recomputed first (after an upgrade, every image's)."""
+    return files <= file_limit and dedup_service.old_fingerprints(session) <= fingerprint_limit
+
+
+def needs_analysis(batch: Batch) -> bool:
+    """A staged batch not sorted yet (staged by a run's generation, or a merge interrupted before its analysis)."""
+    return batch.state == "staged" and not _note(batch).get("analysed")
 
 
 def ensure_analysed(session: Session, store: ImageStore, batch: Batch) -> None:
-    if batch.state == "staged" and not _note(batch).get("analysed"):
+    if needs_analysis(batch):
+        dedup_service.refresh_fingerprints(session, store)
         analyse(session, store, batch)
 
 
@@ -571,13 +576,11 @@ def run_stage_job(job) -> dict:
             batch = import_candidates(session, ImageStore(job.instance), candidates, kind=MERGE,
                                       source=args["source"], limits=limits, staged=True, workers=CLI_WORKERS,
                                       origin="job", progress=lambda n: job.progress(add=n))
-            job.progress(message="comparing with the dataset")
-
-            def updating(done: int, total: int) -> None:  # then back to comparing, open-ended
-                job.progress(*((done, total, dedup_service.OLD_VERSION) if done < total
-                               else (0, 0, "comparing with the dataset")))
-
-            analyse(session, ImageStore(job.instance), batch, progress=updating)
+            store = ImageStore(job.instance)
+            dedup_service.refresh_fingerprints(session, store, progress=lambda files, total: job.progress(
+                files, total, dedup_service.OLD_VERSION))
+            job.progress(0, 0, "comparing with the dataset")
+            analyse(session, store, batch)
             return {"batch": batch.id}
         except (SourceError, ValueError, ImportBusy) as exc:
             raise JobError(str(exc)) from None

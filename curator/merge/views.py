@@ -12,6 +12,8 @@ from core import jobs
 from core.auth import current_actor
 from core.db import db
 from core.web import is_htmx
+from curator.dedup import service as dedup_service
+from curator.dedup.views import inline_limit as dedup_inline_limit
 from curator.imports.service import class_names, limits_dict, spool_uploads, spooled_candidates
 from curator.imports.sources import SourceError
 from curator.imports.storage import ImageStore
@@ -65,7 +67,7 @@ def merge_stage_path():
         candidates = merging.merge_candidates([Path(raw)], _limits(), _roots())
     except (SourceError, ValueError) as exc:
         return _refused(f"{exc}. Nothing was staged.")
-    if merging.fits_in_a_request(db.session, len(candidates), inline_max()):
+    if merging.fits_in_a_request(db.session, len(candidates), inline_max(), dedup_inline_limit()):
         batch = merging.stage(db.session, _store(), candidates, source=raw, limits=_limits())
         return redirect(url_for("merge.merge_preview", batch_id=batch.id))
     job_id = start_job("merge", "curator.merge.service:run_stage_job",
@@ -88,7 +90,8 @@ def merge_stage_upload():
         return _refused(f"{exc}. Nothing was staged.")
     names = ", ".join(f.filename for f in files[:3]) + (" …" if len(files) > 3 else "")
     size = sum(Path(e["path"]).stat().st_size for e in spooled)
-    if merging.fits_in_a_request(db.session, len(candidates), inline_max()) and size <= INLINE_UPLOAD_BYTES:
+    if (merging.fits_in_a_request(db.session, len(candidates), inline_max(), dedup_inline_limit())
+            and size <= INLINE_UPLOAD_BYTES):
         try:
             batch = merging.stage(db.session, _store(), candidates, source=f"upload: {names}", limits=_limits())
         finally:
@@ -103,6 +106,11 @@ def merge_stage_upload():
 @bp.get("/merge/<int:batch_id>")
 def merge_preview(batch_id: int):
     batch = _get(batch_id)
+    if merging.needs_analysis(batch) and dedup_service.old_fingerprints(db.session) > dedup_inline_limit():
+        running = jobs.find_unfinished(current_app.instance_path, "fingerprint update", {})
+        return to_job(running.id if running else start_job(
+            "fingerprint update", "curator.dedup.service:run_refresh_job", {},
+            {"endpoint": "merge.merge_preview", "values": {"batch_id": batch_id}}))
     merging.ensure_analysed(db.session, _store(), batch)
     discard = None
     if batch.state == "undone":

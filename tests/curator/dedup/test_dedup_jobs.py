@@ -14,7 +14,7 @@ from curator.dedup import service as ds
 from curator.imports.hashing import FINGERPRINT_BYTES, THUMB_BYTES
 from curator.imports.storage import ImageStore
 from tests.conftest import follow_job
-from tests.curator.dedup.test_dedup_web import ORIGINAL, transformed_copies
+from tests.curator.dedup.test_dedup_web import ORIGINAL, age_fingerprints, transformed_copies
 
 
 @pytest.fixture
@@ -79,14 +79,6 @@ def test_a_resolution_keeps_the_search_and_a_new_image_needs_a_new_one(client, a
     assert "/jobs/" in client.get("/duplicates/").location
 
 
-def age_fingerprints(app) -> None:
-    """Every fingerprint as version 4 left it (two bytes shorter): an index just after an upgrade."""
-    with app.app_context():
-        for image in db.session.scalars(select(Image)):
-            image.fingerprint = image.fingerprint[:-2]
-        db.session.commit()
-
-
 def test_after_an_upgrade_old_fingerprints_are_recomputed_in_a_job_not_in_a_request(client, app, copies,
                                                                                     instance_path):
     """Tried: a kept search, then every fingerprint made a version older (as after an upgrade; the inline limit at
@@ -97,7 +89,8 @@ def test_after_an_upgrade_old_fingerprints_are_recomputed_in_a_job_not_in_a_requ
     age_fingerprints(app)
     store = ImageStore(instance_path)
     with app.app_context():
-        assert ds.old_fingerprints(db.session) == 6 and not ds.search_is_kept(db.session, store, 16)[0]
+        assert ds.old_fingerprints(db.session) == 6 and ds.search_is_kept(db.session, store, 16)[0]
+        assert ds.search_needs_a_job(db.session, store, 16, 0)
     answer = client.get("/duplicates/")
     assert "/jobs/" in answer.location and len(job_folders(instance_path)) == 2
     assert follow_job(client, answer).get_data(as_text=True).count('name="member"') == 5

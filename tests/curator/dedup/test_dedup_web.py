@@ -255,16 +255,34 @@ def test_dedup_command_json_and_apply(runner, app, copies):
     assert bad.exit_code == 2 and "between 0 and 32" in bad.output
 
 
-def test_dedup_command_updates_fingerprints_of_an_older_version_first(runner, app, copies):
+def test_dedup_command_updates_fingerprints_of_an_older_version_first(runner, app, copies, monkeypatch):
     """Tried: `manage.py dedup --json` on an index whose fingerprints are all a version older (as after an upgrade):
-    it updates them (a progress bar on stderr, none in --json's stdout) and finds the same group of five."""
-    from curator.imports.hashing import FINGERPRINT_BYTES
+    it updates them first under a progress bar (on stderr; here a recorder) that reaches all of them, keeps --json's stdout
+    clean, and finds the same group of five."""
+    from curator.dedup import cli as dedup_cli
+    bars = []
+
+    class Recorder:
+        def __init__(self, total, desc, unit="file"):
+            self.total, self.n = total, 0
+            bars.append(self)
+
+        def update(self, n):
+            self.n += n
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+    monkeypatch.setattr(dedup_cli, "progress_bar", Recorder)
+    age_fingerprints(app)
     with app.app_context():
-        for image in db.session.scalars(select(Image)):
-            image.fingerprint = image.fingerprint[:FINGERPRINT_BYTES - 2]
-        db.session.commit()
+        old = ds.old_fingerprints(db.session)
     result = runner.invoke(cli, ["dedup", "--json"])
     assert result.exit_code == 0, result.output
+    assert old > 5 and [(bar.total, bar.n) for bar in bars] == [(old, old)]
     assert [len(g["members"]) for g in json.loads(result.stdout)["groups"]] == [5]
     with app.app_context():
         assert ds.old_fingerprints(db.session) == 0
@@ -411,23 +429,30 @@ def test_pixel_hashes_from_before_xxh3_are_cleared_and_same_pixels_still_found(r
     assert group.kind == "same-pixels" and len(group.ids) == 2 and len(new_hash) == 32
 
 
-def test_recomputing_old_fingerprints_reports_each_file(app, dataset):
-    """Tried: an index of three pictures whose fingerprints are version 4's (two bytes shorter), as every index is
-    after an upgrade: the refresh reports (done, total) per file up to (3, 3), so the search job can show it, and the
-    next refresh finds nothing to do."""
+def age_fingerprints(app) -> None:
+    """Every stored fingerprint as version 4 left it (two bytes shorter): an index just after an upgrade."""
     from curator.imports.hashing import FINGERPRINT_BYTES
-    from curator.imports.storage import ImageStore
-    dataset({"cat": 3}, size=24, imported="service")
     with app.app_context():
         for image in db.session.scalars(select(Image)):
             image.fingerprint = image.fingerprint[:FINGERPRINT_BYTES - 2]
         db.session.commit()
+
+
+def test_recomputing_old_fingerprints_reports_each_file(app, dataset):
+    """Tried: an index of three pictures whose fingerprints are version 4's, as every index is after an upgrade: the
+    refresh reports (done, total) per file up to (3, 3), so a job can show it, and the next refresh finds nothing to
+    do."""
+    from curator.imports.hashing import FINGERPRINT_BYTES
+    from curator.imports.storage import ImageStore
+    dataset({"cat": 3}, size=24, imported="service")
+    age_fingerprints(app)
+    with app.app_context():
         calls: list[tuple[int, int]] = []
         store = ImageStore(app.instance_path)
-        assert ds.refresh_fingerprints(db.session, store, progress=lambda done, total: calls.append((done, total))) == 3
-        assert calls == [(1, 3), (2, 3), (3, 3)]
+        done = ds.refresh_fingerprints(db.session, store, progress=lambda files, total: calls.append((files, total)))
+        assert done == (3, 0) and calls == [(1, 3), (2, 3), (3, 3)]
         assert all(len(i.fingerprint) == FINGERPRINT_BYTES for i in db.session.scalars(select(Image)))
-        assert ds.refresh_fingerprints(db.session, store, progress=lambda *args: calls.append(args)) == 0
+        assert ds.refresh_fingerprints(db.session, store, progress=lambda *args: calls.append(args)) == (0, 0)
         assert len(calls) == 3
 
 
@@ -463,4 +488,4 @@ def test_fingerprints_of_an_older_version_are_recomputed_when_a_search_needs_the
         for image in db.session.scalars(select(Image)):
             assert len(image.fingerprint) == FINGERPRINT_BYTES
             assert (image.phash, image.dhash, image.fingerprint) == fresh[image.id]
-        assert ds.refresh_fingerprints(db.session, ImageStore(app.instance_path)) == 0  # done once
+        assert ds.refresh_fingerprints(db.session, ImageStore(app.instance_path)) == (0, 0)  # done once

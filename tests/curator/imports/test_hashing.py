@@ -300,13 +300,6 @@ def _wordmark() -> Image.Image:
     return img
 
 
-def _bordered(img: Image.Image, margin: int, colour) -> Image.Image:
-    """``img`` inside an added border, its transparency kept (as an editor's "canvas size" does)."""
-    out = Image.new("RGBA", (img.width + 2 * margin, img.height + 2 * margin), colour + (255,))
-    out.paste(img, (margin, margin))
-    return out
-
-
 def test_ink_that_touches_the_edge_inside_an_added_border_is_kept(monkeypatch):
     # tried: the wordmark with a 2 px red or blue border (PNG) and a 3 px black one (JPEG 95, flattened on white):
     # the same content size and hashes as the wordmark alone. Version 4 took the wordmark's outer lines (white with
@@ -318,8 +311,8 @@ def test_ink_that_touches_the_edge_inside_an_added_border_is_kept(monkeypatch):
     base = fingerprint_bytes(encode(logo, "PNG"))
     assert content_size(base.thumb) == (64, 18)
     flat = Image.new("RGBA", (70, 24), (255, 255, 255, 255))
-    copies = [encode(_bordered(logo, 2, (230, 60, 60)), "PNG"), encode(_bordered(logo, 2, (38, 110, 190)), "PNG"),
-              encode(Image.alpha_composite(flat, _bordered(logo, 3, (0, 0, 0))).convert("RGB"), "JPEG", quality=95)]
+    copies = [encode(_framed(logo, 2, (230, 60, 60)), "PNG"), encode(_framed(logo, 2, (38, 110, 190)), "PNG"),
+              encode(Image.alpha_composite(flat, _framed(logo, 3, (0, 0, 0))).convert("RGB"), "JPEG", quality=95)]
     for data in copies:
         copy = fingerprint_bytes(data)
         assert content_size(copy.thumb) == (64, 18)
@@ -355,7 +348,7 @@ def test_a_coloured_border_saved_as_jpeg_is_cut_with_its_darkened_last_line():
     base = content_size(fingerprint_bytes(encode(phone, "PNG")).thumb)
     assert base == (24, 40)
     for colour in ((230, 60, 60), (38, 110, 190), (0, 0, 0)):
-        flat = Image.alpha_composite(Image.new("RGBA", (54, 54), (255, 255, 255, 255)), _bordered(phone, 3, colour))
+        flat = Image.alpha_composite(Image.new("RGBA", (54, 54), (255, 255, 255, 255)), _framed(phone, 3, colour))
         for quality in (95, 75, 60):
             width, height = content_size(fingerprint_bytes(encode(flat.convert("RGB"), "JPEG", quality=quality)).thumb)
             assert abs(width - 24) <= 2 and abs(height - 40) <= 2, (colour, quality, (width, height))

@@ -75,7 +75,7 @@ def test_a_merge_staged_on_the_web_is_not_taken_by_the_command_line(app, client,
 
 @pytest.fixture
 def app_config():
-    return {"IMPORT_INLINE_MAX": 2, "MERGE_COMMIT_INLINE_MAX": 0}
+    return {"IMPORT_INLINE_MAX": 2, "MERGE_COMMIT_INLINE_MAX": 0, "DEDUP_INLINE_MAX": 2}
 
 
 def test_staging_and_committing_a_large_merge_run_as_jobs(app, client, dataset, instance_path):
@@ -111,12 +111,10 @@ def test_after_an_upgrade_a_small_merge_is_staged_as_a_job_that_updates_old_fing
     files), then a web merge of one file: not staged in the request, which would recompute the whole dataset's
     fingerprints first, but as a job leading to the preview; the dataset's fingerprints are then current."""
     from curator.dedup import service as dedup_service
-    from curator.imports.hashing import FINGERPRINT_BYTES
+    from tests.curator.dedup.test_dedup_web import age_fingerprints
     dataset({"cat": 2, "dog": 2}, size=24, seed=70, imported="service")
+    age_fingerprints(app)
     with app.app_context():
-        for image in db.session.scalars(select(Image)):
-            image.fingerprint = image.fingerprint[:FINGERPRINT_BYTES - 2]
-        db.session.commit()
         assert dedup_service.old_fingerprints(db.session) == 4
     src = dataset({"cat": 1}, size=24, seed=71, root=instance_path / "imports" / "one")
     response = client.post("/merge/stage", data={"path": str(src)})
