@@ -123,3 +123,30 @@ def test_after_an_upgrade_a_small_merge_is_staged_as_a_job_that_updates_old_fing
     assert preview.status_code == 200 and "Merge #" in preview.get_data(as_text=True)
     with app.app_context():
         assert dedup_service.old_fingerprints(db.session) == 0
+
+
+def test_the_preview_of_a_batch_not_analysed_yet_updates_old_fingerprints_in_a_job(app, client, dataset,
+                                                                                  instance_path):
+    """Tried: a staged merge whose analysis never ran (as a run's generated pictures are staged, or a merge killed
+    before it), opened after an upgrade left 4 old fingerprints (limit 2): the preview does not recompute them in
+    its request but goes through a fingerprint update job, then shows the batch, analysed, with none left."""
+    import json
+
+    from curator.dedup import service as dedup_service
+    from tests.curator.dedup.test_dedup_web import age_fingerprints
+    dataset({"cat": 2, "dog": 2}, size=24, seed=72, imported="service")
+    src = dataset({"cat": 1}, size=24, seed=73, root=instance_path / "imports" / "later")
+    assert client.post("/merge/stage", data={"path": str(src)}).status_code == 302  # staged in the request
+    batch_id = merges(app)[0][0]
+    with app.app_context():
+        batch = db.session.get(Batch, batch_id)
+        batch.note = json.dumps({**json.loads(batch.note or "{}"), "analysed": False})
+        db.session.commit()
+    age_fingerprints(app)
+    answer = client.get(f"/merge/{batch_id}")
+    assert "/jobs/" in answer.location
+    preview = follow_job(client, answer)
+    assert preview.status_code == 200 and f"Merge #{batch_id}" in preview.get_data(as_text=True)
+    with app.app_context():
+        assert dedup_service.old_fingerprints(db.session) == 0
+        assert json.loads(db.session.get(Batch, batch_id).note)["analysed"] is True
