@@ -183,7 +183,14 @@ def job_page(job_id: str):
         return redirect(url)
     if is_htmx():
         return render_template("jobs/_progress.html", job=job)
-    return render_template("jobs/job.html", job=job)
+    return render_template("jobs/job.html", job=job, nav_section=_section_of(job))
+
+
+def _section_of(job) -> str:
+    """The navigation section a job's page belongs to: where its result is shown (a duplicate search's under
+    Duplicates, a merge's under Merge), an import's under Import."""
+    area = (job.next_page.get("endpoint") or "imports.").split(".", 1)[0]
+    return "import" if area == "imports" else area
 
 
 @bp.get("/batches")

@@ -126,3 +126,13 @@ def test_a_picture_whose_file_is_gone_does_not_send_every_visit_to_a_job(client,
     assert client.get("/duplicates/").status_code == 200
     assert client.get("/duplicates/calibrate").status_code == 200
     assert len(job_folders(instance_path)) == jobs_then
+
+
+def test_a_search_jobs_page_is_marked_as_part_of_duplicates(client, app, copies):
+    """Tried: the page of a duplicate search job, opened as a browser does (not htmx): the navigation marks
+    Duplicates as the current section, not Import (where job pages are served from)."""
+    answer = client.get("/duplicates/")
+    page = client.get(answer.location).get_data(as_text=True)
+    assert 'href="/duplicates/" aria-current="page">Duplicates</a>' in page
+    assert 'aria-current="page">Import</a>' not in page
+    follow_job(client, answer)
