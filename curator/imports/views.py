@@ -187,10 +187,13 @@ def job_page(job_id: str):
 
 
 def _section_of(job) -> str:
-    """The navigation section a job's page belongs to: where its result is shown (a duplicate search's under
-    Duplicates, a merge's under Merge), an import's under Import."""
+    """The navigation section a job's page belongs to: where its result is shown (a duplicate search or fingerprint
+    update under Duplicates, or under Merge when a merge preview waits for it), else its kind's (a merge's commit,
+    whose result is a batch report, under Merge; an import under Import)."""
     area = (job.next_page.get("endpoint") or "imports.").split(".", 1)[0]
-    return "import" if area == "imports" else area
+    if area == "imports":
+        return "merge" if job.kind.startswith("merge") else "import"
+    return area
 
 
 @bp.get("/batches")

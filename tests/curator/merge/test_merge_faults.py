@@ -150,3 +150,16 @@ def test_the_preview_of_a_batch_not_analysed_yet_updates_old_fingerprints_in_a_j
     with app.app_context():
         assert dedup_service.old_fingerprints(db.session) == 0
         assert json.loads(db.session.get(Batch, batch_id).note)["analysed"] is True
+
+
+def test_a_merge_jobs_page_is_marked_as_part_of_merge(app, client, dataset, instance_path):
+    """Tried: the page of a merge staging job and of its commit job (whose result is a batch report), opened as a
+    browser does: the navigation marks Merge as the current section both times, not Import."""
+    src = dataset({"cat": 2, "dog": 2}, size=24, seed=74, root=instance_path / "imports" / "marked")
+    staging = client.post("/merge/stage", data={"path": str(src)})
+    assert 'href="/merge/" aria-current="page">Merge</a>' in client.get(staging.location).get_data(as_text=True)
+    follow_job(client, staging)
+    commit = client.post(f"/merge/{merges(app)[0][0]}/commit", data={})
+    page = client.get(commit.location).get_data(as_text=True)
+    assert 'href="/merge/" aria-current="page">Merge</a>' in page and 'aria-current="page">Import</a>' not in page
+    follow_job(client, commit)
