@@ -39,6 +39,14 @@ def inline_limit() -> int:
     return int(current_app.config.get("DEDUP_INLINE_MAX", SEARCH_INLINE_MAX))
 
 
+def fingerprint_update(next_page: dict):
+    """To the page of the job that recomputes fingerprints of an older version (a running one is joined), which
+    leads on to `next_page` when it is done."""
+    running = jobs.find_unfinished(current_app.instance_path, "fingerprint update", {})
+    return to_job(running.id if running else start_job(
+        "fingerprint update", "curator.dedup.service:run_refresh_job", {}, next_page))
+
+
 @bp.get("/duplicates/")
 def dedup_index():
     """The review. A search that is not kept yet over more than SEARCH_INLINE_MAX images runs as a job (a second
@@ -140,10 +148,7 @@ def calibrate_page():
     """Pairs to label. Fingerprints of an older version are recomputed first: in the request when they are few, as a
     job this page follows when there are more than ``inline_limit()`` (every image's, once after an upgrade)."""
     if ds.old_fingerprints(db.session) > inline_limit():
-        running = jobs.find_unfinished(current_app.instance_path, "fingerprint update", {})
-        return to_job(running.id if running else start_job(
-            "fingerprint update", "curator.dedup.service:run_refresh_job", {},
-            {"endpoint": "dedup.calibrate_page", "values": {}}))
+        return fingerprint_update({"endpoint": "dedup.calibrate_page", "values": {}})
     ds.refresh_fingerprints(db.session, ImageStore(current_app.instance_path))
     pair, done, offered = ds.next_calibration_pair(db.session)
     images = (db.session.get(Image, pair[0]), db.session.get(Image, pair[1])) if pair else None

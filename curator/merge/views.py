@@ -13,6 +13,7 @@ from core.auth import current_actor
 from core.db import db
 from core.web import is_htmx
 from curator.dedup import service as dedup_service
+from curator.dedup.views import fingerprint_update
 from curator.dedup.views import inline_limit as dedup_inline_limit
 from curator.imports.service import class_names, limits_dict, spool_uploads, spooled_candidates
 from curator.imports.sources import SourceError
@@ -107,10 +108,7 @@ def merge_stage_upload():
 def merge_preview(batch_id: int):
     batch = _get(batch_id)
     if merging.needs_analysis(batch) and dedup_service.old_fingerprints(db.session) > dedup_inline_limit():
-        running = jobs.find_unfinished(current_app.instance_path, "fingerprint update", {})
-        return to_job(running.id if running else start_job(
-            "fingerprint update", "curator.dedup.service:run_refresh_job", {},
-            {"endpoint": "merge.merge_preview", "values": {"batch_id": batch_id}}))
+        return fingerprint_update({"endpoint": "merge.merge_preview", "values": {"batch_id": batch_id}})
     merging.ensure_analysed(db.session, _store(), batch)
     discard = None
     if batch.state == "undone":
