@@ -276,6 +276,12 @@ def needs_analysis(batch: Batch) -> bool:
     return batch.state == "staged" and not _note(batch).get("analysed")
 
 
+def analysis_fits_in_a_request(session: Session, batch: Batch, fingerprint_limit: int) -> bool:
+    """Whether opening the preview may analyse `batch` in the request: it needs no analysis, or the dataset has at
+    most `fingerprint_limit` fingerprints of an older version to recompute first."""
+    return not needs_analysis(batch) or dedup_service.old_fingerprints(session) <= fingerprint_limit
+
+
 def ensure_analysed(session: Session, store: ImageStore, batch: Batch) -> None:
     if needs_analysis(batch):
         dedup_service.refresh_fingerprints(session, store)

@@ -12,7 +12,6 @@ from core import jobs
 from core.auth import current_actor
 from core.db import db
 from core.web import is_htmx
-from curator.dedup import service as dedup_service
 from curator.dedup.views import fingerprint_update
 from curator.dedup.views import inline_limit as dedup_inline_limit
 from curator.imports.service import class_names, limits_dict, spool_uploads, spooled_candidates
@@ -107,7 +106,7 @@ def merge_stage_upload():
 @bp.get("/merge/<int:batch_id>")
 def merge_preview(batch_id: int):
     batch = _get(batch_id)
-    if merging.needs_analysis(batch) and dedup_service.old_fingerprints(db.session) > dedup_inline_limit():
+    if not merging.analysis_fits_in_a_request(db.session, batch, dedup_inline_limit()):
         return fingerprint_update({"endpoint": "merge.merge_preview", "values": {"batch_id": batch_id}})
     merging.ensure_analysed(db.session, _store(), batch)
     discard = None
