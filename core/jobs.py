@@ -256,8 +256,8 @@ def run(folder: Path) -> int:
     """Run the job in `folder` (this process is the job's): status running, the function, then done or failed."""
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
     job = Job(folder)
-    job.update(force=True, state="running", pid=os.getpid(), started=time.time(), message="started")
-    try:
+    try:  # "running" is written inside: a SIGTERM sent as soon as it is read still ends in a written "failed"
+        job.update(force=True, state="running", pid=os.getpid(), started=time.time(), message="started")
         module, _, function = (job.request.get("target") or "").partition(":")
         result = getattr(importlib.import_module(module), function)(job)
     except JobError as exc:
