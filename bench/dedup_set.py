@@ -242,7 +242,7 @@ def _fluent(w: _Writer, modules: Path, n_designs: int, n_glyphs: int, start: int
 
     def take(first: int, n: int) -> list[str]:
         return [m for m in names[offset + first:]
-                if m not in skip and f"family:fluent:{_fluent_stem(m)}" not in skip][:n]
+                if m not in skip and not (beyond_reserved and f"family:fluent:{_fluent_stem(m)}" in skip)][:n]
 
     designs = take(start, n_designs)
     glyphs = take(start, n_designs + n_glyphs)[n_designs:] if glyph_start is None else take(glyph_start, n_glyphs)
