@@ -81,6 +81,14 @@ OUT = ROOT / "bench" / "out"
 NPM = OUT / "npm"
 SET = OUT / "dedup-set"
 VERSION = 5  # bump when the recipe changes: the cached set is rebuilt
+# What each part's manifest items were when its reports in bench/out were measured (`items_digest`, seed 0). A fresh
+# build is checked against it, so that a change to the shared drawing code that alters a part built earlier fails
+# loudly on the next new machine instead of scoring other files under the old name (session 18's did, unseen while
+# the parts stayed cached). A part whose recipe changes on purpose gets a new version, digest and report.
+SCORED_DIGESTS = {"first": "3c942e7569d8adc8", "untouched-2": "466fdd84682b8905", "untouched-3": "2befb6bc7babec43",
+                  "untouched-4": "087e5433ff094c5b", "untouched-5": "d0cbb0b106f904df",
+                  "wallpapers": "8097dfa747020c15", "untouched-6": "bb4511f847e7d048",
+                  "untouched-7": "542c1bf3219ee35f"}
 NPM_PACKAGES = ["@fluentui/svg-icons@1.1.343", "@primer/octicons@19.42.0", "@iconify-json/flat-color-icons@1.2.3",
                 "@iconify-json/vscode-icons@1.2.97", "@iconify-json/pixelarticons@1.2.9", "@iconify-json/noto@1.2.9",
                 "@iconify-json/twemoji@1.2.5", "@iconify-json/openmoji@1.2.29", "@iconify-json/fluent-emoji@1.2.7",
@@ -601,8 +609,22 @@ def build(seed: int = 0, rebuild: bool = False) -> tuple[Path, list[Item]]:
     # version 5: appended last, so the files above are version 4's, unchanged
     _emoji_tones(w, modules, 40)
     _fluent_families(w, modules, 40)
+    _check_digest("first", w.items, seed)
     manifest.write_text(json.dumps({"version": VERSION, "seed": seed, "items": [asdict(i) for i in w.items]}))
     return SET, w.items
+
+
+def items_digest(items: list[Item]) -> str:
+    """A short digest of a part's ground truth (names, groups, kinds, transforms; not the files' bytes, which
+    depend on the installed image libraries)."""
+    return hashlib.sha256(json.dumps([asdict(i) for i in items], sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _check_digest(part: str, items: list[Item], seed: int) -> None:
+    expected = SCORED_DIGESTS.get(part) if seed == 0 else None
+    if expected is not None and items_digest(items) != expected:
+        raise RuntimeError(f"{part} was built differently from the part its report was measured on (items "
+                           f"{items_digest(items)}, scored {expected}): the drawing code or a source changed")
 
 
 class Take(NamedTuple):
@@ -743,6 +765,7 @@ def build_extra(recipe: ExtraPart, seed: int = 0, rebuild: bool = False) -> tupl
     if clash:
         raise RuntimeError(f"{recipe.name} reuses subjects of {', '.join(recipe.avoid)}: {sorted(clash)[:5]}")
     items = _one_design(w.items, recipe.shared_designs)
+    _check_digest(recipe.name, items, seed)
     manifest.write_text(json.dumps({"version": recipe.version, "seed": seed, "items": [asdict(i) for i in items]}))
     return recipe.folder, items
 
