@@ -1,6 +1,6 @@
 """Calibrate the duplicate search on the user's own data from "same"/"different" labels.
 
-The user is shown pairs at increasing hash distances (``pairs_for_calibration``) and marks each. What is calibrated
+The user is shown pairs at increasing hash distances (``pick_per_bucket``) and marks each. What is calibrated
 is the search as it runs: a pair is grouped when its hash distance is within the threshold *and* the confirm stage
 accepts it (``Label.confirmed``), so a threshold is judged by the labelled pairs it would really group. ``calibrate``
 gives, per distance, precision and recall of that rule with 95 % Wilson intervals (30 labels cannot show 99 %), and
@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from typing import Iterable
 
-__all__ = ["Label", "DistanceStats", "Calibration", "calibrate", "pairs_for_calibration", "wilson", "MIN_EACH"]
+import numpy as np
+
+__all__ = ["Label", "DistanceStats", "Calibration", "calibrate", "pick_per_bucket", "wilson", "MIN_EACH"]
 
 TARGET_PRECISION = 0.99
 MIN_EACH = 15  # labels of each verdict needed before anything is recommended
@@ -122,34 +124,35 @@ def calibrate(labels: Iterable, default: int, max_distance: int | None = None,
     return Calibration(recommended=chosen, reason=why, **result)
 
 
-def pairs_for_calibration(pairs: Sequence, per_bucket: int = 5, max_distance: int = 24, bucket_width: int = 2,
-                          seed: int = 0) -> list:
-    """Pick up to ``per_bucket`` pairs from each distance bucket [0, w), [w, 2w), ... up to ``max_distance``.
+def pick_per_bucket(distances, per_bucket: int = 5, max_distance: int = 24, bucket_width: int = 2, seed: int = 0,
+                    preferred=None, keys=None) -> np.ndarray:
+    """Positions in ``distances`` of up to ``per_bucket`` pairs from each distance bucket [0, w), [w, 2w), ... up to
+    ``max_distance``, by increasing distance, so the user sees the boundary between "same" and "different" sampled at
+    every distance, not only the obvious near-zero pairs.
 
-    ``pairs`` are tuples whose last element (or ``.distance``) is the hash distance, e.g.
-    ``(id_a, id_b, distance)``. Picks are spread evenly inside each bucket (deterministic for a seed)
-    and returned by increasing distance, so the user sees the boundary between "same" and
-    "different" sampled at every distance, not only the obvious near-zero pairs.
-    """
-    import random
-
+    Inside a bucket the ``preferred`` ones (a boolean mask: the pairs already labelled) come first, then the others
+    in a random order fixed by ``seed`` and each pair's ``keys`` (an integer naming the pair; default its position),
+    not by the other pairs: labelling a pair leaves the rest of the offer as it was, and pairs of new images only
+    take a place where they draw ahead of the old ones."""
     if per_bucket < 1 or bucket_width < 1:
         raise ValueError("per_bucket and bucket_width must be >= 1")
-    rng = random.Random(seed)
+    d = np.asarray(distances, dtype=np.int64)
+    keys = np.arange(d.size) if keys is None else np.asarray(keys, dtype=np.int64)
+    draw = _mix(keys.astype(np.uint64) ^ np.uint64(seed))  # the pair's place in its bucket's draw
+    first_preferred = ~np.asarray(preferred, dtype=bool) if preferred is not None else np.zeros(d.size, dtype=bool)
+    inside = np.flatnonzero((d >= 0) & (d <= max_distance))
+    # by bucket, then preferred and drawn order; keep each bucket's first per_bucket
+    order = inside[np.lexsort((keys[inside], draw[inside], first_preferred[inside], d[inside] // bucket_width))]
+    buckets = d[order] // bucket_width
+    first = np.searchsorted(buckets, buckets, side="left")
+    kept = order[np.arange(order.size) - first < per_bucket]
+    return kept[np.lexsort((kept, d[kept]))]
 
-    def dist(p) -> int:
-        return int(p.distance if hasattr(p, "distance") else p[-1])
 
-    buckets: dict[int, list] = {}
-    for p in pairs:
-        d = dist(p)
-        if 0 <= d <= max_distance:
-            buckets.setdefault(d // bucket_width, []).append(p)
-    chosen = []
-    for b in sorted(buckets):
-        items = sorted(buckets[b], key=dist)
-        if len(items) > per_bucket:
-            rng.shuffle(items)
-            items = sorted(items[:per_bucket], key=dist)
-        chosen.extend(items)
-    return chosen
+def _mix(x: np.ndarray) -> np.ndarray:
+    """SplitMix64's finaliser: a fixed, well-spread pseudo-random uint64 for each uint64 (wrapping arithmetic)."""
+    with np.errstate(over="ignore"):
+        x = (x + np.uint64(0x9E3779B97F4A7C15)) & np.uint64(0xFFFFFFFFFFFFFFFF)
+        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return x ^ (x >> np.uint64(31))

@@ -378,18 +378,23 @@ def all_pairs_within(hashes, max_distance: int, layout: BandLayout | None = None
     return _join(h, h, max_distance, layout, self_join=True)
 
 
-def brute_force_pairs(hashes, max_distance: int, rows: np.ndarray | None = None):
+def brute_force_pairs(hashes, max_distance: int, rows: np.ndarray | None = None, also=None):
     """Reference O(n^2) search: XOR + popcount of each row against all later rows.
 
-    ``rows`` restricts the outer loop to a sample of rows (for timing extrapolation in benchmarks).
+    ``rows`` restricts the outer loop to a sample of rows (for timing extrapolation in benchmarks). ``also``, a second
+    hash of each item, makes a pair's distance the smaller of its two (the search proposes a pair when its pHash *or*
+    its dHash is close).
     """
     h = as_uint64(hashes)
+    h2 = None if also is None else as_uint64(also)
     out_i, out_j, out_d = [], [], []
     block = 256
     rows = np.arange(h.size) if rows is None else np.asarray(rows)
     for start in range(0, rows.size, block):
         rs = rows[start : start + block]
         d = popcount64(h[rs, None] ^ h[None, :])
+        if h2 is not None:
+            d = np.minimum(d, popcount64(h2[rs, None] ^ h2[None, :]))
         ii, jj = np.nonzero(d <= max_distance)
         keep = jj > rs[ii]
         out_i.append(rs[ii[keep]]), out_j.append(jj[keep]), out_d.append(d[ii[keep], jj[keep]].astype(np.int64))

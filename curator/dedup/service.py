@@ -18,6 +18,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Callable, Hashable, Iterable, Mapping, NamedTuple
 
+import numpy as np
 from PIL import Image as PILImage
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
@@ -543,26 +544,29 @@ def pair_distance(a: Fingerprint | Image, b: Fingerprint | Image) -> int:
     return int(min(hamming([a.phash], [b.phash])[0], hamming([a.dhash], [b.dhash])[0]))
 
 
-def calibration_pairs(session: Session, *, max_distance: int = CALIBRATION_MAX_DISTANCE,
+def calibration_pairs(session: Session, *, labelled: Iterable[tuple[int, int]] | None = None,
+                      max_distance: int = CALIBRATION_MAX_DISTANCE,
                       sample: int = CALIBRATION_SAMPLE) -> list[tuple[int, int, int]]:
-    """(a, b, distance) pairs of active images to label, spread over increasing distances (a < b)."""
-    from curator.dedup.calibration import pairs_for_calibration
-    from curator.dedup.nearsearch import all_pairs_within, as_uint64
+    """(a, b, distance) pairs of active images to label (a < b), a few per distance up to `max_distance`, the
+    labelled ones first (``calibration.pick_per_bucket``). Every pair of the sampled images is measured: a few
+    thousand images take a fraction of a second, so each label's page answers at once."""
+    from curator.dedup.calibration import pick_per_bucket
+    from curator.dedup.nearsearch import as_uint64, brute_force_pairs
     fps = load_hashes(session, ACTIVE)
-    ids = list(fps)
+    ids = sorted(fps)
     if len(ids) > sample:
         step = len(ids) / sample
         ids = [ids[int(k * step)] for k in range(sample)]
-    ph = as_uint64([fps[i].phash for i in ids])
-    dh = as_uint64([fps[i].dhash for i in ids])
-    best: dict[tuple[int, int], int] = {}
-    for hashes in (ph, dh):
-        pi, pj, pd = all_pairs_within(hashes, max_distance)
-        for i, j, d in zip(pi.tolist(), pj.tolist(), pd.tolist()):
-            key = (ids[min(i, j)], ids[max(i, j)])
-            best[key] = min(best.get(key, d), d)
-    pairs = sorted((a, b, d) for (a, b), d in best.items())
-    return pairs_for_calibration(pairs, max_distance=max_distance)
+    pi, pj, pd = brute_force_pairs(as_uint64([fps[i].phash for i in ids]), max_distance,
+                                   also=as_uint64([fps[i].dhash for i in ids]))
+    position = {image_id: k for k, image_id in enumerate(ids)}
+    labelled = labelled_pairs(session) if labelled is None else labelled
+    known = np.array([position[a] * len(ids) + position[b] for a, b in labelled if a in position and b in position],
+                     dtype=np.int64)
+    id_of = np.array(ids, dtype=np.int64)
+    chosen = pick_per_bucket(pd, max_distance=max_distance, preferred=np.isin(pi * len(ids) + pj, known),
+                             keys=(id_of[pi] << 32) | id_of[pj])  # a pair's draw depends on its two images only
+    return [(ids[pi[k]], ids[pj[k]], int(pd[k])) for k in chosen]
 
 
 def labelled_pairs(session: Session) -> dict[tuple[int, int], bool]:
@@ -572,8 +576,8 @@ def labelled_pairs(session: Session) -> dict[tuple[int, int], bool]:
 
 def next_calibration_pair(session: Session) -> tuple[tuple[int, int, int] | None, int, int]:
     """The first unlabelled pair in distance order, and (labelled so far, pairs offered)."""
-    pairs = calibration_pairs(session)
     done = labelled_pairs(session)
+    pairs = calibration_pairs(session, labelled=done)
     todo = [p for p in pairs if (p[0], p[1]) not in done]
     return (todo[0] if todo else None), len(pairs) - len(todo), len(pairs)
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from curator.dedup.calibration import calibrate, pairs_for_calibration
+from curator.dedup.calibration import calibrate, pick_per_bucket
 from curator.dedup.matching import DuplicateIndex, check_new, confirm_scores, find_duplicate_groups, suggest_keeper
 from curator.dedup.variants import transform
 from curator.imports.hashing import THUMB_SIDE, content_size, fingerprint_bytes, thumb_array
@@ -280,14 +280,33 @@ def test_calibration_refuses_to_recommend_from_few_labels():
     assert calibrate([], default=16).recommended is None
 
 
-def test_pairs_for_calibration_spreads_over_distances():
-    # tried: 100 pairs at each distance 0..29; 2 per 2-bit bucket up to 24, in increasing order
-    pairs = [(i, i + 1, d) for d in range(30) for i in range(100)]
-    chosen = pairs_for_calibration(pairs, per_bucket=2, max_distance=24, bucket_width=2)
-    ds = [p[-1] for p in chosen]
-    assert ds == sorted(ds) and max(ds) <= 24 and len(chosen) == 13 * 2
-    assert {d // 2 for d in ds} == set(range(13))
-    assert pairs_for_calibration(pairs, per_bucket=2) == chosen  # deterministic
+def test_calibration_offer_spreads_over_distances_and_keeps_labelled_pairs():
+    # tried: 100 pairs at each distance 0..29; 2 per 2-bit bucket up to 24, in increasing order, the same each time
+    d = np.repeat(np.arange(30), 100)
+    chosen = pick_per_bucket(d, per_bucket=2, max_distance=24, bucket_width=2)
+    assert d[chosen].tolist() == sorted(d[chosen].tolist()) and d[chosen].max() <= 24 and chosen.size == 13 * 2
+    assert set((d[chosen] // 2).tolist()) == set(range(13))
+    assert pick_per_bucket(d, per_bucket=2).tolist() == chosen.tolist()  # deterministic
+    # labelled pairs come first in their bucket: two labelled at distance 7 are offered, and bucket [6, 8) is theirs
+    labelled = np.zeros(d.size, dtype=bool)
+    labelled[[750, 799]] = True
+    offer = pick_per_bucket(d, per_bucket=2, preferred=labelled)
+
+    def bucket_3(picks) -> set:
+        return {k for k in picks.tolist() if d[k] // 2 == 3}
+    assert bucket_3(offer) == {750, 799} and set(offer.tolist()) - {750, 799} == set(chosen.tolist()) - bucket_3(chosen)
+    # labelling one offered pair leaves the rest of the offer as it was
+    labelled = np.zeros(d.size, dtype=bool)
+    labelled[chosen[5]] = True
+    assert pick_per_bucket(d, per_bucket=2, preferred=labelled).tolist() == chosen.tolist()
+    # a pair's draw depends on its key only: leaving out pairs that were not offered changes nothing
+    keys = np.arange(d.size) * 7919
+    offered = pick_per_bucket(d, per_bucket=2, keys=keys)
+    kept = np.union1d(offered, np.arange(0, d.size, 3))
+    assert keys[kept][pick_per_bucket(d[kept], per_bucket=2, keys=keys[kept])].tolist() == keys[offered].tolist()
+    assert pick_per_bucket(np.array([], dtype=np.int64)).size == 0
+    with pytest.raises(ValueError):
+        pick_per_bucket(d, per_bucket=0)
 
 
 def test_grouping_never_joins_two_pictures_that_do_not_match_directly():

@@ -327,6 +327,27 @@ def test_calibration_labels_refuses_from_few_and_undoes_a_label(client, app, cop
     assert "whole numbers" in page
 
 
+def test_calibration_keeps_its_labels_offered_when_more_images_arrive(client, app, dataset):
+    """Tried: label the six farthest offered pairs (from buckets with many more pairs than places), then import 24
+    more pictures, which add pairs at every distance and used to reshuffle the whole offer: the six are still
+    offered, and the page still counts them as labelled."""
+    def labelled_so_far() -> int:
+        page = client.get("/duplicates/calibrate").get_data(as_text=True)
+        return int(re.search(r"(\d+) of \d+ pairs labelled", page).group(1))
+
+    dataset({"cat": 12, "dog": 12, "bird": 12}, kind="demo", imported="cli")
+    with app.app_context():
+        before = ds.calibration_pairs(db.session)
+    for a, b, _ in before[-6:]:
+        client.post("/duplicates/calibrate", data={"a": a, "b": b, "verdict": "different"})
+    assert labelled_so_far() == 6
+    dataset({"fish": 12, "frog": 12}, kind="demo", imported="cli")
+    assert labelled_so_far() == 6
+    with app.app_context():
+        after = ds.calibration_pairs(db.session)
+    assert set(before[-6:]) <= set(after)
+
+
 def test_calibration_page_with_no_active_image_left(client, runner, app, dataset):
     """Tried: the only batch set aside, so no active image is left (an empty list of hashes once reached as_uint64
     as float64 and the page answered 500)."""

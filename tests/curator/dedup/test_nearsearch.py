@@ -41,6 +41,15 @@ def test_distances_and_popcount():
     assert hamming(np.array([-1], dtype=np.int64), np.array([0], dtype=np.int64)).tolist() == [64]
 
 
+def test_brute_force_with_a_second_hash_takes_the_closer_of_the_two():
+    # tried: two random hash arrays with planted near copies; every pair within 12 bits by either, at the smaller
+    first, second = planted(1, 150, 10), planted(2, 150, 10)
+    expected = {(i, j, min(a, b)) for i in range(first.size) for j in range(i + 1, first.size)
+                if min(a := int(hamming(first[i:i + 1], first[j:j + 1])[0]),
+                       b := int(hamming(second[i:i + 1], second[j:j + 1])[0])) <= 12}
+    assert as_set(*brute_force_pairs(first, 12, also=second)) == expected and expected
+
+
 @settings(max_examples=20, deadline=None)
 @given(seed=st.integers(0, 10_000), n=st.integers(2, 200), d=st.integers(0, 16), m=st.integers(4, 8),
        flip=st.integers(0, 14))
