@@ -20,7 +20,7 @@ from typing import Callable, Hashable, Iterable, Mapping, NamedTuple
 
 import numpy as np
 from PIL import Image as PILImage
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from core.db import transactional
@@ -200,18 +200,19 @@ def refresh_fingerprints(session: Session, store: ImageStore,
         fps = fingerprint_many([store.absolute(p) for _, p in chunk], on_error="return",
                                progress=SimpleNamespace(update=advance) if progress is not None else None)
         try:
-            for (image_id, _), fp in zip(chunk, fps):
-                still_old = (Image.id == image_id, *_old_version())  # another job may have done it meanwhile
-                if isinstance(fp, FingerprintError):
-                    old = session.execute(select(Image.fingerprint, Image.width, Image.height).where(*still_old))
-                    for fingerprint, width, height in old.all():
-                        session.execute(update(Image).where(*still_old)
-                                        .values(fingerprint=restamped(fingerprint, (width, height))))
-                        unreadable += 1
-                else:
-                    changed = session.execute(update(Image).where(*still_old)
-                                              .values(phash=fp.phash, dhash=fp.dhash, fingerprint=fp.thumb))
-                    recomputed += changed.rowcount
+            fresh = {image_id: fp for (image_id, _), fp in zip(chunk, fps)}
+            still_old = session.scalars(select(Image.id).where(Image.id.in_(fresh), *_old_version())).all()
+            failed = [i for i in still_old if isinstance(fresh[i], FingerprintError)]  # another job may have done it
+            done = [{"image_id": i, "new_phash": fresh[i].phash, "new_dhash": fresh[i].dhash,
+                     "new_fingerprint": fresh[i].thumb} for i in still_old if i not in set(failed)]
+            kept = session.execute(select(Image.id, Image.fingerprint, Image.width, Image.height)
+                                   .where(Image.id.in_(failed))).all() if failed else []
+            for rows_set, columns in ((done, ("phash", "dhash", "fingerprint")),
+                                      ([{"image_id": i, "new_fingerprint": restamped(fp, (w, h))}
+                                        for i, fp, w, h in kept], ("fingerprint",))):
+                if rows_set:  # one statement for the chunk's rows (an UPDATE per row spent a third of the time)
+                    session.execute(_update_by_id(columns), rows_set)
+            recomputed, unreadable = recomputed + len(done), unreadable + len(kept)
             session.commit()
         except BaseException:
             session.rollback()
@@ -219,6 +220,14 @@ def refresh_fingerprints(session: Session, store: ImageStore,
     if recomputed or unreadable:
         _forget_kept(store)  # matches found with the old fingerprints
     return Refreshed(recomputed, unreadable)
+
+
+def _update_by_id(columns: tuple[str, ...]):
+    """UPDATE image SET each column = :new_<column> WHERE id = :image_id and the fingerprint is still old, for many
+    rows at once (executemany)."""
+    table = Image.__table__
+    return (update(table).where(table.c.id == bindparam("image_id"), *_old_version())
+            .values({c: bindparam(f"new_{c}") for c in columns}))
 
 
 def search_needs_a_job(session: Session, store: ImageStore, hash_threshold: int, limit: int) -> bool:
