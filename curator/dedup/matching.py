@@ -84,6 +84,7 @@ __all__ = [
     "find_duplicate_groups",
     "check_new",
     "groups_from_matches",
+    "matches_among",
     "match_order",
     "suggest_keeper",
     "keeper_sort_key",
@@ -947,6 +948,32 @@ def _centred(group: set, known: Mapping) -> bool:
         m = known.get(frozenset((x, y)))
         return m is not None and m.score >= KEEPER_MATCH
     return any(all(strong(centre, y) for y in group if y != centre) for centre in group)
+
+
+def matches_among(matches: list[Match], active) -> list[Match]:
+    """The matches between `active` pictures, for regrouping after some left (resolved as copies).
+
+    Equal pictures (exact and same-pixels matches) are linked in a star through the first of them, so when that one
+    leaves, the others are linked to each other again here: 'exact' where the same file links them, else
+    'same-pixels' (equal pixels have equal hashes: distance 0)."""
+    kept = [m for m in matches if m.a in active and m.b in active]
+    equal = [m for m in matches if m.kind != "near"]
+    if all(m.a in active and m.b in active for m in equal):
+        return kept
+    same_pixels, same_file = UnionFind(), UnionFind()
+    for m in equal:
+        same_pixels.union(m.a, m.b)
+        if m.kind == "exact":
+            same_file.union(m.a, m.b)
+    classes: dict = {}
+    for x in {x for m in equal for x in (m.a, m.b) if x in active}:
+        classes.setdefault(same_pixels.find(x), []).append(x)
+    linked = {frozenset((m.a, m.b)) for m in kept if m.kind != "near"}
+    for members in classes.values():
+        first, *others = sorted(members, key=_sortable)
+        kept.extend(Match(first, x, "exact" if same_file.find(first) == same_file.find(x) else "same-pixels", 0, 0,
+                          1.0) for x in others if frozenset((first, x)) not in linked)
+    return kept
 
 
 def groups_from_matches(matches: list[Match], verify=None) -> list[Group]:

@@ -262,7 +262,7 @@ _MATCHES_KEPT = 32  # one per scope (the whole dataset, each ranked class) and s
 
 def _regroup(matches: list, active: set) -> list[dedup.Group]:
     """Groups from the matches between active images."""
-    return dedup.groups_from_matches([m for m in matches if m.a in active and m.b in active])
+    return dedup.groups_from_matches(dedup.matches_among(matches, active))
 
 
 def _matches(session: Session, store: ImageStore | None, fps: dict[int, Fingerprint], hash_threshold: int,
@@ -284,11 +284,9 @@ def _matches(session: Session, store: ImageStore | None, fps: dict[int, Fingerpr
 
 def _usable(entry: tuple[frozenset, list] | None, active: frozenset) -> bool:
     """Kept matches answer for `active` while it is a subset of the images they were found among (resolutions and
-    undos only shrink or restore it; a new image needs a new search)."""
-    if entry is None or not active <= entry[0]:
-        return False
-    # (equal-pixel matches chain through one image: if it left, search again)
-    return not any(m.kind != "near" and not (m.a in active and m.b in active) for m in entry[1])
+    undos only shrink or restore it; a new image needs a new search). Equal pictures whose link ran through one
+    that left are linked again when regrouping (``matching.matches_among``)."""
+    return entry is not None and active <= entry[0]
 
 
 # The kept matches also live on disk (instance/cache/dedup), so every server worker, a restarted server and the

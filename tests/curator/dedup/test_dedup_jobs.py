@@ -2,14 +2,16 @@
 review (in any worker, after a restart) answers from the kept search until new images arrive."""
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
 import pytest
+from PIL import Image as PILImage
 from sqlalchemy import select
 
 from core.db import db
-from core.models import Image
+from core.models import Decision, Image
 from curator.dedup import service as ds
 from curator.imports.hashing import FINGERPRINT_BYTES, THUMB_BYTES
 from curator.imports.storage import ImageStore
@@ -77,6 +79,45 @@ def test_a_resolution_keeps_the_search_and_a_new_image_needs_a_new_one(client, a
         assert not ds.search_is_kept(db.session, store, 16)[0]
         assert db.session.scalar(select(Image.id).where(Image.original_filename.like("fish%"))) is not None
     assert "/jobs/" in client.get("/duplicates/").location
+
+
+def test_equal_copies_stay_grouped_from_the_kept_search_when_the_first_leaves(client, app, dataset, instance_path,
+                                                                              demo_images):
+    """Tried: one picture as three files of equal pixels (the PNG, re-saved PNG, lossless WebP: linked through the
+    first) and a resized copy; after the search job, the first is rejected on its page. The review answers from the
+    kept search, with no second job, with the other three in one group, as a new search finds them; resolving that
+    group and undoing it need no job either (they used to search again, 8-10 s at 2,360 images)."""
+    src = dataset({}, kind="demo")
+    (src / "cat").mkdir(parents=True, exist_ok=True)
+    img = PILImage.open(demo_images / ORIGINAL).convert("RGBA")
+    for name, kw in [("a-first.png", {}), ("b-resaved.png", {"compress_level": 1}),
+                     ("c-lossless.webp", {"lossless": True})]:
+        img.save(src / "cat" / name, **kw)
+    img.resize((96, 96), PILImage.Resampling.LANCZOS).save(src / "cat" / "d-resized.png")
+    dataset({}, root=src, imported="service")
+    follow_job(client, client.get("/duplicates/"))
+    with app.app_context():
+        first = db.session.scalar(select(Image.id).where(Image.original_filename.like("%a-first.png")))
+    answer = client.post(f"/image/{first}/status", data={"status": "rejected"}, follow_redirects=True)
+    assert "Rejected." in answer.get_data(as_text=True), answer.get_data(as_text=True)[-3000:]
+    forget_in_memory()
+    page = client.get("/duplicates/")
+    assert page.status_code == 200 and len(job_folders(instance_path)) == 1
+    shown = sorted(int(i) for i in re.findall(r'name="member" value="(\d+)"', page.get_data(as_text=True)))
+    store = ImageStore(instance_path)
+    with app.app_context():
+        ds._forget_kept(store)
+        fresh = ds.find_groups(db.session, store)
+        assert [sorted(g.ids) for g in fresh] == [shown] and len(shown) == 3
+    forget_in_memory()
+    client.post("/duplicates/resolve", data={"member": shown, "keeper": shown[-1]})
+    with app.app_context():
+        decision = db.session.scalar(select(Decision.id).where(Decision.kind == "duplicate"))
+    assert client.get("/duplicates/").status_code == 200
+    client.post(f"/decision/{decision}/undo")
+    page = client.get("/duplicates/")
+    assert page.status_code == 200 and page.get_data(as_text=True).count('name="member"') == 3
+    assert len(job_folders(instance_path)) == 1
 
 
 def test_after_an_upgrade_old_fingerprints_are_recomputed_in_a_job_not_in_a_request(client, app, copies,

@@ -309,6 +309,25 @@ def test_calibration_offer_spreads_over_distances_and_keeps_labelled_pairs():
         pick_per_bucket(d, per_bucket=0)
 
 
+def test_equal_pictures_linked_through_one_that_left_are_linked_again():
+    # tried: a, b, c the same file (exact, linked through a) and d the same pixels as a (linked through a), x near b;
+    # a leaves: b, c and d are still one picture (b-c exact; d same-pixels), x's link stays; nothing left: unchanged
+    from curator.dedup.matching import Match, groups_from_matches, matches_among
+    ab, ac, ad = Match("a", "b", "exact", 0, 0, 1.0), Match("a", "c", "exact", 0, 0, 1.0), \
+        Match("a", "d", "same-pixels", 0, 0, 1.0)
+    bx = Match("b", "x", "near", 3, 4, 0.95)
+    matches = [ab, ac, ad, bx]
+    assert matches_among(matches, {"a", "b", "c", "d", "x"}) == matches
+    among = matches_among(matches, {"b", "c", "d", "x"})
+    assert {(m.a, m.b, m.kind) for m in among} == {("b", "c", "exact"), ("b", "d", "same-pixels"),
+                                                   ("b", "x", "near")}
+    assert [g.members for g in groups_from_matches(among)] == [["b", "c", "d", "x"]]
+    only_exact = matches_among([ab, ac], {"b", "c"})
+    assert [(m.a, m.b, m.kind) for m in only_exact] == [("b", "c", "exact")]
+    assert groups_from_matches(only_exact)[0].kind == "exact"
+    assert matches_among([ab, ac], {"c"}) == [] and groups_from_matches(matches_among([ab, ac], {"c"})) == []
+
+
 def test_grouping_never_joins_two_pictures_that_do_not_match_directly():
     # tried: a-b and b-c match but a-c does not (a chain through b, b-c below KEEPER_MATCH); then a verifier that
     # confirms a-c
