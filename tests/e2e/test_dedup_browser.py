@@ -1,5 +1,5 @@
 """A person resolves duplicate groups with the keyboard only: j to the next group, a digit to keep another image,
-Enter to accept; a to accept the suggestion of the remaining group; then undoes one resolution. After every htmx swap
+Enter to accept; a to accept the suggestion of the remaining group; then undoes one resolution with its button and the other with u. After every htmx swap
 the heading's group count and "Recent resolutions" must say what is true (they stayed stale until a reload)."""
 from __future__ import annotations
 
@@ -78,3 +78,14 @@ def test_resolve_groups_with_the_keyboard(page, app, runner, dataset, demo_image
     with app.app_context():
         assert db.session.get(Image, ids["dog/emojione__dog.png"]).status == "active"
         assert db.session.get(Image, ids["cat/z-bright.png"]).status == "duplicate"  # the other resolution stays
+
+    # u undoes the latest resolution left (the cat group's): both groups are back, and the page says so
+    page.wait_for_function("() => window.htmx !== undefined")
+    expect(page.locator("#recent tr")).to_have_count(2)
+    page.keyboard.press("u")
+    expect(page.locator(".dup-group:not(.resolved)")).to_have_count(2)
+    expect(page.locator("#dup-total")).to_have_text("2 groups among the active images")
+    expect(page.locator("#recent")).to_contain_text("None yet")
+    with app.app_context():
+        assert db.session.get(Image, ids["cat/z-bright.png"]).status == "active"
+

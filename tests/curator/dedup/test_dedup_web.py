@@ -309,6 +309,7 @@ def test_calibration_labels_refuses_from_few_and_undoes_a_label(client, app, cop
     page = client.get("/duplicates/calibrate").get_data(as_text=True)
     assert 'id="calib-done"' in page and 'id="calib-table"' in page and "No recommendation" in page
     assert "Too few labels to recommend anything" in page and "more marked different" in page
+    assert page.count('data-key="u Backspace"') == 1  # the latest label's undo, on u or Backspace
     with app.app_context():
         labels = list(db.session.scalars(select(CalibrationLabel).order_by(CalibrationLabel.id)))
         result = ds.calibration_result(db.session)
