@@ -29,7 +29,8 @@ def normalise_class_name(name: str) -> str:
     """Class names are folder-friendly lowercase words; raise ValueError with the rule otherwise."""
     clean = name.strip().lower()
     if not CLASS_NAME.match(clean):
-        raise ValueError(f"invalid class name {name!r}: use 1–64 letters, digits, spaces, '-' or '_', "
+        shown = name if len(name) <= 70 else f"{name[:60]}…"  # echoed into a page: not a whole pasted paragraph
+        raise ValueError(f"invalid class name {shown!r}: use 1–64 letters, digits, spaces, '-' or '_', "
                          "starting with a letter or digit")
     return clean
 

@@ -50,15 +50,13 @@ def _refused(message: str):
     return _form(400)
 
 
-def _ask_for_class(spool: Path, spooled: list[dict], loose: list[str]):
-    """Files without a class and no class chosen: ask (a 400 that names the choice) instead of guessing, and hold
-    the files so the second try needs only the answer."""
+def _ask_for_class(spool: Path, spooled: list[dict], question: str):
+    """No usable class for the files: ask (a 400 that names the choice) instead of guessing, and hold the files so
+    the second try needs only the answer."""
     token = service.hold_upload(spool, spooled)
-    names = ", ".join(loose[:3]) + (f" and {len(loose) - 3} more" if len(loose) > 3 else "")
-    message = (f"Which class are {len(loose)} of these files in ({names})? Type a class, or choose “no class "
-               "(unlabelled)” to sort them later. Nothing was imported yet; your files are held.")
-    return _form(400, class_error=message, held={"name": spool.name, "token": token, "count": len(spooled),
-                                                "files": [e["name"] for e in spooled]})
+    return _form(400, class_error=f"{question} Nothing was imported yet; your files are held.",
+                 held={"name": spool.name, "token": token, "count": len(spooled),
+                       "files": [e["name"] for e in spooled]})
 
 
 def inline_max() -> int:
@@ -97,9 +95,9 @@ def import_upload():
     if not files and not held:
         return _refused("Choose at least one image or zip archive to upload.")
     try:
-        class_name = _chosen_class()
-    except ValueError as exc:
-        return _refused(str(exc))
+        class_name, bad_class = _chosen_class(), None
+    except ValueError as exc:  # asked again below, with the files held
+        class_name, bad_class = None, str(exc)
     limits = Limits.from_config(current_app.config)
     if files:
         spool = spool_folder()
@@ -114,10 +112,14 @@ def import_upload():
     except SourceError as exc:
         shutil.rmtree(spool, ignore_errors=True)
         return _refused(str(exc))
+    if bad_class:
+        return _ask_for_class(spool, spooled, f"{bad_class[0].upper()}{bad_class[1:]}.")
     if class_name is None and request.form.get("no_class") != "1":
         loose = [c.name for c in candidates if c.class_name is None]
         if loose:
-            return _ask_for_class(spool, spooled, loose)
+            names = ", ".join(loose[:3]) + (f" and {len(loose) - 3} more" if len(loose) > 3 else "")
+            return _ask_for_class(spool, spooled, f"Which class are {len(loose)} of these files in ({names})? Type "
+                                                  "a class, or choose “no class (unlabelled)” to sort them later.")
     names = ", ".join(e["name"] for e in spooled[:3]) + (" …" if len(spooled) > 3 else "")
     size = sum(Path(e["path"]).stat().st_size for e in spooled)
     if len(candidates) <= inline_max() and size <= INLINE_UPLOAD_BYTES:

@@ -285,6 +285,24 @@ def test_upload_with_a_blank_class_asks_and_holds_the_files(client, app, instanc
     assert not any((instance_path / "spool").iterdir())
 
 
+@pytest.mark.parametrize("bad", ["../etc", "q" * 400])
+def test_upload_with_an_invalid_class_asks_again_and_holds_the_files(client, app, bad):
+    """Tried: a picture uploaded with a class name the rules refuse (a path, 400 characters pasted): a 400 that
+    says why (a long name shortened, so the page does not grow sideways), nothing imported, and the file held, so
+    the second try sends only a valid class (it used to drop the file: choose it again)."""
+    data = {"class_name": bad, "files": [(io.BytesIO(png_bytes(picture(32, 5))), "five.png")]}
+    response = client.post("/import/upload", data=data, content_type="multipart/form-data")
+    page = response.get_data(as_text=True)
+    assert response.status_code == 400 and "Invalid class name" in page and "1 file held" in page
+    if len(bad) > 70:
+        assert bad not in page and f"{bad[:60]}…" in page
+    held = dict(re.findall(r'name="(held|held_token)" value="([^"]+)"', page))
+    done = client.post("/import/upload", data={**held, "class_name": "fox"}, follow_redirects=True)
+    assert "<strong>1</strong> added" in done.get_data(as_text=True)
+    with app.app_context():
+        assert [i.class_name for i in db.session.scalars(select(Image))] == ["fox"]
+
+
 def test_upload_with_no_class_chosen_explicitly_goes_unlabelled(client, app):
     """Tried: the explicit "no class (unlabelled)" choice: imported without asking, without a class."""
     data = {"class_name": "", "no_class": "1", "files": [(io.BytesIO(png_bytes(picture(32, 3))), "x.png")]}
