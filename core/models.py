@@ -57,7 +57,7 @@ class Batch(db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     kind: Mapped[str] = mapped_column(String(16))  # import | upload | demo | merge | generated
     source: Mapped[str] = mapped_column(Text, default="")
-    state: Mapped[str] = mapped_column(String(16), default="committed")  # staged | committed | undone
+    state: Mapped[str] = mapped_column(String(16), default="committed")  # importing | interrupted | staged | committed | undone | discarded
     added: Mapped[int] = mapped_column(Integer, default=0)
     duplicates: Mapped[int] = mapped_column(Integer, default=0)
     rejected: Mapped[int] = mapped_column(Integer, default=0)

@@ -485,11 +485,12 @@ def _class_after(image: Image, items: list[BatchItem], target: dict) -> int | No
 
 @transactional
 def discard(session: Session, batch: Batch, *, actor: str = "") -> Decision:
-    """Set a staged merge aside: its images become rejected (kept, not deleted), the batch undone; undoable."""
+    """Set a staged merge aside: its images become rejected (kept, not deleted), the batch `discarded` (never
+    `undone`, which is a committed batch taken back: a discarded merge added nothing); undoable."""
     _require_staged(batch)
     images = [i.image for i in batch.items if i.image is not None and i.image.status == STAGED]
     changes = [(img, {"status": REJECTED, "status_reason": f"merge #{batch.id} discarded"}) for img in images]
-    decision = record(session, "merge-discard", changes + [(batch, {"state": "undone"})], actor=actor,
+    decision = record(session, "merge-discard", changes + [(batch, {"state": "discarded"})], actor=actor,
                       batch_id=batch.id)
     return decision
 

@@ -110,7 +110,7 @@ def merge_preview(batch_id: int):
         return fingerprint_update({"endpoint": "merge.merge_preview", "values": {"batch_id": batch_id}})
     merging.ensure_analysed(db.session, _store(), batch)
     discard = None
-    if batch.state == "undone":
+    if batch.state in ("discarded", "undone"):  # "undone": how a discard was recorded before "discarded" existed
         from sqlalchemy import select
 
         from core.models import Decision

@@ -177,10 +177,14 @@ def test_discard_sets_aside_and_can_be_brought_back(client, app, staged):
     assert "discarded" in response.get_data(as_text=True)
     with app.app_context():
         batch = db.session.get(Batch, staged)
-        assert batch.state == "undone" and {i.image.status for i in batch.items if i.image} == {"rejected"}
+        assert batch.state == "discarded" and {i.image.status for i in batch.items if i.image} == {"rejected"}
         discard = db.session.scalar(select(Decision).where(Decision.kind == "merge-discard"))
     page = client.get(f"/merge/{staged}").get_data(as_text=True)
-    assert "Bring the staged merge back" in page
+    assert "Bring the staged merge back" in page and "discarded before anything joined the dataset" in page
+    # the batch list says it added nothing (it used to read "undone", with the staged count under "added")
+    row = re.search(rf'<tr><td><a href="/batch/{staged}">#{staged}</a>.*?</tr>', client.get("/batches").get_data(
+        as_text=True), re.S).group(0)
+    assert "<td>discarded</td>" in row and "none has joined the dataset" in row
     client.post(f"/decision/{discard.id}/undo")
     with app.app_context():
         batch = db.session.get(Batch, staged)
