@@ -8,6 +8,7 @@ from pathlib import Path
 
 from flask import Flask, render_template, request
 from flask_wtf.csrf import CSRFError
+from werkzeug.exceptions import NotFound
 
 from core import auth, web
 from core.db import db
@@ -131,6 +132,7 @@ def _register_handlers(app: Flask) -> None:
                                message=f"{exc.description} Reload the page and try again; nothing was changed."), 400
 
     @app.errorhandler(404)
-    def not_found(_exc):
+    def not_found(exc):
+        said = exc.description if exc.description != NotFound.description else ""  # abort(404, "why")
         return render_template("error.html", title="Not found",
-                               message=f"Nothing here: {request.path}"), 404
+                               message=said or f"Nothing here: {request.path}"), 404

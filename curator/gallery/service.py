@@ -51,6 +51,10 @@ def class_thumbnails(session: Session, names: list[str], per_class: int = 4) -> 
     return thumbs
 
 
+def has_class(session: Session, name: str) -> bool:
+    return session.scalar(select(ImageClass.id).where(ImageClass.name == name)) is not None
+
+
 def gallery_query(session: Session, class_name: str | None, status: str | None, batch_id: int | None) -> Select:
     """Images of one class (None: every class; UNLABELLED: no class), newest first, filtered."""
     q = select(Image)

@@ -46,14 +46,18 @@ def _gallery_filters() -> dict:
     status = request.args.get("status", ACTIVE)
     if status not in IMAGE_STATUSES and status != "all":
         abort(400, f"unknown status {status!r}")
-    batch = request.args.get("batch", type=int)
-    return {"status": status, "batch": batch}
+    raw_batch = request.args.get("batch", "").strip()
+    if raw_batch and not raw_batch.isdigit():
+        abort(400, f"batch must be a batch number, not {raw_batch[:40]!r}")
+    return {"status": status, "batch": int(raw_batch) if raw_batch else None}
 
 
 @bp.get("/gallery/")
 @bp.get("/gallery/<name>")
 def gallery(name: str | None = None):
     filters = _gallery_filters()
+    if name not in (None, UNLABELLED) and not service.has_class(db.session, name):
+        abort(404, f"There is no class named {name[:64]!r}.")
     number = max(1, request.args.get("page", 1, type=int))
     query = service.gallery_query(db.session, name, None if filters["status"] == "all" else filters["status"],
                           filters["batch"])

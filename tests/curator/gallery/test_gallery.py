@@ -85,9 +85,18 @@ def test_gallery_pages_and_htmx_partial(client, app, dataset):
     assert last.count('class="tile active"') == 1 and 'hx-trigger="revealed"' not in last
 
 
-def test_bad_filter_value_is_a_clear_400(client):
-    response = client.get("/gallery/cat?status=bogus")
-    assert response.status_code == 400
+def test_bad_filter_values_and_unknown_classes_are_clear_errors(client, dataset):
+    """Tried: an unknown status, a batch that is not a number (it was silently ignored), a class that does not exist
+    (it showed an empty class with its filter form) and one named like a path: 400s and 404s that say which."""
+    dataset({"cat": 1}, imported="cli")
+    assert client.get("/gallery/cat?status=bogus").status_code == 400
+    response = client.get("/gallery/cat?batch=abc")
+    assert response.status_code == 400 and "batch must be a batch number" in response.get_data(as_text=True)
+    for name in ("nonexistent", "..", "x" * 300):
+        response = client.get(f"/gallery/{name}")
+        assert response.status_code == 404 and "There is no class named" in response.get_data(as_text=True)
+    assert client.get("/gallery/..%2F..%2Fetc").status_code == 404  # no such page at all
+    assert client.get("/gallery/cat?batch=1").status_code == 200 and client.get("/gallery/_unlabelled").status_code == 200
 
 
 def test_relabel_reject_restore_and_undo(client, app, dataset):
