@@ -69,7 +69,12 @@ def _speed(preset: str, image_size: int, device: str) -> tuple[float | None, str
 
 
 def estimate(values: dict, snapshots) -> dict:
-    """What the form's budget buys with these settings on this machine (budget_estimate + where the speed is from)."""
+    """What the form's budget buys with these settings on this machine (budget_estimate + where the speed is from),
+    or, while a setting it depends on is out of range, the form's message for it (`problem`)."""
+    _, errors = parse_run_form(values)
+    problem = next((errors[k] for k in ("image_size", "batch_size", "epochs", "minutes") if k in errors), None)
+    if problem:
+        return {"problem": problem}
     snap = next((s for s in snapshots if s.id == values.get("snapshot")), None)
     size = _number(values.get("image_size"), int) or (snap.image_size if snap else 32)
     preset = values.get("preset") if values.get("preset") in PRESETS else "small"
@@ -89,7 +94,7 @@ def _new_run_page(form: dict, errors: dict, status: int = 200):
         values["snapshot"] = snaps[0].id
     if "minutes" not in form and "epochs" not in form:  # the default budget follows the data and the device
         first = estimate(values, snaps)
-        if first["suggest_minutes"] and first["suggest_minutes"] > 10:
+        if (first.get("suggest_minutes") or 0) > 10:
             values["minutes"] = str(min(60, first["suggest_minutes"]))
     return render_template("trainer/new_run.html", snapshots=snaps, values=values, errors=errors,
                            presets=PRESETS, devices=DEVICES, flips=FLIP_LABELS,

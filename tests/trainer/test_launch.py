@@ -87,6 +87,11 @@ def test_the_estimate_box_alone_and_bad_values_never_fail(client, app, snapshot_
     for query in ("minutes=nan", "preset=huge&minutes=5", "batch_size=-3&minutes=5", "image_size=x&epochs=y"):
         r = client.get(f"/train/new/estimate?snapshot={snapshot_id}&{query}")
         assert r.status_code == 200 and 'id="budget-estimate"' in r.get_data(as_text=True), query
+    # settings the run would refuse get no estimate (99999999 px read "about 3,124,999,968 steps"), but the reason
+    for query, said in (("image_size=99999999&minutes=5", "Image size must be"), ("image_size=13&minutes=5",
+                                                                                 "multiple of 4")):
+        text = client.get(f"/train/new/estimate?snapshot={snapshot_id}&{query}").get_data(as_text=True)
+        assert "No estimate until this is fixed" in text and said in text and "steps" not in text, query
 
 
 def test_flips_are_a_choice_on_the_form(client, snapshot_id):
