@@ -65,7 +65,7 @@ def test_full_page_and_htmx_partial_share_the_url(client, cats):
     page = client.get("/rank/cat/")
     html = page.get_data(as_text=True)
     assert page.status_code == 200 and "<html" in html and "HX-Request" in page.headers["Vary"]
-    for key in ("ArrowLeft", "ArrowRight", "ArrowDown", "ArrowUp", "Backspace"):
+    for key in ("ArrowLeft 1", "ArrowRight 2", "ArrowDown", "ArrowUp", "Backspace"):  # 1/2 as on the other pages
         assert f'data-key="{key}"' in html
     assert 'method="post" action="/rank/cat/answer"' in html and 'hx-post="/rank/cat/answer"' in html
     shown = form_of(html)
