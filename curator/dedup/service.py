@@ -360,7 +360,7 @@ def search_is_kept(session: Session, store: ImageStore, hash_threshold: int,
 def run_search_job(job) -> dict:
     """The duplicate search in its own process (core.jobs target): its matches are kept on disk for the pages."""
     with job.session() as session:
-        job.progress(0, None, "looking for fingerprints of an older version")
+        job.progress(0, None, "checking that every fingerprint is current")
         store = ImageStore(job.instance)
         refresh_fingerprints(session, store, progress=lambda done, total: job.progress(done, total, OLD_VERSION))
         fps = load_hashes(session, ACTIVE)

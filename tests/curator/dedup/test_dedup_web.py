@@ -119,7 +119,7 @@ def test_review_page_shows_the_group_side_by_side(client, copies):
     keeper = re.search(r'<label class="dup-member" data-member="(\d+)">(?:(?!</label>).)*?suggested', page, re.S)
     assert keeper and int(keeper.group(1)) == copies[ORIGINAL]
     assert "128×128" in page and "96×96" in page and "120×120" in page  # resolution of each member
-    assert re.search(r"\d+(\.\d)? (Bytes|kB)", page)  # file size
+    assert re.search(r"\d+(\.\d)? (Bytes|KiB)", page)  # file size
     assert "distance" in page and "class cat" in page
     # why each copy is in the group: its direct match with the keeper
     assert page.count('class="why"') == 5 and "the suggested keeper" in page
