@@ -139,10 +139,10 @@ def pick_per_bucket(distances, per_bucket: int = 5, max_distance: int = 24, buck
     d = np.asarray(distances, dtype=np.int64)
     keys = np.arange(d.size) if keys is None else np.asarray(keys, dtype=np.int64)
     draw = _mix(keys.astype(np.uint64) ^ np.uint64(seed))  # the pair's place in its bucket's draw
-    first_preferred = ~np.asarray(preferred, dtype=bool) if preferred is not None else np.zeros(d.size, dtype=bool)
+    not_preferred = ~np.asarray(preferred, dtype=bool) if preferred is not None else np.zeros(d.size, dtype=bool)
     inside = np.flatnonzero((d >= 0) & (d <= max_distance))
     # by bucket, then preferred and drawn order; keep each bucket's first per_bucket
-    order = inside[np.lexsort((keys[inside], draw[inside], first_preferred[inside], d[inside] // bucket_width))]
+    order = inside[np.lexsort((keys[inside], draw[inside], not_preferred[inside], d[inside] // bucket_width))]
     buckets = d[order] // bucket_width
     first = np.searchsorted(buckets, buckets, side="left")
     kept = order[np.arange(order.size) - first < per_bucket]
