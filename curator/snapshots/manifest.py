@@ -34,13 +34,20 @@ class Preprocess:
             raise SnapshotError(f"image size {self.image_size} must be a multiple of 4 (the model halves it twice)")
         if self.fit not in FITS:
             raise SnapshotError(f"fit {self.fit!r} must be 'crop' or 'pad'")
-        if self.background != "alpha":
-            try:
-                ImageColor.getrgb(self.background)
-            except (ValueError, AttributeError):
-                raise SnapshotError(f"background {self.background!r} must be 'alpha' (keep transparency) or a "
-                                    "colour such as 'white' or '#808080'") from None
+        if problem := background_problem(self.background):
+            raise SnapshotError(problem)
         return self
+
+
+def background_problem(background: str) -> str | None:
+    """Why `background` is not a colour to put behind transparency nor 'alpha' (None when it is one)."""
+    if background == "alpha":
+        return None
+    try:
+        ImageColor.getrgb(background)
+    except (ValueError, AttributeError):
+        return f"background {background!r} must be 'alpha' (keep transparency) or a colour such as 'white' or '#808080'"
+    return None
 
 
 def build_manifest(snapshot_id: str, name: str, created: str, prep: Preprocess, selection: str,

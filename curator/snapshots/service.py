@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from core.files import new_dated_folder, write_atomic
 from core.models import ACTIVE, Batch, Image, ImageClass, Snapshot
-from curator.ranking.service import ranked_images
+from curator.ranking.service import effective_k, ranked_images
 from curator.snapshots.manifest import (
     SELECTIONS,
     Preprocess,
@@ -60,7 +60,8 @@ def choose_images(session: Session, selection: str = "active", top_k: int | None
                   include_generated: bool = False) -> dict[str, list[Image]]:
     """{class name: images} of the selection. Unlabelled images never train; classes left empty are dropped.
 
-    "active": every active image. "top-k": each class's best `top_k` (or the class's own top-k setting).
+    "active": every active image. "top-k": each class's best `top_k` (or the class's own k: its setting on Rank, or
+    the default there).
     Images of generated batches are left out unless `include_generated`.
     """
     if selection not in SELECTIONS:
@@ -76,10 +77,7 @@ def choose_images(session: Session, selection: str = "active", top_k: int | None
         if not images:
             continue
         if selection == "top-k":
-            k = top_k or image_class.top_k
-            if not k:
-                raise SnapshotError(f"class {image_class.name!r} has no top-k set: give a top-k number "
-                                    "(--top-k N), or choose the 'active' selection")
+            k = top_k or effective_k(image_class, len(images))  # without a number: the class's k, as Rank shows it
             images = ranked_images(session, image_class, images)[:k]
         chosen[image_class.name] = images
     return chosen

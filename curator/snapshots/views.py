@@ -8,7 +8,7 @@ from flask import Blueprint, current_app, flash, redirect, render_template, requ
 
 from core.db import db
 from core.forms import FormErrors
-from curator.snapshots.manifest import SELECTIONS, SnapshotError
+from curator.snapshots.manifest import SELECTIONS, SnapshotError, background_problem
 from curator.snapshots.service import create_snapshot, generated_active, snapshot_rows
 from diffusion.config import FITS
 
@@ -33,8 +33,10 @@ def snapshot_create():
     size = errors.number(form, "image_size", "Image size", int, 8, 512)
     fit = errors.choice(form, "fit", "Fit", FITS, "crop")
     selection = errors.choice(form, "selection", "Selection", SELECTIONS, "active")
-    top_k = errors.number(form, "top_k", "Top-k", int, 1, 100_000) if selection == "top-k" else None
+    top_k = errors.number(form, "top_k", "Top-k", int, 1, 100_000, required=False) if selection == "top-k" else None
     background = (form.get("background") or "white").strip()
+    if problem := background_problem(background):
+        errors["background"] = problem[0].upper() + problem[1:] + "."
     include_generated = form.get("include_generated") == "1"
     if not errors:
         try:

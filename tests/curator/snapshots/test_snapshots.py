@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import stat
 from pathlib import Path
 
@@ -100,7 +101,6 @@ def test_top_k_takes_each_class_best_by_ranking(app, dataset):
     ({"image_size": 4}, "from 8 to 512"),
     ({"fit": "stretch"}, "'crop' or 'pad'"),
     ({"background": "not-a-colour"}, "'alpha'"),
-    ({"selection": "top-k"}, "no top-k set"),
     ({"selection": "best"}, "'active' or 'top-k'"),
 ])
 def test_bad_settings_are_refused_and_nothing_is_written(app, dataset, kwargs, message):
@@ -111,6 +111,16 @@ def test_bad_settings_are_refused_and_nothing_is_written(app, dataset, kwargs, m
     assert not list((Path(app.instance_path) / "snapshots").glob("*/manifest.json"))
     with app.app_context():
         assert db.session.scalar(select(func.count(Snapshot.id))) == 0
+
+
+def test_top_k_without_a_number_takes_each_classs_own_k(app, dataset):
+    """Tried: the ranked top-k with no number (it was refused: "no top-k set", though Rank shows every class a k):
+    a class whose k was set on Rank keeps that many, the others the default Rank shows (half, at most its cap)."""
+    dataset({"cat": 4, "dog": 6}, **PICTURES)
+    with app.app_context():
+        db.session.scalar(select(ImageClass).where(ImageClass.name == "cat")).top_k = 1
+        db.session.commit()
+    assert snapshot(app, selection="top-k").counts == {"cat": 1, "dog": 3}
 
 
 def test_one_class_is_not_enough_to_train(app, dataset):
@@ -150,5 +160,9 @@ def test_snapshots_page_lists_counts_and_changes_and_validates_the_form(client, 
     assert "+1" in page and "dog: 3 → 4" in page and "first snapshot" in page
     bad = client.post("/train/snapshots", data={"image_size": "abc", "fit": "crop", "selection": "active"})
     assert bad.status_code == 400 and "Image size must be a whole number" in bad.get_data(as_text=True)
+    # a bad background is said beside its field (it was a banner above the form)
+    bad = client.post("/train/snapshots", data={"image_size": "16", "fit": "crop", "selection": "active",
+                                                "background": "chartreusey"}).get_data(as_text=True)
+    assert re.search(r'<span class="field-error" id="error-background"[^>]*>Background \S*chartreusey\S* must be', bad)
     with app.app_context():
         assert db.session.scalar(select(func.count(Snapshot.id))) == 2
