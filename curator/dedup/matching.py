@@ -953,9 +953,10 @@ def _centred(group: set, known: Mapping) -> bool:
 def matches_among(matches: list[Match], active) -> list[Match]:
     """The matches between `active` pictures, for regrouping after some left (resolved as copies).
 
-    Equal pictures (exact and same-pixels matches) are linked in a star through the first of them, so when that one
-    leaves, the others are linked to each other again here: 'exact' where the same file links them, else
-    'same-pixels' (equal pixels have equal hashes: distance 0)."""
+    Equal pictures are linked as ``_exact_matches`` links them: a star of 'exact' links from the first of each set of
+    one file, and of 'same-pixels' links from the first of each set of equal pixels to the others not of its file
+    (equal pixels have equal hashes: distance 0). When one that such links ran through has left, the sets it was in
+    are linked again that way among the pictures still active."""
     kept = [m for m in matches if m.a in active and m.b in active]
     equal = [m for m in matches if m.kind != "near"]
     if all(m.a in active and m.b in active for m in equal):
@@ -965,14 +966,20 @@ def matches_among(matches: list[Match], active) -> list[Match]:
         same_pixels.union(m.a, m.b)
         if m.kind == "exact":
             same_file.union(m.a, m.b)
+    broken = {same_pixels.find(x) for m in equal for x in (m.a, m.b) if x not in active}
+    kept = [m for m in kept if m.kind == "near" or same_pixels.find(m.a) not in broken]
     classes: dict = {}
-    for x in {x for m in equal for x in (m.a, m.b) if x in active}:
+    for x in {x for m in equal for x in (m.a, m.b) if x in active and same_pixels.find(x) in broken}:
         classes.setdefault(same_pixels.find(x), []).append(x)
-    linked = {frozenset((m.a, m.b)) for m in kept if m.kind != "near"}
     for members in classes.values():
-        first, *others = sorted(members, key=_sortable)
-        kept.extend(Match(first, x, "exact" if same_file.find(first) == same_file.find(x) else "same-pixels", 0, 0,
-                          1.0) for x in others if frozenset((first, x)) not in linked)
+        members.sort(key=_sortable)
+        files: dict = {}
+        for x in members:
+            files.setdefault(same_file.find(x), []).append(x)
+        kept.extend(Match(f[0], x, "exact", 0, 0, 1.0) for f in files.values() for x in f[1:])
+        first = members[0]
+        kept.extend(Match(first, x, "same-pixels", 0, 0, 1.0) for x in members[1:]
+                    if same_file.find(x) != same_file.find(first))
     return kept
 
 

@@ -562,15 +562,15 @@ def calibration_pairs(session: Session, *, labelled: Iterable[tuple[int, int]] |
     from curator.dedup.calibration import pick_per_bucket
     from curator.dedup.nearsearch import as_uint64, brute_force_pairs
     fps = load_hashes(session, ACTIVE)
+    labelled = labelled_pairs(session) if labelled is None else labelled
     ids = sorted(fps)
-    if len(ids) > sample:
+    if len(ids) > sample:  # a spread of them, and the images of labelled pairs (so those stay on offer)
         step = len(ids) / sample
-        ids = [ids[int(k * step)] for k in range(sample)]
+        ids = sorted({ids[int(k * step)] for k in range(sample)} | {i for pair in labelled for i in pair if i in fps})
     pi, pj, pd = brute_force_pairs(as_uint64([fps[i].phash for i in ids]), max_distance,
                                    also=as_uint64([fps[i].dhash for i in ids]))
     id_of = np.array(ids, dtype=np.int64)
     keys = (id_of[pi] << 32) | id_of[pj]  # a pair's name, so its draw depends on its two images only
-    labelled = labelled_pairs(session) if labelled is None else labelled
     known = np.array([(a << 32) | b for a, b in labelled], dtype=np.int64)
     chosen = pick_per_bucket(pd, max_distance=max_distance, preferred=np.isin(keys, known), keys=keys)
     return [(ids[pi[k]], ids[pj[k]], int(pd[k])) for k in chosen]

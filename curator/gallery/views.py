@@ -47,7 +47,7 @@ def _gallery_filters() -> dict:
     if status not in IMAGE_STATUSES and status != "all":
         abort(400, f"unknown status {status!r}")
     raw_batch = request.args.get("batch", "").strip()
-    if raw_batch and not raw_batch.isdigit():
+    if raw_batch and not (raw_batch.isascii() and raw_batch.isdigit()):  # "²" is a digit to isdigit()
         abort(400, f"batch must be a batch number, not {raw_batch[:40]!r}")
     return {"status": status, "batch": int(raw_batch) if raw_batch else None}
 

@@ -77,7 +77,10 @@ def choose_images(session: Session, selection: str = "active", top_k: int | None
         if not images:
             continue
         if selection == "top-k":
-            k = top_k or effective_k(image_class, len(images))  # without a number: the class's k, as Rank shows it
+            # flagged images ("neither belongs") never rank into a top-k; without a number, the class's k as Rank
+            # shows it (its setting, or the default for the images competing)
+            images = [image for image in images if not image.flagged]
+            k = top_k or effective_k(image_class, len(images))
             images = ranked_images(session, image_class, images)[:k]
         chosen[image_class.name] = images
     return chosen

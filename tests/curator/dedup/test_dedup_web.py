@@ -349,6 +349,19 @@ def test_calibration_keeps_its_labels_offered_when_more_images_arrive(client, ap
     assert set(before[-6:]) <= set(after)
 
 
+def test_calibration_keeps_labelled_pairs_when_it_samples_the_images(app, dataset):
+    """Tried: more images than the calibration samples (12 of 36, then of 60): pairs labelled from the first sample
+    are still offered after 24 more pictures change which images the spread takes."""
+    dataset({"cat": 12, "dog": 12, "bird": 12}, kind="demo", imported="cli")
+    with app.app_context():
+        first = ds.calibration_pairs(db.session, sample=12)[:4]
+        for a, b, _ in first:
+            ds.label_pair(db.session, a, b, False)
+    dataset({"fish": 12, "frog": 12}, kind="demo", imported="cli")
+    with app.app_context():
+        assert set(first) <= set(ds.calibration_pairs(db.session, sample=12))
+
+
 def test_calibration_page_with_no_active_image_left(client, runner, app, dataset):
     """Tried: the only batch set aside, so no active image is left (an empty list of hashes once reached as_uint64
     as float64 and the page answered 500)."""

@@ -151,11 +151,11 @@ def test_accept_all_new_and_decline_all(client, app, staged):
     accepted = {k for k, v in items_by_name(app, staged).items() if v[4]}
     assert accepted == {"kitty/noto__cat-face.png", "kitty/openmoji__cat.png", "pups/twemoji__dog.png",
                         "kitty/resized.png"}
-    # nothing accepted: the commit button is not offered as the page's main action, and says why
+    # nothing accepted: the commit is not the page's main action, and says what it would still do
     for outcome in ("new", "near-duplicate"):
         client.post(f"/merge/{staged}/accept", data={"outcome": outcome, "accepted": "0"})
     page = client.get(f"/merge/{staged}").get_data(as_text=True)
-    assert '<button type="submit" id="commit" disabled title="Accept at least one image first">' in page
+    assert '<button type="submit" id="commit" title="Adds no image: closes the merge' in page
 
 
 def test_interrupted_commit_leaves_the_index_unchanged(app, staged, monkeypatch):

@@ -115,12 +115,20 @@ def test_bad_settings_are_refused_and_nothing_is_written(app, dataset, kwargs, m
 
 def test_top_k_without_a_number_takes_each_classs_own_k(app, dataset):
     """Tried: the ranked top-k with no number (it was refused: "no top-k set", though Rank shows every class a k):
-    a class whose k was set on Rank keeps that many, the others the default Rank shows (half, at most its cap)."""
+    a class whose k was set on Rank keeps that many, the others the default Rank shows (half of the images
+    competing); two dogs flagged "neither belongs" compete with nothing and are in no top-k (they were)."""
     dataset({"cat": 4, "dog": 6}, **PICTURES)
     with app.app_context():
         db.session.scalar(select(ImageClass).where(ImageClass.name == "cat")).top_k = 1
+        dogs = list(db.session.scalars(select(Image).join(ImageClass).where(ImageClass.name == "dog")))
+        for dog in dogs[:2]:
+            dog.flagged = True
+        flagged = {dog.sha256 for dog in dogs[:2]}
         db.session.commit()
-    assert snapshot(app, selection="top-k").counts == {"cat": 1, "dog": 3}
+    snap = snapshot(app, selection="top-k")
+    assert snap.counts == {"cat": 1, "dog": 2}
+    assert not flagged & {i["sha256"] for i in json.loads(Path(snap.manifest_path).read_text())["items"]}
+    assert snapshot(app, selection="top-k", top_k=6).counts == {"cat": 4, "dog": 4}
 
 
 def test_one_class_is_not_enough_to_train(app, dataset):
