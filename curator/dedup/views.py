@@ -21,7 +21,7 @@ from curator.imports.views import start_job, to_job
 bp = Blueprint("dedup", __name__, template_folder="templates")
 
 
-MAX_GROUPS_SHOWN = 200
+MAX_GROUPS_SHOWN = 50  # per page: 200 made a 790 KB page of about 800 thumbnails that took 3 s to come back after an undo
 
 
 def _threshold(source) -> tuple[int, str | None]:

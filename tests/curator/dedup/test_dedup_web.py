@@ -294,6 +294,24 @@ def test_dedup_command_human_output(runner, copies):
     assert f"keep #{copies[ORIGINAL]} 128x128" in result.output and "--apply" in result.output
 
 
+def test_the_review_shows_a_page_of_groups_and_links_to_the_next(client, runner, dataset, demo_images, monkeypatch):
+    """Tried: two groups with a page of one: the page says how many there are and links to the next ones, which
+    come once the first is resolved (a page of 200 groups took 3 s to come back after an undo at 2,360 images)."""
+    from curator.dedup import views
+    from tests.e2e.test_dedup_browser import make_groups
+    monkeypatch.setattr(views, "MAX_GROUPS_SHOWN", 1)
+    assert runner.invoke(cli, ["import", str(make_groups(dataset, demo_images))]).exit_code == 0
+    page = client.get("/duplicates/?threshold=16").get_data(as_text=True)
+    assert page.count('class="dup-group"') == 1 and "Showing the first 1 of 2 groups" in page
+    assert 'href="/duplicates/?threshold=16">show the next ones</a>' in page
+    members = re.findall(r'name="member" value="(\d+)"', page)
+    keeper = re.search(r'name="keeper" value="(\d+)" checked', page).group(1)
+    client.post("/duplicates/resolve", data={"member": members, "keeper": keeper, "threshold": "16"})
+    page = client.get("/duplicates/?threshold=16").get_data(as_text=True)
+    assert page.count('class="dup-group"') == 1 and "Showing the first" not in page
+    assert not set(members) & set(re.findall(r'name="member" value="(\d+)"', page))
+
+
 def test_calibration_labels_refuses_from_few_and_undoes_a_label(client, app, copies):
     """Tried: label every offered pair (same if both are copies of the cat face): too few labels for a
     recommendation, and the page says how many more; then undo the latest label: that pair is offered again."""
