@@ -4,6 +4,11 @@ from __future__ import annotations
 import math
 
 
+def as_sentence(message: str) -> str:
+    """A service's message ("invalid class name 'x': use ...") as a sentence for a page: capital, full stop."""
+    return message[:1].upper() + message[1:] + ("" if message.endswith((".", "?", "!")) else ".")
+
+
 class FormErrors(dict):
     def number(self, form, key: str, label: str, kind, lo, hi, *, required: bool = True):
         raw = (form.get(key) or "").strip()

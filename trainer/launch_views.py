@@ -47,14 +47,6 @@ def parse_run_form(form) -> tuple[dict, FormErrors]:
     return values, e
 
 
-def _number(raw, kind, default=None):
-    try:
-        value = kind(str(raw).strip())
-    except (TypeError, ValueError):
-        return default
-    return value if value == value and value > 0 else default  # NaN and negatives read as "not given"
-
-
 def _speed(preset: str, image_size: int, device: str) -> tuple[float | None, str]:
     """(images per second, where the figure comes from): an earlier run of this preset and size on this machine,
     else the figure measured on the project's 2-core CPU, else unknown."""
@@ -71,17 +63,17 @@ def _speed(preset: str, image_size: int, device: str) -> tuple[float | None, str
 def estimate(values: dict, snapshots) -> dict:
     """What the form's budget buys with these settings on this machine (budget_estimate + where the speed is from),
     or, while a setting it depends on is out of range, the form's message for it (`problem`)."""
-    _, errors = parse_run_form(values)
+    parsed, errors = parse_run_form({**FORM_DEFAULTS, "minutes": "", **values})  # the form's parse, one for both
     problem = next((errors[k] for k in ("image_size", "batch_size", "epochs", "minutes") if k in errors), None)
     if problem:
         return {"problem": problem}
     snap = next((s for s in snapshots if s.id == values.get("snapshot")), None)
-    size = _number(values.get("image_size"), int) or (snap.image_size if snap else 32)
-    preset = values.get("preset") if values.get("preset") in PRESETS else "small"
-    batch = _number(values.get("batch_size"), int, 64)
+    size = parsed["image_size"] or (snap.image_size if snap else 32)
+    preset = parsed["preset"] or "small"
+    batch = parsed["batch_size"]
     n_images = sum(snap.counts.values()) if snap else None
-    speed, source = _speed(preset, size, values.get("device") or "auto")
-    est = budget_estimate(_number(values.get("minutes"), float), _number(values.get("epochs"), int),
+    speed, source = _speed(preset, size, parsed["device"] or "auto")
+    est = budget_estimate(parsed["minutes"], parsed["epochs"],
                           n_images=n_images, batch_size=min(batch, n_images) if n_images else batch,
                           images_per_sec=speed, preset=preset, image_size=size)
     return {**est, "source": source, "preset": preset, "image_size": size, "n_images": n_images}

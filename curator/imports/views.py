@@ -16,6 +16,7 @@ from werkzeug.routing import BuildError
 from core import jobs
 from core.db import db
 from core.files import new_dated_folder
+from core.forms import as_sentence
 from core.models import Batch
 from core.web import get_or_404, is_htmx
 from curator.imports import service
@@ -113,7 +114,7 @@ def import_upload():
         shutil.rmtree(spool, ignore_errors=True)
         return _refused(str(exc))
     if bad_class:
-        return _ask_for_class(spool, spooled, f"{bad_class[0].upper()}{bad_class[1:]}.")
+        return _ask_for_class(spool, spooled, as_sentence(bad_class))
     if class_name is None and request.form.get("no_class") != "1":
         loose = [c.name for c in candidates if c.class_name is None]
         if loose:

@@ -495,6 +495,15 @@ def discard(session: Session, batch: Batch, *, actor: str = "") -> Decision:
     return decision
 
 
+def discard_decision(session: Session, batch: Batch) -> Decision | None:
+    """The live decision that discarded this merge, if any (its undo brings the staged merge back). Merges discarded
+    before the state "discarded" existed read "undone" and are found too."""
+    if batch.state not in ("discarded", "undone"):
+        return None
+    return session.scalar(select(Decision).where(Decision.batch_id == batch.id, Decision.kind == "merge-discard",
+                                                 Decision.undone_by_id.is_(None)))
+
+
 def staged_merges(session: Session) -> list[Batch]:
     """Staged batches waiting for review: merges and generated pictures sent from runs, newest first."""
     return list(session.scalars(select(Batch).where(Batch.kind.in_(KINDS), Batch.state == "staged")

@@ -109,16 +109,8 @@ def merge_preview(batch_id: int):
     if not merging.analysis_fits_in_a_request(db.session, batch, dedup_inline_limit()):
         return fingerprint_update({"endpoint": "merge.merge_preview", "values": {"batch_id": batch_id}})
     merging.ensure_analysed(db.session, _store(), batch)
-    discard = None
-    if batch.state in ("discarded", "undone"):  # "undone": how a discard was recorded before "discarded" existed
-        from sqlalchemy import select
-
-        from core.models import Decision
-        discard = db.session.scalar(select(Decision).where(Decision.batch_id == batch.id,
-                                                           Decision.kind == "merge-discard",
-                                                           Decision.undone_by_id.is_(None)))
     return render_template("merge/preview.html", p=merging.preview(db.session, batch), batch=batch,
-                           classes=class_names(db.session), discard=discard)
+                           classes=class_names(db.session), discard=merging.discard_decision(db.session, batch))
 
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 
 from core.db import db
-from core.forms import FormErrors
+from core.forms import FormErrors, as_sentence
 from curator.snapshots.manifest import SELECTIONS, SnapshotError, background_problem
 from curator.snapshots.service import create_snapshot, generated_active, snapshot_rows
 from diffusion.config import FITS
@@ -36,7 +36,7 @@ def snapshot_create():
     top_k = errors.number(form, "top_k", "Top-k", int, 1, 100_000, required=False) if selection == "top-k" else None
     background = (form.get("background") or "white").strip()
     if problem := background_problem(background):
-        errors["background"] = problem[0].upper() + problem[1:] + "."
+        errors["background"] = as_sentence(problem)
     include_generated = form.get("include_generated") == "1"
     if not errors:
         try:
